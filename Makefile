@@ -1,0 +1,47 @@
+# Entry points a person types. Each target installs what it needs first, so a fresh
+# clone with nothing but Python 3.11 works: uv comes from PyPI into .tools/, the
+# locked environment into .venv/.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.9.30
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+# pytest-xdist is not used: the integration fixtures share one PostgreSQL and one broker.
+PYTEST_ARGS ?=
+
+.PHONY: run test lint fmt typecheck unit schemas sync clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+sync: $(UV)
+	$(UV) sync --frozen --all-packages --quiet
+
+run: sync
+	$(UV) run --frozen --no-sync funnel dev
+
+test: sync lint typecheck
+	$(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
+
+lint: sync
+	$(UV) run --frozen --no-sync ruff check .
+	$(UV) run --frozen --no-sync ruff format --check .
+
+typecheck: sync
+	$(UV) run --frozen --no-sync mypy
+
+fmt: sync
+	$(UV) run --frozen --no-sync ruff check --fix .
+	$(UV) run --frozen --no-sync ruff format .
+
+unit: sync
+	$(UV) run --frozen --no-sync pytest tests/unit $(PYTEST_ARGS)
+
+# Regenerates the checked-in JSON Schemas of the event catalogue.
+schemas: sync
+	$(UV) run --frozen --no-sync python -m funnel_common.schemas write
+
+clean:
+	rm -rf .venv $(TOOLS) .funnel .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,262 @@
+"""``funnel dev``: the embedded platform, supervised, in the foreground.
+
+Starts PostgreSQL (data kept under ``.funnel/``), the broker, creates the topics,
+runs each service as its own process, restarts a service that dies, and on Ctrl-C
+stops everything: services first, then the broker, then PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.table import Table
+
+from funnel_common.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    die_with_parent,
+    port_open,
+    wait_until,
+)
+from funnel_common.kafka import ensure_topics
+from funnel_common.settings import CommonSettings
+
+console = Console(stderr=True)
+
+DATABASE = "funnel"
+_STOP_GRACE_SECONDS = 10
+_MAX_RESTART_DELAY_SECONDS = 10.0
+_HEALTHY_UPTIME_SECONDS = 30.0
+
+
+class DevSettings(BaseSettings):
+    """``funnel dev`` settings, env prefix ``FUNNEL_DEV_``."""
+
+    model_config = SettingsConfigDict(env_prefix="FUNNEL_DEV_", extra="ignore")
+
+    data_dir: Path = Path(".funnel")
+    host: str = "127.0.0.1"
+    postgres_port: int = 15432
+    broker_port: int = 9092
+    intake_port: int = 8001
+    handoff_port: int = 8002
+    metrics_port: int = 8003
+    common: CommonSettings = Field(default_factory=CommonSettings)
+
+
+@dataclass
+class ServiceProcess:
+    """One supervised service: how to start it, and its current process."""
+
+    name: str
+    factory: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    restart_at: float | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self, host: str) -> None:
+        self._log = self._log or open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", self.factory,
+             "--host", host, "--port", str(self.port), "--no-access-log",
+             "--timeout-graceful-shutdown", "5"],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            # Own session: Ctrl-C reaches the supervisor only, which stops children in
+            # order; and a child dies with the supervisor even if that is SIGKILLed.
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(_STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class Stop(Exception):
+    """Raised by the signal handler to unwind the supervisor loop."""
+
+
+def _raise_stop(*_: object) -> None:
+    raise Stop
+
+
+def run() -> None:
+    """Start the platform and supervise it until Ctrl-C."""
+    settings = DevSettings()
+    data_dir = settings.data_dir.resolve()
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    taken = [
+        port
+        for port in (
+            settings.broker_port,
+            settings.intake_port,
+            settings.handoff_port,
+            settings.metrics_port,
+        )
+        if port_open(port, settings.host)
+    ]
+    if taken:
+        console.print(
+            f"[red]Port(s) {taken} already in use[/red]: is another `funnel dev` running?"
+        )
+        raise SystemExit(1)
+
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    postgres = EmbeddedPostgres(data_dir / "pgdata", settings.postgres_port)
+    broker = EmbeddedBroker(settings.broker_port, log_path=logs / "broker.log")
+    services: list[ServiceProcess] = []
+    try:
+        with console.status("Starting PostgreSQL…"):
+            postgres.start()
+            postgres.create_database(DATABASE)
+        with console.status("Starting the broker and creating topics…"):
+            broker.start()
+            common = settings.common.model_copy(
+                update={"kafka_bootstrap_servers": broker.bootstrap_servers}
+            )
+            asyncio.run(ensure_topics(common))
+        services = _service_processes(
+            settings, postgres.dsn(DATABASE), broker.bootstrap_servers, logs
+        )
+        for service in services:
+            service.start(settings.host)
+        with console.status("Waiting for the services to be ready…"):
+            _wait_ready(settings.host, services, timeout=60)
+        _print_banner(settings, postgres, broker, services, logs)
+        _supervise(settings.host, services)
+    except Stop:
+        console.print("\nStopping…")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for service in services:
+            service.stop()
+        broker.stop()
+        postgres.stop()
+        console.print("Stopped. PostgreSQL data is kept in " + str(data_dir / "pgdata"))
+
+
+def _service_processes(
+    settings: DevSettings, dsn: str, bootstrap: str, logs: Path
+) -> list[ServiceProcess]:
+    env = {
+        **os.environ,
+        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "FUNNEL_INTAKE_DATABASE_URL": dsn,
+        "FUNNEL_HANDOFF_DATABASE_URL": dsn,
+        "FUNNEL_METRICS_DATABASE_URL": dsn,
+    }
+    specs = [
+        ("lead-intake", "lead_intake.app:create_app", settings.intake_port),
+        ("handoff", "handoff.app:create_app", settings.handoff_port),
+        ("metrics", "metrics.app:create_app", settings.metrics_port),
+    ]
+    return [
+        ServiceProcess(
+            name=name, factory=factory, port=port, env=env, log_path=logs / f"{name}.log"
+        )
+        for name, factory, port in specs
+    ]
+
+
+def _ready(host: str, port: int) -> bool:
+    """Ready, and (for a consumer) holding its partitions, so a first lead counts at once."""
+    try:
+        answer = httpx.get(f"http://{host}:{port}/readyz", timeout=1)
+    except httpx.HTTPError:
+        return False
+    checks = answer.json().get("checks", {}) if answer.status_code == 200 else {}
+    return answer.status_code == 200 and checks.get("consumer", "assigned") == "assigned"
+
+
+def _wait_ready(host: str, services: list[ServiceProcess], timeout: float) -> None:
+    def all_ready() -> bool:
+        for service in services:
+            if service.process is not None and service.process.poll() is not None:
+                raise RuntimeError(f"{service.name} exited during start-up; see {service.log_path}")
+        return all(_ready(host, service.port) for service in services)
+
+    wait_until(all_ready, timeout=timeout, what="the services' /readyz", interval=0.2)
+
+
+def _supervise(host: str, services: list[ServiceProcess]) -> None:
+    """Restart any service that exits, with a backoff that resets after a healthy run."""
+    while True:
+        now = time.monotonic()
+        for service in services:
+            process = service.process
+            if process is not None and process.poll() is not None:
+                uptime = now - service.started_at
+                service.restarts = 0 if uptime > _HEALTHY_UPTIME_SECONDS else service.restarts + 1
+                delay = min(0.5 * 2**service.restarts, _MAX_RESTART_DELAY_SECONDS)
+                console.print(
+                    f"[yellow]{service.name} exited ({process.returncode}); "
+                    f"restarting in {delay:.1f}s[/yellow]"
+                )
+                service.process = None
+                service.restart_at = now + delay
+            if (
+                service.process is None
+                and service.restart_at is not None
+                and now >= service.restart_at
+            ):
+                service.start(host)
+        time.sleep(0.2)
+
+
+def _print_banner(
+    settings: DevSettings,
+    postgres: EmbeddedPostgres,
+    broker: EmbeddedBroker,
+    services: list[ServiceProcess],
+    logs: Path,
+) -> None:
+    table = Table(title="Shared Funnel is running", show_lines=False)
+    table.add_column("what")
+    table.add_column("where")
+    for service in services:
+        base = f"http://{settings.host}:{service.port}"
+        table.add_row(service.name, f"{base}  (docs {base}/docs, metrics {base}/metrics)")
+    table.add_row("broker", broker.bootstrap_servers)
+    table.add_row("postgresql", postgres.dsn(DATABASE))
+    table.add_row("logs", str(logs))
+    console.print(table)
+    body = '{"email": "ada@example.com", "source": "webinar"}'
+    console.print(
+        f"Try: curl -s -X POST http://{settings.host}:{settings.intake_port}/v1/leads "
+        f"-H 'content-type: application/json' -d '{body}'",
+        markup=False,
+    )
+    console.print("Press Ctrl-C to stop.")

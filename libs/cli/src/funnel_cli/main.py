@@ -1,0 +1,25 @@
+"""``funnel``: the platform's command line."""
+
+from __future__ import annotations
+
+import typer
+
+from funnel_cli import dev
+
+app = typer.Typer(
+    help="Shared Funnel: one live revenue funnel for marketing and sales.", no_args_is_help=True
+)
+
+
+@app.callback()
+def main() -> None:
+    """Shared Funnel: one live revenue funnel for marketing and sales."""
+
+
+app.command("dev", help="Start the embedded platform: PostgreSQL, broker and the three services.")(
+    dev.run
+)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,216 @@
+"""Consumer runner: a consumer-group member with an idempotent inbox and a DLQ.
+
+For each record: decode it (an undecodable record goes to ``funnel.dlq``), find its
+handler (events nobody here handles are skipped), then in ONE transaction record the
+event id in the inbox and apply the handler. A redelivered event finds its id and
+changes nothing. Offsets are committed only after the transaction.
+
+Failures are told apart: PostgreSQL being unavailable is waited out without limit
+(the event is fine, the database is not); an error raised by the handler is retried a
+bounded number of times, then the event is parked in ``funnel.dlq`` with the error and
+the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
+from opentelemetry import propagate, trace
+
+from funnel_common.db import is_unavailable
+from funnel_common.events import DLQ_TOPIC, Envelope, EventDecodeError, decode_event
+from funnel_common.kafka import new_consumer, new_producer
+from funnel_common.settings import CommonSettings
+from funnel_common.telemetry import PlatformMetrics
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+Handler = Callable[[asyncpg.Connection, Any], Awaitable[None]]
+"""Applies one event using the given connection, inside the runner's transaction."""
+
+_MAX_BACKOFF_SECONDS = 5.0
+
+
+class ConsumerRunner:
+    """Consumes ``topics`` as ``group_id`` and applies ``handlers`` until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        settings: CommonSettings,
+        group_id: str,
+        topics: list[str],
+        handlers: Mapping[type[Envelope], Handler],
+        metrics: PlatformMetrics,
+    ) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._group_id = group_id
+        self._topics = [settings.topic(name) for name in topics]
+        self._handlers = handlers
+        self._metrics = metrics
+        self._dlq_producer: AIOKafkaProducer | None = None
+        self.assigned = False
+
+    async def run(self) -> None:
+        """Consume forever; broker outages are waited out with capped backoff."""
+        backoff = 0.1
+        try:
+            while True:
+                consumer = new_consumer(
+                    self._settings, group_id=self._group_id, topics=self._topics
+                )
+                try:
+                    await consumer.start()
+                    backoff = 0.1
+                    await self._consume(consumer)
+                except KafkaError as error:
+                    log.warning(
+                        "consumer waiting for the broker",
+                        extra={"group": self._group_id, "error": type(error).__name__},
+                    )
+                except Exception:
+                    # Nothing was committed past the failing record: it is redelivered.
+                    log.exception("consumer failed; restarting", extra={"group": self._group_id})
+                finally:
+                    self.assigned = False
+                    await _stop_quietly(consumer)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+        finally:
+            if self._dlq_producer is not None:
+                await _stop_quietly(self._dlq_producer)
+
+    async def _consume(self, consumer: Any) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            self.assigned = bool(consumer.assignment())
+            for partition, records in batches.items():
+                for record in records:
+                    await self._process(record)
+                await consumer.commit({partition: records[-1].offset + 1})
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            event = decode_event(record.value)
+        except EventDecodeError as error:
+            await self._park(record, kind="undecodable", error=str(error))
+            return
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            return
+        context = propagate.extract({k: v.decode(errors="replace") for k, v in record.headers})
+        with tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=context,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.consumer.group.name": self._group_id,
+                "messaging.message.id": str(event.id),
+            },
+        ):
+            await self._apply_with_retries(record, event, handler)
+
+    async def _apply_with_retries(
+        self, record: ConsumerRecord[bytes, bytes], event: Envelope, handler: Handler
+    ) -> None:
+        failures = 0
+        outage_backoff = 0.1
+        while True:
+            try:
+                applied = await self._apply(record, event, handler)
+            except Exception as error:
+                if is_unavailable(error):
+                    log.warning("consumer waiting for PostgreSQL", extra={"group": self._group_id})
+                    await asyncio.sleep(outage_backoff)
+                    outage_backoff = min(outage_backoff * 2, _MAX_BACKOFF_SECONDS)
+                    continue
+                failures += 1
+                if failures >= self._settings.consumer_max_attempts:
+                    log.error(
+                        "event parked in the DLQ after repeated failures",
+                        extra={
+                            "group": self._group_id,
+                            "event_type": event.type,
+                            "event_id": str(event.id),
+                        },
+                        exc_info=True,
+                    )
+                    await self._park(record, kind="handler_failed", error=repr(error))
+                    return
+                await asyncio.sleep(
+                    self._settings.consumer_retry_backoff_seconds * 2 ** (failures - 1)
+                )
+                continue
+            outcome = "applied" if applied else "duplicate"
+            self._metrics.events_consumed.labels(self._group_id, record.topic, outcome).inc()
+            if applied:
+                self._metrics.event_lag.labels(self._group_id).observe(
+                    max(0.0, time.time() - record.timestamp / 1000)
+                )
+            return
+
+    async def _apply(
+        self, record: ConsumerRecord[bytes, bytes], event: Envelope, handler: Handler
+    ) -> bool:
+        async with self._pool.acquire() as connection, connection.transaction():
+            fresh = await connection.fetchval(
+                """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true""",
+                event.id,
+                event.type,
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            if fresh:
+                await handler(connection, event)
+        return bool(fresh)
+
+    async def _park(self, record: ConsumerRecord[bytes, bytes], *, kind: str, error: str) -> None:
+        """Send the record to the DLQ; raises (and so is retried) until the DLQ has it."""
+        value = record.value or b""
+        try:
+            original: dict[str, str] = {"text": value.decode()}
+        except UnicodeDecodeError:
+            original = {"base64": base64.b64encode(value).decode()}
+        body = {
+            "kind": kind,
+            "error": error[:4000],
+            "group": self._group_id,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "original": original,
+        }
+        if self._dlq_producer is None:
+            producer = new_producer(self._settings)
+            await producer.start()
+            self._dlq_producer = producer
+        await self._dlq_producer.send_and_wait(
+            self._settings.topic(DLQ_TOPIC),
+            value=json.dumps(body).encode(),
+            key=record.key,
+            headers=list(record.headers),
+        )
+        self._metrics.events_consumed.labels(self._group_id, record.topic, "dead_lettered").inc()
+
+
+async def _stop_quietly(client: Any) -> None:
+    try:
+        await client.stop()
+    except Exception:
+        log.debug("kafka client stop failed", exc_info=True)

@@ -1,0 +1,110 @@
+"""asyncpg pool per service schema, and the migrations runner.
+
+Each service owns one schema; its pool sets ``search_path`` to it, so service SQL is
+unqualified. Migrations are numbered ``.sql`` files: the common ones (outbox, inbox)
+first, then the service's own, each recorded in ``<schema>.schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+COMMON_MIGRATIONS = Path(str(resources.files("funnel_common") / "migrations"))
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# Errors that mean "the database is not there right now", as opposed to "this statement
+# is wrong": callers answer 503 or retry for these, and never park an event for them.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True when ``error`` says PostgreSQL is unreachable or shutting down."""
+    return isinstance(error, UNAVAILABLE_ERRORS)
+
+
+def _check_schema(schema: str) -> str:
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}")
+    return schema
+
+
+async def create_pool(
+    dsn: str, *, schema: str, min_size: int = 1, max_size: int = 10, connect_timeout: float = 5.0
+) -> asyncpg.Pool:
+    """A pool whose connections use ``schema``; fails fast when PostgreSQL is down."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=connect_timeout,
+        command_timeout=30,
+        server_settings={"search_path": _check_schema(schema), "application_name": schema},
+    )
+
+
+def _migration_files(directory: Path, origin: str) -> list[tuple[str, str]]:
+    files = sorted(p for p in directory.glob("*.sql") if re.match(r"^\d{4}_", p.name))
+    return [(f"{origin}:{path.stem}", path.read_text()) for path in files]
+
+
+async def migrate(connection: asyncpg.Connection, *, schema: str, directory: Path) -> list[str]:
+    """Apply the common and the service's pending migrations to ``schema``.
+
+    All of it runs in one transaction under an advisory lock on the schema name, so
+    two replicas starting together apply each file once and a failure leaves nothing
+    half-done. Returns the versions applied now.
+    """
+    schema = _check_schema(schema)
+    pending = _migration_files(COMMON_MIGRATIONS, "common") + _migration_files(directory, "service")
+    async with connection.transaction():
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('funnel.migrations'), hashtext($1))", schema
+        )
+        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await connection.execute(f"SET LOCAL search_path TO {schema}")
+        await connection.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version text PRIMARY KEY,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {
+            row["version"]
+            for row in await connection.fetch("SELECT version FROM schema_migrations")
+        }
+        applied = []
+        for version, sql in pending:
+            if version in done:
+                continue
+            await connection.execute(sql)
+            await connection.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
+    if applied:
+        log.info("migrations applied", extra={"schema": schema, "versions": applied})
+    return applied
+
+
+async def migrate_dsn(dsn: str, *, schema: str, directory: Path) -> list[str]:
+    """Open a connection, migrate, close it."""
+    connection: Any = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return await migrate(connection, schema=schema, directory=directory)
+    finally:
+        await connection.close()

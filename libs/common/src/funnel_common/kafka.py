@@ -1,0 +1,94 @@
+"""Kafka clients configured for this platform, and the one place for broker workarounds.
+
+Gaps of the embedded Tansu broker (memory storage), handled here and only here:
+
+- no idempotent producer (InitProducerId fails): idempotence is a setting;
+- topics do not survive a broker restart, and are not created on first produce:
+  :func:`ensure_topics` creates them, and the relay calls it again after an outage;
+- each fetch scans the whole partition: ``fetch_max_wait_ms`` stays in tens of ms;
+- a rebalance can redeliver a record, read_committed is not honoured, ListOffsets by
+  timestamp is wrong and DeleteRecords is missing: nothing here relies on those, and
+  the inbox makes redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from funnel_common.events import ALL_TOPICS
+from funnel_common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+def new_producer(settings: CommonSettings) -> AIOKafkaProducer:
+    """A producer with ``acks=all`` set explicitly (aiokafka's default is 1)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        linger_ms=2,
+    )
+
+
+def new_consumer(settings: CommonSettings, *, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
+    """A consumer-group member that commits offsets itself, after its transaction."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        request_timeout_ms=max(settings.kafka_request_timeout_ms, 40_000),
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+        max_poll_records=500,
+    )
+
+
+async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_TOPICS) -> None:
+    """Create the platform's topics if missing; an existing topic is left as it is."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+    )
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    settings.topic(name),
+                    num_partitions=settings.kafka_topic_partitions,
+                    replication_factor=settings.kafka_replication_factor,
+                )
+                for name in names
+            ]
+        )
+        for topic, code, message in response.topic_errors:
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise KafkaError(f"creating topic {topic} failed: {code} {message}")
+    finally:
+        await admin.close()
+
+
+async def broker_reachable(settings: CommonSettings, within_seconds: float = 1.0) -> bool:
+    """True when a bootstrap server accepts a TCP connection within ``within_seconds``."""
+    for server in settings.kafka_bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            connecting = asyncio.open_connection(host, int(port))
+            _, writer = await asyncio.wait_for(connecting, within_seconds)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        return True
+    return False

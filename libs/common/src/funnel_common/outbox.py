@@ -1,0 +1,215 @@
+"""Transactional outbox: write events in the caller's transaction; relay them to Kafka.
+
+:func:`enqueue` inserts event rows with the caller's connection, inside the caller's
+transaction, and notifies the relay (PostgreSQL delivers NOTIFY only on commit).
+
+:class:`OutboxRelay` publishes unsent rows in sequence order and marks them sent. It
+wakes on LISTEN/NOTIFY and also polls, so a lost notification only delays. Only one
+relay per schema publishes at a time (a session advisory lock held by its listening
+connection), which keeps one entity's events in order with several replicas running.
+Publishing is at-least-once: a crash between publish and mark re-sends, and the
+consumers' inbox makes that harmless. With the broker down, rows wait; they drain when
+it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from opentelemetry import propagate
+
+from funnel_common.db import is_unavailable
+from funnel_common.events import Envelope, encode_event
+from funnel_common.kafka import ensure_topics, new_producer
+from funnel_common.settings import CommonSettings
+from funnel_common.telemetry import PlatformMetrics
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF_SECONDS = 5.0
+
+
+def notify_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of a schema's outbox."""
+    return f"funnel_outbox_{schema}"
+
+
+async def enqueue(connection: asyncpg.Connection, *events: Envelope) -> None:
+    """Write ``events`` to the outbox inside the caller's open transaction."""
+    if not connection.is_in_transaction():
+        raise RuntimeError("outbox.enqueue must run inside the caller's transaction")
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    await connection.executemany(
+        """INSERT INTO outbox (event_id, event_type, topic, event_key, payload, trace_headers)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb)""",
+        [
+            (
+                event.id,
+                event.type,
+                event.topic,
+                event.key,
+                encode_event(event),
+                json.dumps(trace_headers),
+            )
+            for event in events
+        ],
+    )
+    await connection.execute("SELECT pg_notify('funnel_outbox_' || current_schema(), '')")
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox to Kafka until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        schema: str,
+        settings: CommonSettings,
+        metrics: PlatformMetrics,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._settings = settings
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._topics_ready = False
+        self.is_leader = False
+
+    async def run(self) -> None:
+        """Relay forever; every outage is waited out with capped backoff."""
+        backoff = 0.1
+        try:
+            while True:
+                try:
+                    await self._run_connected()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    self.is_leader = False
+                    if not (is_unavailable(error) or isinstance(error, KafkaError)):
+                        log.exception(
+                            "outbox relay failed; retrying", extra={"schema": self._schema}
+                        )
+                    else:
+                        log.warning(
+                            "outbox relay waiting for a dependency",
+                            extra={"schema": self._schema, "error": type(error).__name__},
+                        )
+                    await self._drop_producer()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+                else:
+                    backoff = 0.1
+        finally:
+            await self._drop_producer()
+
+    def wake(self) -> None:
+        """Ask the relay to look for rows now (used by tests and after local writes)."""
+        self._wake.set()
+
+    async def _run_connected(self) -> None:
+        listener: asyncpg.Connection = await asyncpg.connect(
+            self._dsn, timeout=5, server_settings={"search_path": self._schema}
+        )
+        try:
+            await listener.add_listener(notify_channel(self._schema), self._on_notify)
+            while not self.is_leader:
+                self.is_leader = await listener.fetchval(
+                    "SELECT pg_try_advisory_lock(hashtext('funnel.outbox'), hashtext($1))",
+                    self._schema,
+                )
+                if not self.is_leader:
+                    await self._sleep_or_wake()
+            while True:
+                await self._drain(listener)
+                await self._sleep_or_wake()
+        finally:
+            self.is_leader = False
+            await listener.close(timeout=2)
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _sleep_or_wake(self) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), self._settings.outbox_poll_interval_seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _drain(self, connection: asyncpg.Connection) -> None:
+        while True:
+            rows = await connection.fetch(
+                """SELECT seq, topic, event_key, payload, trace_headers, created_at
+                   FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1""",
+                self._settings.outbox_batch_size,
+            )
+            if rows:
+                await self._publish(rows)
+                await connection.execute(
+                    "UPDATE outbox SET sent_at = clock_timestamp() WHERE seq = ANY($1::bigint[])",
+                    [row["seq"] for row in rows],
+                )
+                self._metrics.outbox_published.inc(len(rows))
+            backlog = await connection.fetchrow(
+                """SELECT count(*) AS rows,
+                          extract(epoch FROM clock_timestamp() - min(created_at)) AS age
+                   FROM outbox WHERE sent_at IS NULL"""
+            )
+            self._metrics.outbox_backlog.set(backlog["rows"])
+            self._metrics.outbox_oldest_age.set(float(backlog["age"] or 0))
+            if len(rows) < self._settings.outbox_batch_size:
+                return
+
+    async def _publish(self, rows: Iterable[asyncpg.Record]) -> None:
+        producer = await self._ready_producer()
+        deliveries = [
+            await producer.send(
+                self._settings.topic(row["topic"]),
+                value=row["payload"],
+                key=row["event_key"],
+                headers=[
+                    (name, value.encode())
+                    for name, value in json.loads(row["trace_headers"]).items()
+                ],
+                # The record's timestamp is when the event was recorded, so event-to-metric
+                # lag includes any time spent waiting here for the broker.
+                timestamp_ms=int(row["created_at"].timestamp() * 1000),
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*deliveries)
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        if not self._topics_ready:
+            # After a broker outage the embedded broker comes back without topics.
+            await ensure_topics(self._settings)
+            self._topics_ready = True
+        if self._producer is None:
+            producer = new_producer(self._settings)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        self._topics_ready = False
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception:
+                log.debug("producer stop failed", exc_info=True)

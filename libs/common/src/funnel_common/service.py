@@ -1,0 +1,191 @@
+"""Composition shared by the three services: the typed runtime an app's lifespan opens.
+
+``open_runtime`` migrates the schema, opens the pool, starts the outbox relay and the
+consumer (when the service has them) and closes everything in reverse order. The
+HTTP app and a stand-alone worker process use the same function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+
+from funnel_common.consumer import ConsumerRunner, Handler
+from funnel_common.db import create_pool, is_unavailable, migrate_dsn
+from funnel_common.events import Envelope
+from funnel_common.http import install_error_handlers
+from funnel_common.kafka import broker_reachable
+from funnel_common.outbox import OutboxRelay
+from funnel_common.settings import CommonSettings
+from funnel_common.telemetry import (
+    HttpMetricsMiddleware,
+    PlatformMetrics,
+    configure_logging,
+    configure_tracing,
+)
+
+log = logging.getLogger(__name__)
+
+ExtraMetrics = Callable[["Runtime"], Awaitable[bytes]]
+"""Renders a service's own metrics (e.g. projections read from PostgreSQL) per scrape."""
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """What a service consumes: its group, the topics, and the handler table."""
+
+    group_id: str
+    topics: list[str]
+    handlers: Mapping[type[Envelope], Handler]
+
+
+@dataclass
+class Runtime:
+    """What a running service holds: handed to routes via ``request.state``."""
+
+    service: str
+    settings: CommonSettings
+    pool: asyncpg.Pool
+    metrics: PlatformMetrics
+    relay: OutboxRelay | None = None
+    consumer: ConsumerRunner | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    *,
+    service: str,
+    schema: str,
+    dsn: str,
+    migrations: Path,
+    settings: CommonSettings,
+    metrics: PlatformMetrics,
+    publishes: bool,
+    consumes: ConsumerSpec | None,
+    run_workers: bool = True,
+) -> AsyncIterator[Runtime]:
+    """Migrate, open the pool, start relay and consumer; close all on exit."""
+    configure_tracing(settings, service)
+    await migrate_dsn(dsn, schema=schema, directory=migrations)
+    pool = await create_pool(dsn, schema=schema)
+    runtime = Runtime(service=service, settings=settings, pool=pool, metrics=metrics)
+    if run_workers and publishes:
+        runtime.relay = OutboxRelay(dsn=dsn, schema=schema, settings=settings, metrics=metrics)
+        runtime.tasks.append(asyncio.create_task(runtime.relay.run(), name=f"{service}-relay"))
+    if run_workers and consumes is not None:
+        runtime.consumer = ConsumerRunner(
+            pool=pool,
+            settings=settings,
+            group_id=consumes.group_id,
+            topics=consumes.topics,
+            handlers=consumes.handlers,
+            metrics=metrics,
+        )
+        runtime.tasks.append(
+            asyncio.create_task(runtime.consumer.run(), name=f"{service}-consumer")
+        )
+    try:
+        yield runtime
+    finally:
+        for task in runtime.tasks:
+            task.cancel()
+        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        await pool.close()
+
+
+def build_app(
+    *,
+    service: str,
+    title: str,
+    settings: CommonSettings,
+    metrics: PlatformMetrics,
+    lifespan: Any,
+    routers: list[APIRouter],
+    extra_metrics: ExtraMetrics | None = None,
+) -> FastAPI:
+    """A FastAPI app with the platform's middleware, error mapping and probe routes."""
+    configure_logging(settings, service)
+    # Per-series "_created" gauges double every counter in the text format, and our
+    # funnel counters are rebuilt from PostgreSQL on each scrape, so they would lie.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    install_error_handlers(app)
+    app.include_router(probe_router(metrics, extra_metrics))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The runtime the lifespan opened."""
+    runtime: Runtime = request.state.runtime
+    return runtime
+
+
+async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A request-scoped connection in one transaction, committed when the handler returns."""
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+async def _postgres_ready(pool: asyncpg.Pool) -> bool:
+    try:
+        async with asyncio.timeout(1.0), pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+    except Exception as error:
+        if not is_unavailable(error):
+            log.exception("readiness check failed")
+        return False
+    return True
+
+
+def probe_router(metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None) -> APIRouter:
+    """``/healthz`` (alive), ``/readyz`` (dependencies) and ``/metrics``."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: PostgreSQL and the broker")
+    async def readyz(request: Request) -> JSONResponse:
+        runtime = runtime_of(request)
+        postgres = await _postgres_ready(runtime.pool)
+        broker = await broker_reachable(runtime.settings)
+        # Ready means "can take work": with the broker down, writes still land in the
+        # outbox, so the broker only degrades readiness; PostgreSQL gates it.
+        status = "ready" if postgres and broker else "degraded" if postgres else "unavailable"
+        checks = {
+            "postgres": "ok" if postgres else "down",
+            "broker": "ok" if broker else "down",
+        }
+        if runtime.relay is not None:
+            checks["outbox_relay"] = "leader" if runtime.relay.is_leader else "standby"
+        if runtime.consumer is not None:
+            checks["consumer"] = "assigned" if runtime.consumer.assigned else "waiting"
+        return JSONResponse(
+            {"status": status, "checks": checks},
+            status_code=200 if postgres else 503,
+            headers=None if postgres else {"Retry-After": "5"},
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        body = generate_latest(metrics.registry)
+        if extra_metrics is not None:
+            body += await extra_metrics(runtime_of(request))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,73 @@
+"""Settings shared by every service, read from the environment with prefix ``FUNNEL_``.
+
+Service settings embed :class:`CommonSettings` and add their own prefix
+(``FUNNEL_INTAKE_``, ``FUNNEL_HANDOFF_``, ``FUNNEL_METRICS_``). Settings are built
+inside factories, never at import.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+PLACEHOLDER_SECRET_PREFIX = "dev-"
+
+
+class CommonSettings(BaseSettings):
+    """Platform-wide settings: broker, logging, telemetry, reporting currency and zone."""
+
+    model_config = SettingsConfigDict(env_prefix="FUNNEL_", extra="ignore")
+
+    environment: Environment = "development"
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Apache Kafka supports the idempotent producer; the embedded Tansu broker does not
+    # (InitProducerId fails), so it is a setting that production turns on.
+    kafka_enable_idempotence: bool = False
+    # Lets tests (and several platforms on one broker) use their own topics.
+    kafka_topic_prefix: str = ""
+    kafka_topic_partitions: int = Field(default=3, ge=1, le=256)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    # Tansu scans the whole partition on every fetch; a short wait keeps latency low.
+    kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=1000)
+    kafka_request_timeout_ms: int = Field(default=5000, ge=100)
+
+    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    consumer_retry_backoff_seconds: float = Field(default=0.2, ge=0)
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    otel_exporter: Literal["none", "otlp", "console"] = "none"
+    otel_exporter_otlp_endpoint: str | None = None
+
+    reporting_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    reporting_timezone: str = "UTC"
+
+    @field_validator("reporting_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    def topic(self, name: str) -> str:
+        """The physical topic for a contract topic name, with this deployment's prefix."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+
+def require_real_secret(secret: SecretStr, *, name: str, environment: Environment) -> SecretStr:
+    """Refuse a placeholder secret (``dev-…``) or an empty one outside development and tests."""
+    value = secret.get_secret_value()
+    if environment == "production" and (not value or value.startswith(PLACEHOLDER_SECRET_PREFIX)):
+        raise ValueError(f"{name} must be set to a real secret in production")
+    return secret

@@ -1,0 +1,194 @@
+"""Logging, tracing and Prometheus helpers shared by the services.
+
+Logs are JSON lines with a fixed set of fields plus whatever ``extra`` a call passes.
+Personal data never belongs in a log line; as a second line of defence the formatter
+masks anything shaped like an email address or a phone number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from funnel_common.settings import CommonSettings
+
+_STANDARD_RECORD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+# Digits with spaces, dashes or parentheses, not inside a word, a number or a timestamp.
+_PHONE = re.compile(r"(?<![\w.:-])\+?\d[\d ()-]{6,}\d(?![\w:.])")
+
+
+def mask_personal_data(text: str) -> str:
+    """Replace anything shaped like an email address or phone number."""
+    return _PHONE.sub("<phone>", _EMAIL.sub("<email>", text))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, service, logger, message, extras."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "service": self._service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD_RECORD_FIELDS and not name.startswith("_"):
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return mask_personal_data(json.dumps(entry, default=str))
+
+
+def configure_logging(settings: CommonSettings, service: str) -> None:
+    """Route the root logger to stderr as JSON (or plain text for a terminal)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    # aiokafka logs every failed connection at ERROR while the broker is away; the relay
+    # and consumer already report that once, as a warning.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def configure_tracing(settings: CommonSettings, service: str) -> TracerProvider:
+    """A tracer provider for ``service`` with the configured exporter (none by default).
+
+    The first provider of a process becomes the global one; OpenTelemetry allows
+    setting it only once, and in-process tests run several services together.
+    """
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if settings.otel_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint))
+        )
+    elif settings.otel_exporter == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(provider)
+    return provider
+
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class PlatformMetrics:
+    """The platform's own Prometheus metrics (HTTP, outbox, consumer), in one registry."""
+
+    def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
+        self.service = service
+        self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.http_requests = Counter(
+            "funnel_http_requests_total",
+            "HTTP requests answered, by route template and status code.",
+            ["service", "method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "funnel_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["service", "method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.outbox_published = Counter(
+            "funnel_outbox_published_total",
+            "Outbox rows published to Kafka.",
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "funnel_outbox_backlog", "Outbox rows not yet published.", registry=self.registry
+        )
+        self.outbox_oldest_age = Gauge(
+            "funnel_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row (0 when empty).",
+            registry=self.registry,
+        )
+        self.events_consumed = Counter(
+            "funnel_events_consumed_total",
+            "Events applied by a consumer group, by topic and outcome.",
+            ["group", "topic", "outcome"],
+            registry=self.registry,
+        )
+        self.event_lag = Histogram(
+            "funnel_event_lag_seconds",
+            "Seconds from an event being recorded to its effect being committed.",
+            ["group"],
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class HttpMetricsMiddleware:
+    """Counts requests and measures latency by route template (never the raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: PlatformMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"] if template != "unmatched" else "other"
+            self._metrics.http_requests.labels(
+                self._metrics.service, method, template, str(status)
+            ).inc()
+            self._metrics.http_duration.labels(self._metrics.service, method, template).observe(
+                time.perf_counter() - started
+            )

@@ -1,0 +1,46 @@
+"""Value types shared by events and HTTP bodies: safe text, money, UTC time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer
+
+
+def refuse_nul(value: str) -> str:
+    """PostgreSQL cannot store NUL in text: refuse it at the edge, not in the database."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL (\\u0000) characters")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+SafeText = Annotated[str, AfterValidator(refuse_nul)]
+"""Text that PostgreSQL can store."""
+
+ShortText = Annotated[SafeText, Field(max_length=200)]
+Label = Annotated[SafeText, Field(min_length=1, max_length=80)]
+"""A short identifier-like value (source, campaign, team, reason)."""
+
+UtcDatetime = Annotated[
+    AwareDatetime, AfterValidator(_to_utc), PlainSerializer(_rfc3339, return_type=str)
+]
+"""A timezone-aware instant, normalised to UTC and written as RFC 3339 with ``Z``."""
+
+Cents = Annotated[int, Field(ge=0, le=10**15)]
+"""Money in integer minor units of the reporting currency."""
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+def utc_now() -> datetime:
+    """The current instant, timezone-aware UTC."""
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""handoff: routes qualified leads to reps under an SLA, and records their decisions."""

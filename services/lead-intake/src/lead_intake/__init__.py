@@ -1,0 +1,1 @@
+"""lead-intake: where every lead and every outcome enters the funnel."""

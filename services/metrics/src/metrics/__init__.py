@@ -1,0 +1,1 @@
+"""metrics: turns every funnel event into live, exact figures."""
