@@ -6,6 +6,8 @@ Gaps of the embedded Tansu broker (memory storage), handled here and only here:
 - topics do not survive a broker restart, and are not created on first produce:
   :func:`ensure_topics` creates them, and the relay calls it again after an outage;
 - each fetch scans the whole partition: ``fetch_max_wait_ms`` stays in tens of ms;
+- LeaveGroup is not honoured: a restarted group member waits for the old member's
+  session to expire, so the session timeout is a setting, short by default;
 - a rebalance can redeliver a record, read_committed is not honoured, ListOffsets by
   timestamp is wrong and DeleteRecords is missing: nothing here relies on those, and
   the inbox makes redelivery harmless.
@@ -49,8 +51,9 @@ def new_consumer(settings: CommonSettings, *, group_id: str, topics: list[str]) 
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         request_timeout_ms=max(settings.kafka_request_timeout_ms, 40_000),
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         max_poll_records=500,
     )
 

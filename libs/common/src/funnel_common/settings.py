@@ -36,6 +36,12 @@ class CommonSettings(BaseSettings):
     # Tansu scans the whole partition on every fetch; a short wait keeps latency low.
     kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=1000)
     kafka_request_timeout_ms: int = Field(default=5000, ge=100)
+    # Tansu ignores LeaveGroup: a restarted member waits about twice the session timeout
+    # before it gets partitions back. Short timeouts suit the embedded broker; on Apache
+    # Kafka use 10000 / 1000 / 30000.
+    kafka_session_timeout_ms: int = Field(default=2000, ge=500)
+    kafka_heartbeat_interval_ms: int = Field(default=300, ge=100)
+    kafka_rebalance_timeout_ms: int = Field(default=1000, ge=100)
 
     outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1)

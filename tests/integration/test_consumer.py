@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from funnel_common.consumer import ConsumerRunner, Handler
+from funnel_common.db import create_pool, migrate_dsn
+from funnel_common.events import (
+    DLQ_TOPIC,
+    LEADS_TOPIC,
+    Attribution,
+    Envelope,
+    LeadCaptured,
+    encode_event,
+)
+from funnel_common.kafka import new_producer
+from funnel_common.settings import CommonSettings
+from funnel_common.telemetry import PlatformMetrics
+from tests.helpers import eventually
+from tests.integration.kafka_helpers import read_topic
+
+SCHEMA = "svc"
+
+
+def _group(settings: CommonSettings) -> str:
+    # One group per test: a group name reused across tests inherits stale broker state.
+    return f"{settings.kafka_topic_prefix}group"
+
+
+@pytest.fixture
+async def pool(database_url: str, tmp_path) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
+    (tmp_path / "0001_effects.sql").write_text(
+        "CREATE TABLE effects (lead_id uuid NOT NULL, note text);"
+    )
+    await migrate_dsn(database_url, schema=SCHEMA, directory=tmp_path)
+    pool = await create_pool(database_url, schema=SCHEMA)
+    yield pool
+    await pool.close()
+
+
+async def record_effect(connection: asyncpg.Connection, event: LeadCaptured) -> None:
+    await connection.execute("INSERT INTO effects (lead_id) VALUES ($1)", event.data.lead_id)
+
+
+def _lead(company: str = "Acme") -> LeadCaptured:
+    lead_id = uuid4()
+    return LeadCaptured.new(
+        source="test",
+        subject=str(lead_id),
+        data={
+            "lead_id": lead_id,
+            "form_id": "default",
+            "attribution": Attribution(source="webinar"),
+            "profile": {"email": "ada@example.com", "company": company},
+        },
+    )
+
+
+async def _publish(settings: CommonSettings, *values: bytes) -> None:
+    producer = new_producer(settings)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(settings.topic(LEADS_TOPIC), value, key=b"k")
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def consuming(
+    pool: asyncpg.Pool, settings: CommonSettings, handlers: dict[type[Envelope], Handler]
+) -> AsyncIterator[ConsumerRunner]:
+    runner = ConsumerRunner(
+        pool=pool,
+        settings=settings,
+        group_id=_group(settings),
+        topics=[LEADS_TOPIC],
+        handlers=handlers,
+        metrics=PlatformMetrics("test"),
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        yield runner
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _effects(pool: asyncpg.Pool) -> int:
+    count: int = await pool.fetchval("SELECT count(*) FROM effects")
+    return count
+
+
+async def _committed_total(settings: CommonSettings) -> int:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=_group(settings)
+    )
+    await consumer.start()
+    try:
+        total = 0
+        for partition in range(settings.kafka_topic_partitions):
+            offset = await consumer.committed(
+                TopicPartition(settings.topic(LEADS_TOPIC), partition)
+            )
+            total += offset or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def test_a_duplicated_event_is_applied_once(
+    pool: asyncpg.Pool, topics: CommonSettings
+) -> None:
+    event = _lead()
+    await _publish(topics, encode_event(event), encode_event(event), encode_event(_lead()))
+
+    async with consuming(pool, topics, {LeadCaptured: record_effect}):
+        await eventually(lambda: _committed_total(topics), until=lambda n: n == 3, what="commits")
+
+    assert await _effects(pool) == 2
+    assert await pool.fetchval("SELECT count(*) FROM inbox") == 2
+
+
+async def test_poison_goes_to_the_dlq_and_the_consumer_moves_on(
+    pool: asyncpg.Pool, topics: CommonSettings
+) -> None:
+    good = _lead()
+    await _publish(
+        topics, b"\xff not json", b'{"type": "funnel.lead.captured.v1"}', encode_event(good)
+    )
+
+    async with consuming(pool, topics, {LeadCaptured: record_effect}):
+        await eventually(lambda: _effects(pool), until=lambda n: n == 1, what="good event applied")
+
+    parked = [json.loads(r.value) for r in await read_topic(topics, DLQ_TOPIC, expect=2)]
+    assert [p["kind"] for p in parked] == ["undecodable", "undecodable"]
+    assert parked[0]["original"] == {"base64": "/yBub3QganNvbg=="}
+    assert all(
+        p["group"] == _group(topics) and p["topic"] == topics.topic(LEADS_TOPIC) for p in parked
+    )
+
+
+async def test_a_handler_that_keeps_failing_parks_the_event_after_bounded_retries(
+    pool: asyncpg.Pool, topics: CommonSettings
+) -> None:
+    attempts: list[str] = []
+
+    async def fragile(connection: asyncpg.Connection, event: LeadCaptured) -> None:
+        await record_effect(connection, event)
+        if event.data.profile.company == "Cursed":
+            attempts.append(str(event.id))
+            raise ValueError("cannot apply this one")
+
+    cursed, fine = _lead("Cursed"), _lead()
+    await _publish(topics, encode_event(cursed), encode_event(fine))
+
+    async with consuming(pool, topics, {LeadCaptured: fragile}):
+        await eventually(lambda: _effects(pool), until=lambda n: n == 1, what="fine event applied")
+
+    parked = [json.loads(r.value) for r in await read_topic(topics, DLQ_TOPIC, expect=1)]
+    assert len(parked) == 1
+    assert parked[0]["kind"] == "handler_failed"
+    assert "cannot apply this one" in parked[0]["error"]
+    assert len(attempts) == topics.consumer_max_attempts
+    # Each failed attempt rolled back its own effect and inbox row.
+    assert await pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1", cursed.id) == 0
+
+
+async def test_a_restarted_consumer_resumes_after_its_committed_offsets(
+    pool: asyncpg.Pool, topics: CommonSettings
+) -> None:
+    seen: list[Any] = []
+
+    async def remember(connection: asyncpg.Connection, event: LeadCaptured) -> None:
+        seen.append(event.id)
+        await record_effect(connection, event)
+
+    await _publish(topics, encode_event(_lead()), encode_event(_lead()))
+    async with consuming(pool, topics, {LeadCaptured: remember}):
+        await eventually(lambda: _committed_total(topics), until=lambda n: n == 2, what="commits")
+
+    await _publish(topics, encode_event(_lead()))
+    async with consuming(pool, topics, {LeadCaptured: remember}):
+        await eventually(lambda: _committed_total(topics), until=lambda n: n == 3, what="commits")
+
+    assert len(seen) == 3 == len(set(seen))

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+
+from funnel_common.db import migrate_dsn
+
+
+def _service_migrations(tmp_path: Path) -> Path:
+    (tmp_path / "0001_things.sql").write_text("CREATE TABLE things (id int PRIMARY KEY);")
+    (tmp_path / "0002_more.sql").write_text("ALTER TABLE things ADD COLUMN name text;")
+    (tmp_path / "README.txt").write_text("not a migration")
+    return tmp_path
+
+
+async def test_migrations_apply_once_and_a_second_run_changes_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    directory = _service_migrations(tmp_path)
+
+    first = await migrate_dsn(database_url, schema="svc", directory=directory)
+    second = await migrate_dsn(database_url, schema="svc", directory=directory)
+
+    assert first == [
+        "common:0001_outbox",
+        "common:0002_inbox",
+        "service:0001_things",
+        "service:0002_more",
+    ]
+    assert second == []
+
+
+async def test_two_replicas_migrating_at_once_apply_each_file_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    directory = _service_migrations(tmp_path)
+
+    results = await asyncio.gather(
+        *(migrate_dsn(database_url, schema="svc", directory=directory) for _ in range(4))
+    )
+
+    applied = sorted(version for result in results for version in result)
+    assert len(applied) == 4
+    assert len(set(applied)) == 4
+    connection = await asyncpg.connect(database_url)
+    try:
+        columns = await connection.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema='svc' "
+            "AND table_name='things' ORDER BY column_name"
+        )
+    finally:
+        await connection.close()
+    assert [row["column_name"] for row in columns] == ["id", "name"]
+
+
+async def test_a_failing_migration_leaves_nothing_half_applied(
+    database_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_ok.sql").write_text("CREATE TABLE ok (id int);")
+    (tmp_path / "0002_broken.sql").write_text("CREATE TABLE broken (id nosuchtype);")
+
+    try:
+        await migrate_dsn(database_url, schema="svc", directory=tmp_path)
+    except asyncpg.PostgresError:
+        pass
+    else:
+        raise AssertionError("the broken migration should have failed")
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        schema = await connection.fetchval("SELECT 1 FROM pg_namespace WHERE nspname='svc'")
+    finally:
+        await connection.close()
+    assert schema is None

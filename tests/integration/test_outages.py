@@ -1,0 +1,71 @@
+"""Dependencies going away: nothing accepted is lost, nothing is counted twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from funnel_common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from funnel_common.kafka import ensure_topics
+from funnel_common.settings import CommonSettings
+from tests.platform import run_platform
+
+LEAD = {"email": "grace@example.com", "source": "webinar"}
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker(free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path / "pg", free_port(), durable=False)
+    server.start()
+    server.create_database("funnel")
+    yield server
+    server.stop()
+
+
+async def test_leads_posted_while_the_broker_is_down_are_counted_once_it_returns(
+    own_broker: EmbeddedBroker, database_url: str, settings: CommonSettings
+) -> None:
+    settings = settings.model_copy(update={"kafka_bootstrap_servers": own_broker.bootstrap_servers})
+    await ensure_topics(settings)
+    async with run_platform(database_url, settings) as platform:
+        assert (await platform.intake.post("/v1/leads", json=LEAD)).status_code == 202
+        await platform.wait_for_metric("funnel_leads_captured_total", 1)
+
+        own_broker.stop(kill=True)
+        during = [await platform.intake.post("/v1/leads", json=LEAD) for _ in range(3)]
+        readiness = await platform.intake.get("/readyz")
+        own_broker.start()
+
+        assert [answer.status_code for answer in during] == [202, 202, 202]
+        assert readiness.status_code == 200
+        assert readiness.json()["status"] == "degraded"
+        await platform.wait_for_metric("funnel_leads_captured_total", 4, timeout=40)
+
+
+async def test_writes_answer_503_with_retry_after_while_postgres_is_down(
+    own_postgres: EmbeddedPostgres, topics: CommonSettings
+) -> None:
+    async with run_platform(own_postgres.dsn("funnel"), topics) as platform:
+        assert (await platform.intake.post("/v1/leads", json=LEAD)).status_code == 202
+
+        own_postgres.stop()
+        refused = await platform.intake.post("/v1/leads", json=LEAD)
+        readiness = await platform.intake.get("/readyz")
+        own_postgres.start()
+        accepted_again = await platform.intake.post("/v1/leads", json=LEAD)
+
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "5"
+    assert refused.json()["type"] == "/problems/unavailable"
+    assert readiness.status_code == 503
+    assert accepted_again.status_code == 202

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from funnel_common.telemetry import JsonFormatter, mask_personal_data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lead from ada.lovelace+promo@example.co.uk arrived",
+        "call +44 20 7946 0958 now",
+        "call (555) 123-4567 now",
+    ],
+)
+def test_personal_data_is_masked(text: str) -> None:
+    masked = mask_personal_data(text)
+
+    assert "@example" not in masked
+    assert "7946" not in masked
+    assert "123-4567" not in masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-24T16:34:08.881821+00:00",
+        "lag 0.123456789 s",
+        "listening on 127.0.0.1:9092",
+        "lead 5b3f0c1e-2d4a-4f7e-9a51-0c8d2e6f1a3b",
+    ],
+)
+def test_timestamps_numbers_and_ids_are_kept(text: str) -> None:
+    assert mask_personal_data(text) == text
+
+
+def test_json_lines_carry_extras_and_mask_them() -> None:
+    record = logging.makeLogRecord(
+        {"msg": "lead captured", "levelname": "INFO", "name": "t", "form": "default"}
+    )
+    record.__dict__["note"] = "from bob@example.com"
+
+    line = json.loads(JsonFormatter("lead-intake").format(record))
+
+    assert line["service"] == "lead-intake"
+    assert line["form"] == "default"
+    assert line["note"] == "from <email>"
