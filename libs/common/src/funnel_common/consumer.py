@@ -56,7 +56,8 @@ class ConsumerRunner:
     ) -> None:
         self._pool = pool
         self._settings = settings
-        self._group_id = group_id
+        # The topic prefix namespaces a deployment; its groups belong to it too.
+        self._group_id = settings.kafka_topic_prefix + group_id
         self._topics = [settings.topic(name) for name in topics]
         self._handlers = handlers
         self._metrics = metrics
