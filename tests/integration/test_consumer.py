@@ -30,9 +30,12 @@ from tests.integration.kafka_helpers import read_topic
 SCHEMA = "svc"
 
 
+GROUP = "group"
+
+
 def _group(settings: CommonSettings) -> str:
-    # One group per test: a group name reused across tests inherits stale broker state.
-    return f"{settings.kafka_topic_prefix}group"
+    """The group as the broker knows it: namespaced by this test's topic prefix."""
+    return f"{settings.kafka_topic_prefix}{GROUP}"
 
 
 @pytest.fixture
@@ -81,7 +84,7 @@ async def consuming(
     runner = ConsumerRunner(
         pool=pool,
         settings=settings,
-        group_id=_group(settings),
+        group_id=GROUP,
         topics=[LEADS_TOPIC],
         handlers=handlers,
         metrics=PlatformMetrics("test"),
