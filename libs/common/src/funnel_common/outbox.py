@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 
 from funnel_common.db import is_unavailable
 from funnel_common.events import ALL_TOPICS, DLQ_TOPIC, Envelope, encode_event
@@ -33,6 +33,7 @@ from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 _MAX_BACKOFF_SECONDS = 5.0
 _PUBLISHED_TOPICS = tuple(topic for topic in ALL_TOPICS if topic != DLQ_TOPIC)
@@ -201,21 +202,30 @@ class OutboxRelay:
 
     async def _publish(self, rows: Iterable[asyncpg.Record]) -> None:
         producer = await self._ready_producer()
-        deliveries = [
-            await producer.send(
-                self._settings.topic(row["topic"]),
-                value=row["payload"],
-                key=row["event_key"],
-                headers=[
-                    (name, value.encode())
-                    for name, value in json.loads(row["trace_headers"]).items()
-                ],
-                # The record's timestamp is when the event was recorded, so event-to-metric
-                # lag includes any time spent waiting here for the broker.
-                timestamp_ms=int(row["created_at"].timestamp() * 1000),
-            )
-            for row in rows
-        ]
+        deliveries = []
+        for row in rows:
+            topic = self._settings.topic(row["topic"])
+            # The publish span continues the trace of the transaction that wrote the row
+            # (e.g. the form POST); consumers continue from the publish span.
+            with tracer.start_as_current_span(
+                f"{topic} publish",
+                context=propagate.extract(json.loads(row["trace_headers"])),
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+            ):
+                headers: dict[str, str] = {}
+                propagate.inject(headers)
+                deliveries.append(
+                    await producer.send(
+                        topic,
+                        value=row["payload"],
+                        key=row["event_key"],
+                        headers=[(name, value.encode()) for name, value in headers.items()],
+                        # The record's timestamp is when the event was recorded, so the
+                        # event-to-metric lag includes any wait here for the broker.
+                        timestamp_ms=int(row["created_at"].timestamp() * 1000),
+                    )
+                )
         await asyncio.gather(*deliveries)
 
     async def _ready_producer(self) -> AIOKafkaProducer:
