@@ -12,6 +12,8 @@ Gaps of the embedded Tansu broker (memory storage), handled here and only here:
   partition count, so after a restart partition counts may differ from the setting:
   nothing here assumes them;
 - each fetch scans the whole partition: ``fetch_max_wait_ms`` stays in tens of ms;
+- ListOffsets(latest) answers the last batch's base offset + 1, not the end: the true
+  end is read from a fetch's high watermark (:meth:`RecordsWatch.held`);
 - LeaveGroup is not honoured: a restarted group member waits for the old member's
   session to expire, so the session timeout is a setting, short by default;
 - a rebalance can redeliver a record, read_committed is not honoured, ListOffsets by
@@ -102,22 +104,37 @@ class RecordsWatch:
         self._client: AIOKafkaConsumer | None = None
 
     async def held(self, topic: str) -> int:
-        """Records the broker holds for ``topic``: the sum of its partitions' end offsets."""
+        """Records the broker holds for ``topic``: the sum of its partitions' ends.
+
+        The end comes from a fetch's high watermark: Tansu answers ListOffsets(latest)
+        with the last *batch's* base offset + 1, which undercounts multi-record batches
+        but is a safe place to fetch from to learn the true end.
+        """
         if self._client is None:
             client = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.kafka_bootstrap_servers,
                 request_timeout_ms=max(self._settings.kafka_request_timeout_ms, 40_000),
                 enable_auto_commit=False,
+                fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             )
             await client.start()
             self._client = client
         physical = self._settings.topic(topic)
         await self._client.topics()  # fresh metadata: partitions may differ after a restart
-        partitions = self._client.partitions_for_topic(physical) or set()
+        partitions = [
+            TopicPartition(physical, p) for p in self._client.partitions_for_topic(physical) or ()
+        ]
         if not partitions:
             return 0
-        ends = await self._client.end_offsets([TopicPartition(physical, p) for p in partitions])
-        return int(sum(ends.values()))
+        lower_bounds = await self._client.end_offsets(partitions)
+        self._client.assign(partitions)
+        for partition in partitions:
+            self._client.seek(partition, max(0, lower_bounds[partition] - 1))
+        for _ in range(50):
+            if all(self._client.highwater(p) is not None for p in partitions):
+                break
+            await self._client.getmany(*partitions, timeout_ms=100, max_records=1)
+        return sum(self._client.highwater(p) or lower_bounds[p] for p in partitions)
 
     async def close(self) -> None:
         client, self._client = self._client, None

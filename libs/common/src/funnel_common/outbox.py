@@ -211,7 +211,8 @@ class OutboxRelay:
         if self._topics_ready and time.monotonic() - self._last_watch > _WATCH_SECONDS:
             self._last_watch = time.monotonic()
             for topic, sent in self._sent.items():
-                if await self._watch.held(topic) < sent:
+                held = await self._watch.held(topic)
+                if held < sent:
                     self._topics_ready = False  # the broker lost records: see _prepare_broker
         if not self._topics_ready:
             await self._prepare_broker(connection)
