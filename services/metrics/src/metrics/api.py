@@ -1,6 +1,8 @@
-"""Routes: parse, authorise, read or record, render. The figures come from report.py."""
+"""Routes: parse, authorise, read or record, render. The figures come from report.py.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI must see the dependencies
+built inside ``router()`` as objects, not as names it cannot resolve.
+"""
 
 from typing import Annotated, Any
 
