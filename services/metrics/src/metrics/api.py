@@ -75,37 +75,7 @@ def router(settings: MetricsSettings) -> APIRouter:
         wanted = _period(period, settings, "period")
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         funnel, figures = await report.read_report(conn, wanted, settings)
-        return {
-            "period": str(wanted),
-            "currency": settings.common.reporting_currency,
-            "stages": {
-                "total": funnel.total.as_json(),
-                "by_source": [
-                    {"source": source, "campaign": campaign or None, **counts.as_json()}
-                    for (source, campaign), counts in sorted(funnel.by_source.items())
-                ],
-            },
-            "handoffs": {
-                "accepted": funnel.total.accepted,
-                "rejected": funnel.total.rejected,
-                "rejected_by_reason": funnel.total.as_json()["rejected_by_reason"],
-                "decided": funnel.total.decided,
-                "within_sla": funnel.total.within_sla,
-                "sla_attainment_ratio": funnel.total.sla_attainment(),
-                "sla_breaches": funnel.sla_breaches,
-                "accept_seconds": {
-                    "count": funnel.accept_seconds.count,
-                    "sum": funnel.accept_seconds.sum,
-                    "buckets": {
-                        ("+Inf" if bound == float("inf") else repr(float(bound))): count
-                        for bound, count in funnel.accept_seconds.buckets
-                    },
-                },
-            },
-            "revenue": figures.as_json(),
-            "retention": figures.retention.as_json(),
-            "plan": figures.plan.as_json(),
-        }
+        return report.funnel_json(funnel, figures, settings)
 
     @routes.get("/plan", summary="The reverse funnel: what it takes to hit the target")
     async def get_plan(

@@ -6,6 +6,7 @@ Shared by the JSON API and the Prometheus exposition, so both always agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -80,3 +81,51 @@ async def read_report(
     funnel = await read_funnel(connection, settings)
     (figures_of_period,) = await read_periods(connection, [period], funnel.total, settings)
     return funnel, figures_of_period
+
+
+def funnel_json(
+    funnel: Funnel, period: figures.PeriodFigures, settings: MetricsSettings
+) -> dict[str, Any]:
+    """The ``GET /v1/funnel`` document."""
+    return {
+        "period": period.period,
+        "currency": settings.common.reporting_currency,
+        "stages": {
+            "total": funnel.total.as_json(),
+            "by_source": [
+                {"source": source, "campaign": campaign or None, **counts.as_json()}
+                for (source, campaign), counts in sorted(funnel.by_source.items())
+            ],
+        },
+        "handoffs": {
+            "accepted": funnel.total.accepted,
+            "rejected": funnel.total.rejected,
+            "rejected_by_reason": funnel.total.as_json()["rejected_by_reason"],
+            "decided": funnel.total.decided,
+            "within_sla": funnel.total.within_sla,
+            "sla_attainment_ratio": funnel.total.sla_attainment(),
+            "sla_breaches": funnel.sla_breaches,
+            "accept_seconds": {
+                "count": funnel.accept_seconds.count,
+                "sum": funnel.accept_seconds.sum,
+                "buckets": {
+                    ("+Inf" if bound == figures.INF else repr(float(bound))): count
+                    for bound, count in funnel.accept_seconds.buckets
+                },
+            },
+        },
+        "revenue": period.as_json(),
+        "retention": period.retention.as_json(),
+        "plan": period.plan.as_json(),
+    }
+
+
+async def read_snapshot(
+    connection: asyncpg.Connection, periods: list[Period], settings: MetricsSettings
+) -> dict[str, dict[str, Any]]:
+    """The funnel document of each period: what replay compares, live against rebuilt."""
+    funnel = await read_funnel(connection, settings)
+    return {
+        figure.period: funnel_json(funnel, figure, settings)
+        for figure in await read_periods(connection, periods, funnel.total, settings)
+    }

@@ -8,6 +8,7 @@ outcome never depends on which event was processed first.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from uuid import UUID
 
@@ -282,3 +283,94 @@ async def targets_of(connection: asyncpg.Connection, periods: list[str]) -> dict
         "SELECT period, amount_cents FROM targets WHERE period = ANY($1::text[])", periods
     )
     return {row["period"]: row["amount_cents"] for row in rows}
+
+
+# --- replay: rebuilding the projections into a fresh schema ---------------------------
+# Schema names come from code (metrics, metrics_replay_<time>), never from input; they
+# are checked against a strict pattern before being spliced into SQL all the same.
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _schema(name: str) -> str:
+    if not _SCHEMA.match(name):
+        raise ValueError(f"invalid schema name {name!r}")
+    return name
+
+
+async def record_inbox(
+    connection: asyncpg.Connection,
+    *,
+    event_id: UUID,
+    event_type: str,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> bool:
+    """The inbox row the consumer runner would write; False when the event was seen."""
+    fresh = await connection.fetchval(
+        """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true""",
+        event_id,
+        event_type,
+        topic,
+        partition,
+        offset,
+    )
+    return bool(fresh)
+
+
+async def lock_inbox(connection: asyncpg.Connection, schema: str) -> None:
+    """Hold the live consumer still (readers go on) until the caller's transaction ends."""
+    await connection.execute(f"LOCK TABLE {_schema(schema)}.inbox IN EXCLUSIVE MODE")
+
+
+async def unsent_outbox(connection: asyncpg.Connection, schema: str) -> list[asyncpg.Record]:
+    """(event_id, event_type, topic, event_key, payload, trace_headers, created_at)."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"""SELECT event_id, event_type, topic, event_key, payload, trace_headers, created_at
+            FROM {_schema(schema)}.outbox WHERE sent_at IS NULL ORDER BY seq"""
+    )
+    return rows
+
+
+async def copy_outbox_row(connection: asyncpg.Connection, row: asyncpg.Record) -> None:
+    """Carry an unpublished outbox row over to this connection's schema."""
+    await connection.execute(
+        """INSERT INTO outbox (event_id, event_type, topic, event_key, payload,
+               trace_headers, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING""",
+        row["event_id"],
+        row["event_type"],
+        row["topic"],
+        row["event_key"],
+        row["payload"],
+        row["trace_headers"],
+        row["created_at"],
+    )
+
+
+async def events_missing_from(connection: asyncpg.Connection, *, live: str, rebuilt: str) -> int:
+    """How many events the live projections applied that the rebuilt ones did not."""
+    missing: int = await connection.fetchval(
+        f"""SELECT count(*) FROM {_schema(live)}.inbox AS seen
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {_schema(rebuilt)}.inbox AS replayed
+                WHERE replayed.event_id = seen.event_id)"""
+    )
+    return missing
+
+
+async def rename_schema(connection: asyncpg.Connection, old: str, new: str) -> None:
+    await connection.execute(f"ALTER SCHEMA {_schema(old)} RENAME TO {_schema(new)}")
+
+
+async def drop_schema(connection: asyncpg.Connection, schema: str) -> None:
+    await connection.execute(f"DROP SCHEMA {_schema(schema)} CASCADE")
+
+
+async def schema_exists(connection: asyncpg.Connection, schema: str) -> bool:
+    found: bool = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema
+    )
+    return found
