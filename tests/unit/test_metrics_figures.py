@@ -174,3 +174,12 @@ def test_unlisted_sources_are_exported_as_other() -> None:
     bounded = figures.bounded_sources(counts, ["web", "webinar"])
 
     assert {label: c.captured for label, c in bounded.items()} == {"web": 1, "other": 5}
+
+
+def test_a_stage_probability_outside_0_to_100_percent_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from metrics.settings import MetricsSettings
+
+    with pytest.raises(ValidationError, match="proposal"):
+        MetricsSettings(stage_probabilities={"proposal": 150, "discovery": 10})

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from funnel_common.settings import CommonSettings
@@ -51,3 +51,11 @@ class MetricsSettings(BaseSettings):
         default_factory=lambda: [float(b) for b in ACCEPT_SECONDS_BUCKETS]
     )
     common: CommonSettings = Field(default_factory=CommonSettings)
+
+    @field_validator("stage_probabilities")
+    @classmethod
+    def _whole_percents(cls, value: dict[str, int]) -> dict[str, int]:
+        wrong = sorted(stage for stage, percent in value.items() if not 0 <= percent <= 100)
+        if wrong:
+            raise ValueError(f"stage probabilities must be 0-100 percent: {', '.join(wrong)}")
+        return value
