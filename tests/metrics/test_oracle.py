@@ -136,7 +136,7 @@ async def metric_differences(client: httpx.AsyncClient, oracle: Oracle) -> list[
 
 @pytest.mark.timeout(170)
 @settings(
-    max_examples=8,
+    max_examples=10,
     deadline=None,
     phases=[Phase.explicit, Phase.generate],  # no shrinking: each run costs broker time
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

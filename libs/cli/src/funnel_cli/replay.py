@@ -9,13 +9,14 @@ the running services consistent.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from metrics.replay import ReplayResult, replay
-from metrics.settings import MetricsSettings
+if TYPE_CHECKING:
+    from metrics.replay import ReplayResult
 
 console = Console(stderr=True)
 
@@ -32,6 +33,10 @@ def run(
     ),
 ) -> None:
     """Rebuild the metrics projections from the events, check, and switch over."""
+    # Imported here so that every other `funnel` command starts without the service.
+    from metrics.replay import replay
+    from metrics.settings import MetricsSettings
+
     settings = MetricsSettings()
     with Progress(
         TextColumn("[bold]replaying events"),
