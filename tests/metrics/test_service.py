@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from uuid import uuid4
@@ -11,6 +12,7 @@ import pytest
 
 from funnel_common.auth import issue_token
 from funnel_common.events import (
+    DLQ_TOPIC,
     TARGETS_TOPIC,
     DealOpened,
     DealWon,
@@ -186,3 +188,40 @@ async def test_figures_survive_a_restart_and_redelivery_changes_nothing(
             until=lambda found: not found,
             timeout=20,
         )
+
+
+async def test_a_deal_in_another_currency_is_parked_in_the_dlq_and_counts_nowhere(
+    metrics: httpx.AsyncClient, topics: CommonSettings
+) -> None:
+    history = small_funnel()
+    deal = f"opp-{uuid4().hex[:8]}"
+    foreign = DealOpened.new(
+        source="test",
+        subject=deal,
+        data={
+            "deal_id": deal,
+            "attribution": {"source": "web"},
+            "amount_cents": 1_000_00,
+            "currency": "EUR",
+            "stage": "proposal",
+            "expected_close_date": NOW.date(),
+        },
+    )
+
+    await produce(topics, [foreign, *history])
+
+    parked = await read_topic(topics, DLQ_TOPIC, expect=1, timeout=20)
+    assert [json.loads(record.value)["kind"] for record in parked] == ["handler_failed"]
+    oracle = Oracle(history, PROBABILITIES, DEFAULT_PROBABILITY)
+    await eventually(
+        lambda: matches(metrics, oracle, CURRENT), until=lambda found: not found, timeout=15
+    )
+
+
+async def test_without_a_period_the_funnel_is_the_current_quarter(
+    metrics: httpx.AsyncClient,
+) -> None:
+    answer = await metrics.get("/v1/funnel")
+
+    assert answer.status_code == 200
+    assert answer.json()["period"] == CURRENT
