@@ -10,6 +10,11 @@ Labels are bounded: ``period`` only for a window of quarters around the current 
 allow-list (everything else is "other"), ``reason`` and ``outcome`` from the catalogue's
 fixed sets. Campaigns, reps and leads are never labels; campaigns are in the JSON API.
 Money is in cents of the reporting currency.
+
+The ``_total`` series are counters rebuilt from facts, not incremented: if a late event
+moves a deal from won back to open (its latest state by event time), won goes down by
+one. That is the truth as now known; ``rate()`` treats it as a reset, so dashboards
+show these as totals (``max()``) rather than rates.
 """
 
 from __future__ import annotations
