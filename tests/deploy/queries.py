@@ -35,6 +35,7 @@ class Query:
 
     origin: str
     expr: str
+    kind: str  # "panel", "record" or "alert"
 
     def __str__(self) -> str:
         return self.origin
@@ -72,7 +73,7 @@ def dashboard_queries(values: dict[str, str] = GRAFANA_VARIABLES) -> list[Query]
         for panel in panels(board):
             for target in panel.get("targets", []):
                 origin = f"{path.stem}: {panel['title']} [{target['refId']}]"
-                queries.append(Query(origin, substitute(target["expr"], values)))
+                queries.append(Query(origin, substitute(target["expr"], values), "panel"))
     return queries
 
 
@@ -86,7 +87,10 @@ def rules() -> list[dict[str, Any]]:
 
 def rule_queries() -> list[Query]:
     return [
-        Query(f"rule {rule.get('record') or rule.get('alert')}", rule["expr"]) for rule in rules()
+        Query(f"alert {rule['alert']}", rule["expr"], "alert")
+        if "alert" in rule
+        else Query(f"record {rule['record']}", rule["expr"], "record")
+        for rule in rules()
     ]
 
 
