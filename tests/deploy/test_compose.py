@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from funnel_common.settings import CommonSettings
 from tests.deploy.queries import DEPLOY, PROMETHEUS_DIR, ROOT
 from tests.deploy.test_k8s_manifests import SERVICES, TOPICS, of_kind, render
 
@@ -64,7 +65,7 @@ def test_each_dockerfile_is_multi_stage_locked_and_non_root() -> None:
 def test_services_run_read_only_as_the_image_user_with_the_kubernetes_settings() -> None:
     services = compose()["services"]
     (config,) = of_kind(render("prod"), "ConfigMap").values()
-    for name, (prefix, port, _) in SERVICES.items():
+    for name, (prefix, port, settings) in SERVICES.items():
         service = services[name]
         environment = service["environment"]
 
@@ -72,6 +73,9 @@ def test_services_run_read_only_as_the_image_user_with_the_kubernetes_settings()
         assert service["user"] == "10001:10001"
         assert service["ports"] == [f"{port}:{port}"]
         assert f"FUNNEL_{prefix}_DATABASE_URL" in environment
+        own = {f"FUNNEL_{prefix}_{field.upper()}" for field in settings.model_fields}
+        common = {f"FUNNEL_{field.upper()}" for field in CommonSettings.model_fields}
+        assert set(environment) <= own | common, "a setting the services do not have"
         assert "/readyz" in " ".join(service["healthcheck"]["test"])
         for key in (
             "FUNNEL_KAFKA_ENABLE_IDEMPOTENCE",

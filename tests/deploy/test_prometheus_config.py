@@ -121,18 +121,20 @@ def test_kubernetes_config_is_valid_apart_from_discovery(promtool: str, tmp_path
     # refuses kubernetes_sd_configs; everything else (relabelling, rules) is checked
     # with the discovery swapped for a static target.
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus-k8s.yml").read_text())
-    (job,) = config["scrape_configs"]
-    assert job["kubernetes_sd_configs"] == [
-        {"role": "pod", "namespaces": {"names": ["shared-funnel"]}}
-    ]
+    services, exporter = config["scrape_configs"]
     relabelled_to_job = [
-        step for step in job["relabel_configs"] if step.get("target_label") == "job"
+        step for step in services["relabel_configs"] if step.get("target_label") == "job"
     ]
     assert relabelled_to_job[0]["source_labels"] == [
         "__meta_kubernetes_pod_label_app_kubernetes_io_name"
     ]
-    job["static_configs"] = [{"targets": ["pod.example:8001"]}]
-    del job["kubernetes_sd_configs"]
+    assert exporter["job_name"] == "kafka-exporter"
+    for job in (services, exporter):
+        assert job["kubernetes_sd_configs"] == [
+            {"role": "pod", "namespaces": {"names": ["shared-funnel"]}}
+        ]
+        job["static_configs"] = [{"targets": ["pod.example:8001"]}]
+        del job["kubernetes_sd_configs"]
     config["rule_files"] = [str(PROMETHEUS_DIR / "rules" / "*.yml")]
     checked = tmp_path / "prometheus-k8s.yml"
     checked.write_text(yaml.safe_dump(config))
