@@ -27,6 +27,7 @@ from funnel_common.settings import PLACEHOLDER_SECRET_PREFIX, CommonSettings
 from handoff.settings import HandoffSettings
 from lead_intake.settings import IntakeSettings
 from metrics.settings import MetricsSettings
+from tests.deploy import rules_to_k8s
 from tests.deploy.queries import DEPLOY
 
 K8S = DEPLOY / "k8s"
@@ -46,6 +47,7 @@ CUSTOM_RESOURCES = {
     ("postgresql.cnpg.io/v1", "Cluster"): {"instances", "storage"},
     ("monitoring.coreos.com/v1", "ServiceMonitor"): {"selector", "endpoints"},
     ("monitoring.coreos.com/v1", "PodMonitor"): {"selector", "podMetricsEndpoints"},
+    ("monitoring.coreos.com/v1", "PrometheusRule"): {"groups"},
 }
 
 Manifest = dict[str, Any]
@@ -132,6 +134,7 @@ def test_custom_resources_have_their_required_structure(manifests: tuple[Manifes
         "Cluster": 1,
         "ServiceMonitor": 1,
         "PodMonitor": 1,
+        "PrometheusRule": 1,
     }
 
 
@@ -339,3 +342,13 @@ def test_the_migrate_init_container_migrates_a_real_database(database_url: str) 
         assert first.returncode == 0, first.stderr
         assert "migrations applied: [" in first.stdout, first.stdout
         assert again.stdout.strip() == "migrations applied: none pending", again.stdout
+
+
+def test_the_prometheus_rule_object_carries_exactly_the_shipped_rules() -> None:
+    (rule,) = of_kind(render("prod"), "PrometheusRule").values()
+
+    assert rules_to_k8s.TARGET.read_text() == rules_to_k8s.render(), (
+        "deploy/k8s/base/prometheus-rules.yaml is stale: "
+        "run .venv/bin/python -m tests.deploy.rules_to_k8s"
+    )
+    assert rule["spec"]["groups"] == rules_to_k8s.rule_groups()
