@@ -21,14 +21,31 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
 import yaml
 
+from funnel_common.auth import issue_token
 from funnel_common.embedded import free_port, wait_until
+from funnel_common.events import (
+    HANDOFFS_TOPIC,
+    AccountActivated,
+    AccountArrChanged,
+    Attribution,
+    DealLost,
+    DealOpened,
+    DealWon,
+    Envelope,
+    HandoffAccepted,
+    HandoffRejected,
+    HandoffSlaBreached,
+    encode_event,
+)
 from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
 from tests.conftest import require_system_tool
@@ -45,25 +62,7 @@ pytestmark = pytest.mark.e2e
 # Metrics named in the contract (or assumed by the boards) that no service exports yet,
 # each with the feature that will export it. A query reading one of these may be
 # empty; every other query must return data. Remove an entry when its feature lands.
-NOT_EXPORTED_YET: dict[str, str] = {
-    "funnel_leads_qualified_total": "metrics: qualification projection",
-    "funnel_handoffs_total": "metrics: handoff projection",
-    "funnel_handoff_sla_breaches_total": "metrics: handoff projection",
-    "funnel_handoff_accept_seconds_bucket": "metrics: handoff projection",
-    "funnel_handoff_rejections_total": "metrics: handoff projection (rejection reasons)",
-    "funnel_deals_closed_total": "metrics: deal projection",
-    "funnel_pipeline_open_value": "metrics: deal projection",
-    "funnel_revenue_target": "metrics: targets (PUT /v1/targets)",
-    "funnel_won_value": "metrics: deal projection",
-    "funnel_pipeline_coverage_ratio": "metrics: plan",
-    "funnel_pipeline_coverage_healthy_ratio": "metrics: plan (healthy band setting)",
-    "funnel_win_rate_ratio": "metrics: deal projection",
-    "funnel_retention_ratio": "metrics: account projection",
-    "funnel_leads_needed": "metrics: plan",
-    "funnel_consumer_lag_messages": "common: consumer lag gauge",
-    "funnel_db_pool_connections": "common: database pool gauges",
-    "funnel_db_pool_max_connections": "common: database pool gauges",
-}
+NOT_EXPORTED_YET: dict[str, str] = {}
 
 # Metrics that exist only in production, from components `funnel dev` does not run.
 PRODUCTION_ONLY: dict[str, str] = {
@@ -187,6 +186,58 @@ async def _produce_undecodable_record(bootstrap: str) -> None:
         await producer.stop()
 
 
+def _this_quarter() -> tuple[str, date, date]:
+    today = datetime.now(UTC).date()
+    first_month = 3 * ((today.month - 1) // 3) + 1
+    start = date(today.year, first_month, 1)
+    end = (start + timedelta(days=95)).replace(day=1) - timedelta(days=1)
+    return f"{today.year}-Q{(today.month - 1) // 3 + 1}", start, end
+
+
+def _funnel_events() -> list[Envelope]:
+    """Deals, decisions and accounts, so every funnel figure has something to show."""
+    _, start, end = _this_quarter()
+    today = datetime.now(UTC).date()
+    attribution = Attribution(source="webinar", campaign="launch")
+    deal = {"attribution": attribution, "currency": "USD", "stage": "proposal"}
+    handoff = {"lead_id": uuid4(), "team": "emea", "rep_id": "rep-1", "attribution": attribution}
+    return [
+        DealOpened.new(source="test", subject="d1", data={
+            **deal, "deal_id": "d1", "amount_cents": 900_000_00, "expected_close_date": end}),
+        DealWon.new(source="test", subject="d2", data={
+            **deal, "deal_id": "d2", "amount_cents": 120_000_00, "closed_on": today}),
+        DealLost.new(source="test", subject="d3", data={
+            **deal, "deal_id": "d3", "amount_cents": 80_000_00, "closed_on": today,
+            "reason": "no_budget"}),
+        HandoffAccepted.new(source="test", subject="h1", data={
+            **handoff, "handoff_id": uuid4(), "business_seconds_to_decision": 300,
+            "within_sla": True}),
+        HandoffRejected.new(source="test", subject="h2", data={
+            **handoff, "handoff_id": uuid4(), "reason": "not_a_fit",
+            "business_seconds_to_decision": 900, "within_sla": False}),
+        HandoffSlaBreached.new(source="test", subject="h2", data={
+            "handoff_id": uuid4(), "lead_id": uuid4(), "team": "emea", "rep_id": "rep-1",
+            "due_at": datetime.now(UTC), "policy": "default"}),
+        AccountActivated.new(source="test", subject="a1",
+            time=datetime.combine(start - timedelta(days=30), time(), UTC),
+            data={"account_id": "a1", "arr_cents": 100_000_00, "currency": "USD"}),
+        AccountArrChanged.new(source="test", subject="a1", data={
+            "account_id": "a1", "arr_cents": 110_000_00, "currency": "USD"}),
+    ]  # fmt: skip
+
+
+async def _produce_funnel_events(bootstrap: str, *, handoffs_only: bool = False) -> None:
+    producer = new_producer(CommonSettings(kafka_bootstrap_servers=bootstrap))
+    await producer.start()
+    try:
+        for event in _funnel_events():
+            if handoffs_only and event.topic != HANDOFFS_TOPIC:
+                continue
+            await producer.send_and_wait(event.topic, value=encode_event(event), key=event.key)
+    finally:
+        await producer.stop()
+
+
 def _send_traffic(ports: dict[str, int]) -> None:
     intake = f"http://127.0.0.1:{ports['lead-intake']}"
     for lead in LEADS:
@@ -196,6 +247,16 @@ def _send_traffic(ports: dict[str, int]) -> None:
     for service in ("lead-intake", "handoff", "metrics"):
         assert httpx.get(f"http://127.0.0.1:{ports[service]}/healthz").status_code == 200
     asyncio.run(_produce_undecodable_record(f"127.0.0.1:{ports['broker']}"))
+    asyncio.run(_produce_funnel_events(f"127.0.0.1:{ports['broker']}"))
+    period, _, _ = _this_quarter()
+    _, token = issue_token(CommonSettings().auth_secret, subject="vp-sales", role="manager")
+    target = httpx.put(
+        f"http://127.0.0.1:{ports['metrics']}/v1/targets/{period}",
+        json={"amount_cents": 500_000_00},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert target.status_code == 200, target.text
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +295,19 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             ),
             timeout=60,
             what="Prometheus to have scraped the traffic",
+        )
+        # A second round of decisions once the counters were scraped, so that the
+        # increase()-based handoff ratios see the counters move, as in real traffic.
+        wait_until(
+            lambda: _has_data(live, "max(funnel_handoffs_total) > 0"),
+            timeout=30,
+            what="the first handoff decisions to be scraped",
+        )
+        asyncio.run(_produce_funnel_events(f"127.0.0.1:{ports['broker']}", handoffs_only=True))
+        wait_until(
+            lambda: _has_data(live, "max(increase(funnel_handoffs_total[5m])) > 0"),
+            timeout=60,
+            what="the handoff counters to move",
         )
         yield live
     finally:

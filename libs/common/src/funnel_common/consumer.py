@@ -64,6 +64,11 @@ class ConsumerRunner:
         self._metrics = metrics
         self._dlq_producer: AIOKafkaProducer | None = None
         self.assigned = False
+        # Every outcome series exists from the start, so the first dead letter is an
+        # increase from 0 that rate() and increase() can see.
+        for topic in self._topics:
+            for outcome in ("applied", "duplicate", "dead_lettered"):
+                metrics.events_consumed.labels(self._group_id, topic, outcome)
 
     async def run(self) -> None:
         """Consume forever; broker outages are waited out with capped backoff."""
@@ -99,10 +104,20 @@ class ConsumerRunner:
             batches = await consumer.getmany(timeout_ms=200)
             self.assigned = bool(consumer.assignment())
             await rewind_if_log_was_reset(consumer)
+            await self._measure_lag(consumer)
             for partition, records in batches.items():
                 for record in records:
                     await self._process(record)
                 await consumer.commit({partition: records[-1].offset + 1})
+
+    async def _measure_lag(self, consumer: Any) -> None:
+        for partition in consumer.assignment():
+            high_water = consumer.highwater(partition)
+            if high_water is not None:
+                lag = max(0, high_water - await consumer.position(partition))
+                self._metrics.consumer_lag.labels(
+                    self._group_id, partition.topic, str(partition.partition)
+                ).set(lag)
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:

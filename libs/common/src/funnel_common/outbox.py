@@ -207,7 +207,19 @@ class OutboxRelay:
                 self._sent[row["topic"]] = 0
         self._topics_ready = True
 
+    async def _measure_backlog(self, connection: asyncpg.Connection) -> None:
+        backlog = await connection.fetchrow(
+            """SELECT count(*) AS rows,
+                      extract(epoch FROM clock_timestamp() - min(created_at)) AS age
+               FROM outbox WHERE sent_at IS NULL"""
+        )
+        self._metrics.outbox_backlog.set(backlog["rows"])
+        self._metrics.outbox_oldest_age.set(float(backlog["age"] or 0))
+
     async def _drain(self, connection: asyncpg.Connection) -> None:
+        # Measured first: with the broker down, publishing fails below, and the backlog
+        # and its age are exactly what the outbox alert must see grow.
+        await self._measure_backlog(connection)
         if self._topics_ready and time.monotonic() - self._last_watch > _WATCH_SECONDS:
             self._last_watch = time.monotonic()
             for topic, sent in self._sent.items():
@@ -231,13 +243,7 @@ class OutboxRelay:
                 self._metrics.outbox_published.inc(len(rows))
                 for row in rows:
                     self._sent[row["topic"]] = self._sent.get(row["topic"], 0) + 1
-            backlog = await connection.fetchrow(
-                """SELECT count(*) AS rows,
-                          extract(epoch FROM clock_timestamp() - min(created_at)) AS age
-                   FROM outbox WHERE sent_at IS NULL"""
-            )
-            self._metrics.outbox_backlog.set(backlog["rows"])
-            self._metrics.outbox_oldest_age.set(float(backlog["age"] or 0))
+            await self._measure_backlog(connection)
             if len(rows) < self._settings.outbox_batch_size:
                 return
 

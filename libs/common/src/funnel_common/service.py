@@ -191,6 +191,10 @@ def probe_router(metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None) -
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:
+        pool = runtime_of(request).pool
+        metrics.db_pool_connections.labels("in_use").set(pool.get_size() - pool.get_idle_size())
+        metrics.db_pool_connections.labels("idle").set(pool.get_idle_size())
+        metrics.db_pool_max_connections.set(pool.get_max_size())
         body = generate_latest(metrics.registry)
         if extra_metrics is not None:
             body += await extra_metrics(runtime_of(request))

@@ -150,6 +150,23 @@ class PlatformMetrics:
             ["group", "topic", "outcome"],
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "funnel_consumer_lag_messages",
+            "Records not yet consumed, per consumer group and partition.",
+            ["group", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.db_pool_connections = Gauge(
+            "funnel_db_pool_connections",
+            "Database pool connections by state.",
+            ["state"],
+            registry=self.registry,
+        )
+        self.db_pool_max_connections = Gauge(
+            "funnel_db_pool_max_connections",
+            "Database pool size limit.",
+            registry=self.registry,
+        )
         self.event_lag = Histogram(
             "funnel_event_lag_seconds",
             "Seconds from an event being recorded to its effect being committed.",
