@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # pytest-xdist is not used: the integration fixtures share one PostgreSQL and one broker.
 PYTEST_ARGS ?=
 
-.PHONY: run test lint fmt typecheck unit schemas sync clean bench
+.PHONY: run test test-faults lint fmt typecheck unit schemas sync clean bench
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -24,6 +24,10 @@ run: sync
 
 test: sync lint typecheck
 	$(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
+
+# The fault suite alone (it is also part of `make test`).
+test-faults: sync
+	$(UV) run --frozen --no-sync pytest -m faults $(PYTEST_ARGS)
 
 lint: sync
 	$(UV) run --frozen --no-sync ruff check .

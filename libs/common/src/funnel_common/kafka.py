@@ -103,8 +103,9 @@ class RecordsWatch:
         self._settings = settings
         self._client: AIOKafkaConsumer | None = None
 
-    async def held(self, topic: str) -> int:
-        """Records the broker holds for ``topic``: the sum of its partitions' ends.
+    async def held(self, topic: str) -> int | None:
+        """Records the broker holds for ``topic`` (the sum of its partitions' ends), or
+        None when the broker did not tell in time.
 
         The end comes from a fetch's high watermark: Tansu answers ListOffsets(latest)
         with the last *batch's* base offset + 1, which undercounts multi-record batches
@@ -134,7 +135,10 @@ class RecordsWatch:
             if all(self._client.highwater(p) is not None for p in partitions):
                 break
             await self._client.getmany(*partitions, timeout_ms=100, max_records=1)
-        return sum(self._client.highwater(p) or lower_bounds[p] for p in partitions)
+        high_waters = [self._client.highwater(p) for p in partitions]
+        if any(high_water is None for high_water in high_waters):
+            return None  # the broker did not tell in time (e.g. under load): not a loss
+        return sum(high_water or 0 for high_water in high_waters)
 
     async def close(self) -> None:
         client, self._client = self._client, None

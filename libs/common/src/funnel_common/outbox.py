@@ -193,7 +193,7 @@ class OutboxRelay:
         self._sent = {row["topic"]: row["rows"] for row in sent}
         for row in sent:
             held = await self._watch.held(row["topic"])
-            if held < row["rows"]:
+            if held is not None and held < row["rows"]:
                 # The broker lost records (the embedded broker keeps them in memory).
                 # Publish them again: consumers' inboxes drop what they already applied.
                 log.warning(
@@ -224,7 +224,7 @@ class OutboxRelay:
             self._last_watch = time.monotonic()
             for topic, sent in self._sent.items():
                 held = await self._watch.held(topic)
-                if held < sent:
+                if held is not None and held < sent:
                     self._topics_ready = False  # the broker lost records: see _prepare_broker
         if not self._topics_ready:
             await self._prepare_broker(connection)
