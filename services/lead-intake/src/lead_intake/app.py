@@ -11,7 +11,10 @@ from fastapi import FastAPI
 
 from funnel_common.service import build_app, open_runtime
 from funnel_common.telemetry import PlatformMetrics
-from lead_intake import api
+from lead_intake import api, webhooks
+from lead_intake.edge import BodyLimitMiddleware, FormCorsMiddleware
+from lead_intake.forms import load_forms
+from lead_intake.qualification import load_rules
 from lead_intake.settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -19,6 +22,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
+    # A bad forms or rules file stops start-up here, naming the line.
+    context = api.IntakeContext(
+        settings=settings,
+        forms=load_forms(settings.forms_file),
+        rules=load_rules(settings.qualification_rules_file),
+    )
     metrics = PlatformMetrics(api.SERVICE)
 
     @asynccontextmanager
@@ -36,11 +45,16 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         ) as runtime:
             yield {"runtime": runtime}
 
-    return build_app(
+    app = build_app(
         service=api.SERVICE,
         title="Shared Funnel: lead-intake",
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.router],
+        routers=[api.leads_router(context), webhooks.webhooks_router(settings)],
     )
+    api.install_intake_errors(app)
+    origins = context.forms.all_origins
+    app.add_middleware(FormCorsMiddleware, origins=lambda: origins, path=api.LEADS_PATH)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
