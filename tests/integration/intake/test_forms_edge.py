@@ -42,7 +42,11 @@ async def test_a_plain_form_post_redirects_to_its_thank_you_page(
 async def test_a_redirect_off_the_forms_list_is_refused(
     intake: httpx.AsyncClient, database_url: str
 ) -> None:
-    for target in ("https://evil.example/phish", f"{PAGE}/thanks.html.evil.example", "//evil.example"):
+    for target in (
+        "https://evil.example/phish",
+        f"{PAGE}/thanks.html.evil.example",
+        "//evil.example",
+    ):
         answer = await intake.post(
             "/v1/leads",
             data={**LANDING, "email": "a@example.com", "first_name": "A", "company": "C",
@@ -82,7 +86,9 @@ async def test_validation_names_each_field_and_why(intake: httpx.AsyncClient) ->
     wrong_key = await intake.post(
         "/v1/leads", json={**LANDING, "form_key": "pk_other", "email": "a@example.com"}
     )
-    unknown_form = await intake.post("/v1/leads", json={"form_id": "nope", "email": "a@example.com"})
+    unknown_form = await intake.post(
+        "/v1/leads", json={"form_id": "nope", "email": "a@example.com"}
+    )
     bad_values = await intake.post(
         "/v1/leads",
         json={"email": "a@example.com", "phone": "call me", "country": "USA",
@@ -91,7 +97,9 @@ async def test_validation_names_each_field_and_why(intake: httpx.AsyncClient) ->
     too_many_extras = await intake.post(
         "/v1/leads", json={"email": "a@example.com", **{f"f{i}": "v" for i in range(21)}}
     )
-    wrong_type = await intake.post("/v1/leads", content=b"email=a", headers={"content-type": "text/plain"})
+    wrong_type = await intake.post(
+        "/v1/leads", content=b"email=a", headers={"content-type": "text/plain"}
+    )
 
     def fields(answer: httpx.Response) -> dict[str, str]:
         assert answer.status_code == 422, answer.text
