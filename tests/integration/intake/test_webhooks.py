@@ -54,7 +54,7 @@ async def test_a_deal_linked_by_email_carries_the_leads_source_to_won(
     assert [a.json()["state"] for a in (opened, updated, won)] == ["open", "open", "won"]
     events = await events_on(topics, DEALS_TOPIC, expect=3)
     assert [type(e) for e in events] == [DealOpened, DealUpdated, DealWon]
-    first, second, last = events
+    first, _, last = events
     assert first.time == datetime(2026, 10, 2, 9, 30, tzinfo=UTC)
     assert isinstance(last, DealWon)
     assert str(last.data.lead_id) == lead.json()["lead_id"]
