@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import asyncpg
 import httpx
 
@@ -124,7 +126,7 @@ async def test_a_body_over_the_limit_gets_413(start_intake: IntakeFactory) -> No
 
     declared = await intake.post("/v1/leads", json={"email": "a@example.com", "note": "x" * 4000})
 
-    async def streamed_body():  # type: ignore[no-untyped-def]
+    async def streamed_body() -> AsyncIterator[bytes]:
         yield b'{"email": "a@example.com", "note": "'
         yield b"x" * 4000
         yield b'"}'
