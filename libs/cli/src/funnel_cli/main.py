@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from funnel_cli import dev
+from funnel_cli import dev, importer
 
 app = typer.Typer(
     help="Shared Funnel: one live revenue funnel for marketing and sales.", no_args_is_help=True
@@ -18,6 +18,10 @@ def main() -> None:
 
 app.command("dev", help="Start the embedded platform: PostgreSQL, broker and the three services.")(
     dev.run
+)
+
+app.command("import", help="Import leads, deals or accounts from a CSV file through lead-intake.")(
+    importer.run
 )
 
 

@@ -138,6 +138,9 @@ def leads_router(context: IntakeContext) -> APIRouter:
     )
     async def capture_lead(request: Request, conn: Connection) -> Response:
         body, from_html_form = await parsed_body(request)
+        signed = _verify_signed_import(request, await request.body(), settings)
+        if signed is not None and not await store.remember_signature(conn, signed):
+            raise Unauthorized("replayed signature")
         try:
             submission = LeadSubmission.model_validate(body)
         except ValidationError as error:
@@ -156,9 +159,6 @@ def leads_router(context: IntakeContext) -> APIRouter:
             raise field_error(
                 "thank_you_url", "not one of the form's thank-you URLs", "redirect_not_allowed"
             )
-        signed = _verify_signed_import(request, await request.body(), settings)
-        if signed is not None and not await store.remember_signature(conn, signed):
-            raise Unauthorized("replayed signature")
 
         key = request.headers.get("idempotency-key")
         fingerprint = request_hash(body)
