@@ -66,7 +66,9 @@ async def test_an_import_applies_good_rows_reports_bad_ones_by_line_and_is_repea
     assert all(e.data.attribution.source == "trade-show" for e in captured)
     deal_events = await events_on(topics, DEALS_TOPIC, expect=2)
     assert [type(e) for e in deal_events] == [DealOpened, DealWon]
-    assert deal_events[1].data.attribution.source == "trade-show"
+    won = deal_events[1]
+    assert isinstance(won, DealWon)
+    assert won.data.attribution.source == "trade-show"
 
 
 async def test_an_unsigned_or_wrongly_signed_import_is_refused(
