@@ -197,3 +197,22 @@ async def test_the_rules_in_force_are_published_with_their_version(
         "competitor_domain",
         "student_domain",
     }
+
+
+async def test_values_the_event_catalogue_cannot_carry_are_422_not_500(
+    intake: httpx.AsyncClient,
+) -> None:
+    long_email = "a" * 64 + "@" + "b" * 130 + ".example"
+    too_long_email = await intake.post("/v1/leads", json={"email": long_email})
+    long_source = await intake.post(
+        "/v1/leads", json={"email": "a@b.example", "utm_source": "s" * 81}
+    )
+    deeply_nested = await intake.post(
+        "/v1/leads", content=b"[" * 20_000, headers={"content-type": "application/json"}
+    )
+    nul = await intake.post("/v1/leads", data={"email": "a@b.example", "company": "A\x00B"})
+
+    assert [a.status_code for a in (too_long_email, long_source, deeply_nested, nul)] == [422] * 4
+    assert too_long_email.json()["errors"][0]["field"] == "email"
+    assert long_source.json()["errors"][0]["field"] == "utm_source"
+    assert nul.json()["errors"][0]["field"] == "company"

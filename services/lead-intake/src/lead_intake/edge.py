@@ -161,7 +161,7 @@ async def parsed_body(request: Request) -> tuple[dict[str, Any], bool]:
         raise UnsupportedMediaType
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:
         raise field_error("body", "the body is not valid JSON", "json_invalid") from error
     if not isinstance(data, dict):
         raise field_error("body", "the body must be a JSON object", "model_type")

@@ -30,7 +30,8 @@ class LeadSubmission(BaseModel):
 
     form_id: Label = DEFAULT_FORM
     form_key: ShortText | None = None
-    email: EmailStr = Field(max_length=254)
+    # 200, not 254: the address must fit the event catalogue's LeadProfile.
+    email: EmailStr = Field(max_length=200)
     phone: ShortText | None = None
     first_name: ShortText | None = None
     last_name: ShortText | None = None
@@ -40,9 +41,10 @@ class LeadSubmission(BaseModel):
     country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
     source: Label | None = None
     campaign: Label | None = None
-    utm_source: ShortText | None = None
+    # Source and campaign fall back to these, so they are labels (bounded, as in events).
+    utm_source: Label | None = None
     utm_medium: ShortText | None = None
-    utm_campaign: ShortText | None = None
+    utm_campaign: Label | None = None
     utm_term: ShortText | None = None
     utm_content: ShortText | None = None
     website: ShortText | None = Field(default=None, description="Honeypot: humans leave it empty.")

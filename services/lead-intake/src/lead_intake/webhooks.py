@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeVar, cast
+from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request
@@ -41,7 +42,13 @@ from lead_intake.api import problem_responses
 from lead_intake.edge import Unauthorized, field_error
 from lead_intake.intake import SERVICE
 from lead_intake.models import AccountWebhook, DealWebhook, WebhookAccepted
-from lead_intake.outcomes import IllegalTransition, next_account_status, next_deal_status
+from lead_intake.outcomes import (
+    AccountStatus,
+    DealStatus,
+    IllegalTransition,
+    next_account_status,
+    next_deal_status,
+)
 from lead_intake.screening import normalise_email
 from lead_intake.settings import IntakeSettings
 
@@ -111,7 +118,7 @@ def _check_currency(currency: str | None, settings: IntakeSettings) -> str:
 
 async def _lead_link(
     conn: asyncpg.Connection, payload: DealWebhook, previous: DealState | None
-) -> tuple[Attribution, object]:
+) -> tuple[Attribution, UUID | None]:
     if payload.lead_id is not None:
         lead = await store.find_lead(conn, payload.lead_id)
         if lead is None:
@@ -170,7 +177,7 @@ def webhooks_router(settings: IntakeSettings) -> APIRouter:
         current = await store.find_deal(conn, payload.deal_id)
         previous_status, previous = current if current else (None, None)
         try:
-            status = next_deal_status(previous_status, payload.event)  # type: ignore[arg-type]
+            status = next_deal_status(cast(DealStatus | None, previous_status), payload.event)
         except IllegalTransition as error:
             raise Conflict(str(error)) from error
         attribution, lead_id = await _lead_link(conn, payload, previous)
@@ -183,7 +190,7 @@ def webhooks_router(settings: IntakeSettings) -> APIRouter:
             raise field_error("amount_cents", "required when the deal is opened", "missing")
         state = DealState(
             deal_id=payload.deal_id,
-            lead_id=lead_id,  # type: ignore[arg-type]
+            lead_id=lead_id,
             attribution=attribution,
             amount_cents=amount,
             currency=currency,
@@ -217,7 +224,9 @@ def webhooks_router(settings: IntakeSettings) -> APIRouter:
             )
         current = await store.find_account(conn, payload.account_id)
         try:
-            status = next_account_status(current[0] if current else None, payload.event)  # type: ignore[arg-type]
+            status = next_account_status(
+                cast(AccountStatus | None, current[0] if current else None), payload.event
+            )
         except IllegalTransition as error:
             raise Conflict(str(error)) from error
         if payload.event != "churned" and payload.arr_cents is None:
