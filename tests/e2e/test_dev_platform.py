@@ -20,6 +20,16 @@ from tests.helpers import parse_metric
 pytestmark = pytest.mark.e2e
 
 LEAD = {"email": "katherine@example.com", "source": "webinar"}
+_lead_numbers = iter(range(1_000_000))
+
+
+def new_lead() -> dict[str, str]:
+    """A different person each time: the same email again is a merge, not a capture."""
+    return {**LEAD, "email": f"katherine.{next(_lead_numbers)}@example.com"}
+
+
+def post_new_lead(platform: DevPlatform) -> bool:
+    return httpx.post(platform.url("intake", "/v1/leads"), json=new_lead()).status_code == 202
 
 
 @dataclass
@@ -98,7 +108,7 @@ def test_killed_services_are_restarted_and_no_lead_is_lost_or_counted_twice(
     accepted = 0
     for service in ("intake", "metrics", "handoff"):
         for _ in range(3):
-            accepted += httpx.post(dev.url("intake", "/v1/leads"), json=LEAD).status_code == 202
+            accepted += post_new_lead(dev)
         victim = dev.pid_listening_on(service)
 
         os.kill(victim, signal.SIGKILL)
@@ -108,7 +118,7 @@ def test_killed_services_are_restarted_and_no_lead_is_lost_or_counted_twice(
             what=f"{service} to be restarted",
         )
         for _ in range(3):
-            accepted += httpx.post(dev.url("intake", "/v1/leads"), json=LEAD).status_code == 202
+            accepted += post_new_lead(dev)
 
     wait_until(lambda: dev.captured() == accepted, timeout=30, what=f"{accepted} leads counted")
     assert accepted == 18
@@ -128,7 +138,7 @@ def test_killed_services_are_restarted_and_no_lead_is_lost_or_counted_twice(
     again = _start(tmp_path / "funnel", ports, tmp_path / "dev-again.out")
     try:
         assert again.captured() == accepted
-        accepted += httpx.post(again.url("intake", "/v1/leads"), json=LEAD).status_code == 202
+        accepted += post_new_lead(again)
         wait_until(lambda: again.captured() == accepted, timeout=30, what="the next lead counted")
     finally:
         _stop(again)
