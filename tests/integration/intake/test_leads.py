@@ -60,6 +60,9 @@ async def test_a_fitting_lead_is_captured_and_qualified_with_its_reasons(
     assert qualified.data.rules_version == "2026-11-24.1"
     assert qualified.data.form_type == "contact"
     assert qualified.data.profile.country == "US"
+    metrics = (await intake.get("/metrics")).text
+    assert 'funnel_intake_submissions_total{form="default",outcome="qualified"} 1.0' in metrics
+    assert "navy.example" not in metrics.lower()
 
 
 async def test_a_competitor_is_disqualified_and_says_why(

@@ -185,3 +185,28 @@ async def test_billing_events_activate_change_and_churn_an_account(
     assert activation.data.attribution is not None
     assert activation.data.attribution.source == "partner"
     assert change.data.arr_cents == 900_000
+
+
+async def test_a_deal_linked_by_lead_id_must_name_a_known_lead(
+    intake: httpx.AsyncClient, topics: CommonSettings
+) -> None:
+    lead = await intake.post("/v1/leads", json={"email": "bo@example.com", "source": "events"})
+    lead_id = lead.json()["lead_id"]
+
+    nobody = "00000000-0000-4000-8000-000000000000"
+    unknown = await intake.post(
+        "/v1/deals", **signed(deal("opened", "u1", amount_cents=1, lead_id=nobody), CRM_SECRET)
+    )
+    linked = await intake.post(
+        "/v1/deals", **signed(deal("opened", "u2", amount_cents=1, lead_id=lead_id), CRM_SECRET)
+    )
+
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["field"] == "lead_id"
+    assert linked.status_code == 200
+    (opened,) = await events_on(topics, DEALS_TOPIC, expect=1)
+    assert isinstance(opened, DealOpened)
+    assert str(opened.data.lead_id) == lead_id
+    assert opened.data.attribution.source == "events"
+    metrics = (await intake.get("/metrics")).text
+    assert 'funnel_intake_webhooks_total{integration="crm",outcome="applied"} 1.0' in metrics

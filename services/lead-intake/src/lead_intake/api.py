@@ -33,6 +33,7 @@ from lead_intake.models import LeadAccepted, LeadSubmission
 from lead_intake.qualification import Rules
 from lead_intake.screening import rate_limit_retry_after
 from lead_intake.settings import IntakeSettings
+from lead_intake.telemetry import IntakeMetrics
 
 SERVICE = intake.SERVICE
 LEADS_PATH = "/v1/leads"
@@ -68,6 +69,7 @@ class IntakeContext:
     settings: IntakeSettings
     forms: FormRegistry
     rules: Rules
+    metrics: IntakeMetrics
 
 
 def _submission_schema() -> dict[str, Any]:
@@ -178,6 +180,7 @@ def leads_router(context: IntakeContext) -> APIRouter:
             trusted=signed is not None,
         )
         result = await intake.capture(conn, submission, submission.form_id, form, policy)
+        context.metrics.submissions.labels(submission.form_id, result.status).inc()
         response = _answer(result, redirect_to)
         if key is not None:
             await store.store_answer(

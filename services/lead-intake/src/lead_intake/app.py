@@ -16,19 +16,21 @@ from lead_intake.edge import BodyLimitMiddleware, FormCorsMiddleware
 from lead_intake.forms import load_forms
 from lead_intake.qualification import load_rules
 from lead_intake.settings import IntakeSettings
+from lead_intake.telemetry import IntakeMetrics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
+    metrics = PlatformMetrics(api.SERVICE)
     # A bad forms or rules file stops start-up here, naming the line.
     context = api.IntakeContext(
         settings=settings,
         forms=load_forms(settings.forms_file),
         rules=load_rules(settings.qualification_rules_file),
+        metrics=IntakeMetrics(metrics.registry),
     )
-    metrics = PlatformMetrics(api.SERVICE)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -51,7 +53,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.leads_router(context), webhooks.webhooks_router(settings)],
+        routers=[api.leads_router(context), webhooks.webhooks_router(settings, context.metrics)],
     )
     api.install_intake_errors(app)
     origins = context.forms.all_origins

@@ -51,6 +51,7 @@ from lead_intake.outcomes import (
 )
 from lead_intake.screening import normalise_email
 from lead_intake.settings import IntakeSettings
+from lead_intake.telemetry import IntakeMetrics
 
 Connection = Annotated[asyncpg.Connection, Depends(connection)]
 M = TypeVar("M", bound=BaseModel)
@@ -152,7 +153,7 @@ def deal_event(payload: DealWebhook, state: DealState, occurred: datetime) -> En
 _DEFAULT_STAGE = {"opened": "open", "updated": "open", "won": "closed_won", "lost": "closed_lost"}
 
 
-def webhooks_router(settings: IntakeSettings) -> APIRouter:
+def webhooks_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["webhooks"])
     responses = problem_responses(401, 409, 413, 422)
 
@@ -168,6 +169,7 @@ def webhooks_router(settings: IntakeSettings) -> APIRouter:
         payload = await _verified(request, conn, secret, settings, DealWebhook)
         currency = _check_currency(payload.currency, settings)
         if not await store.record_delivery(conn, "crm", payload.webhook_id):
+            metrics.webhooks.labels("crm", "duplicate").inc()
             current = await store.find_deal(conn, payload.deal_id)
             return WebhookAccepted(
                 status="duplicate",
@@ -202,6 +204,7 @@ def webhooks_router(settings: IntakeSettings) -> APIRouter:
         event = deal_event(payload, state, occurred)
         await store.save_deal(conn, status, state)
         await outbox.enqueue(conn, event)
+        metrics.webhooks.labels("crm", "applied").inc()
         return WebhookAccepted(status="applied", subject=payload.deal_id, state=status)
 
     @router.post(
@@ -216,6 +219,7 @@ def webhooks_router(settings: IntakeSettings) -> APIRouter:
         payload = await _verified(request, conn, secret, settings, AccountWebhook)
         currency = _check_currency(payload.currency, settings)
         if not await store.record_delivery(conn, "billing", payload.webhook_id):
+            metrics.webhooks.labels("billing", "duplicate").inc()
             current = await store.find_account(conn, payload.account_id)
             return WebhookAccepted(
                 status="duplicate",
@@ -255,6 +259,7 @@ def webhooks_router(settings: IntakeSettings) -> APIRouter:
             event = AccountChurned.new(source=SERVICE, subject=subject, data=churned, time=occurred)
         await store.save_account(conn, subject, status, arr)
         await outbox.enqueue(conn, event)
+        metrics.webhooks.labels("billing", "applied").inc()
         return WebhookAccepted(status="applied", subject=subject, state=status)
 
     return router
