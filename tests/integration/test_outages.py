@@ -42,7 +42,13 @@ async def test_leads_posted_while_the_broker_is_down_are_counted_once_it_returns
         await platform.wait_for_metric("funnel_leads_captured_total", 1)
 
         own_broker.stop(kill=True)
-        during = [await platform.intake.post("/v1/leads", json=LEAD) for _ in range(3)]
+        # Different people: the same email again would be a merge, not a capture.
+        during = [
+            await platform.intake.post(
+                "/v1/leads", json={**LEAD, "email": f"grace.{i}@example.com"}
+            )
+            for i in range(3)
+        ]
         readiness = await platform.intake.get("/readyz")
         own_broker.start()
 
