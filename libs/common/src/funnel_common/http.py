@@ -52,9 +52,12 @@ class DomainError(Exception):
     slug = "bad-request"
     title = "Bad request"
 
-    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+    def __init__(
+        self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extensions: Any
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail
+        self.headers = headers
         self.extensions = extensions
 
 
@@ -106,7 +109,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def on_domain_error(_: Request, error: DomainError) -> ProblemResponse:
         return problem(
-            error.status, error.slug, error.title, detail=error.detail, **error.extensions
+            error.status,
+            error.slug,
+            error.title,
+            detail=error.detail,
+            headers=error.headers,
+            **error.extensions,
         )
 
     async def on_database_unavailable(_: Request, error: Exception) -> ProblemResponse:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -56,6 +56,17 @@ class CommonSettings(BaseSettings):
 
     reporting_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     reporting_timezone: str = "UTC"
+
+    # Signs the API's bearer tokens (funnel_common.auth). The placeholder works in
+    # development and tests only.
+    auth_secret: SecretStr = SecretStr("dev-auth-secret-change-me")
+
+    @model_validator(mode="after")
+    def _real_secrets_in_production(self) -> CommonSettings:
+        require_real_secret(
+            self.auth_secret, name="FUNNEL_AUTH_SECRET", environment=self.environment
+        )
+        return self
 
     @field_validator("reporting_timezone")
     @classmethod

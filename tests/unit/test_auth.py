@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from funnel_common.auth import Unauthenticated, issue_token, token_hash, verify_token
+from funnel_common.settings import CommonSettings
+
+SECRET = SecretStr("test-secret")
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def test_a_token_verifies_to_its_principal() -> None:
+    issued, token = issue_token(SECRET, subject="rep-ada", role="rep", team="emea", now=NOW)
+
+    principal = verify_token(SECRET, token, now=NOW + timedelta(days=1))
+
+    assert principal == issued
+    assert (principal.subject, principal.role, principal.team) == ("rep-ada", "rep", "emea")
+
+
+def test_a_tampered_token_is_refused() -> None:
+    _, token = issue_token(SECRET, subject="rep-ada", role="rep", now=NOW)
+    _, admin = issue_token(SECRET, subject="root", role="admin", now=NOW)
+    # An admin's claims carrying the rep token's signature.
+    forged = admin.split(".")[0] + "." + token.split(".")[1]
+
+    with pytest.raises(Unauthenticated, match="signature"):
+        verify_token(SECRET, forged, now=NOW)
+
+
+@pytest.mark.parametrize("token", ["", "Bearer x", "fnl_abc", "fnl_a.b.c", "fnl_!!!.???"])
+def test_malformed_tokens_are_refused(token: str) -> None:
+    with pytest.raises(Unauthenticated):
+        verify_token(SECRET, token, now=NOW)
+
+
+def test_other_secret_and_expiry_are_refused() -> None:
+    _, token = issue_token(
+        SECRET, subject="m", role="manager", now=NOW, lifetime=timedelta(hours=1)
+    )
+
+    with pytest.raises(Unauthenticated, match="signature"):
+        verify_token(SecretStr("other"), token, now=NOW)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verify_token(SECRET, token, now=NOW + timedelta(hours=1))
+
+
+def test_only_the_hash_is_meant_to_be_stored() -> None:
+    _, token = issue_token(SECRET, subject="a", role="admin", now=NOW)
+
+    assert token_hash(token) != token
+    assert len(token_hash(token)) == 64
+
+
+def test_the_placeholder_auth_secret_is_refused_in_production() -> None:
+    with pytest.raises(ValidationError, match="FUNNEL_AUTH_SECRET"):
+        CommonSettings(environment="production")
+    assert CommonSettings(environment="production", auth_secret=SecretStr("s3cr3t-from-vault"))
