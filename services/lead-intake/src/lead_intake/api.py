@@ -9,12 +9,12 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from funnel_common.http import Conflict, ProblemResponse, problem
+from funnel_common.http import Conflict
 from funnel_common.service import connection
 from funnel_common.signing import SIGNATURE_HEADER, SignatureError, verify
 from lead_intake import intake, store
@@ -167,6 +167,7 @@ def leads_router(context: IntakeContext) -> APIRouter:
         if key is not None:
             if not 1 <= len(key) <= 200 or "\x00" in key:
                 raise field_error("Idempotency-Key", "1 to 200 characters", "idempotency_key")
+            await store.forget_old_idempotency_keys(conn, settings.idempotency_key_ttl_hours)
             if not await store.claim_idempotency_key(conn, "leads", key, fingerprint):
                 return await _replay(conn, key, fingerprint)
 
@@ -236,17 +237,3 @@ async def _check_rate_limit(
     retry_after = rate_limit_retry_after(hits, settings.rate_limit_per_client, window)
     if retry_after is not None:
         raise RateLimited(retry_after)
-
-
-def install_intake_errors(app: FastAPI) -> None:
-    """429 carries Retry-After, which the shared domain-error mapping has no room for."""
-
-    @app.exception_handler(RateLimited)
-    async def on_rate_limited(_: Request, error: RateLimited) -> ProblemResponse:
-        return problem(
-            error.status,
-            error.slug,
-            error.title,
-            detail=error.detail,
-            headers={"Retry-After": str(error.retry_after)},
-        )

@@ -55,7 +55,6 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         routers=[api.leads_router(context), webhooks.webhooks_router(settings, context.metrics)],
     )
-    api.install_intake_errors(app)
     origins = context.forms.all_origins
     app.add_middleware(FormCorsMiddleware, origins=lambda: origins, path=api.LEADS_PATH)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -35,8 +35,9 @@ class RateLimited(DomainError):
     title = "Too many submissions from this client"
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"Retry after {retry_after} seconds.")
-        self.retry_after = retry_after
+        super().__init__(
+            f"Retry after {retry_after} seconds.", headers={"Retry-After": str(retry_after)}
+        )
 
 
 class UnsupportedMediaType(DomainError):

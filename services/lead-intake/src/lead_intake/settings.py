@@ -55,6 +55,8 @@ class IntakeSettings(BaseSettings):
     min_fill_seconds: float = Field(default=3.0, ge=0)
     disposable_domains: list[str] = Field(default_factory=lambda: list(DISPOSABLE_DOMAINS))
     dedupe_window_days: int = Field(default=30, ge=0)
+    # How long a retry with the same Idempotency-Key gets the first answer back.
+    idempotency_key_ttl_hours: int = Field(default=24, ge=1)
 
     common: CommonSettings = Field(default_factory=CommonSettings)
 

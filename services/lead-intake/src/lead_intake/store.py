@@ -197,6 +197,13 @@ async def claim_idempotency_key(
     return bool(claimed)
 
 
+async def forget_old_idempotency_keys(connection: asyncpg.Connection, ttl_hours: int) -> None:
+    await connection.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
+        ttl_hours,
+    )
+
+
 async def stored_answer(
     connection: asyncpg.Connection, scope: str, key: str
 ) -> asyncpg.Record | None:
