@@ -43,8 +43,10 @@ def intake_settings(database_url: str, common: CommonSettings, **overrides: Any)
 @asynccontextmanager
 async def running_intake(settings: IntakeSettings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
+    # Shutdown stops the relay's producer; on a loaded 2-core CI box that can pass
+    # asgi-lifespan's 5 s default.
     async with (
-        LifespanManager(app, startup_timeout=30) as manager,
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://intake"
         ) as client,
