@@ -99,7 +99,7 @@ async def test_a_second_touch_merges_and_rescoring_qualifies_the_lead(
     lead_id = first.json()["lead_id"]
     assert second.json() == {"lead_id": lead_id, "status": "merged", "score": 70}
     assert third.json()["lead_id"] == lead_id
-    events = await events_on(topics, LEADS_TOPIC, expect=5)
+    events = await events_on(topics, LEADS_TOPIC, expect=4)
     # One lead, one key, one partition: the order is the order things happened.
     assert [type(e) for e in events] == [LeadCaptured, LeadMerged, LeadQualified, LeadMerged]
     merges = [e for e in events if isinstance(e, LeadMerged)]
