@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
 from lead_intake.app import create_app
 from lead_intake.settings import IntakeSettings
+from tests.helpers import eventually
 from tests.integration.kafka_helpers import read_topic
 
 CRM_SECRET = "test-crm-secret"
@@ -87,7 +89,21 @@ def signed(body: dict[str, Any], secret: str, *, at: int | None = None) -> dict[
 async def events_on(
     settings: CommonSettings, topic: str, *, expect: int, subject: str | None = None
 ) -> list[Envelope]:
-    """The events on ``topic`` (optionally of one subject), in order per subject."""
-    records = await read_topic(settings, topic, expect=expect)
-    events = [decode_event(record.value) for record in records if record.value is not None]
-    return [event for event in events if subject is None or event.subject == subject]
+    """The distinct events on ``topic`` (optionally of one subject), in order per subject.
+
+    Publication is at-least-once (the relay may publish an event again), so a copy of an
+    event id already seen is dropped here, as every consumer's inbox drops it."""
+
+    async def distinct() -> list[Envelope]:
+        records = await read_topic(settings, topic, expect=expect, timeout=2)
+        events: dict[UUID, Envelope] = {}
+        for record in records:
+            if record.value is not None:
+                event = decode_event(record.value)
+                events.setdefault(event.id, event)
+        return list(events.values())
+
+    seen = await eventually(
+        distinct, until=lambda events: len(events) >= expect, timeout=15, what=f"{expect} events"
+    )
+    return [event for event in seen if subject is None or event.subject == subject]
