@@ -330,11 +330,18 @@ def test_the_migrate_init_container_migrates_a_real_database(database_url: str) 
     for name, deployment in of_kind(render("prod"), "Deployment").items():
         (init,) = pod_spec(deployment)["initContainers"]
         prefix = SERVICES[name][0]
+        # Every secret the init container reads, with a real-looking value (lead-intake
+        # has integration secrets besides FUNNEL_AUTH_SECRET).
+        secrets = {
+            variable["name"]: f"a-real-secret-for-{variable['name'].lower()}"
+            for variable in init["env"]
+            if "secretKeyRef" in variable.get("valueFrom", {})
+        }
         env = {
             **os.environ,
+            **secrets,
             f"FUNNEL_{prefix}_DATABASE_URL": database_url,
             "FUNNEL_ENVIRONMENT": "production",
-            "FUNNEL_AUTH_SECRET": "a-real-secret-from-the-funnel-auth-secret",
         }
         command = [sys.executable, *init["command"][1:]]
 
