@@ -32,9 +32,13 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 funnel \
  && useradd --system --uid 10001 --gid funnel --no-create-home --shell /usr/sbin/nologin funnel
 COPY --from=build /app/.venv /app/.venv
+# The forms registry and the qualification rules (issue 3) live in the repo's config/.
+COPY config /app/config
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    FUNNEL_INTAKE_FORMS_FILE=/app/config/forms.yaml \
+    FUNNEL_INTAKE_QUALIFICATION_RULES_FILE=/app/config/qualification.yaml \
     FUNNEL_INTAKE_HOST=0.0.0.0 \
     FUNNEL_INTAKE_PORT=8001
 USER 10001:10001

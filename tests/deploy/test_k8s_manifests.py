@@ -22,6 +22,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
 from funnel_common.settings import PLACEHOLDER_SECRET_PREFIX, CommonSettings
 from handoff.settings import HandoffSettings
@@ -34,7 +35,8 @@ K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 TOPICS = {"funnel.leads", "funnel.handoffs", "funnel.deals", "funnel.accounts", "funnel.dlq"}
-SERVICES = {
+# Annotated: mypy joins the three settings classes to their metaclass otherwise.
+SERVICES: dict[str, tuple[str, int, type[BaseSettings]]] = {
     "lead-intake": ("INTAKE", 8001, IntakeSettings),
     "handoff": ("HANDOFF", 8002, HandoffSettings),
     "metrics": ("METRICS", 8003, MetricsSettings),
@@ -328,11 +330,18 @@ def test_the_migrate_init_container_migrates_a_real_database(database_url: str) 
     for name, deployment in of_kind(render("prod"), "Deployment").items():
         (init,) = pod_spec(deployment)["initContainers"]
         prefix = SERVICES[name][0]
+        # Every secret the init container reads, with a real-looking value (lead-intake
+        # has integration secrets besides FUNNEL_AUTH_SECRET).
+        secrets = {
+            variable["name"]: f"a-real-secret-for-{variable['name'].lower()}"
+            for variable in init["env"]
+            if "secretKeyRef" in variable.get("valueFrom", {})
+        }
         env = {
             **os.environ,
+            **secrets,
             f"FUNNEL_{prefix}_DATABASE_URL": database_url,
             "FUNNEL_ENVIRONMENT": "production",
-            "FUNNEL_AUTH_SECRET": "a-real-secret-from-the-funnel-auth-secret",
         }
         command = [sys.executable, *init["command"][1:]]
 

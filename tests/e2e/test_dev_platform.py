@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 from collections.abc import Iterator
@@ -31,8 +32,13 @@ def dev(tmp_path: Path, ports: dict[str, int]) -> Iterator[DevPlatform]:
     platform.stop()
 
 
+_lead_numbers = itertools.count()
+
+
 def _post(platform: DevPlatform) -> bool:
-    return httpx.post(platform.url("intake", "/v1/leads"), json=LEAD).status_code == 202
+    # A different person each time: the same email again is a merge, not a capture.
+    lead = {**LEAD, "email": f"katherine.{next(_lead_numbers)}@example.com"}
+    return httpx.post(platform.url("intake", "/v1/leads"), json=lead).status_code == 202
 
 
 def test_killed_services_are_restarted_and_no_lead_is_lost_or_counted_twice(

@@ -21,6 +21,11 @@ from tests.platform import run_platform
 LEAD = {"email": "grace@example.com", "source": "webinar"}
 
 
+def person(n: int) -> dict[str, str]:
+    """A different person: the same email again is a merge (issue 3), not a capture."""
+    return {**LEAD, "email": f"grace.{n}@example.com"}
+
+
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     broker = EmbeddedBroker(free_port(), log_path=tmp_path / "tansu.log")
@@ -48,7 +53,7 @@ async def test_leads_posted_while_the_broker_is_down_are_counted_once_it_returns
         await platform.wait_for_metric("funnel_leads_captured_total", 1)
 
         own_broker.stop(kill=True)
-        during = [await platform.intake.post("/v1/leads", json=LEAD) for _ in range(3)]
+        during = [await platform.intake.post("/v1/leads", json=person(i)) for i in range(3)]
         readiness = await platform.intake.get("/readyz")
         own_broker.start()
 
@@ -87,8 +92,8 @@ async def test_events_a_crashed_broker_lost_are_published_again(
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://i"
         )
-        for _ in range(3):
-            assert (await client.post("/v1/leads", json=LEAD)).status_code == 202
+        for i in range(3):
+            assert (await client.post("/v1/leads", json=person(i))).status_code == 202
         await eventually(
             lambda: _unsent(database_url), until=lambda n: n == 0, what="all three published"
         )
@@ -100,7 +105,7 @@ async def test_events_a_crashed_broker_lost_are_published_again(
 
         async with run_platform(database_url, settings) as platform:
             await platform.wait_for_metric("funnel_leads_captured_total", 3, timeout=30)
-            assert (await client.post("/v1/leads", json=LEAD)).status_code == 202
+            assert (await client.post("/v1/leads", json=person(3))).status_code == 202
             await platform.wait_for_metric("funnel_leads_captured_total", 4, timeout=30)
 
 

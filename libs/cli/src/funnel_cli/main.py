@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from funnel_cli import dev, replay
+from funnel_cli import dev, importer, replay
 
 app = typer.Typer(
     help="Shared Funnel: one live revenue funnel for marketing and sales.", no_args_is_help=True
@@ -22,6 +22,10 @@ app.command("dev", help="Start the embedded platform: PostgreSQL, broker and the
 app.command(
     "replay", help="Rebuild the metrics projections from the retained events, check, switch."
 )(replay.run)
+
+app.command("import", help="Import leads, deals or accounts from a CSV file through lead-intake.")(
+    importer.run
+)
 
 
 if __name__ == "__main__":

@@ -1,46 +1,239 @@
-"""lead-intake routes: parse, call the domain, write state and event in one transaction."""
+"""Lead routes: parse, refuse early, call the capture flow, answer JSON or a redirect."""
 
 from __future__ import annotations
 
-from typing import Annotated
-from uuid import uuid4
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ValidationError
 
-from funnel_common import outbox
-from funnel_common.events import Attribution, LeadCaptured, LeadCapturedData, LeadProfile
+from funnel_common.http import Conflict
 from funnel_common.service import connection
-from lead_intake import store
+from funnel_common.signing import SIGNATURE_HEADER, SignatureError, verify
+from lead_intake import intake, store
+from lead_intake.edge import (
+    OriginNotAllowed,
+    RateLimited,
+    Unauthorized,
+    field_error,
+    parsed_body,
+    request_hash,
+)
+from lead_intake.edge import client_hash as client_hash_of
+from lead_intake.forms import Form, FormRegistry
+from lead_intake.intake import IntakePolicy
 from lead_intake.models import LeadAccepted, LeadSubmission
+from lead_intake.qualification import Rules
+from lead_intake.screening import rate_limit_retry_after
+from lead_intake.settings import IntakeSettings
+from lead_intake.telemetry import IntakeMetrics
 
-SERVICE = "lead-intake"
-DEFAULT_FORM = "default"
-
-router = APIRouter(prefix="/v1", tags=["leads"])
+SERVICE = intake.SERVICE
+LEADS_PATH = "/v1/leads"
 
 Connection = Annotated[asyncpg.Connection, Depends(connection)]
 
 
-@router.post(
-    "/leads",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=LeadAccepted,
-    summary="Capture a lead from a marketing form",
-)
-async def capture_lead(submission: LeadSubmission, conn: Connection) -> LeadAccepted:
-    lead = LeadCapturedData(
-        lead_id=uuid4(),
-        form_id=DEFAULT_FORM,
-        attribution=Attribution(source=submission.source, campaign=submission.campaign),
-        profile=LeadProfile(
-            email=submission.email.lower(),
-            first_name=submission.first_name,
-            last_name=submission.last_name,
-            company=submission.company,
-            title=submission.title,
-        ),
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {
+            "model": Problem,
+            "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+            "description": "A problem (RFC 9457)",
+        }
+        for status in statuses
+    }
+
+
+@dataclass(frozen=True)
+class IntakeContext:
+    """What the routes need, built once by create_app."""
+
+    settings: IntakeSettings
+    forms: FormRegistry
+    rules: Rules
+    metrics: IntakeMetrics
+
+
+def _submission_schema() -> dict[str, Any]:
+    return LeadSubmission.model_json_schema()
+
+
+def _required_missing(form: Form, submission: LeadSubmission) -> RequestValidationError | None:
+    missing = [
+        name
+        for name in form.required_fields
+        if getattr(submission, name, None) in (None, "") and name not in submission.extra
+    ]
+    if not missing:
+        return None
+    return RequestValidationError(
+        [
+            {"loc": ("body", name), "msg": "required by this form", "type": "missing"}
+            for name in missing
+        ]
     )
-    await store.insert_lead(conn, lead)
-    await outbox.enqueue(conn, LeadCaptured.new(source=SERVICE, subject=lead.lead_id, data=lead))
-    return LeadAccepted(lead_id=lead.lead_id, status="captured")
+
+
+def _verify_signed_import(request: Request, raw: bytes, settings: IntakeSettings) -> str | None:
+    """A signed post comes from `funnel import`: trusted, so not rate limited."""
+    header = request.headers.get(SIGNATURE_HEADER)
+    if header is None:
+        return None
+    try:
+        return verify(
+            header,
+            secret=settings.import_secret.get_secret_value(),
+            body=raw,
+            now=int(time.time()),
+            tolerance=settings.signature_tolerance_seconds,
+        )
+    except SignatureError as error:
+        raise Unauthorized(str(error)) from error
+
+
+def _answer(result: LeadAccepted, redirect_to: str | None) -> Response:
+    if redirect_to is not None:
+        return RedirectResponse(redirect_to, status_code=303)
+    return JSONResponse(result.model_dump(mode="json"), status_code=202)
+
+
+def leads_router(context: IntakeContext) -> APIRouter:
+    settings = context.settings
+    router = APIRouter(prefix="/v1", tags=["leads"])
+
+    @router.post(
+        "/leads",
+        status_code=202,
+        response_model=LeadAccepted,
+        summary="Capture a lead from a marketing form (JSON or a plain HTML form post)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _submission_schema()},
+                    "application/x-www-form-urlencoded": {"schema": _submission_schema()},
+                },
+            }
+        },
+        responses={
+            303: {"description": "A form post: redirect to the form's thank-you URL"},
+            **problem_responses(401, 403, 409, 413, 415, 422, 429),
+        },
+    )
+    async def capture_lead(request: Request, conn: Connection) -> Response:
+        body, from_html_form = await parsed_body(request)
+        signed = _verify_signed_import(request, await request.body(), settings)
+        if signed is not None and not await store.remember_signature(conn, signed):
+            raise Unauthorized("replayed signature")
+        try:
+            submission = LeadSubmission.model_validate(body)
+        except ValidationError as error:
+            raise RequestValidationError(error.errors()) from error
+        form = context.forms.get(submission.form_id)
+        if form is None:
+            raise field_error("form_id", "no enabled form has this id", "unknown_form")
+        if form.key is not None and submission.form_key != form.key:
+            raise field_error("form_key", "does not match the form's public key", "form_key")
+        if not form.allows_origin(request.headers.get("origin")):
+            raise OriginNotAllowed
+        if (missing := _required_missing(form, submission)) is not None:
+            raise missing
+        redirect_to = form.thank_you_url(submission.thank_you_url) if from_html_form else None
+        if from_html_form and submission.thank_you_url is not None and redirect_to is None:
+            raise field_error(
+                "thank_you_url", "not one of the form's thank-you URLs", "redirect_not_allowed"
+            )
+
+        key = request.headers.get("idempotency-key")
+        fingerprint = request_hash(body)
+        if key is not None:
+            if not 1 <= len(key) <= 200 or "\x00" in key:
+                raise field_error("Idempotency-Key", "1 to 200 characters", "idempotency_key")
+            await store.forget_old_idempotency_keys(conn, settings.idempotency_key_ttl_hours)
+            if not await store.claim_idempotency_key(conn, "leads", key, fingerprint):
+                return await _replay(conn, key, fingerprint)
+
+        if signed is None:
+            await _check_rate_limit(request, conn, settings)
+        policy = IntakePolicy(
+            rules=context.rules,
+            min_fill_seconds=settings.min_fill_seconds,
+            disposable_domains=frozenset(settings.disposable_domains),
+            dedupe_window=timedelta(days=settings.dedupe_window_days),
+            trusted=signed is not None,
+        )
+        result = await intake.capture(conn, submission, submission.form_id, form, policy)
+        context.metrics.submissions.labels(submission.form_id, result.status).inc()
+        response = _answer(result, redirect_to)
+        if key is not None:
+            await store.store_answer(
+                conn,
+                "leads",
+                key,
+                status_code=response.status_code,
+                headers={"location": response.headers["location"]}
+                if "location" in response.headers
+                else {},
+                body=bytes(response.body).decode(),
+            )
+        return response
+
+    @router.get(
+        "/qualification/rules",
+        response_model=Rules,
+        tags=["qualification"],
+        summary="The qualification rules in force and their version",
+    )
+    async def qualification_rules() -> Rules:
+        return context.rules
+
+    return router
+
+
+async def _replay(conn: asyncpg.Connection, key: str, fingerprint: str) -> Response:
+    stored = await store.stored_answer(conn, "leads", key)
+    if stored is None or stored["status_code"] is None:
+        raise Conflict("the first request with this Idempotency-Key did not finish")
+    if stored["request_hash"] != fingerprint:
+        raise Conflict("this Idempotency-Key was used for a different request")
+    headers = json.loads(stored["headers"] or "{}")
+    headers["idempotent-replayed"] = "true"
+    if "location" in headers:
+        return Response(status_code=stored["status_code"], headers=headers)
+    return Response(
+        stored["body"],
+        status_code=stored["status_code"],
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+async def _check_rate_limit(
+    request: Request, conn: asyncpg.Connection, settings: IntakeSettings
+) -> None:
+    window = settings.rate_limit_window_seconds
+    hits = await store.record_client_hit(
+        conn, client_hash_of(request, settings.trust_forwarded_for), window
+    )
+    await store.forget_old_client_hits(conn, window)
+    retry_after = rate_limit_retry_after(hits, settings.rate_limit_per_client, window)
+    if retry_after is not None:
+        raise RateLimited(retry_after)

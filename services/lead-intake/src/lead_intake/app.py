@@ -11,8 +11,12 @@ from fastapi import FastAPI
 
 from funnel_common.service import build_app, open_runtime
 from funnel_common.telemetry import PlatformMetrics
-from lead_intake import api
+from lead_intake import api, webhooks
+from lead_intake.edge import BodyLimitMiddleware, FormCorsMiddleware
+from lead_intake.forms import load_forms
+from lead_intake.qualification import load_rules
 from lead_intake.settings import IntakeSettings
+from lead_intake.telemetry import IntakeMetrics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -20,6 +24,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     metrics = PlatformMetrics(api.SERVICE)
+    # A bad forms or rules file stops start-up here, naming the line.
+    context = api.IntakeContext(
+        settings=settings,
+        forms=load_forms(settings.forms_file),
+        rules=load_rules(settings.qualification_rules_file),
+        metrics=IntakeMetrics(metrics.registry),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -36,11 +47,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         ) as runtime:
             yield {"runtime": runtime}
 
-    return build_app(
+    app = build_app(
         service=api.SERVICE,
         title="Shared Funnel: lead-intake",
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.router],
+        routers=[api.leads_router(context), webhooks.webhooks_router(settings, context.metrics)],
     )
+    origins = context.forms.all_origins
+    app.add_middleware(FormCorsMiddleware, origins=lambda: origins, path=api.LEADS_PATH)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

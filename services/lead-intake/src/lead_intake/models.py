@@ -2,28 +2,131 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import date
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
-from funnel_common.types import Label, ShortText
+from funnel_common.types import Cents, CurrencyCode, Label, SafeText, ShortText, UtcDatetime
+from lead_intake.forms import DEFAULT_FORM
+from lead_intake.screening import normalise_phone
+
+MAX_EXTRA_FIELDS = 20
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+# Epoch seconds up to 2100: anything later is not a time a browser rendered a form.
+EpochSeconds = Annotated[float, Field(ge=0, le=4_102_444_800, allow_inf_nan=False)]
 
 
 class LeadSubmission(BaseModel):
-    """A lead as a marketing form posts it."""
+    """A lead as a marketing form posts it (JSON or urlencoded). Unknown fields go to
+    ``extra`` (at most 20 short text values); the honeypot field is ``website``."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 200}},
+    )
 
-    email: EmailStr = Field(max_length=254)
-    source: Label = "website"
-    campaign: Label | None = None
+    form_id: Label = DEFAULT_FORM
+    form_key: ShortText | None = None
+    # 200, not 254: the address must fit the event catalogue's LeadProfile.
+    email: EmailStr = Field(max_length=200)
+    phone: ShortText | None = None
     first_name: ShortText | None = None
     last_name: ShortText | None = None
     company: ShortText | None = None
     title: ShortText | None = None
+    company_size: int | None = Field(default=None, ge=0, le=10_000_000)
+    country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
+    source: Label | None = None
+    campaign: Label | None = None
+    # Source and campaign fall back to these, so they are labels (bounded, as in events).
+    utm_source: Label | None = None
+    utm_medium: ShortText | None = None
+    utm_campaign: Label | None = None
+    utm_term: ShortText | None = None
+    utm_content: ShortText | None = None
+    website: ShortText | None = Field(default=None, description="Honeypot: humans leave it empty.")
+    form_started_at: EpochSeconds | None = Field(
+        default=None, description="When the page rendered the form (epoch seconds)."
+    )
+    thank_you_url: Annotated[SafeText, Field(max_length=2000)] | None = None
+    extra: dict[Label, ShortText] = Field(default_factory=dict, max_length=MAX_EXTRA_FIELDS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_fields_to_extra(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields)
+        extra = {k: v for k, v in data.items() if k not in known}
+        if not extra:
+            return data
+        kept = {k: v for k, v in data.items() if k in known}
+        given = kept.get("extra")
+        merged = {**given, **extra} if isinstance(given, dict) else extra
+        return {**kept, "extra": merged}
+
+    @field_validator("phone")
+    @classmethod
+    def _phone_shaped(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_phone(value)
+
+    @field_validator("country")
+    @classmethod
+    def _country_upper(cls, value: str | None) -> str | None:
+        return None if value is None else value.upper()
+
+    def utm(self) -> dict[str, str]:
+        return {name: value for name in UTM_FIELDS if (value := getattr(self, name))}
+
+
+LeadStatus = Literal["captured", "qualified", "disqualified", "merged", "spam"]
 
 
 class LeadAccepted(BaseModel):
     lead_id: UUID
-    status: Literal["captured"]
+    status: LeadStatus
+    score: int | None = None
+
+
+class DealWebhook(BaseModel):
+    """A deal outcome from the CRM. Missing amount/stage/close date keep the known ones."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    webhook_id: Label = Field(description="Unique per delivery; a redelivery changes nothing.")
+    event: Literal["opened", "updated", "won", "lost"]
+    occurred_at: UtcDatetime | None = Field(
+        default=None, description="When it happened in the CRM (may be in the past)."
+    )
+    deal_id: Label
+    lead_id: UUID | None = None
+    email: EmailStr | None = Field(default=None, max_length=254)
+    amount_cents: Cents | None = None
+    currency: CurrencyCode | None = None
+    stage: Label | None = None
+    expected_close_date: date | None = None
+    closed_on: date | None = None
+    reason: Label | None = Field(default=None, description="Why the deal was lost.")
+
+
+class AccountWebhook(BaseModel):
+    """A customer lifecycle event from billing."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    webhook_id: Label
+    event: Literal["activated", "arr_changed", "churned"]
+    occurred_at: UtcDatetime | None = None
+    account_id: Label
+    arr_cents: Cents | None = None
+    currency: CurrencyCode | None = None
+    deal_id: Label | None = None
+
+
+class WebhookAccepted(BaseModel):
+    status: Literal["applied", "duplicate"]
+    subject: str
+    state: str

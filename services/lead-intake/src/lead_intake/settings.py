@@ -1,9 +1,30 @@
+"""lead-intake settings, env prefix ``FUNNEL_INTAKE_``."""
+
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from funnel_common.settings import CommonSettings
+from funnel_common.settings import CommonSettings, require_real_secret
+
+# services/lead-intake/src/lead_intake/settings.py -> the repository root.
+REPO_CONFIG = Path(__file__).resolve().parents[4] / "config"
+
+DISPOSABLE_DOMAINS = (
+    "mailinator.com",
+    "guerrillamail.com",
+    "10minutemail.com",
+    "tempmail.com",
+    "yopmail.com",
+    "trashmail.com",
+    "sharklasers.com",
+    "getnada.com",
+    "dispostable.com",
+    "maildrop.cc",
+)
 
 
 class IntakeSettings(BaseSettings):
@@ -16,4 +37,34 @@ class IntakeSettings(BaseSettings):
     port: int = 8001
     # Off for a process that only serves HTTP while another relays the outbox.
     run_workers: bool = True
+
+    forms_file: Path = REPO_CONFIG / "forms.yaml"
+    qualification_rules_file: Path = REPO_CONFIG / "qualification.yaml"
+
+    # One secret per integration; "dev-" placeholders are refused in production.
+    crm_webhook_secret: SecretStr = SecretStr("dev-crm-webhook-secret")
+    billing_webhook_secret: SecretStr = SecretStr("dev-billing-webhook-secret")
+    import_secret: SecretStr = SecretStr("dev-import-secret")
+    signature_tolerance_seconds: int = Field(default=300, ge=1)
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    rate_limit_per_client: int = Field(default=20, ge=1)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    # Behind a load balancer the client is the first X-Forwarded-For address.
+    trust_forwarded_for: bool = False
+    min_fill_seconds: float = Field(default=3.0, ge=0)
+    disposable_domains: list[str] = Field(default_factory=lambda: list(DISPOSABLE_DOMAINS))
+    dedupe_window_days: int = Field(default=30, ge=0)
+    # How long a retry with the same Idempotency-Key gets the first answer back.
+    idempotency_key_ttl_hours: int = Field(default=24, ge=1)
+
     common: CommonSettings = Field(default_factory=CommonSettings)
+
+    @model_validator(mode="after")
+    def _real_secrets_outside_development(self) -> Self:
+        for name in ("crm_webhook_secret", "billing_webhook_secret", "import_secret"):
+            require_real_secret(
+                getattr(self, name), name=f"FUNNEL_INTAKE_{name.upper()}",
+                environment=self.common.environment,
+            )  # fmt: skip
+        return self

@@ -1,0 +1,181 @@
+"""The HTTP edge of lead-intake: body limits, per-form CORS, body parsing, refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from funnel_common.http import DomainError, problem
+
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    slug = "signature"
+    title = "The webhook signature is missing, wrong, stale or replayed"
+
+
+class OriginNotAllowed(DomainError):
+    status = 403
+    slug = "origin-not-allowed"
+    title = "This form does not accept posts from this origin"
+
+
+class RateLimited(DomainError):
+    status = 429
+    slug = "rate-limited"
+    title = "Too many submissions from this client"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Retry after {retry_after} seconds.", headers={"Retry-After": str(retry_after)}
+        )
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Send application/json or application/x-www-form-urlencoded"
+
+
+def field_error(field: str, message: str, code: str = "value_error") -> RequestValidationError:
+    """A 422 naming one field, in the same shape as pydantic's own errors."""
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": code}])
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit, whether declared (Content-Length) or streamed."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self._app = app
+        self._max = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self._max:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413,
+            "payload-too-large",
+            "The request body is too large",
+            detail=f"At most {self._max} bytes.",
+        )
+        await response(scope, receive, send)
+
+
+class FormCorsMiddleware:
+    """CORS for the lead endpoint, answered only to origins some enabled form lists.
+
+    Which form a post is for is in the body, so the route refuses a post whose origin is
+    not the form's own (403); this layer only decides what a browser may read."""
+
+    def __init__(self, app: ASGIApp, origins: Callable[[], frozenset[str]], path: str) -> None:
+        self._app = app
+        self._origins = origins
+        self._path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self._path:
+            await self._app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/")
+        allowed = bool(origin) and origin in self._origins()
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+            status = 204 if allowed else 403
+            preflight = [(b"vary", b"Origin")]
+            if allowed:
+                preflight += [
+                    (b"access-control-allow-origin", origin.encode()),
+                    (b"access-control-allow-methods", b"POST"),
+                    (b"access-control-allow-headers", b"content-type, idempotency-key"),
+                    (b"access-control-max-age", b"600"),
+                ]
+            await send({"type": "http.response.start", "status": status, "headers": preflight})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(b"vary", b"Origin")]
+                if allowed:
+                    extra.append((b"access-control-allow-origin", origin.encode()))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self._app(scope, receive, send_with_cors)
+
+
+async def parsed_body(request: Request) -> tuple[dict[str, Any], bool]:
+    """The body as a dict, and whether it came from a plain HTML form (urlencoded)."""
+    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    raw = await request.body()
+    if media_type == FORM_MEDIA_TYPE:
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=False, strict_parsing=False)
+        except UnicodeDecodeError as error:
+            raise field_error("body", "the form body is not UTF-8", "form_invalid") from error
+        # An empty input in a plain form means "not given", not "the empty string".
+        return {name: value for name, value in pairs if value.strip()}, True
+    if media_type not in ("application/json", "") and not media_type.endswith("+json"):
+        raise UnsupportedMediaType
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise field_error("body", "the body is not valid JSON", "json_invalid") from error
+    if not isinstance(data, dict):
+        raise field_error("body", "the body must be a JSON object", "model_type")
+    return data, False
+
+
+def client_hash(request: Request, trust_forwarded_for: bool) -> str:
+    """The client, hashed: an IP address is personal data and never stored in clear."""
+    client = request.client.host if request.client else "unknown"
+    if trust_forwarded_for and (forwarded := request.headers.get("x-forwarded-for")):
+        client = forwarded.split(",")[0].strip()
+    return hashlib.sha256(client.encode()).hexdigest()[:32]
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,35 @@
+"""A bad rules or forms file stops lead-intake before it serves anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from lead_intake.app import create_app
+from lead_intake.configfile import ConfigFileError
+from lead_intake.settings import IntakeSettings
+
+
+def test_a_bad_rules_file_stops_start_up_naming_the_line(tmp_path: Path) -> None:
+    rules = tmp_path / "qualification.yaml"
+    rules.write_text('version: "1"\nmql_threshold: 50\nintent:\n  - rule: demo\n    points: x\n')
+
+    with pytest.raises(ConfigFileError, match=r"qualification.yaml, line 5: intent.0.points"):
+        create_app(IntakeSettings(qualification_rules_file=rules))
+
+
+def test_a_forms_file_without_the_default_form_stops_start_up(tmp_path: Path) -> None:
+    forms = tmp_path / "forms.yaml"
+    forms.write_text("forms:\n  landing:\n    form_type: pricing\n")
+
+    with pytest.raises(ConfigFileError, match="'default' form is required"):
+        create_app(IntakeSettings(forms_file=forms))
+
+
+def test_placeholder_webhook_secrets_are_refused_in_production() -> None:
+    with pytest.raises(ValidationError, match="FUNNEL_INTAKE_CRM_WEBHOOK_SECRET"):
+        IntakeSettings.model_validate(
+            {"common": {"environment": "production", "auth_secret": "a-real-auth-secret"}}
+        )
