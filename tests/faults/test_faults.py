@@ -4,7 +4,8 @@ The platform runs as `funnel dev` (real processes). While a client posts leads w
 pause, the broker is SIGKILLed, PostgreSQL gets a fast shutdown (SIGINT), each service
 is SIGKILLed, every event on the topics is delivered a second time, and a poison record
 lands on each topic. Afterwards every 2xx lead is stored exactly once, the counter
-equals the stored leads, no request ever got a 500, every 503 carried Retry-After, and the poison sits in the DLQ.
+equals the stored leads, no request ever got a 500, every 503 carried Retry-After, and
+the poison sits in the DLQ.
 """
 
 from __future__ import annotations
