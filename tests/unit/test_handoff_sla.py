@@ -28,8 +28,8 @@ NINE_TO_FIVE_BERLIN = BusinessCalendar(
 )
 
 
-def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN).astimezone(UTC)  # type: ignore[misc]
+def berlin(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN).astimezone(UTC)
 
 
 def test_time_after_hours_carries_over_to_the_next_working_morning() -> None:

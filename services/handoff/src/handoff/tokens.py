@@ -12,6 +12,8 @@ from funnel_common.auth import DEFAULT_TOKEN_LIFETIME, Principal, Role, issue_to
 from handoff import store
 from handoff.models import TokenOut
 
+__all__ = ["TokenOut", "create_token", "list_tokens", "revoke_token"]
+
 
 async def create_token(
     connection: asyncpg.Connection,
