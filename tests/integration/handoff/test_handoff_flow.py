@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from funnel_common.types import utc_now
-from tests.integration.handoff.support import Handoffs, lead_event
+from tests.integration.handoff.support import Handoffs, lead_event, policy_body
 
 EVENT = "funnel.handoff.{}.v1"
 
@@ -320,3 +320,59 @@ async def test_a_manager_reassigns_to_a_named_rep(handoffs: Handoffs) -> None:
         other,
         "manager",
     )
+
+
+async def test_round_robin_state_persists_across_handoffs_by_weight(handoffs: Handoffs) -> None:
+    await handoffs.setup_team(
+        "emea", {"ada": {"weight": 2}, "bob": {"weight": 1}}, countries=["DE"]
+    )
+
+    ids = [await handoffs.qualify_directly() for _ in range(6)]
+
+    reps = [(await handoffs.handoff(handoff_id))["rep_id"] for handoff_id in ids]
+    assert sorted(reps) == ["ada", "ada", "ada", "ada", "bob", "bob"]
+
+
+async def test_a_demo_request_gets_the_team_policy_for_its_form_type(handoffs: Handoffs) -> None:
+    await handoffs.setup_team("emea", {"ada": {}}, countries=["DE"], minutes=240)
+    await handoffs.put("/v1/sla-policies/demo", policy_body(15))
+    [team] = (await handoffs.client.get("/v1/teams", headers=await handoffs.admin())).json()
+    del team["team_id"]
+    await handoffs.put("/v1/teams/emea", {**team, "form_type_policies": {"demo_request": "demo"}})
+    start = utc_now()
+
+    demo = await handoffs.qualify_directly(lead_event(form_type="demo_request"), now=start)
+    other = await handoffs.qualify_directly(lead_event(form_type="newsletter"), now=start)
+
+    assert (await handoffs.handoff(demo))["due_at"] == start + timedelta(minutes=15)
+    assert (await handoffs.handoff(demo))["policy_name"] == "demo"
+    assert (await handoffs.handoff(other))["due_at"] == start + timedelta(minutes=240)
+
+
+async def test_a_lead_no_team_matches_waits_unrouted_until_a_team_covers_it(
+    handoffs: Handoffs,
+) -> None:
+    await handoffs.setup_team("amer", {"zed": {}}, countries=["US"])
+    handoff_id = await handoffs.qualify_directly(lead_event(country="JP"))
+    assert (await handoffs.handoff(handoff_id))["team_id"] == "unrouted"
+    assert (await handoffs.scan(utc_now())).assigned_from_queue == 0
+
+    await handoffs.setup_team("apac", {"kei": {}}, countries=["JP"])
+    result = await handoffs.scan(utc_now())
+
+    row = await handoffs.handoff(handoff_id)
+    assert result.assigned_from_queue == 1
+    assert (row["team_id"], row["rep_id"], row["status"]) == ("apac", "kei", "assigned")
+
+
+async def test_metrics_show_open_and_due_soon_handoffs_by_team(handoffs: Handoffs) -> None:
+    await handoffs.setup_team("emea", {"ada": {"capacity": 1}}, countries=["DE"], minutes=5)
+    await handoffs.qualify_directly()
+    await handoffs.qualify_directly()
+
+    text = (await handoffs.client.get("/metrics")).text
+
+    assert 'funnel_handoff_open{status="assigned",team="emea"} 1.0' in text
+    assert 'funnel_handoff_open{status="queued",team="emea"} 1.0' in text
+    assert 'funnel_handoff_due_soon{team="emea"} 1.0' in text
+    assert "example.com" not in text
