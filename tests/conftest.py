@@ -9,7 +9,9 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -20,6 +22,20 @@ from funnel_common.settings import CommonSettings
 from tests.platform import Platform, run_platform
 
 _database_numbers = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest prunes "old" numbered temp dirs under one shared root, which deletes the
+    # live data directories of another test session running beside this one. A
+    # per-process base keeps concurrent sessions (two checkouts, two terminals) apart.
+    if config.option.basetemp is None:
+        config.option.basetemp = str(Path(tempfile.gettempdir()) / f"funnel-tests-{os.getpid()}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    basetemp = Path(str(config.option.basetemp))
+    if basetemp.name == f"funnel-tests-{os.getpid()}":
+        shutil.rmtree(basetemp, ignore_errors=True)
 
 
 def require_system_tool(name: str, why: str) -> str:

@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 from funnel_common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from funnel_common.kafka import ensure_topics
 from funnel_common.settings import CommonSettings
+from lead_intake.app import create_app as create_intake
+from lead_intake.settings import IntakeSettings
+from tests.helpers import eventually
 from tests.platform import run_platform
 
 LEAD = {"email": "grace@example.com", "source": "webinar"}
@@ -69,3 +75,41 @@ async def test_writes_answer_503_with_retry_after_while_postgres_is_down(
     assert refused.json()["type"] == "/problems/unavailable"
     assert readiness.status_code == 503
     assert accepted_again.status_code == 202
+
+
+async def test_events_a_crashed_broker_lost_are_published_again(
+    own_broker: EmbeddedBroker, database_url: str, settings: CommonSettings
+) -> None:
+    settings = settings.model_copy(update={"kafka_bootstrap_servers": own_broker.bootstrap_servers})
+    await ensure_topics(settings)
+    intake_only = IntakeSettings(database_url=database_url, common=settings)
+    async with LifespanManager(create_intake(intake_only)) as manager:
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://i"
+        )
+        for _ in range(3):
+            assert (await client.post("/v1/leads", json=LEAD)).status_code == 202
+        await eventually(
+            lambda: _unsent(database_url), until=lambda n: n == 0, what="all three published"
+        )
+
+        # Published, never consumed, and gone with the broker's memory.
+        own_broker.stop(kill=True)
+        own_broker.start()
+        await ensure_topics(settings)  # someone else recreates the topics first
+
+        async with run_platform(database_url, settings) as platform:
+            await platform.wait_for_metric("funnel_leads_captured_total", 3, timeout=30)
+            assert (await client.post("/v1/leads", json=LEAD)).status_code == 202
+            await platform.wait_for_metric("funnel_leads_captured_total", 4, timeout=30)
+
+
+async def _unsent(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM intake.outbox WHERE sent_at IS NULL"
+        )
+        return count
+    finally:
+        await connection.close()

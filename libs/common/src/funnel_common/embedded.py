@@ -142,8 +142,13 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: open transactions roll back)."""
-        if self.is_running():
+        if not (self.data_dir / "PG_VERSION").exists():
+            return
+        try:
             self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+        except subprocess.CalledProcessError as error:
+            if "Is server running?" not in error.stderr:
+                raise RuntimeError(f"pg_ctl stop failed: {error.stderr.strip()}") from error
 
     def create_database(self, name: str) -> None:
         """Create ``name`` unless it exists."""

@@ -9,7 +9,8 @@ relay per schema publishes at a time (a session advisory lock held by its listen
 connection), which keeps one entity's events in order with several replicas running.
 Publishing is at-least-once: a crash between publish and mark re-sends, and the
 consumers' inbox makes that harmless. With the broker down, rows wait; they drain when
-it returns.
+it returns. Rows are kept after they are sent: when a broker comes back holding fewer
+records than were sent to it, the relay publishes them again.
 """
 
 from __future__ import annotations
@@ -23,17 +24,19 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 
 from funnel_common.db import is_unavailable
-from funnel_common.events import Envelope, encode_event
-from funnel_common.kafka import ensure_topics, new_producer
+from funnel_common.events import ALL_TOPICS, DLQ_TOPIC, Envelope, encode_event
+from funnel_common.kafka import RecordsWatch, ensure_topics, new_producer
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 _MAX_BACKOFF_SECONDS = 5.0
+_PUBLISHED_TOPICS = tuple(topic for topic in ALL_TOPICS if topic != DLQ_TOPIC)
 
 
 def notify_channel(schema: str) -> str:
@@ -83,6 +86,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._topics_ready = False
+        self._watch = RecordsWatch(settings)
         self.is_leader = False
 
     async def run(self) -> None:
@@ -147,7 +151,32 @@ class OutboxRelay:
             pass
         self._wake.clear()
 
+    async def _prepare_broker(self, connection: asyncpg.Connection) -> None:
+        """Make sure the topics exist and still hold what this outbox sent to them."""
+        await ensure_topics(self._settings)
+        sent = await connection.fetch(
+            "SELECT topic, count(*) AS rows FROM outbox WHERE sent_at IS NOT NULL GROUP BY topic"
+        )
+        for row in sent:
+            held = await self._watch.held(row["topic"])
+            if held < row["rows"]:
+                # The broker lost records (the embedded broker keeps them in memory).
+                # Publish them again: consumers' inboxes drop what they already applied.
+                log.warning(
+                    "broker lost published events; republishing them",
+                    extra={"topic": row["topic"], "sent": row["rows"], "held": held},
+                )
+                await connection.execute(
+                    "UPDATE outbox SET sent_at = NULL WHERE topic = $1 AND sent_at IS NOT NULL",
+                    row["topic"],
+                )
+        self._topics_ready = True
+
     async def _drain(self, connection: asyncpg.Connection) -> None:
+        if self._topics_ready and await self._watch.lost_records(_PUBLISHED_TOPICS):
+            self._topics_ready = False
+        if not self._topics_ready:
+            await self._prepare_broker(connection)
         while True:
             rows = await connection.fetch(
                 """SELECT seq, topic, event_key, payload, trace_headers, created_at
@@ -173,28 +202,33 @@ class OutboxRelay:
 
     async def _publish(self, rows: Iterable[asyncpg.Record]) -> None:
         producer = await self._ready_producer()
-        deliveries = [
-            await producer.send(
-                self._settings.topic(row["topic"]),
-                value=row["payload"],
-                key=row["event_key"],
-                headers=[
-                    (name, value.encode())
-                    for name, value in json.loads(row["trace_headers"]).items()
-                ],
-                # The record's timestamp is when the event was recorded, so event-to-metric
-                # lag includes any time spent waiting here for the broker.
-                timestamp_ms=int(row["created_at"].timestamp() * 1000),
-            )
-            for row in rows
-        ]
+        deliveries = []
+        for row in rows:
+            topic = self._settings.topic(row["topic"])
+            # The publish span continues the trace of the transaction that wrote the row
+            # (e.g. the form POST); consumers continue from the publish span.
+            with tracer.start_as_current_span(
+                f"{topic} publish",
+                context=propagate.extract(json.loads(row["trace_headers"])),
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+            ):
+                headers: dict[str, str] = {}
+                propagate.inject(headers)
+                deliveries.append(
+                    await producer.send(
+                        topic,
+                        value=row["payload"],
+                        key=row["event_key"],
+                        headers=[(name, value.encode()) for name, value in headers.items()],
+                        # The record's timestamp is when the event was recorded, so the
+                        # event-to-metric lag includes any wait here for the broker.
+                        timestamp_ms=int(row["created_at"].timestamp() * 1000),
+                    )
+                )
         await asyncio.gather(*deliveries)
 
     async def _ready_producer(self) -> AIOKafkaProducer:
-        if not self._topics_ready:
-            # After a broker outage the embedded broker comes back without topics.
-            await ensure_topics(self._settings)
-            self._topics_ready = True
         if self._producer is None:
             producer = new_producer(self._settings)
             try:
@@ -208,6 +242,10 @@ class OutboxRelay:
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         self._topics_ready = False
+        try:
+            await self._watch.close()
+        except Exception:
+            log.debug("records watch close failed", exc_info=True)
         if producer is not None:
             try:
                 await producer.stop()

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
 
 from funnel_common.consumer import ConsumerRunner, Handler
@@ -76,7 +77,6 @@ async def open_runtime(
     run_workers: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Migrate, open the pool, start relay and consumer; close all on exit."""
-    configure_tracing(settings, service)
     await migrate_dsn(dsn, schema=schema, directory=migrations)
     pool = await create_pool(dsn, schema=schema)
     runtime = Runtime(service=service, settings=settings, pool=pool, metrics=metrics)
@@ -120,6 +120,11 @@ def build_app(
     # funnel counters are rebuilt from PostgreSQL on each scrape, so they would lie.
     disable_created_metrics()  # type: ignore[no-untyped-call]
     app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=configure_tracing(settings, service),
+        excluded_urls="healthz,readyz,metrics",
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     app.include_router(probe_router(metrics, extra_metrics))

@@ -81,11 +81,15 @@ def configure_logging(settings: CommonSettings, service: str) -> None:
 
 
 def configure_tracing(settings: CommonSettings, service: str) -> TracerProvider:
-    """A tracer provider for ``service`` with the configured exporter (none by default).
+    """The process's tracer provider, exporting as configured (nowhere by default).
 
-    The first provider of a process becomes the global one; OpenTelemetry allows
-    setting it only once, and in-process tests run several services together.
+    OpenTelemetry allows one global provider per process: the first service configured
+    in a process sets it (in-process tests run several services together). asyncpg is
+    instrumented once, process-wide, with the official instrumentation.
     """
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if settings.otel_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -95,8 +99,10 @@ def configure_tracing(settings: CommonSettings, service: str) -> TracerProvider:
         )
     elif settings.otel_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(provider)
+    trace.set_tracer_provider(provider)
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     return provider
 
 
