@@ -376,3 +376,50 @@ async def test_metrics_show_open_and_due_soon_handoffs_by_team(handoffs: Handoff
     assert 'funnel_handoff_open{status="queued",team="emea"} 1.0' in text
     assert 'funnel_handoff_due_soon{team="emea"} 1.0' in text
     assert "example.com" not in text
+
+
+async def test_bad_input_gets_precise_problems_not_500s(handoffs: Handoffs) -> None:
+    await handoffs.setup_team("emea", {"ada": {}}, countries=["DE"])
+    handoff_id = await handoffs.qualify_directly()
+    ada = await handoffs.auth("rep", "ada")
+    admin = await handoffs.admin()
+
+    nul_note = await handoffs.client.post(
+        f"/v1/handoffs/{handoff_id}/reject",
+        json={"reason": "other", "note": "bad\u0000note"},
+        headers=ada,
+    )
+    unknown = await handoffs.client.post(
+        "/v1/handoffs/00000000-0000-0000-0000-000000000000/accept", headers=ada
+    )
+    not_uuid = await handoffs.client.post("/v1/handoffs/42/accept", headers=ada)
+    bad_hours = await handoffs.client.put(
+        "/v1/reps/ada",
+        json={
+            "team_id": "emea",
+            "capacity": 1,
+            "working_hours": {"mon": [{"start": "18:00", "end": "09:00"}]},
+        },
+        headers=admin,
+    )
+    bad_zone = await handoffs.client.put(
+        "/v1/sla-policies/x",
+        json={
+            "business_minutes": 5,
+            "calendar": {
+                "time_zone": "Mars/Base",
+                "weekly_hours": {"mon": [{"start": "09:00", "end": "10:00"}]},
+            },
+        },
+        headers=admin,
+    )
+
+    assert nul_note.status_code == 422
+    assert nul_note.json()["errors"][0]["field"] == "note"
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == "application/problem+json"
+    assert not_uuid.status_code == 422
+    assert bad_hours.status_code == 422
+    assert "start must be before" in bad_hours.text
+    assert bad_zone.status_code == 422
+    assert bad_zone.json()["errors"][0]["field"] == "calendar.time_zone"
