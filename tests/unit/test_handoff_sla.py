@@ -18,6 +18,7 @@ from handoff.sla import (
     business_time_between,
     deadlines,
     is_working,
+    local_to_utc,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -125,7 +126,24 @@ def calendars(draw: st.DrawFn) -> BusinessCalendar:
     )
 
 
-instants = st.datetimes(datetime(2026, 1, 1), datetime(2027, 12, 31), timezones=st.just(UTC))
+# DST changes in the zones above (EU, US, Lord Howe's half hour): half the instants start
+# within days of one, where wall-clock arithmetic goes wrong if it is going to.
+DST_CHANGES = [
+    datetime(2026, 3, 8, tzinfo=UTC),
+    datetime(2026, 3, 29, tzinfo=UTC),
+    datetime(2026, 4, 5, tzinfo=UTC),
+    datetime(2026, 10, 4, tzinfo=UTC),
+    datetime(2026, 10, 25, tzinfo=UTC),
+    datetime(2026, 11, 1, tzinfo=UTC),
+]
+instants = st.one_of(
+    st.datetimes(datetime(2026, 1, 1), datetime(2027, 12, 31), timezones=st.just(UTC)),
+    st.builds(
+        lambda change, minutes: change + timedelta(minutes=minutes),
+        st.sampled_from(DST_CHANGES),
+        st.integers(-3 * 24 * 60, 24 * 60),
+    ),
+)
 amounts = st.integers(1, 5 * 24 * 3600).map(lambda s: timedelta(seconds=s))
 
 
@@ -178,3 +196,14 @@ def test_adding_time_is_monotonic(
 
     assert add_business_time(calendar, early, less) <= add_business_time(calendar, early, more)
     assert add_business_time(calendar, early, less) <= add_business_time(calendar, late, less)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_wall_clock_to_utc_never_runs_backwards_across_dst(zone: str) -> None:
+    """Every minute of the days around each DST change, in order: instants never go back."""
+    for change in DST_CHANGES:
+        for shift in (-1, 0, 1):
+            day = change.date() + timedelta(days=shift)
+            instants_of_day = [local_to_utc(day, minute, ZoneInfo(zone)) for minute in range(1441)]
+
+            assert instants_of_day == sorted(instants_of_day), (zone, day)

@@ -33,6 +33,9 @@ from tests.integration.handoff.support import (
 
 EXAMPLES_PER_OPERATION = 30
 
+# schemathesis' own strategies use `random` internally; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+
 
 @pytest.fixture
 def served(database_url: str, settings: CommonSettings) -> Iterator[tuple[str, str, list[UUID]]]:

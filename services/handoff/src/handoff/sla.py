@@ -156,7 +156,7 @@ DEFAULT_POLICY = SlaPolicy(
 # --- arithmetic ------------------------------------------------------------------------
 
 
-def _local_to_utc(day: date, minute: int, zone: ZoneInfo) -> datetime:
+def local_to_utc(day: date, minute: int, zone: ZoneInfo) -> datetime:
     """The instant of local ``day`` + ``minute``; gap times move to the jump's moment."""
     naive = datetime.combine(day, time()) + timedelta(minutes=minute)
     local = naive.replace(tzinfo=zone)
@@ -184,8 +184,8 @@ def working_intervals(
         if day in calendar.holiday_set:
             continue
         for span in calendar.weekly_hours.get(WEEKDAYS[day.weekday()], []):
-            start = _local_to_utc(day, span.start_minute, zone)
-            end = _local_to_utc(day, span.end_minute, zone)
+            start = local_to_utc(day, span.start_minute, zone)
+            end = local_to_utc(day, span.end_minute, zone)
             if end > start and end > since:
                 yield start, end
     raise ValueError("no working time within ten years")
