@@ -125,9 +125,11 @@ class Handoffs:
         countries: list[str] | None = None,
         priority: int = 100,
         webhooks: list[dict[str, Any]] | None = None,
+        at_risk_percent: int = 50,
     ) -> None:
         await self.put(
-            f"/v1/sla-policies/{team_id}-sla", policy_body(minutes, reassign_up_to=reassign_up_to)
+            f"/v1/sla-policies/{team_id}-sla",
+            policy_body(minutes, reassign_up_to=reassign_up_to, at_risk_percent=at_risk_percent),
         )
         await self.put(
             f"/v1/teams/{team_id}",

@@ -72,7 +72,12 @@ async def test_breaches_fire_once_with_two_replicas_scanning(
     settings = handoff_settings(database_url, topics, run_workers=True)
     async with running_handoffs(settings) as first, running_handoffs(settings) as second:
         await first.setup_team(
-            "emea", {"ada": {}, "bob": {}}, countries=["DE"], minutes=ONE_SECOND, reassign_up_to=1
+            "emea",
+            {"ada": {}, "bob": {}},
+            countries=["DE"],
+            minutes=2 * ONE_SECOND,
+            reassign_up_to=1,
+            at_risk_percent=10,
         )
         ids = [await first.qualify_directly(now=utc_now()) for _ in range(3)]
 
@@ -92,6 +97,8 @@ async def test_breaches_fire_once_with_two_replicas_scanning(
         assert [e.type for e in mine if e.type == BREACHED] == [BREACHED, BREACHED]
         reasons = [e.data.model_dump()["reason"] for e in mine if e.type == REASSIGNED]
         assert reasons == ["sla_breach", "escalation"]
+        # At risk once per assignment (the first rep's, then the second's).
+        assert [e.type for e in mine].count("funnel.handoff.sla_at_risk.v1") == 2
 
 
 async def test_a_breach_due_while_no_replica_runs_fires_once_after_restart(
