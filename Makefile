@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # pytest-xdist is not used: the integration fixtures share one PostgreSQL and one broker.
 PYTEST_ARGS ?=
 
-.PHONY: run test lint fmt typecheck unit schemas sync clean
+.PHONY: run test lint fmt typecheck unit schemas sync clean bench
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,6 +38,10 @@ fmt: sync
 
 unit: sync
 	$(UV) run --frozen --no-sync pytest tests/unit $(PYTEST_ARGS)
+
+# Speed and memory, each next to a baseline measured in the same run (bench/).
+bench: sync
+	$(UV) run --frozen --no-sync python -m bench
 
 # Regenerates the checked-in JSON Schemas of the event catalogue.
 schemas: sync

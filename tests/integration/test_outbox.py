@@ -112,8 +112,10 @@ async def test_notify_wakes_the_relay_long_before_its_poll(
     async with running(relay):
         await eventually(lambda: _async(relay.is_leader), what="relay leadership")
 
-        async with pool.acquire() as connection, connection.transaction():
-            await outbox.enqueue(connection, _lead())
+        async with pool.acquire() as connection:
+            async with connection.transaction():
+                await outbox.enqueue(connection, _lead())
+            await outbox.wake_relay(connection)
 
         await eventually(
             lambda: _unsent(pool), until=lambda n: n == 0, timeout=5, what="woken by NOTIFY"

@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
 
+from funnel_common import outbox
 from funnel_common.auth import Role
 from funnel_common.db import create_pool
 from funnel_common.events import LeadQualified
@@ -149,8 +150,10 @@ class Handoffs:
     ) -> UUID:
         """Apply a LeadQualified through the handler's flow (no broker): the handoff id."""
         event = event or lead_event()
-        async with self.pool.acquire() as connection, connection.transaction():
-            created = await flows.create_from_lead(connection, event, now=now or event.time)
+        async with self.pool.acquire() as connection:
+            async with connection.transaction():
+                created = await flows.create_from_lead(connection, event, now=now or event.time)
+            await outbox.wake_relay(connection)
         assert created is not None
         return created.handoff_id
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import HypothesisDeprecationWarning
 from schemathesis import GenerationMode
 
 from funnel_common.embedded import free_port
@@ -32,9 +34,6 @@ from tests.integration.handoff.support import (
 )
 
 EXAMPLES_PER_OPERATION = 30
-
-# schemathesis' own strategies use `random` internally; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 
 
 @pytest.fixture
@@ -93,7 +92,10 @@ def _fuzz(
         if answer.status_code >= 500:
             failures.append(f"{label}: {answer.status_code} {answer.text[:300]}")
 
-    check()
+    with warnings.catch_warnings():
+        # schemathesis' own strategies use `random` internally; not ours to fix.
+        warnings.simplefilter("ignore", HypothesisDeprecationWarning)
+        check()
 
 
 def test_no_input_makes_handoff_answer_5xx(served: tuple[str, str, list[UUID]]) -> None:

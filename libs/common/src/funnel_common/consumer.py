@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 from opentelemetry import propagate, trace
 
+from funnel_common import outbox
 from funnel_common.db import is_unavailable
 from funnel_common.events import DLQ_TOPIC, Envelope, EventDecodeError, decode_event
 from funnel_common.kafka import new_consumer, new_producer
@@ -97,6 +98,7 @@ class ConsumerRunner:
         while True:
             batches = await consumer.getmany(timeout_ms=200)
             self.assigned = bool(consumer.assignment())
+            await rewind_if_log_was_reset(consumer)
             for partition, records in batches.items():
                 for record in records:
                     await self._process(record)
@@ -167,18 +169,31 @@ class ConsumerRunner:
     async def _apply(
         self, record: ConsumerRecord[bytes, bytes], event: Envelope, handler: Handler
     ) -> bool:
-        async with self._pool.acquire() as connection, connection.transaction():
-            fresh = await connection.fetchval(
-                """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true""",
-                event.id,
-                event.type,
-                record.topic,
-                record.partition,
-                record.offset,
-            )
-            if fresh:
-                await handler(connection, event)
+        async with self._pool.acquire() as connection:
+            async with connection.transaction():
+                fresh = await self._record_and_apply(connection, record, event, handler)
+            # A handler may have enqueued events of its own (handoff does).
+            await outbox.wake_relay(connection)
+        return fresh
+
+    async def _record_and_apply(
+        self,
+        connection: asyncpg.Connection,
+        record: ConsumerRecord[bytes, bytes],
+        event: Envelope,
+        handler: Handler,
+    ) -> bool:
+        fresh = await connection.fetchval(
+            """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true""",
+            event.id,
+            event.type,
+            record.topic,
+            record.partition,
+            record.offset,
+        )
+        if fresh:
+            await handler(connection, event)
         return bool(fresh)
 
     async def _park(self, record: ConsumerRecord[bytes, bytes], *, kind: str, error: str) -> None:
@@ -208,6 +223,21 @@ class ConsumerRunner:
             headers=list(record.headers),
         )
         self._metrics.events_consumed.labels(self._group_id, record.topic, "dead_lettered").inc()
+
+
+async def rewind_if_log_was_reset(consumer: Any) -> None:
+    """Re-read a partition whose log end fell below our position.
+
+    On a healthy broker a partition's end offset never falls below a consumer's
+    position; when it does, the broker lost its records (the embedded broker keeps them
+    in memory) and the relays are publishing them again from their outboxes. Re-reading
+    from the start is safe: the inbox drops what was already applied.
+    """
+    for partition in consumer.assignment():
+        high_water = consumer.highwater(partition)
+        if high_water is not None and high_water < await consumer.position(partition):
+            log.warning("partition log was reset; re-reading it", extra={"topic": partition.topic})
+            await consumer.seek_to_beginning(partition)
 
 
 async def _stop_quietly(client: Any) -> None:

@@ -5,10 +5,15 @@ Gaps of the embedded Tansu broker (memory storage), handled here and only here:
 - no idempotent producer (InitProducerId fails): idempotence is a setting;
 - topics do not survive a broker restart, and are not created on first produce:
   :func:`ensure_topics` creates them, and the relay calls it again after an outage;
-- memory storage loses every record when the broker dies: :class:`RecordsWatch`
-  notices, and the relay republishes what its outbox sent that the broker no longer
-  holds (never the case on Apache Kafka, whose offsets only grow);
+- memory storage loses every record when the broker dies: the relay compares what
+  :class:`RecordsWatch` says the broker holds with what its outbox sent, and publishes
+  again when the broker holds fewer (never the case on Apache Kafka);
+- a metadata request for a missing topic auto-creates it with the broker's default
+  partition count, so after a restart partition counts may differ from the setting:
+  nothing here assumes them;
 - each fetch scans the whole partition: ``fetch_max_wait_ms`` stays in tens of ms;
+- ListOffsets(latest) answers the last batch's base offset + 1, not the end: the true
+  end is read from a fetch's high watermark (:meth:`RecordsWatch.held`);
 - LeaveGroup is not honoured: a restarted group member waits for the old member's
   session to expire, so the session timeout is a setting, short by default;
 - a rebalance can redeliver a record, read_committed is not honoured, ListOffsets by
@@ -87,67 +92,52 @@ async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_T
 
 
 class RecordsWatch:
-    """Tells how many records the broker holds per topic, and notices when it lost some.
+    """Tells how many records the broker holds per topic.
 
-    Records are never deleted by this platform, so on a healthy broker a partition's end
-    offset only grows; one that went down, or a topic that vanished, means the broker
-    lost records (the embedded broker keeps them in memory and dies with them).
+    This platform never deletes records, so a healthy broker always holds at least as
+    many records of a topic as were published to it; fewer means it lost some (the
+    embedded broker keeps records in memory and dies with them).
     """
 
     def __init__(self, settings: CommonSettings) -> None:
         self._settings = settings
         self._client: AIOKafkaConsumer | None = None
-        self._last_ends: dict[TopicPartition, int] = {}
 
-    async def _end_offsets(
-        self, topics: tuple[str, ...]
-    ) -> dict[str, dict[TopicPartition, int] | None]:
-        """Each topic's partitions' end offsets; None for a topic the broker lacks."""
+    async def held(self, topic: str) -> int:
+        """Records the broker holds for ``topic``: the sum of its partitions' ends.
+
+        The end comes from a fetch's high watermark: Tansu answers ListOffsets(latest)
+        with the last *batch's* base offset + 1, which undercounts multi-record batches
+        but is a safe place to fetch from to learn the true end.
+        """
         if self._client is None:
             client = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.kafka_bootstrap_servers,
                 request_timeout_ms=max(self._settings.kafka_request_timeout_ms, 40_000),
                 enable_auto_commit=False,
+                fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             )
             await client.start()
             self._client = client
-        await self._client.topics()  # fresh metadata: a vanished topic shows as missing
-        partitions = {
-            topic: [
-                TopicPartition(self._settings.topic(topic), partition)
-                for partition in self._client.partitions_for_topic(self._settings.topic(topic))
-                or ()
-            ]
-            for topic in topics
-        }
-        wanted = [tp for tps in partitions.values() for tp in tps]
-        ends: dict[TopicPartition, int] = await self._client.end_offsets(wanted) if wanted else {}
-        return {
-            topic: {tp: ends[tp] for tp in tps} if tps else None
-            for topic, tps in partitions.items()
-        }
-
-    async def held(self, topic: str) -> int:
-        """Records the broker holds for ``topic`` (the sum of its end offsets)."""
-        ends = (await self._end_offsets((topic,)))[topic] or {}
-        self._last_ends.update(ends)
-        return sum(ends.values())
-
-    async def lost_records(self, topics: tuple[str, ...]) -> bool:
-        """True when any of ``topics`` shrank or vanished since the last look."""
-        lost = False
-        for topic, ends in (await self._end_offsets(topics)).items():
-            if ends is None:
-                physical = self._settings.topic(topic)
-                lost = lost or any(tp.topic == physical for tp in self._last_ends)
-                continue
-            lost = lost or any(end < self._last_ends.get(tp, 0) for tp, end in ends.items())
-            self._last_ends.update(ends)
-        return lost
+        physical = self._settings.topic(topic)
+        await self._client.topics()  # fresh metadata: partitions may differ after a restart
+        partitions = [
+            TopicPartition(physical, p) for p in self._client.partitions_for_topic(physical) or ()
+        ]
+        if not partitions:
+            return 0
+        lower_bounds = await self._client.end_offsets(partitions)
+        self._client.assign(partitions)
+        for partition in partitions:
+            self._client.seek(partition, max(0, lower_bounds[partition] - 1))
+        for _ in range(50):
+            if all(self._client.highwater(p) is not None for p in partitions):
+                break
+            await self._client.getmany(*partitions, timeout_ms=100, max_records=1)
+        return sum(self._client.highwater(p) or lower_bounds[p] for p in partitions)
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        self._last_ends.clear()
         if client is not None:
             await client.stop()
 

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
 
+from funnel_common import outbox
 from funnel_common.consumer import ConsumerRunner, Handler
 from funnel_common.db import create_pool, is_unavailable, migrate_dsn
 from funnel_common.events import Envelope
@@ -141,8 +142,10 @@ def runtime_of(request: Request) -> Runtime:
 
 async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
     """A request-scoped connection in one transaction, committed when the handler returns."""
-    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
-        yield conn
+    async with runtime_of(request).pool.acquire() as conn:
+        async with conn.transaction():
+            yield conn
+        await outbox.wake_relay(conn)
 
 
 async def _postgres_ready(pool: asyncpg.Pool) -> bool:

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
+from funnel_common import outbox
 from funnel_common.db import is_unavailable
 from funnel_common.types import utc_now
 from handoff import flows, store
@@ -55,25 +56,35 @@ async def _each(
 async def scan_once(
     pool: asyncpg.Pool, settings: HandoffSettings, *, now: datetime | None = None
 ) -> ScanResult:
-    """One pass over at-risk and breach deadlines and the team queues."""
+    """One pass over at-risk and breach deadlines and the team queues.
+
+    Each step commits, then wakes the outbox relay outside the transaction (see
+    ``outbox.wake_relay``: a NOTIFY inside it would serialise commits).
+    """
     now = now or utc_now()
     limit = settings.scan_batch_size
     result = ScanResult()
-    async with pool.acquire() as connection, connection.transaction():
-        rows = await store.claim_at_risk(connection, now=now, limit=limit)
-        result.at_risk = await _each(
-            connection, rows, lambda h: flows.fire_at_risk(connection, h, now=now)
-        )
-    async with pool.acquire() as connection, connection.transaction():
-        rows = await store.claim_breached(connection, now=now, limit=limit)
-        result.breached = await _each(
-            connection, rows, lambda h: flows.fire_breach(connection, h, now=now)
-        )
-    async with pool.acquire() as connection, connection.transaction():
-        rows = await store.claim_queued(connection, limit=limit)
-        result.assigned_from_queue = await _each(
-            connection, rows, lambda h: flows.drain_queue(connection, h, now=now)
-        )
+    async with pool.acquire() as connection:
+        async with connection.transaction():
+            rows = await store.claim_at_risk(connection, now=now, limit=limit)
+            result.at_risk = await _each(
+                connection, rows, lambda h: flows.fire_at_risk(connection, h, now=now)
+            )
+        await outbox.wake_relay(connection)
+    async with pool.acquire() as connection:
+        async with connection.transaction():
+            rows = await store.claim_breached(connection, now=now, limit=limit)
+            result.breached = await _each(
+                connection, rows, lambda h: flows.fire_breach(connection, h, now=now)
+            )
+        await outbox.wake_relay(connection)
+    async with pool.acquire() as connection:
+        async with connection.transaction():
+            rows = await store.claim_queued(connection, limit=limit)
+            result.assigned_from_queue = await _each(
+                connection, rows, lambda h: flows.drain_queue(connection, h, now=now)
+            )
+        await outbox.wake_relay(connection)
     return result
 
 

@@ -1,0 +1,55 @@
+"""`make bench`: run every measure against one fresh platform; print a table, write JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.measures import Figure, freshness, intake_throughput, memory
+from bench.platform import start_platform
+
+RESULTS = Path("bench-results/bench.json")
+
+
+def _row(figure: Figure) -> list[str]:
+    ratio = figure.ratio
+    verdict = "" if figure.met is None else ("met" if figure.met else "NOT met")
+    return [
+        figure.name,
+        f"{figure.value:,.1f} {figure.unit}",
+        figure.baseline or "",
+        "" if figure.baseline_value is None else f"{figure.baseline_value:,.1f} {figure.unit}",
+        "" if ratio is None else f"{ratio:.2f}x",
+        f"{figure.target or ''} {verdict}".strip(),
+    ]
+
+
+def main() -> int:
+    console = Console()
+    started = time.monotonic()
+    figures: list[Figure] = []
+    with start_platform() as platform:
+        console.print(f"Platform up in {time.monotonic() - started:.0f}s; measuring…")
+        figures += asyncio.run(intake_throughput(platform))
+        figures += asyncio.run(freshness(platform))
+        figures += memory(platform)
+    table = Table(title="make bench")
+    for column in ("figure", "value", "baseline", "baseline value", "ratio", "target"):
+        table.add_column(column)
+    for figure in figures:
+        table.add_row(*_row(figure))
+    console.print(table)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps([f.as_json() for f in figures], indent=2) + "\n")
+    console.print(f"Written to {RESULTS} in {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Each measure returns figures; every figure carries the baseline it is judged against."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass
+from uuid import uuid4
+
+import asyncpg
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.load import closed_loop, open_loop, percentile, session
+from bench.platform import RunningPlatform
+from tests.helpers import parse_metric
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline: str | None = None
+    baseline_value: float | None = None
+    target: str | None = None
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline_value in (None, 0):
+            return None
+        return self.value / self.baseline_value
+
+    def as_json(self) -> dict[str, object]:
+        return {**asdict(self), "ratio": self.ratio}
+
+
+def _lead(index: int, run: str) -> dict[str, str]:
+    return {"email": f"bench-{run}-{index}@example.com", "source": "bench", "campaign": "load"}
+
+
+async def intake_throughput(
+    platform: RunningPlatform, *, concurrency: int = 32, seconds: float = 8.0
+) -> list[Figure]:
+    """Leads/s accepted, against the same service's no-op endpoint and raw inserts."""
+    run = uuid4().hex[:8]
+    async with session(concurrency) as http:
+
+        async def noop(_: int) -> bool:
+            async with http.get(platform.url("intake", "/healthz")) as answer:
+                await answer.read()
+                return answer.status == 200
+
+        async def post_lead(index: int) -> bool:
+            async with http.post(
+                platform.url("intake", "/v1/leads"), json=_lead(index, run)
+            ) as answer:
+                await answer.read()
+                return answer.status == 202
+
+        await closed_loop(noop, concurrency=concurrency, seconds=1)  # warm-up
+        noop_run = await closed_loop(noop, concurrency=concurrency, seconds=seconds)
+        lead_run = await closed_loop(post_lead, concurrency=concurrency, seconds=seconds)
+
+    raw_run = await _raw_inserts(platform, concurrency=concurrency, seconds=seconds)
+    half = noop_run.rate / 2
+    return [
+        Figure("intake leads/s vs no-op endpoint", lead_run.rate, "req/s", "GET /healthz",
+               noop_run.rate, ">= 0.5x", lead_run.rate >= half),
+        Figure("intake leads/s vs raw asyncpg inserts", lead_run.rate, "req/s",
+               "INSERT lead + event, one transaction each", raw_run.rate),
+        Figure("intake p99 latency", percentile(lead_run.latencies, 0.99) * 1000, "ms",
+               "no-op p99", percentile(noop_run.latencies, 0.99) * 1000),
+    ]  # fmt: skip
+
+
+async def _raw_inserts(platform: RunningPlatform, *, concurrency: int, seconds: float):  # type: ignore[no-untyped-def]
+    """The database's ceiling for the same rows: a lead and its event, one transaction each."""
+    pool = await asyncpg.create_pool(
+        platform.database_url, min_size=concurrency, max_size=concurrency
+    )
+    try:
+        await pool.execute(
+            """CREATE SCHEMA IF NOT EXISTS bench;
+               CREATE TABLE IF NOT EXISTS bench.leads (lead_id uuid PRIMARY KEY, form_id text,
+                   email text, source text, campaign text, profile jsonb);
+               CREATE TABLE IF NOT EXISTS bench.outbox (seq bigserial PRIMARY KEY,
+                   event_id uuid UNIQUE, payload bytea)"""
+        )
+        profile = json.dumps({"email": "bench@example.com"})
+        payload = b"x" * 600
+
+        async def insert(index: int) -> bool:
+            async with pool.acquire() as connection, connection.transaction():
+                lead_id = uuid4()
+                await connection.execute(
+                    "INSERT INTO bench.leads VALUES ($1, 'default', $2, 'bench', 'load', $3)",
+                    lead_id, f"raw-{index}@example.com", profile,
+                )  # fmt: skip
+                await connection.execute(
+                    "INSERT INTO bench.outbox (event_id, payload) VALUES ($1, $2)", uuid4(), payload
+                )
+            return True
+
+        return await closed_loop(insert, concurrency=concurrency, seconds=seconds)
+    finally:
+        await pool.close()
+
+
+async def _captured(http, platform: RunningPlatform) -> float:  # type: ignore[no-untyped-def]
+    async with http.get(platform.url("metrics", "/metrics")) as answer:
+        return parse_metric(await answer.text(), "funnel_leads_captured_total") or 0.0
+
+
+async def freshness(
+    platform: RunningPlatform, *, rate: float = 200.0, seconds: float = 10.0
+) -> list[Figure]:
+    """POST → counter visible on /metrics, at a fixed offered load; against the broker's
+    own produce-to-consume latency at the same rate."""
+    run = uuid4().hex[:8]
+    done: list[float] = []
+    seen: list[tuple[float, float]] = []
+    target: list[float] = []
+    caught_up, stop = asyncio.Event(), asyncio.Event()
+    async with session(64) as http:
+        base = await _captured(http, platform)
+
+        async def watch() -> None:
+            while not stop.is_set():
+                value = await _captured(http, platform)
+                seen.append((time.perf_counter(), value))
+                if target and value >= target[0]:
+                    caught_up.set()
+                await asyncio.sleep(0.01)
+
+        async def post_lead(index: int) -> None:
+            url = platform.url("intake", "/v1/leads")
+            async with http.post(url, json=_lead(index, run)) as answer:
+                await answer.read()
+                if answer.status == 202:
+                    done.append(time.perf_counter())
+
+        watcher = asyncio.create_task(watch())
+        await open_loop(post_lead, rate=rate, seconds=seconds)
+        target.append(base + len(done))
+        try:
+            await asyncio.wait_for(caught_up.wait(), 60)
+        except TimeoutError:
+            pass  # reported below as fewer leads counted than accepted
+        stop.set()
+        await watcher
+    latencies = []
+    for rank, finished in enumerate(sorted(done), start=1):
+        visible = next((t for t, value in seen if value >= base + rank and t >= finished), None)
+        if visible is not None:
+            latencies.append(max(0.0, visible - finished))
+    broker = await _broker_latency(platform, rate=rate, seconds=seconds)
+    p99 = percentile(latencies, 0.99) * 1000
+    return [
+        Figure(f"freshness p50 at {rate:.0f} leads/s", percentile(latencies, 0.5) * 1000, "ms",
+               "broker produce→consume p50", percentile(broker, 0.5) * 1000),
+        Figure(f"freshness p95 at {rate:.0f} leads/s", percentile(latencies, 0.95) * 1000, "ms",
+               "broker produce→consume p95", percentile(broker, 0.95) * 1000),
+        Figure(f"freshness p99 at {rate:.0f} leads/s", p99, "ms",
+               "broker produce→consume p99", percentile(broker, 0.99) * 1000,
+               "< 250 ms", p99 < 250),
+        Figure("leads counted of accepted", len(latencies), "leads", "accepted", len(done)),
+    ]  # fmt: skip
+
+
+async def _broker_latency(platform: RunningPlatform, *, rate: float, seconds: float) -> list[float]:
+    topic = f"bench.latency.{uuid4().hex[:6]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=platform.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 3, 1)])
+    await admin.close()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=platform.bootstrap_servers, group_id=topic,
+        auto_offset_reset="earliest", fetch_max_wait_ms=20,
+        session_timeout_ms=2000, heartbeat_interval_ms=300, rebalance_timeout_ms=1000,
+    )  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap_servers, acks="all")
+    await consumer.start()
+    await producer.start()
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+    expected = int(rate * seconds)
+    try:
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=100)
+
+        async def receive() -> None:
+            while len(latencies) < expected:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    now = time.perf_counter()
+                    latencies.extend(now - sent[int(r.value or b"0")] for r in records)
+
+        async def send(index: int) -> None:
+            sent[index] = time.perf_counter()
+            await producer.send_and_wait(topic, str(index).encode(), key=str(index).encode())
+
+        receiver = asyncio.create_task(receive())
+        await open_loop(send, rate=rate, seconds=seconds)
+        await asyncio.wait_for(receiver, 60)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return latencies
+
+
+def memory(platform: RunningPlatform) -> list[Figure]:
+    """Resident memory of each service after the load (steady state)."""
+    figures = []
+    for service in ("intake", "handoff", "metrics"):
+        rss = psutil.Process(platform.pid_of(service)).memory_info().rss / 2**20
+        figures.append(Figure(f"{service} resident memory", rss, "MiB"))
+    return figures
