@@ -39,6 +39,7 @@ DATABASE = "funnel"
 _STOP_GRACE_SECONDS = 10
 _MAX_RESTART_DELAY_SECONDS = 10.0
 _HEALTHY_UPTIME_SECONDS = 30.0
+_POSTGRES_CHECK_SECONDS = 2.0
 
 
 class DevSettings(BaseSettings):
@@ -155,7 +156,7 @@ def run() -> None:
         with console.status("Waiting for the services to be ready…"):
             _wait_ready(settings.host, services, timeout=60)
         _print_banner(settings, postgres, broker, services, logs)
-        _supervise(settings.host, services)
+        _supervise(settings.host, services, broker, postgres)
     except Stop:
         console.print("\nStopping…")
     finally:
@@ -211,10 +212,25 @@ def _wait_ready(host: str, services: list[ServiceProcess], timeout: float) -> No
     wait_until(all_ready, timeout=timeout, what="the services' /readyz", interval=0.2)
 
 
-def _supervise(host: str, services: list[ServiceProcess]) -> None:
-    """Restart any service that exits, with a backoff that resets after a healthy run."""
+def _supervise(
+    host: str, services: list[ServiceProcess], broker: EmbeddedBroker, postgres: EmbeddedPostgres
+) -> None:
+    """Restart whatever dies: a service (with a backoff that resets after a healthy run),
+    the broker, or PostgreSQL."""
+    next_postgres_check = 0.0
     while True:
         now = time.monotonic()
+        if broker.process is not None and broker.process.poll() is not None:
+            console.print(
+                f"[yellow]broker exited ({broker.process.returncode}); restarting[/yellow]"
+            )
+            broker.stop()
+            broker.start()
+        if now >= next_postgres_check:
+            next_postgres_check = now + _POSTGRES_CHECK_SECONDS
+            if not postgres.is_running():
+                console.print("[yellow]PostgreSQL is not running; starting it[/yellow]")
+                postgres.start()
         for service in services:
             process = service.process
             if process is not None and process.poll() is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from funnel_cli import dev, tokens
+from funnel_cli import dev, replay, tokens
 
 app = typer.Typer(
     help="Shared Funnel: one live revenue funnel for marketing and sales.", no_args_is_help=True
@@ -19,6 +19,9 @@ def main() -> None:
 app.command("dev", help="Start the embedded platform: PostgreSQL, broker and the three services.")(
     dev.run
 )
+app.command(
+    "replay", help="Rebuild the metrics projections from the retained events, check, switch."
+)(replay.run)
 
 app.add_typer(tokens.app, name="token")
 

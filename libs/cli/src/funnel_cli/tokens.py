@@ -9,22 +9,34 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import asyncpg
 import typer
 
 from funnel_common.auth import ROLES, Role
-from funnel_common.db import migrate_dsn
-from handoff import tokens
-from handoff.app import MIGRATIONS
-from handoff.settings import HandoffSettings
+
+if TYPE_CHECKING:
+    from handoff.models import TokenOut
+    from handoff.settings import HandoffSettings
 
 app = typer.Typer(help="Bearer tokens for the handoff API (stored hashed, revocable).")
 
 
+# handoff is imported when a token command runs, not for every `funnel` invocation.
+
+
+def _settings() -> HandoffSettings:
+    from handoff.settings import HandoffSettings
+
+    return HandoffSettings()
+
+
 async def _connect(settings: HandoffSettings) -> asyncpg.Connection:
+    from funnel_common.db import migrate_dsn
+    from handoff.app import MIGRATIONS
+
     # The service may never have started: the token table is created here if needed.
     await migrate_dsn(settings.database_url, schema="handoff", directory=MIGRATIONS)
     connection: asyncpg.Connection = await asyncpg.connect(
@@ -34,7 +46,9 @@ async def _connect(settings: HandoffSettings) -> asyncpg.Connection:
 
 
 async def _create(role: Role, subject: str, team: str | None, days: int) -> str:
-    settings = HandoffSettings()
+    from handoff import tokens
+
+    settings = _settings()
     connection = await _connect(settings)
     try:
         _, token = await tokens.create_token(
@@ -65,8 +79,10 @@ def create(
     typer.echo(asyncio.run(_create(role, subject, team, days)))
 
 
-async def _list() -> list[tokens.TokenOut]:
-    connection = await _connect(HandoffSettings())
+async def _list() -> list[TokenOut]:
+    from handoff import tokens
+
+    connection = await _connect(_settings())
     try:
         return await tokens.list_tokens(connection)
     finally:
@@ -91,7 +107,9 @@ def list_() -> None:
 
 
 async def _revoke(token_id: UUID) -> bool:
-    connection = await _connect(HandoffSettings())
+    from handoff import tokens
+
+    connection = await _connect(_settings())
     try:
         return await tokens.revoke_token(connection, token_id)
     finally:

@@ -15,7 +15,7 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 from uuid import UUID, uuid4
 
 from fastapi import Depends, Request
@@ -146,7 +146,9 @@ def require_role(
 ) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets only ``roles`` through (403 for the others)."""
 
-    async def allowed(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    # Depends() sits in the default, not in the annotation: this module's annotations
+    # are strings (PEP 563), and FastAPI cannot resolve a local name inside one.
+    async def allowed(principal: Principal = Depends(authenticate)) -> Principal:
         if principal.role not in roles:
             raise Forbidden(f"requires role {' or '.join(roles)}")
         return principal

@@ -31,8 +31,11 @@ LEADS_TOPIC = "funnel.leads"
 HANDOFFS_TOPIC = "funnel.handoffs"
 DEALS_TOPIC = "funnel.deals"
 ACCOUNTS_TOPIC = "funnel.accounts"
+# Revenue targets set by managers (metrics writes them through its outbox and reads
+# them back, so a replay of the topics rebuilds the targets with everything else).
+TARGETS_TOPIC = "funnel.targets"
 DLQ_TOPIC = "funnel.dlq"
-ALL_TOPICS = (LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, DLQ_TOPIC)
+ALL_TOPICS = (LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC, DLQ_TOPIC)
 
 
 class Payload(BaseModel):
@@ -377,6 +380,24 @@ class AccountChurned(Envelope):
     data: AccountChurnedData
 
 
+# --- targets (funnel.targets, key = period) -------------------------------------------
+
+
+class TargetSetData(Payload):
+    """The revenue target of a calendar quarter, in the reporting currency."""
+
+    period: Annotated[str, Field(pattern=r"^\d{4}-Q[1-4]$")]
+    amount_cents: Cents
+    currency: CurrencyCode
+    set_by: Label
+
+
+class TargetSet(Envelope):
+    topic: ClassVar[str] = TARGETS_TOPIC
+    type: Literal["funnel.target.set.v1"] = "funnel.target.set.v1"
+    data: TargetSetData
+
+
 # --- decoding ------------------------------------------------------------------------
 
 AnyEvent: TypeAlias = Annotated[
@@ -396,7 +417,8 @@ AnyEvent: TypeAlias = Annotated[
     | DealLost
     | AccountActivated
     | AccountArrChanged
-    | AccountChurned,
+    | AccountChurned
+    | TargetSet,
     Field(discriminator="type"),
 ]
 

@@ -11,11 +11,12 @@ from fastapi import FastAPI
 
 from funnel_common.service import build_app, open_runtime
 from funnel_common.telemetry import PlatformMetrics
-from metrics import exposition
-from metrics.handlers import CONSUMER
+from metrics import api, exposition
+from metrics.handlers import consumer
 from metrics.settings import MetricsSettings
 
 SERVICE = "metrics"
+SCHEMA = "metrics"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -27,13 +28,14 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with open_runtime(
             service=SERVICE,
-            schema="metrics",
+            schema=SCHEMA,
             dsn=settings.database_url,
             migrations=MIGRATIONS,
             settings=settings.common,
             metrics=metrics,
-            publishes=False,
-            consumes=CONSUMER,
+            # Target changes leave through the outbox (funnel.targets).
+            publishes=True,
+            consumes=consumer(settings.common.reporting_currency),
             run_workers=settings.run_workers,
         ) as runtime:
             yield {"runtime": runtime}
@@ -44,6 +46,6 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[],
-        extra_metrics=exposition.render,
+        routers=[api.router(settings)],
+        extra_metrics=exposition.renderer(settings),
     )

@@ -1,24 +1,376 @@
-"""All SQL of metrics, one function per query. Functions never commit."""
+"""All SQL of metrics, one function per query. Functions never commit.
+
+Writes keep facts, keyed by entity, so redelivery and arrival order do not matter:
+where an entity has several events, the row keeps the one with the latest (or, for
+lead stages, the earliest) ``(event time, event id)``, the id breaking ties so the
+outcome never depends on which event was processed first.
+"""
 
 from __future__ import annotations
 
+import re
+from datetime import date, datetime
+from uuid import UUID
+
 import asyncpg
 
+# --- writes (inside the consumer's transaction) ---------------------------------------
 
-async def count_stage(
-    connection: asyncpg.Connection, *, stage: str, source: str, campaign: str | None
+
+async def record_lead_stage(
+    connection: asyncpg.Connection,
+    *,
+    stage: str,
+    lead_id: UUID,
+    source: str,
+    campaign: str | None,
+    occurred_at: datetime,
+    event_id: UUID,
 ) -> None:
     await connection.execute(
-        """INSERT INTO stage_counts (stage, source, campaign, count) VALUES ($1, $2, $3, 1)
-           ON CONFLICT (stage, source, campaign) DO UPDATE SET count = stage_counts.count + 1""",
+        """INSERT INTO lead_stages (stage, lead_id, source, campaign, occurred_at, event_id)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (stage, lead_id) DO UPDATE
+           SET source = excluded.source, campaign = excluded.campaign,
+               occurred_at = excluded.occurred_at, event_id = excluded.event_id
+           WHERE (excluded.occurred_at, excluded.event_id)
+                 < (lead_stages.occurred_at, lead_stages.event_id)""",
         stage,
+        lead_id,
         source,
         campaign or "",
+        occurred_at,
+        event_id,
     )
 
 
-async def stage_totals(connection: asyncpg.Connection) -> dict[str, int]:
+async def record_handoff_decision(
+    connection: asyncpg.Connection,
+    *,
+    handoff_id: UUID,
+    outcome: str,
+    reason: str | None,
+    source: str,
+    campaign: str | None,
+    within_sla: bool,
+    business_seconds_to_decision: int,
+    occurred_at: datetime,
+    event_id: UUID,
+) -> None:
+    await connection.execute(
+        """INSERT INTO handoff_decisions (handoff_id, outcome, reason, source, campaign,
+               within_sla, business_seconds_to_decision, occurred_at, event_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (handoff_id) DO UPDATE
+           SET outcome = excluded.outcome, reason = excluded.reason, source = excluded.source,
+               campaign = excluded.campaign, within_sla = excluded.within_sla,
+               business_seconds_to_decision = excluded.business_seconds_to_decision,
+               occurred_at = excluded.occurred_at, event_id = excluded.event_id
+           WHERE (excluded.occurred_at, excluded.event_id)
+                 > (handoff_decisions.occurred_at, handoff_decisions.event_id)""",
+        handoff_id,
+        outcome,
+        reason,
+        source,
+        campaign or "",
+        within_sla,
+        business_seconds_to_decision,
+        occurred_at,
+        event_id,
+    )
+
+
+async def record_sla_breach(
+    connection: asyncpg.Connection, *, handoff_id: UUID, due_at: datetime
+) -> None:
+    await connection.execute(
+        """INSERT INTO sla_breaches (handoff_id, due_at) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING""",
+        handoff_id,
+        due_at,
+    )
+
+
+async def record_deal_state(
+    connection: asyncpg.Connection,
+    *,
+    deal_id: str,
+    status: str,
+    source: str,
+    campaign: str | None,
+    amount_cents: int,
+    stage: str,
+    expected_close_date: date | None,
+    closed_on: date | None,
+    lost_reason: str | None,
+    occurred_at: datetime,
+    event_id: UUID,
+) -> None:
+    await connection.execute(
+        """INSERT INTO deals (deal_id, status, source, campaign, amount_cents, stage,
+               expected_close_date, closed_on, lost_reason, occurred_at, event_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           ON CONFLICT (deal_id) DO UPDATE
+           SET status = excluded.status, source = excluded.source,
+               campaign = excluded.campaign, amount_cents = excluded.amount_cents,
+               stage = excluded.stage, expected_close_date = excluded.expected_close_date,
+               closed_on = excluded.closed_on, lost_reason = excluded.lost_reason,
+               occurred_at = excluded.occurred_at, event_id = excluded.event_id
+           WHERE (excluded.occurred_at, excluded.event_id)
+                 > (deals.occurred_at, deals.event_id)""",
+        deal_id,
+        status,
+        source,
+        campaign or "",
+        amount_cents,
+        stage,
+        expected_close_date,
+        closed_on,
+        lost_reason,
+        occurred_at,
+        event_id,
+    )
+
+
+async def record_account_event(
+    connection: asyncpg.Connection,
+    *,
+    event_id: UUID,
+    account_id: str,
+    occurred_at: datetime,
+    active: bool,
+    arr_cents: int,
+) -> None:
+    await connection.execute(
+        """INSERT INTO account_events (event_id, account_id, occurred_at, active, arr_cents)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+        event_id,
+        account_id,
+        occurred_at,
+        active,
+        arr_cents,
+    )
+
+
+async def record_target(
+    connection: asyncpg.Connection,
+    *,
+    period: str,
+    amount_cents: int,
+    set_at: datetime,
+    event_id: UUID,
+) -> None:
+    await connection.execute(
+        """INSERT INTO targets (period, amount_cents, set_at, event_id)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (period) DO UPDATE
+           SET amount_cents = excluded.amount_cents, set_at = excluded.set_at,
+               event_id = excluded.event_id
+           WHERE (excluded.set_at, excluded.event_id) > (targets.set_at, targets.event_id)""",
+        period,
+        amount_cents,
+        set_at,
+        event_id,
+    )
+
+
+# --- reads ----------------------------------------------------------------------------
+
+
+async def lead_stage_counts(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+    """(stage, source, campaign, leads)."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """SELECT stage, source, campaign, count(*) AS leads
+           FROM lead_stages GROUP BY stage, source, campaign"""
+    )
+    return rows
+
+
+async def handoff_decision_counts(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+    """(outcome, reason, source, campaign, decisions, within_sla)."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """SELECT outcome, coalesce(reason, '') AS reason, source, campaign,
+                  count(*) AS decisions, count(*) FILTER (WHERE within_sla) AS within_sla
+           FROM handoff_decisions GROUP BY outcome, reason, source, campaign"""
+    )
+    return rows
+
+
+async def accept_seconds(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+    """(seconds, handoffs): how long accepted handoffs took, in business seconds."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """SELECT business_seconds_to_decision AS seconds, count(*) AS handoffs
+           FROM handoff_decisions WHERE outcome = 'accepted'
+           GROUP BY business_seconds_to_decision"""
+    )
+    return rows
+
+
+async def sla_breach_count(connection: asyncpg.Connection) -> int:
+    count: int = await connection.fetchval("SELECT count(*) FROM sla_breaches")
+    return count
+
+
+async def deal_counts(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+    """(status, source, campaign, deals, value_cents) over every deal ever seen."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """SELECT status, source, campaign, count(*) AS deals,
+                  sum(amount_cents)::bigint AS value_cents
+           FROM deals GROUP BY status, source, campaign"""
+    )
+    return rows
+
+
+async def closed_deals_between(
+    connection: asyncpg.Connection, first_day: date, after_last_day: date
+) -> list[asyncpg.Record]:
+    """(status, deals, value_cents) of deals won or lost with a close date in the range."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """SELECT status, count(*) AS deals, sum(amount_cents)::bigint AS value_cents
+           FROM deals
+           WHERE status <> 'open' AND closed_on >= $1 AND closed_on < $2
+           GROUP BY status""",
+        first_day,
+        after_last_day,
+    )
+    return rows
+
+
+async def open_pipeline_between(
+    connection: asyncpg.Connection, first_day: date, after_last_day: date
+) -> list[asyncpg.Record]:
+    """(stage, value_cents) of open deals expected to close in the range."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """SELECT stage, sum(amount_cents)::bigint AS value_cents
+           FROM deals
+           WHERE status = 'open' AND expected_close_date >= $1 AND expected_close_date < $2
+           GROUP BY stage""",
+        first_day,
+        after_last_day,
+    )
+    return rows
+
+
+async def accounts_across(
+    connection: asyncpg.Connection, start: datetime, end: datetime
+) -> list[asyncpg.Record]:
+    """Each account active just before ``start``: its ARR then, and its state before ``end``.
+
+    (account_id, start_arr_cents, end_active, end_arr_cents). The latest event by time
+    (then id) before an instant is the account's state at that instant.
+    """
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """WITH at_start AS (
+               SELECT DISTINCT ON (account_id) account_id, active, arr_cents
+               FROM account_events WHERE occurred_at < $1
+               ORDER BY account_id, occurred_at DESC, event_id DESC),
+           at_end AS (
+               SELECT DISTINCT ON (account_id) account_id, active, arr_cents
+               FROM account_events WHERE occurred_at < $2
+               ORDER BY account_id, occurred_at DESC, event_id DESC)
+           SELECT at_start.account_id, at_start.arr_cents AS start_arr_cents,
+                  at_end.active AS end_active, at_end.arr_cents AS end_arr_cents
+           FROM at_start JOIN at_end USING (account_id)
+           WHERE at_start.active""",
+        start,
+        end,
+    )
+    return rows
+
+
+async def targets_of(connection: asyncpg.Connection, periods: list[str]) -> dict[str, int]:
     rows = await connection.fetch(
-        "SELECT stage, sum(count)::bigint AS total FROM stage_counts GROUP BY stage"
+        "SELECT period, amount_cents FROM targets WHERE period = ANY($1::text[])", periods
     )
-    return {row["stage"]: row["total"] for row in rows}
+    return {row["period"]: row["amount_cents"] for row in rows}
+
+
+# --- replay: rebuilding the projections into a fresh schema ---------------------------
+# Schema names come from code (metrics, metrics_replay_<time>), never from input; they
+# are checked against a strict pattern before being spliced into SQL all the same.
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _schema(name: str) -> str:
+    if not _SCHEMA.match(name):
+        raise ValueError(f"invalid schema name {name!r}")
+    return name
+
+
+async def record_inbox(
+    connection: asyncpg.Connection,
+    *,
+    event_id: UUID,
+    event_type: str,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> bool:
+    """The inbox row the consumer runner would write; False when the event was seen."""
+    fresh = await connection.fetchval(
+        """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true""",
+        event_id,
+        event_type,
+        topic,
+        partition,
+        offset,
+    )
+    return bool(fresh)
+
+
+async def lock_inbox(connection: asyncpg.Connection, schema: str) -> None:
+    """Hold the live consumer still (readers go on) until the caller's transaction ends."""
+    await connection.execute(f"LOCK TABLE {_schema(schema)}.inbox IN EXCLUSIVE MODE")
+
+
+async def unsent_outbox(connection: asyncpg.Connection, schema: str) -> list[asyncpg.Record]:
+    """(event_id, event_type, topic, event_key, payload, trace_headers, created_at)."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"""SELECT event_id, event_type, topic, event_key, payload, trace_headers, created_at
+            FROM {_schema(schema)}.outbox WHERE sent_at IS NULL ORDER BY seq"""
+    )
+    return rows
+
+
+async def copy_outbox_row(connection: asyncpg.Connection, row: asyncpg.Record) -> None:
+    """Carry an unpublished outbox row over to this connection's schema."""
+    await connection.execute(
+        """INSERT INTO outbox (event_id, event_type, topic, event_key, payload,
+               trace_headers, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING""",
+        row["event_id"],
+        row["event_type"],
+        row["topic"],
+        row["event_key"],
+        row["payload"],
+        row["trace_headers"],
+        row["created_at"],
+    )
+
+
+async def events_missing_from(connection: asyncpg.Connection, *, live: str, rebuilt: str) -> int:
+    """How many events the live projections applied that the rebuilt ones did not."""
+    missing: int = await connection.fetchval(
+        f"""SELECT count(*) FROM {_schema(live)}.inbox AS seen
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {_schema(rebuilt)}.inbox AS replayed
+                WHERE replayed.event_id = seen.event_id)"""
+    )
+    return missing
+
+
+async def rename_schema(connection: asyncpg.Connection, old: str, new: str) -> None:
+    await connection.execute(f"ALTER SCHEMA {_schema(old)} RENAME TO {_schema(new)}")
+
+
+async def drop_schema(connection: asyncpg.Connection, schema: str) -> None:
+    await connection.execute(f"DROP SCHEMA {_schema(schema)} CASCADE")
+
+
+async def schema_exists(connection: asyncpg.Connection, schema: str) -> bool:
+    found: bool = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema
+    )
+    return found

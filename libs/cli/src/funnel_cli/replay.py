@@ -1,0 +1,83 @@
+"""``funnel replay``: rebuild the metrics projections from the retained events.
+
+Reads the metrics service's settings from the environment (``FUNNEL_METRICS_…`` and
+``FUNNEL_…``), rebuilds into a fresh schema with a progress bar, checks it against the
+live projections and switches over. See ``metrics.replay`` for how the switch keeps
+the running services consistent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from metrics.replay import ReplayResult
+
+console = Console(stderr=True)
+
+
+def run(
+    switch: bool = typer.Option(
+        True, "--switch/--no-switch", help="Switch over after the checks pass (default)."
+    ),
+    accept_differences: bool = typer.Option(
+        False,
+        "--accept-differences",
+        help="Switch even if the rebuilt figures differ from the live ones "
+        "(e.g. after fixing a projection bug). Never if events are missing.",
+    ),
+) -> None:
+    """Rebuild the metrics projections from the events, check, and switch over."""
+    # Imported here so that every other `funnel` command starts without the service.
+    from metrics.replay import replay
+    from metrics.settings import MetricsSettings
+
+    settings = MetricsSettings()
+    with Progress(
+        TextColumn("[bold]replaying events"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("replay", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = asyncio.run(
+            replay(
+                settings,
+                progress=progress,
+                switch=switch,
+                accept_differences=accept_differences,
+            )
+        )
+    report(result)
+    if not result.switched and switch:
+        raise typer.Exit(code=1)
+
+
+def report(result: ReplayResult) -> None:
+    console.print(
+        f"read {result.read} events: {result.applied} applied, "
+        f"{result.duplicates} duplicates, {result.skipped} skipped"
+    )
+    if result.missing:
+        console.print(
+            f"[red]{result.missing} events applied live are no longer on the topics: not switching"
+        )
+    for difference in result.differences[:20]:
+        console.print(f"[yellow]differs {difference}")
+    if result.switched:
+        retired = (
+            f"; the old one is kept as {result.retired_schema}" if result.retired_schema else ""
+        )
+        console.print(f"[green]switched: metrics now serves the rebuilt projections{retired}")
+    else:
+        console.print(f"not switched; the rebuilt schema is {result.rebuilt_schema}")

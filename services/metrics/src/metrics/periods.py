@@ -1,0 +1,64 @@
+"""Calendar quarters ``YYYY-Qn`` in the reporting time zone (pure, no I/O)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+_PERIOD = re.compile(r"^(\d{4})-Q([1-4])$")
+
+
+class BadPeriod(ValueError):
+    """The text is not a calendar quarter ``YYYY-Qn``."""
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    year: int
+    quarter: int
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-Q{self.quarter}"
+
+    def first_day(self) -> date:
+        return date(self.year, 3 * (self.quarter - 1) + 1, 1)
+
+    def shifted(self, quarters: int) -> Period:
+        index = self.year * 4 + (self.quarter - 1) + quarters
+        return Period(index // 4, index % 4 + 1)
+
+    def bounds(self, timezone: str) -> tuple[datetime, datetime]:
+        """[start, end) as UTC instants: midnight of the first days in the reporting zone."""
+        zone = ZoneInfo(timezone)
+        start, end = self.first_day(), self.shifted(1).first_day()
+        return (
+            datetime(start.year, start.month, start.day, tzinfo=zone).astimezone(UTC),
+            datetime(end.year, end.month, end.day, tzinfo=zone).astimezone(UTC),
+        )
+
+    def contains(self, day: date) -> bool:
+        return period_of_date(day) == self
+
+
+def parse_period(text: str) -> Period:
+    match = _PERIOD.match(text)
+    if match is None or int(match.group(1)) < 1:
+        raise BadPeriod(f"{text!r} is not a calendar quarter like 2026-Q3")
+    return Period(int(match.group(1)), int(match.group(2)))
+
+
+def period_of_date(day: date) -> Period:
+    """The quarter of a calendar date (deal dates are dates, already in business terms)."""
+    return Period(day.year, (day.month - 1) // 3 + 1)
+
+
+def period_of_instant(instant: datetime, timezone: str) -> Period:
+    return period_of_date(instant.astimezone(ZoneInfo(timezone)).date())
+
+
+def exported_periods(now: datetime, timezone: str, *, before: int, after: int) -> list[Period]:
+    """The bounded window of quarters Prometheus gets a ``period`` label for."""
+    current = period_of_instant(now, timezone)
+    return [current.shifted(offset) for offset in range(-before, after + 1)]

@@ -1,0 +1,97 @@
+"""`funnel dev` as a subprocess on free ports, driven as a user (and an operator) would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from funnel_common.embedded import EmbeddedPostgres, free_port, wait_until
+from tests.helpers import parse_metric
+
+SERVICES = ("intake", "handoff", "metrics")
+
+
+@dataclass
+class DevPlatform:
+    process: subprocess.Popen[bytes]
+    ports: dict[str, int]
+    data_dir: Path
+    output: Path
+
+    def url(self, service: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.ports['postgres']}/funnel"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.ports['broker']}"
+
+    @property
+    def postgres(self) -> EmbeddedPostgres:
+        return EmbeddedPostgres(self.data_dir / "pgdata", self.ports["postgres"])
+
+    def captured(self) -> float | None:
+        text = httpx.get(self.url("metrics", "/metrics"), timeout=5).text
+        return parse_metric(text, "funnel_leads_captured_total")
+
+    def listener(self, name: str) -> int | None:
+        """The pid listening on ``name``'s port, or None (e.g. between a kill and a restart)."""
+        for conn in psutil.net_connections("tcp"):
+            port = getattr(conn.laddr, "port", None)
+            if conn.status == psutil.CONN_LISTEN and port == self.ports[name] and conn.pid:
+                return conn.pid
+        return None
+
+    def pid_listening_on(self, name: str) -> int:
+        pid = self.listener(name)
+        assert pid is not None, f"nothing listens for {name}"
+        return pid
+
+    def ready(self, service: str) -> bool:
+        try:
+            return httpx.get(self.url(service, "/readyz"), timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(60)
+
+
+def free_ports() -> dict[str, int]:
+    return {name: free_port() for name in ("postgres", "broker", *SERVICES)}
+
+
+def start_dev(data_dir: Path, ports: dict[str, int], output: Path) -> DevPlatform:
+    """Start `funnel dev` and wait for its banner (all services ready, consumers assigned)."""
+    env = {
+        **os.environ,
+        "FUNNEL_DEV_DATA_DIR": str(data_dir),
+        "FUNNEL_DEV_POSTGRES_PORT": str(ports["postgres"]),
+        "FUNNEL_DEV_BROKER_PORT": str(ports["broker"]),
+        "FUNNEL_DEV_INTAKE_PORT": str(ports["intake"]),
+        "FUNNEL_DEV_HANDOFF_PORT": str(ports["handoff"]),
+        "FUNNEL_DEV_METRICS_PORT": str(ports["metrics"]),
+    }
+    funnel = Path(sys.executable).with_name("funnel")
+    process = subprocess.Popen(
+        [str(funnel), "dev"], env=env, stdout=output.open("ab"), stderr=subprocess.STDOUT
+    )
+    wait_until(
+        lambda: "Press Ctrl-C" in output.read_text() or process.poll() is not None,
+        timeout=90,
+        what="funnel dev to be ready",
+    )
+    assert process.poll() is None, output.read_text()
+    return DevPlatform(process, ports, data_dir, output)

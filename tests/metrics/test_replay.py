@@ -1,0 +1,185 @@
+"""funnel replay: rebuilt from the topics, the figures are identical to the live ones."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import timedelta
+from uuid import uuid4
+
+import asyncpg
+
+from funnel_common.events import (
+    TARGETS_TOPIC,
+    AccountActivated,
+    AccountArrChanged,
+    AccountChurned,
+    DealLost,
+    DealUpdated,
+    Envelope,
+    decode_event,
+)
+from funnel_common.settings import CommonSettings
+from tests.helpers import eventually
+from tests.integration.kafka_helpers import read_topic
+from tests.metrics.oracle import Oracle
+from tests.metrics.support import (
+    DEFAULT_PROBABILITY,
+    PROBABILITIES,
+    metrics_settings,
+    produce,
+    running_metrics,
+)
+from tests.metrics.test_service import CURRENT, NOW, bearer, matches, small_funnel
+
+
+def accounts_and_late_deals() -> list[Envelope]:
+    """Accounts across the quarter boundary, and deal events out of time order."""
+    events: list[Envelope] = []
+    for churns in (False, True):
+        account = f"acct-{uuid4().hex[:8]}"
+        events.append(
+            AccountActivated.new(
+                source="test",
+                subject=account,
+                time=NOW - timedelta(days=200),
+                data={"account_id": account, "arr_cents": 12_000_00, "currency": "USD"},
+            )
+        )
+        later = NOW - timedelta(days=1)
+        if churns:
+            events.append(
+                AccountChurned.new(
+                    source="test", subject=account, time=later, data={"account_id": account}
+                )
+            )
+        else:
+            events.append(
+                AccountArrChanged.new(
+                    source="test",
+                    subject=account,
+                    time=later,
+                    data={"account_id": account, "arr_cents": 15_000_00, "currency": "USD"},
+                )
+            )
+    deal = f"opp-{uuid4().hex[:8]}"
+    state = {
+        "deal_id": deal,
+        "attribution": {"source": "webinar"},
+        "amount_cents": 7_000_00,
+        "currency": "USD",
+        "stage": "negotiation",
+    }
+    # The loss (later in time) is sent before the update it supersedes.
+    events.append(
+        DealLost.new(
+            source="test",
+            subject=deal,
+            time=NOW - timedelta(hours=1),
+            data={**state, "closed_on": NOW.date(), "reason": "price"},
+        )
+    )
+    events.append(
+        DealUpdated.new(source="test", subject=deal, time=NOW - timedelta(days=9), data=state)
+    )
+    return events
+
+
+def cli_environment(database_url: str, settings: CommonSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FUNNEL_METRICS_DATABASE_URL": database_url,
+        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "FUNNEL_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "FUNNEL_ENVIRONMENT": "test",
+        "FUNNEL_METRICS_STAGE_PROBABILITIES": json.dumps(PROBABILITIES),
+        "FUNNEL_METRICS_DEFAULT_STAGE_PROBABILITY": str(DEFAULT_PROBABILITY),
+    }
+
+
+async def test_funnel_replay_rebuilds_identical_figures_and_switches_under_a_live_service(
+    database_url: str, topics: CommonSettings
+) -> None:
+    settings = metrics_settings(database_url, topics)
+    history = [*small_funnel(), *accounts_and_late_deals()]
+    async with running_metrics(settings) as client:
+        # Duplicates on the topic, as a producer retry would leave them.
+        await produce(topics, [*history, *history[:3]])
+        target = await client.put(
+            f"/v1/targets/{CURRENT}",
+            json={"amount_cents": 60_000_00},
+            headers=bearer(topics, "admin"),
+        )
+        assert target.status_code == 200
+        published = [
+            decode_event(r.value) for r in await read_topic(topics, TARGETS_TOPIC, expect=1)
+        ]
+        oracle = Oracle([*history, *published], PROBABILITIES, DEFAULT_PROBABILITY)
+        await eventually(
+            lambda: matches(client, oracle, CURRENT), until=lambda f: not f, timeout=15
+        )
+
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "funnel_cli.main",
+            "replay",
+            env=cli_environment(database_url, topics),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+
+        assert process.returncode == 0, output.decode()
+        assert "switched" in output.decode()
+        assert await matches(client, oracle, CURRENT) == []
+        # The running service now writes to the rebuilt schema: new events still count.
+        more = small_funnel(days_ago=1)
+        await produce(topics, more)
+        oracle = Oracle([*history, *published, *more], PROBABILITIES, DEFAULT_PROBABILITY)
+        await eventually(
+            lambda: matches(client, oracle, CURRENT), until=lambda f: not f, timeout=15
+        )
+    connection = await asyncpg.connect(database_url)
+    try:
+        schemas = await connection.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'metrics%' ORDER BY 1"
+        )
+    finally:
+        await connection.close()
+    names = [row["nspname"] for row in schemas]
+    assert names[0] == "metrics"
+    assert [name.split("_")[1] for name in names[1:]] == ["retired"]
+
+
+async def test_replay_repairs_projections_that_went_wrong_only_when_told_to(
+    database_url: str, topics: CommonSettings
+) -> None:
+    from metrics.replay import replay
+
+    settings = metrics_settings(database_url, topics)
+    history = [*small_funnel(), *accounts_and_late_deals()]
+    oracle = Oracle(history, PROBABILITIES, DEFAULT_PROBABILITY)
+    async with running_metrics(settings) as client:
+        await produce(topics, history)
+        await eventually(
+            lambda: matches(client, oracle, CURRENT), until=lambda f: not f, timeout=15
+        )
+        connection = await asyncpg.connect(database_url)
+        try:
+            # A projection bug, simulated: a deal's facts vanish from the live tables.
+            await connection.execute("DELETE FROM metrics.deals WHERE status = 'lost'")
+        finally:
+            await connection.close()
+        assert await matches(client, oracle, CURRENT) != []
+
+        cautious = await replay(settings)
+        assert not cautious.switched
+        assert cautious.missing == 0
+        assert cautious.differences != []
+        repaired = await replay(settings, accept_differences=True)
+
+        assert repaired.switched
+        assert await matches(client, oracle, CURRENT) == []
