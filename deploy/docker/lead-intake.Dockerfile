@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# lead-intake: build from the repository root (the workspace and its lock live there):
+#   docker build -f deploy/docker/lead-intake.Dockerfile -t shared-funnel/lead-intake .
+# Multi-stage: uv installs exactly the locked dependencies (uv sync --frozen) into a
+# virtual environment in the build stage; the runtime stage gets only that environment
+# and runs as an unprivileged user (uid 10001) with nothing writable but /tmp.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ghcr.io/astral-sh/uv:0.9.30 AS uv
+
+FROM ${PYTHON_IMAGE} AS build
+COPY --from=uv /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+WORKDIR /src
+# Dependencies first, from the lock alone: this layer is reused until uv.lock changes.
+COPY pyproject.toml uv.lock ./
+COPY libs/common/pyproject.toml libs/common/
+COPY libs/cli/pyproject.toml libs/cli/
+COPY services/lead-intake/pyproject.toml services/lead-intake/
+COPY services/handoff/pyproject.toml services/handoff/
+COPY services/metrics/pyproject.toml services/metrics/
+RUN uv sync --frozen --no-dev --no-install-workspace --package lead-intake
+# Then the code: funnel-common and this service, installed as wheels (not editable).
+COPY libs/common libs/common
+COPY services/lead-intake services/lead-intake
+RUN uv sync --frozen --no-dev --no-editable --package lead-intake
+
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 funnel \
+ && useradd --system --uid 10001 --gid funnel --no-create-home --shell /usr/sbin/nologin funnel
+COPY --from=build /app/.venv /app/.venv
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    FUNNEL_INTAKE_HOST=0.0.0.0 \
+    FUNNEL_INTAKE_PORT=8001
+USER 10001:10001
+EXPOSE 8001
+# Migrations run at start-up (advisory-locked); Kubernetes also runs them in an init
+# container first (deploy/k8s/base/lead-intake.yaml).
+CMD ["uvicorn", "--factory", "lead_intake.app:create_app", "--host", "0.0.0.0", "--port", "8001", "--no-access-log", "--timeout-graceful-shutdown", "20"]

@@ -1,0 +1,135 @@
+"""deploy/compose.yaml cannot run here (no Docker engine), so it is checked for what
+would break `docker compose up`: it parses, every file it builds from or mounts exists,
+and it agrees with the Kubernetes manifests and the Prometheus configs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from funnel_common.settings import CommonSettings
+from tests.deploy.queries import DEPLOY, PROMETHEUS_DIR, ROOT
+from tests.deploy.test_k8s_manifests import SERVICES, TOPICS, of_kind, render
+
+COMPOSE = DEPLOY / "compose.yaml"
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def test_compose_has_kafka_postgres_the_services_prometheus_and_grafana() -> None:
+    services = compose()["services"]
+
+    assert {"kafka-1", "kafka-2", "kafka-3", "postgres", "prometheus", "grafana"} <= set(services)
+    assert set(SERVICES) <= set(services)
+
+
+def test_every_build_file_and_mounted_path_exists() -> None:
+    checked = 0
+    for name, service in compose()["services"].items():
+        if "build" in service:
+            context = (DEPLOY / service["build"]["context"]).resolve()
+            assert context == ROOT
+            dockerfile = context / service["build"]["dockerfile"]
+            assert dockerfile.is_file(), name
+            checked += 1
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name}: {source}"
+                checked += 1
+    assert checked == 3 + 4
+
+
+def test_each_dockerfile_is_multi_stage_locked_and_non_root() -> None:
+    for name, (prefix, port, _) in SERVICES.items():
+        dockerfile = (DEPLOY / "docker" / f"{name}.Dockerfile").read_text()
+        module = name.replace("-", "_")
+
+        assert len(re.findall(r"^FROM ", dockerfile, re.MULTILINE)) >= 3
+        assert "uv sync --frozen --no-dev" in dockerfile
+        assert f"--package {name}" in dockerfile
+        assert re.search(r"^USER 10001", dockerfile, re.MULTILINE)
+        assert f'"{module}.app:create_app"' in dockerfile
+        assert f"EXPOSE {port}" in dockerfile
+        assert f"FUNNEL_{prefix}_PORT={port}" in dockerfile
+        for copied in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.MULTILINE):
+            assert (ROOT / copied).exists(), f"{name}: COPY {copied}"
+
+
+def test_services_run_read_only_as_the_image_user_with_the_kubernetes_settings() -> None:
+    services = compose()["services"]
+    (config,) = of_kind(render("prod"), "ConfigMap").values()
+    for name, (prefix, port, settings) in SERVICES.items():
+        service = services[name]
+        environment = service["environment"]
+
+        assert service["read_only"] is True
+        assert service["user"] == "10001:10001"
+        assert service["ports"] == [f"{port}:{port}"]
+        assert f"FUNNEL_{prefix}_DATABASE_URL" in environment
+        own = {f"FUNNEL_{prefix}_{field.upper()}" for field in settings.model_fields}
+        common = {f"FUNNEL_{field.upper()}" for field in CommonSettings.model_fields}
+        assert set(environment) <= own | common, "a setting the services do not have"
+        assert "/readyz" in " ".join(service["healthcheck"]["test"])
+        for key in (
+            "FUNNEL_KAFKA_ENABLE_IDEMPOTENCE",
+            "FUNNEL_KAFKA_REPLICATION_FACTOR",
+            "FUNNEL_KAFKA_TOPIC_PARTITIONS",
+            "FUNNEL_KAFKA_SESSION_TIMEOUT_MS",
+            "FUNNEL_KAFKA_HEARTBEAT_INTERVAL_MS",
+            "FUNNEL_KAFKA_REBALANCE_TIMEOUT_MS",
+        ):
+            assert environment[key] == config["data"][key], key
+
+
+def test_kafka_is_three_kraft_nodes_with_the_kubernetes_topics() -> None:
+    services = compose()["services"]
+    manifests = render("prod")
+    (kafka,) = of_kind(manifests, "Kafka").values()
+    topics = list(of_kind(manifests, "KafkaTopic").values())
+    nodes = [services[f"kafka-{number}"]["environment"] for number in (1, 2, 3)]
+
+    for node in nodes:
+        assert node["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert node["KAFKA_MIN_INSYNC_REPLICAS"] == str(
+            kafka["spec"]["kafka"]["config"]["min.insync.replicas"]
+        )
+        assert node["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+    assert len({node["KAFKA_NODE_ID"] for node in nodes}) == 3
+    script = services["kafka-topics"]["command"][0]
+    assert set(re.findall(r"funnel\.\w+", script)) == TOPICS
+    assert f"--partitions {topics[0]['spec']['partitions']}" in script
+    assert "--replication-factor 3" in script
+    assert "min.insync.replicas=2" in script
+
+
+def test_compose_prometheus_scrapes_the_same_jobs_as_the_local_config() -> None:
+    def jobs(path: Path) -> dict[str, int]:
+        config = yaml.safe_load(path.read_text())
+        return {
+            job["job_name"]: int(job["static_configs"][0]["targets"][0].rsplit(":", 1)[1])
+            for job in config["scrape_configs"]
+        }
+
+    expected = {name: port for name, (_, port, _) in SERVICES.items()}
+    assert jobs(PROMETHEUS_DIR / "prometheus-compose.yml") == expected
+    assert jobs(PROMETHEUS_DIR / "prometheus.yml") == expected
+
+
+def test_dashboard_provider_points_where_compose_mounts_the_boards() -> None:
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "dashboards" / "shared-funnel.yml").read_text()
+    )
+
+    (entry,) = provider["providers"]
+    grafana = compose()["services"]["grafana"]
+    mounts = grafana["volumes"]
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+    assert grafana["environment"]["PROMETHEUS_URL"] == "http://prometheus:9090"
+    assert f"./grafana/dashboards:{entry['options']['path']}:ro" in mounts
