@@ -22,6 +22,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
 from funnel_common.settings import PLACEHOLDER_SECRET_PREFIX, CommonSettings
 from handoff.settings import HandoffSettings
@@ -34,7 +35,8 @@ K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 TOPICS = {"funnel.leads", "funnel.handoffs", "funnel.deals", "funnel.accounts", "funnel.dlq"}
-SERVICES = {
+# Typed: mypy cannot join three settings constructors whose fields differ.
+SERVICES: dict[str, tuple[str, int, type[BaseSettings]]] = {
     "lead-intake": ("INTAKE", 8001, IntakeSettings),
     "handoff": ("HANDOFF", 8002, HandoffSettings),
     "metrics": ("METRICS", 8003, MetricsSettings),
