@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from funnel_common.settings import CommonSettings
 from handoff.notify import sign, verify
@@ -17,12 +17,14 @@ def test_handoff_settings_come_from_their_prefix(monkeypatch: pytest.MonkeyPatch
     assert (settings.scan_interval_seconds, settings.webhook_max_attempts) == (0.1, 3)
 
 
-def test_the_placeholder_webhook_secret_is_refused_in_production() -> None:
+def test_the_placeholder_webhook_secret_holds_notifications_in_production_only() -> None:
     production = CommonSettings(environment="production", auth_secret=SecretStr("real-one"))
 
-    with pytest.raises(ValidationError, match="FUNNEL_HANDOFF_WEBHOOK_SECRET"):
-        HandoffSettings(common=production)
-    assert HandoffSettings(common=production, webhook_secret=SecretStr("also-real"))
+    assert not HandoffSettings(common=production).webhooks_can_be_signed
+    assert HandoffSettings(
+        common=production, webhook_secret=SecretStr("real")
+    ).webhooks_can_be_signed
+    assert HandoffSettings(common=CommonSettings(environment="test")).webhooks_can_be_signed
 
 
 def test_webhook_signatures_cover_body_and_time() -> None:

@@ -140,6 +140,11 @@ class Notifier:
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
         """One pass: lease due rows, post them, record outcomes. Returns rows handled."""
+        if not self._settings.webhooks_can_be_signed:
+            log.error(
+                "webhook notifications held: set FUNNEL_HANDOFF_WEBHOOK_SECRET to a real secret"
+            )
+            return 0
         lease = timedelta(seconds=self._settings.webhook_timeout_seconds * 2 + 1)
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await store.claim_notifications(

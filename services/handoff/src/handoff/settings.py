@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from funnel_common.settings import CommonSettings, require_real_secret
@@ -34,11 +34,20 @@ class HandoffSettings(BaseSettings):
 
     common: CommonSettings = Field(default_factory=CommonSettings)
 
-    @model_validator(mode="after")
-    def _real_secrets_in_production(self) -> HandoffSettings:
-        require_real_secret(
-            self.webhook_secret,
-            name="FUNNEL_HANDOFF_WEBHOOK_SECRET",
-            environment=self.common.environment,
-        )
-        return self
+    @property
+    def webhooks_can_be_signed(self) -> bool:
+        """False for the placeholder secret in production: notifications are then held.
+
+        Not a startup refusal (as FUNNEL_AUTH_SECRET is): handoff's decisions must not
+        stop for want of a notification key, and held notifications are delivered once
+        the secret is set.
+        """
+        try:
+            require_real_secret(
+                self.webhook_secret,
+                name="FUNNEL_HANDOFF_WEBHOOK_SECRET",
+                environment=self.common.environment,
+            )
+        except ValueError:
+            return False
+        return True
