@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from funnel_cli import dev, importer, replay
+from funnel_cli import dev, importer, replay, tokens
 
 app = typer.Typer(
     help="Shared Funnel: one live revenue funnel for marketing and sales.", no_args_is_help=True
@@ -26,6 +26,7 @@ app.command(
 app.command("import", help="Import leads, deals or accounts from a CSV file through lead-intake.")(
     importer.run
 )
+app.add_typer(tokens.app, name="token")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +12,10 @@ from fastapi import FastAPI
 
 from funnel_common.service import build_app, open_runtime
 from funnel_common.telemetry import PlatformMetrics
+from handoff import api, gauges
 from handoff.handlers import CONSUMER
+from handoff.notify import Notifier
+from handoff.scanner import run_scanner
 from handoff.settings import HandoffSettings
 
 SERVICE = "handoff"
@@ -35,6 +39,18 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
             consumes=CONSUMER,
             run_workers=settings.run_workers,
         ) as runtime:
+            if settings.run_workers:
+                # Cancelled with the runtime's own tasks on shutdown.
+                runtime.tasks.append(
+                    asyncio.create_task(
+                        run_scanner(runtime.pool, settings), name="handoff-sla-scanner"
+                    )
+                )
+                runtime.tasks.append(
+                    asyncio.create_task(
+                        Notifier(runtime.pool, settings).run(), name="handoff-notifier"
+                    )
+                )
             yield {"runtime": runtime}
 
     return build_app(
@@ -43,5 +59,6 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[],
+        routers=[api.router],
+        extra_metrics=gauges.renderer(settings),
     )

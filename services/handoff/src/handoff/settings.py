@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from funnel_common.settings import CommonSettings
+from funnel_common.settings import CommonSettings, require_real_secret
 
 
 class HandoffSettings(BaseSettings):
@@ -15,4 +15,39 @@ class HandoffSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8002
     run_workers: bool = True
+
+    # How often due SLA deadlines and queued handoffs are looked for. A breach is
+    # detected within one interval of its due date.
+    scan_interval_seconds: float = Field(default=0.25, gt=0, le=60)
+    scan_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # The "due soon" gauge on /metrics counts assigned handoffs due within this window.
+    due_soon_seconds: int = Field(default=900, ge=1)
+
+    # Outbound webhooks: signing secret, timeout, retries with capped exponential backoff.
+    webhook_secret: SecretStr = SecretStr("dev-webhook-secret-change-me")
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    webhook_batch_size: int = Field(default=20, ge=1, le=1000)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook_backoff_seconds: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=300.0, gt=0)
+
     common: CommonSettings = Field(default_factory=CommonSettings)
+
+    @property
+    def webhooks_can_be_signed(self) -> bool:
+        """False for the placeholder secret in production: notifications are then held.
+
+        Not a startup refusal (as FUNNEL_AUTH_SECRET is): handoff's decisions must not
+        stop for want of a notification key, and held notifications are delivered once
+        the secret is set.
+        """
+        try:
+            require_real_secret(
+                self.webhook_secret,
+                name="FUNNEL_HANDOFF_WEBHOOK_SECRET",
+                environment=self.common.environment,
+            )
+        except ValueError:
+            return False
+        return True

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from funnel_common.events import Attribution
+from handoff.models import Handoff, Rep, RepIn, Status, Team, TeamIn, TokenOut
+from handoff.routing import RepState, TeamRule
+from handoff.sla import BusinessCalendar, SlaPolicy
 
 
 async def record_lead(
@@ -29,3 +37,544 @@ async def record_lead(
 async def count_leads(connection: asyncpg.Connection) -> int:
     count: int = await connection.fetchval("SELECT count(*) FROM leads")
     return count
+
+
+# --- SLA policies ----------------------------------------------------------------------
+
+
+async def upsert_policy(connection: asyncpg.Connection, name: str, policy: SlaPolicy) -> None:
+    await connection.execute(
+        """INSERT INTO sla_policies (name, policy) VALUES ($1, $2::jsonb)
+           ON CONFLICT (name) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()""",
+        name,
+        policy.model_dump_json(),
+    )
+
+
+async def get_policy(connection: asyncpg.Connection, name: str) -> SlaPolicy | None:
+    text = await connection.fetchval("SELECT policy FROM sla_policies WHERE name = $1", name)
+    return None if text is None else SlaPolicy.model_validate_json(text)
+
+
+async def list_policies(connection: asyncpg.Connection) -> list[tuple[str, SlaPolicy]]:
+    rows = await connection.fetch("SELECT name, policy FROM sla_policies ORDER BY name")
+    return [(row["name"], SlaPolicy.model_validate_json(row["policy"])) for row in rows]
+
+
+# --- teams -----------------------------------------------------------------------------
+
+
+def _team(row: asyncpg.Record) -> Team:
+    return Team.model_validate(
+        {
+            "team_id": row["team_id"],
+            "manager_id": row["manager_id"],
+            "priority": row["priority"],
+            "segments": row["segments"],
+            "countries": row["countries"],
+            "sla_policy": row["sla_policy"],
+            "form_type_policies": json.loads(row["form_type_policies"]),
+            "webhooks": json.loads(row["webhooks"]),
+        }
+    )
+
+
+async def upsert_team(connection: asyncpg.Connection, team_id: str, team: TeamIn) -> None:
+    await connection.execute(
+        """INSERT INTO teams (team_id, manager_id, priority, segments, countries, sla_policy,
+                              form_type_policies, webhooks)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)
+           ON CONFLICT (team_id) DO UPDATE SET
+               manager_id = EXCLUDED.manager_id, priority = EXCLUDED.priority,
+               segments = EXCLUDED.segments, countries = EXCLUDED.countries,
+               sla_policy = EXCLUDED.sla_policy,
+               form_type_policies = EXCLUDED.form_type_policies,
+               webhooks = EXCLUDED.webhooks, updated_at = now()""",
+        team_id,
+        team.manager_id,
+        team.priority,
+        list(team.segments),
+        list(team.countries),
+        team.sla_policy,
+        json.dumps(team.form_type_policies),
+        json.dumps([hook.model_dump(mode="json") for hook in team.webhooks]),
+    )
+
+
+async def get_team(connection: asyncpg.Connection, team_id: str) -> Team | None:
+    row = await connection.fetchrow("SELECT * FROM teams WHERE team_id = $1", team_id)
+    return None if row is None else _team(row)
+
+
+async def lock_team(connection: asyncpg.Connection, team_id: str) -> Team | None:
+    """The team, locked: routing into a team is serialised so capacity holds."""
+    row = await connection.fetchrow("SELECT * FROM teams WHERE team_id = $1 FOR UPDATE", team_id)
+    return None if row is None else _team(row)
+
+
+async def list_teams(connection: asyncpg.Connection) -> list[Team]:
+    return [_team(row) for row in await connection.fetch("SELECT * FROM teams ORDER BY team_id")]
+
+
+async def team_rules(connection: asyncpg.Connection) -> list[TeamRule]:
+    rows = await connection.fetch("SELECT team_id, priority, segments, countries FROM teams")
+    return [
+        TeamRule(
+            team_id=row["team_id"],
+            priority=row["priority"],
+            segments=frozenset(row["segments"]),
+            countries=frozenset(row["countries"]),
+        )
+        for row in rows
+    ]
+
+
+# --- reps ------------------------------------------------------------------------------
+
+
+async def upsert_rep(connection: asyncpg.Connection, rep_id: str, rep: RepIn) -> None:
+    await connection.execute(
+        """INSERT INTO reps (rep_id, team_id, segments, capacity, weight, time_zone,
+                             working_hours, active)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+           ON CONFLICT (rep_id) DO UPDATE SET
+               team_id = EXCLUDED.team_id, segments = EXCLUDED.segments,
+               capacity = EXCLUDED.capacity, weight = EXCLUDED.weight,
+               time_zone = EXCLUDED.time_zone, working_hours = EXCLUDED.working_hours,
+               active = EXCLUDED.active, updated_at = now()""",
+        rep_id,
+        rep.team_id,
+        list(rep.segments),
+        rep.capacity,
+        rep.weight,
+        rep.time_zone,
+        None
+        if rep.working_hours is None
+        else json.dumps(
+            {day: [span.model_dump() for span in spans] for day, spans in rep.working_hours.items()}
+        ),
+        rep.active,
+    )
+
+
+_REP_WITH_LOAD = """
+    SELECT r.*, (SELECT count(*) FROM handoffs h
+                 WHERE h.rep_id = r.rep_id AND h.status = 'assigned') AS open_handoffs
+    FROM reps r"""
+
+
+def _rep(row: asyncpg.Record) -> Rep:
+    return Rep.model_validate(
+        {
+            "rep_id": row["rep_id"],
+            "team_id": row["team_id"],
+            "segments": row["segments"],
+            "capacity": row["capacity"],
+            "weight": row["weight"],
+            "time_zone": row["time_zone"],
+            "working_hours": None
+            if row["working_hours"] is None
+            else json.loads(row["working_hours"]),
+            "active": row["active"],
+            "open_handoffs": row["open_handoffs"],
+        }
+    )
+
+
+async def get_rep(connection: asyncpg.Connection, rep_id: str) -> Rep | None:
+    row = await connection.fetchrow(f"{_REP_WITH_LOAD} WHERE r.rep_id = $1", rep_id)
+    return None if row is None else _rep(row)
+
+
+async def list_reps(connection: asyncpg.Connection, team_id: str | None) -> list[Rep]:
+    rows = await connection.fetch(
+        f"{_REP_WITH_LOAD} WHERE $1::text IS NULL OR r.team_id = $1 ORDER BY r.rep_id", team_id
+    )
+    return [_rep(row) for row in rows]
+
+
+async def rep_states(connection: asyncpg.Connection, team_id: str) -> list[RepState]:
+    """The team's reps as routing needs them (call with the team locked)."""
+    rows = await connection.fetch(f"{_REP_WITH_LOAD} WHERE r.team_id = $1", team_id)
+    states = []
+    for row in rows:
+        hours = (
+            None
+            if row["working_hours"] is None
+            else BusinessCalendar(
+                time_zone=row["time_zone"], weekly_hours=json.loads(row["working_hours"])
+            )
+        )
+        states.append(
+            RepState(
+                rep_id=row["rep_id"],
+                weight=row["weight"],
+                capacity=row["capacity"],
+                open_handoffs=row["open_handoffs"],
+                active=row["active"],
+                segments=frozenset(row["segments"]),
+                hours=hours,
+                current_weight=row["current_weight"],
+            )
+        )
+    return states
+
+
+async def save_round_robin(connection: asyncpg.Connection, weights: Mapping[str, int]) -> None:
+    await connection.executemany(
+        "UPDATE reps SET current_weight = $2 WHERE rep_id = $1", list(weights.items())
+    )
+
+
+# --- handoffs --------------------------------------------------------------------------
+
+
+def _handoff(row: asyncpg.Record) -> Handoff:
+    return Handoff(
+        handoff_id=row["handoff_id"],
+        lead_id=row["lead_id"],
+        team_id=row["team_id"],
+        rep_id=row["rep_id"],
+        status=row["status"],
+        policy_name=row["policy_name"],
+        policy=SlaPolicy.model_validate_json(row["policy"]),
+        segment=row["segment"],
+        country=row["country"],
+        form_type=row["form_type"],
+        attribution=Attribution.model_validate_json(row["attribution"]),
+        profile=json.loads(row["profile"]),
+        score=row["score"],
+        created_at=row["created_at"],
+        assigned_at=row["assigned_at"],
+        at_risk_at=row["at_risk_at"],
+        at_risk_fired=row["at_risk_fired"],
+        due_at=row["due_at"],
+        breaches=row["breaches"],
+        previous_rep_ids=tuple(row["previous_rep_ids"]),
+        excluded_teams=tuple(row["excluded_teams"]),
+        decided_at=row["decided_at"],
+        decided_by=row["decided_by"],
+        reject_reason=row["reject_reason"],
+    )
+
+
+async def insert_handoff(
+    connection: asyncpg.Connection,
+    *,
+    handoff_id: UUID,
+    lead_id: UUID,
+    team_id: str,
+    policy_name: str,
+    policy: SlaPolicy,
+    segment: str,
+    country: str | None,
+    form_type: str | None,
+    attribution: Attribution,
+    profile: dict[str, Any],
+    score: int,
+    created_at: datetime,
+) -> Handoff | None:
+    """A new queued handoff, or None when the lead already has one."""
+    row = await connection.fetchrow(
+        """INSERT INTO handoffs (handoff_id, lead_id, team_id, status, policy_name, policy,
+                                 segment, country, form_type, attribution, profile, score,
+                                 created_at)
+           VALUES ($1, $2, $3, 'queued', $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10::jsonb,
+                   $11, $12)
+           ON CONFLICT (lead_id) DO NOTHING
+           RETURNING *""",
+        handoff_id,
+        lead_id,
+        team_id,
+        policy_name,
+        policy.model_dump_json(),
+        segment,
+        country,
+        form_type,
+        attribution.model_dump_json(),
+        json.dumps(profile),
+        score,
+        created_at,
+    )
+    return None if row is None else _handoff(row)
+
+
+async def get_handoff(connection: asyncpg.Connection, handoff_id: UUID) -> Handoff | None:
+    row = await connection.fetchrow("SELECT * FROM handoffs WHERE handoff_id = $1", handoff_id)
+    return None if row is None else _handoff(row)
+
+
+async def lock_handoff(connection: asyncpg.Connection, handoff_id: UUID) -> Handoff | None:
+    """The handoff, locked until the transaction ends: how every race is decided once."""
+    row = await connection.fetchrow(
+        "SELECT * FROM handoffs WHERE handoff_id = $1 FOR UPDATE", handoff_id
+    )
+    return None if row is None else _handoff(row)
+
+
+async def save_assignment(
+    connection: asyncpg.Connection,
+    *,
+    handoff_id: UUID,
+    team_id: str,
+    rep_id: str | None,
+    status: Status,
+    policy_name: str,
+    policy: SlaPolicy,
+    assigned_at: datetime | None,
+    at_risk_at: datetime | None,
+    due_at: datetime | None,
+    breaches: int,
+    previous_rep_ids: Sequence[str],
+    excluded_teams: Sequence[str],
+) -> Handoff:
+    row = await connection.fetchrow(
+        """UPDATE handoffs SET team_id = $2, rep_id = $3, status = $4, policy_name = $5,
+               policy = $6::jsonb, assigned_at = $7, at_risk_at = $8, due_at = $9,
+               at_risk_fired = false, breaches = $10, previous_rep_ids = $11,
+               excluded_teams = $12, updated_at = now()
+           WHERE handoff_id = $1
+           RETURNING *""",
+        handoff_id,
+        team_id,
+        rep_id,
+        status,
+        policy_name,
+        policy.model_dump_json(),
+        assigned_at,
+        at_risk_at,
+        due_at,
+        breaches,
+        list(previous_rep_ids),
+        list(excluded_teams),
+    )
+    return _handoff(row)
+
+
+async def save_decision(
+    connection: asyncpg.Connection,
+    *,
+    handoff_id: UUID,
+    status: Status,
+    decided_at: datetime,
+    decided_by: str,
+    reject_reason: str | None,
+) -> Handoff:
+    row = await connection.fetchrow(
+        """UPDATE handoffs SET status = $2, decided_at = $3, decided_by = $4,
+               reject_reason = $5, at_risk_at = NULL, due_at = NULL, updated_at = now()
+           WHERE handoff_id = $1
+           RETURNING *""",
+        handoff_id,
+        status,
+        decided_at,
+        decided_by,
+        reject_reason,
+    )
+    return _handoff(row)
+
+
+async def list_handoffs(
+    connection: asyncpg.Connection,
+    *,
+    rep_id: str | None,
+    team_id: str | None,
+    statuses: Sequence[str],
+    limit: int,
+) -> list[Handoff]:
+    """A queue, soonest due first; queued (undated) ones after, oldest first."""
+    rows = await connection.fetch(
+        """SELECT * FROM handoffs
+           WHERE ($1::text IS NULL OR rep_id = $1)
+             AND ($2::text IS NULL OR team_id = $2)
+             AND status = ANY($3::text[])
+           ORDER BY due_at ASC NULLS LAST, created_at ASC, handoff_id
+           LIMIT $4""",
+        rep_id,
+        team_id,
+        list(statuses),
+        limit,
+    )
+    return [_handoff(row) for row in rows]
+
+
+async def mark_at_risk_fired(connection: asyncpg.Connection, handoff_id: UUID) -> None:
+    await connection.execute(
+        "UPDATE handoffs SET at_risk_fired = true, updated_at = now() WHERE handoff_id = $1",
+        handoff_id,
+    )
+
+
+async def claim_breached(
+    connection: asyncpg.Connection, *, now: datetime, limit: int
+) -> list[Handoff]:
+    """Assigned handoffs past due, locked; rows another replica holds are skipped."""
+    rows = await connection.fetch(
+        """SELECT * FROM handoffs WHERE status = 'assigned' AND due_at <= $1
+           ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return [_handoff(row) for row in rows]
+
+
+async def claim_at_risk(
+    connection: asyncpg.Connection, *, now: datetime, limit: int
+) -> list[Handoff]:
+    rows = await connection.fetch(
+        """SELECT * FROM handoffs
+           WHERE status = 'assigned' AND NOT at_risk_fired AND at_risk_at <= $1
+             AND due_at > $1
+           ORDER BY at_risk_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return [_handoff(row) for row in rows]
+
+
+async def claim_queued(connection: asyncpg.Connection, *, limit: int) -> list[Handoff]:
+    rows = await connection.fetch(
+        """SELECT * FROM handoffs WHERE status = 'queued'
+           ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
+    return [_handoff(row) for row in rows]
+
+
+async def open_handoffs_by_team(connection: asyncpg.Connection) -> list[tuple[str, str, int]]:
+    rows = await connection.fetch(
+        """SELECT team_id, status, count(*) AS n FROM handoffs
+           WHERE status IN ('queued', 'assigned', 'escalated')
+           GROUP BY team_id, status ORDER BY team_id, status"""
+    )
+    return [(row["team_id"], row["status"], row["n"]) for row in rows]
+
+
+async def due_soon_by_team(
+    connection: asyncpg.Connection, *, now: datetime, within: timedelta
+) -> list[tuple[str, int]]:
+    rows = await connection.fetch(
+        """SELECT team_id, count(*) AS n FROM handoffs
+           WHERE status = 'assigned' AND due_at <= $1
+           GROUP BY team_id ORDER BY team_id""",
+        now + within,
+    )
+    return [(row["team_id"], row["n"]) for row in rows]
+
+
+# --- notifications ---------------------------------------------------------------------
+
+
+async def enqueue_notifications(
+    connection: asyncpg.Connection, rows: Sequence[tuple[UUID, str, str, dict[str, Any]]]
+) -> None:
+    """(handoff id, kind, url, body) rows, delivered later by the notifier."""
+    await connection.executemany(
+        "INSERT INTO notifications (handoff_id, kind, url, body) VALUES ($1, $2, $3, $4::jsonb)",
+        [(handoff_id, kind, url, json.dumps(body)) for handoff_id, kind, url, body in rows],
+    )
+
+
+async def claim_notifications(
+    connection: asyncpg.Connection, *, now: datetime, lease: timedelta, limit: int
+) -> list[asyncpg.Record]:
+    """Due notifications, leased: another replica will not pick them until the lease ends."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """UPDATE notifications SET attempts = attempts + 1,
+               next_attempt_at = $1::timestamptz + $2::interval
+           WHERE id IN (SELECT id FROM notifications
+                        WHERE delivered_at IS NULL AND failed_at IS NULL
+                          AND next_attempt_at <= $1
+                        ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+           RETURNING id, handoff_id, kind, url, body, attempts""",
+        now,
+        lease,
+        limit,
+    )
+    return rows
+
+
+async def mark_delivered(connection: asyncpg.Connection, notification_id: int) -> None:
+    await connection.execute(
+        "UPDATE notifications SET delivered_at = now(), last_error = NULL WHERE id = $1",
+        notification_id,
+    )
+
+
+async def mark_attempt_failed(
+    connection: asyncpg.Connection,
+    notification_id: int,
+    *,
+    error: str,
+    retry_at: datetime | None,
+) -> None:
+    """Schedule the next attempt, or give up (``retry_at`` None)."""
+    await connection.execute(
+        """UPDATE notifications SET last_error = $2,
+               next_attempt_at = coalesce($3, next_attempt_at),
+               failed_at = CASE WHEN $3::timestamptz IS NULL THEN now() END
+           WHERE id = $1""",
+        notification_id,
+        error[:500],
+        retry_at,
+    )
+
+
+async def pending_notifications(connection: asyncpg.Connection) -> int:
+    count: int = await connection.fetchval(
+        "SELECT count(*) FROM notifications WHERE delivered_at IS NULL AND failed_at IS NULL"
+    )
+    return count
+
+
+# --- API tokens ------------------------------------------------------------------------
+
+
+async def insert_token(
+    connection: asyncpg.Connection,
+    *,
+    token_id: UUID,
+    token_hash: str,
+    subject: str,
+    role: str,
+    team_id: str | None,
+    issued_at: datetime,
+    expires_at: datetime,
+) -> None:
+    await connection.execute(
+        """INSERT INTO api_tokens (token_id, token_hash, subject, role, team_id, issued_at,
+                                   expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        token_id,
+        token_hash,
+        subject,
+        role,
+        team_id,
+        issued_at,
+        expires_at,
+    )
+
+
+async def token_usable(connection: asyncpg.Connection, token_hash: str) -> bool:
+    """True when the token was issued here and is not revoked."""
+    found = await connection.fetchval(
+        "SELECT true FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", token_hash
+    )
+    return bool(found)
+
+
+async def list_tokens(connection: asyncpg.Connection) -> list[TokenOut]:
+    rows = await connection.fetch(
+        """SELECT token_id, subject, role, team_id, issued_at, expires_at, revoked_at
+           FROM api_tokens ORDER BY issued_at"""
+    )
+    return [TokenOut.model_validate(dict(row)) for row in rows]
+
+
+async def revoke_token(connection: asyncpg.Connection, token_id: UUID) -> bool:
+    revoked = await connection.fetchval(
+        """UPDATE api_tokens SET revoked_at = now()
+           WHERE token_id = $1 AND revoked_at IS NULL RETURNING true""",
+        token_id,
+    )
+    return bool(revoked)

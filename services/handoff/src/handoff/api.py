@@ -1,0 +1,209 @@
+"""handoff routes: parse, authorise, call the flow, answer. Thin on purpose."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.security import HTTPBearer
+
+from funnel_common.auth import Forbidden, Principal, authenticator, bearer_token, token_hash
+from funnel_common.http import NotFound
+from funnel_common.service import connection, runtime_of
+from funnel_common.types import utc_now
+from handoff import flows, store
+from handoff.models import (
+    OPEN_STATUSES,
+    Decision,
+    HandoffList,
+    HandoffOut,
+    Identifier,
+    Policy,
+    ReassignIn,
+    RejectIn,
+    Rep,
+    RepIn,
+    Status,
+    Team,
+    TeamIn,
+)
+from handoff.sla import SlaPolicy
+
+Connection = Annotated[asyncpg.Connection, Depends(connection)]
+PathId = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._@:-]+$")]
+
+
+async def _revoked(request: Request, _: Principal) -> bool:
+    async with runtime_of(request).pool.acquire() as conn:
+        return not await store.token_usable(conn, token_hash(bearer_token(request)))
+
+
+authenticate = authenticator(
+    lambda request: runtime_of(request).settings.auth_secret, revoked=_revoked
+)
+Caller = Annotated[Principal, Depends(authenticate)]
+
+# Only documents the scheme in /docs ("Authorize"); authenticate does the checking.
+_bearer_scheme = HTTPBearer(auto_error=False, description="A token from `funnel token create`")
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(_bearer_scheme)])
+
+
+def _require(principal: Principal, *roles: str) -> None:
+    if principal.role not in roles:
+        raise Forbidden(f"requires role {' or '.join(roles)}")
+
+
+# --- the rep's queue and decisions ----------------------------------------------------
+
+
+@router.get("/me", tags=["handoffs"], summary="Who the token speaks for")
+async def me(principal: Caller) -> Principal:
+    return principal
+
+
+@router.get(
+    "/handoffs",
+    tags=["handoffs"],
+    summary="The caller's queue, soonest due first",
+    description="A rep sees their own handoffs, a manager their team's, an admin all. "
+    "Without `status`, open handoffs (queued, assigned, escalated) are listed.",
+)
+async def list_handoffs(
+    principal: Caller,
+    conn: Connection,
+    status: Annotated[list[Status] | None, Query()] = None,
+    team: Annotated[Identifier | None, Query(description="admin only: one team")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> HandoffList:
+    rep_id: str | None = None
+    team_id: str | None = None
+    if principal.role == "rep" or (principal.role == "manager" and principal.team is None):
+        rep_id = principal.subject
+    elif principal.role == "manager":
+        team_id = principal.team
+    else:
+        team_id = team
+    handoffs = await store.list_handoffs(
+        conn, rep_id=rep_id, team_id=team_id, statuses=status or OPEN_STATUSES, limit=limit
+    )
+    return HandoffList(items=[HandoffOut.of(handoff) for handoff in handoffs])
+
+
+@router.get("/handoffs/{handoff_id}", tags=["handoffs"], summary="One handoff")
+async def get_handoff(handoff_id: UUID, principal: Caller, conn: Connection) -> HandoffOut:
+    return HandoffOut.of(await flows.load_for(conn, handoff_id, principal, lock=False))
+
+
+@router.post(
+    "/handoffs/{handoff_id}/accept",
+    tags=["handoffs"],
+    summary="Accept: the lead becomes sales-accepted",
+    responses={409: {"description": "Already decided, reassigned away, or still queued"}},
+)
+async def accept(handoff_id: UUID, principal: Caller, conn: Connection) -> Decision:
+    handoff, seconds, within = await flows.accept(conn, handoff_id, principal, now=utc_now())
+    return Decision(
+        handoff=HandoffOut.of(handoff), business_seconds_to_decision=seconds, within_sla=within
+    )
+
+
+@router.post(
+    "/handoffs/{handoff_id}/reject",
+    tags=["handoffs"],
+    summary="Reject with a reason; wrong_territory routes the lead again",
+    responses={409: {"description": "Already decided, reassigned away, or still queued"}},
+)
+async def reject(handoff_id: UUID, body: RejectIn, principal: Caller, conn: Connection) -> Decision:
+    handoff, seconds, within = await flows.reject(conn, handoff_id, principal, body, now=utc_now())
+    return Decision(
+        handoff=HandoffOut.of(handoff), business_seconds_to_decision=seconds, within_sla=within
+    )
+
+
+@router.post(
+    "/handoffs/{handoff_id}/reassign",
+    tags=["handoffs"],
+    summary="Reassign (manager, admin): to a named rep or the next eligible one",
+    responses={409: {"description": "Already decided, or nobody else is eligible"}},
+)
+async def reassign(
+    handoff_id: UUID, principal: Caller, conn: Connection, body: ReassignIn | None = None
+) -> Decision:
+    handoff = await flows.reassign(
+        conn, handoff_id, principal, body.rep_id if body else None, now=utc_now()
+    )
+    return Decision(handoff=HandoffOut.of(handoff))
+
+
+# --- roster and rules -----------------------------------------------------------------
+
+
+@router.put("/reps/{rep_id}", tags=["roster"], summary="Add or change a rep (admin, manager)")
+async def put_rep(rep_id: PathId, body: RepIn, principal: Caller, conn: Connection) -> Rep:
+    _require(principal, "admin", "manager")
+    if principal.role == "manager":
+        existing = await store.get_rep(conn, rep_id)
+        teams = {body.team_id} | ({existing.team_id} if existing else set())
+        if teams != {principal.team}:
+            raise Forbidden("a manager changes only reps of their own team")
+    await store.upsert_rep(conn, rep_id, body)
+    stored = await store.get_rep(conn, rep_id)
+    assert stored is not None
+    return stored
+
+
+@router.get("/reps", tags=["roster"], summary="The roster (admin: all, manager: own team)")
+async def list_reps(principal: Caller, conn: Connection) -> list[Rep]:
+    _require(principal, "admin", "manager")
+    team = principal.team if principal.role == "manager" else None
+    if principal.role == "manager" and team is None:
+        return []
+    return await store.list_reps(conn, team)
+
+
+@router.get("/reps/{rep_id}", tags=["roster"], summary="One rep (admin, their manager, self)")
+async def get_rep(rep_id: PathId, principal: Caller, conn: Connection) -> Rep:
+    rep = await store.get_rep(conn, rep_id)
+    allowed = principal.role == "admin" or principal.subject == rep_id
+    if rep is not None and principal.role == "manager" and principal.team == rep.team_id:
+        allowed = True
+    if not allowed:
+        raise Forbidden("not your rep")
+    if rep is None:
+        raise NotFound(f"no rep {rep_id}")
+    return rep
+
+
+@router.put("/teams/{team_id}", tags=["roster"], summary="Add or change a team (admin)")
+async def put_team(team_id: PathId, body: TeamIn, principal: Caller, conn: Connection) -> Team:
+    _require(principal, "admin")
+    await store.upsert_team(conn, team_id, body)
+    stored = await store.get_team(conn, team_id)
+    assert stored is not None
+    return stored
+
+
+@router.get("/teams", tags=["roster"], summary="Teams and their rules (admin, manager)")
+async def list_teams(principal: Caller, conn: Connection) -> list[Team]:
+    _require(principal, "admin", "manager")
+    teams = await store.list_teams(conn)
+    if principal.role == "manager":
+        teams = [team for team in teams if team.team_id == principal.team]
+    return teams
+
+
+@router.put("/sla-policies/{name}", tags=["sla"], summary="Add or change an SLA policy (admin)")
+async def put_policy(name: PathId, body: SlaPolicy, principal: Caller, conn: Connection) -> Policy:
+    _require(principal, "admin")
+    await store.upsert_policy(conn, name, body)
+    return Policy(name=name, **body.model_dump())
+
+
+@router.get("/sla-policies", tags=["sla"], summary="All SLA policies")
+async def list_policies(principal: Caller, conn: Connection) -> list[Policy]:
+    return [
+        Policy(name=name, **policy.model_dump()) for name, policy in await store.list_policies(conn)
+    ]

@@ -1,0 +1,201 @@
+"""The shapes handoff speaks over HTTP, and the handoff record as the code sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from funnel_common.events import Attribution, RejectionReason
+from funnel_common.types import SafeText, UtcDatetime
+from handoff.routing import Segment
+from handoff.sla import DEFAULT_POLICY_NAME, BusinessCalendar, SlaPolicy, WeeklyHours
+
+Status = Literal["queued", "assigned", "escalated", "accepted", "rejected"]
+OPEN_STATUSES: tuple[Status, ...] = ("queued", "assigned", "escalated")
+NotificationKind = Literal["assigned", "at_risk", "breached", "escalated"]
+NOTIFICATION_KINDS: tuple[NotificationKind, ...] = ("assigned", "at_risk", "breached", "escalated")
+CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+Identifier = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._@:-]+$")]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Webhook(Body):
+    """Where a team's notifications go; ``slack`` sends a Slack-compatible ``{"text"}`` body."""
+
+    url: AnyHttpUrl
+    format: Literal["json", "slack"] = "json"
+    events: list[NotificationKind] = Field(
+        default_factory=lambda: list(NOTIFICATION_KINDS), min_length=1, max_length=4
+    )
+
+
+class TeamIn(Body):
+    """A team: its manager, routing rule, SLA policies and notification webhooks."""
+
+    manager_id: Identifier | None = None
+    priority: int = Field(default=100, ge=0, le=10_000)
+    segments: list[Segment] = Field(default_factory=list, max_length=4)
+    countries: list[CountryCode] = Field(default_factory=list, max_length=250)
+    sla_policy: Identifier = DEFAULT_POLICY_NAME
+    form_type_policies: dict[Identifier, Identifier] = Field(default_factory=dict, max_length=50)
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=10)
+
+
+class Team(TeamIn):
+    team_id: str
+
+
+class RepIn(Body):
+    """A rep on the roster. No ``working_hours`` means always available."""
+
+    team_id: Identifier
+    segments: list[Segment] = Field(default_factory=list, max_length=4)
+    capacity: int = Field(ge=0, le=10_000)
+    weight: int = Field(default=1, ge=1, le=100)
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    working_hours: WeeklyHours | None = None
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _valid_hours(self) -> RepIn:
+        self.hours  # noqa: B018 -- validates zone and spans now, at the edge
+        return self
+
+    @property
+    def hours(self) -> BusinessCalendar | None:
+        if self.working_hours is None:
+            return None
+        return BusinessCalendar(time_zone=self.time_zone, weekly_hours=self.working_hours)
+
+
+class Rep(RepIn):
+    rep_id: str
+    open_handoffs: int
+
+
+class Policy(SlaPolicy):
+    name: str
+
+
+class RejectIn(Body):
+    reason: RejectionReason
+    note: Annotated[SafeText, Field(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _other_needs_a_note(self) -> RejectIn:
+        if self.reason == "other" and not (self.note and self.note.strip()):
+            raise ValueError("reason 'other' needs a note")
+        return self
+
+
+class ReassignIn(Body):
+    """Reassign to ``rep_id``, or (without it) to the next eligible rep of the team."""
+
+    rep_id: Identifier | None = None
+
+
+class TokenOut(Body):
+    token_id: UUID
+    subject: str
+    role: str
+    team_id: str | None
+    issued_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """One handoff row."""
+
+    handoff_id: UUID
+    lead_id: UUID
+    team_id: str
+    rep_id: str | None
+    status: Status
+    policy_name: str
+    policy: SlaPolicy
+    segment: Segment
+    country: str | None
+    form_type: str | None
+    attribution: Attribution
+    profile: dict[str, Any]
+    score: int
+    created_at: datetime
+    assigned_at: datetime | None
+    at_risk_at: datetime | None
+    at_risk_fired: bool
+    due_at: datetime | None
+    breaches: int
+    previous_rep_ids: tuple[str, ...]
+    excluded_teams: tuple[str, ...]
+    decided_at: datetime | None
+    decided_by: str | None
+    reject_reason: str | None
+
+
+class HandoffOut(Body):
+    """A handoff as a rep or manager sees it: enough to work the lead."""
+
+    handoff_id: UUID
+    lead_id: UUID
+    team_id: str
+    rep_id: str | None
+    status: Status
+    policy: str
+    segment: Segment
+    country: str | None
+    form_type: str | None
+    score: int
+    attribution: Attribution
+    profile: dict[str, Any]
+    created_at: UtcDatetime
+    assigned_at: UtcDatetime | None
+    at_risk_at: UtcDatetime | None
+    due_at: UtcDatetime | None
+    breaches: int
+    decided_at: UtcDatetime | None
+    reject_reason: str | None
+
+    @classmethod
+    def of(cls, handoff: Handoff) -> HandoffOut:
+        return cls(
+            handoff_id=handoff.handoff_id,
+            lead_id=handoff.lead_id,
+            team_id=handoff.team_id,
+            rep_id=handoff.rep_id,
+            status=handoff.status,
+            policy=handoff.policy_name,
+            segment=handoff.segment,
+            country=handoff.country,
+            form_type=handoff.form_type,
+            score=handoff.score,
+            attribution=handoff.attribution,
+            profile=handoff.profile,
+            created_at=handoff.created_at,
+            assigned_at=handoff.assigned_at,
+            at_risk_at=handoff.at_risk_at,
+            due_at=handoff.due_at,
+            breaches=handoff.breaches,
+            decided_at=handoff.decided_at,
+            reject_reason=handoff.reject_reason,
+        )
+
+
+class HandoffList(Body):
+    items: list[HandoffOut]
+
+
+class Decision(Body):
+    """The outcome of accept, reject or reassign."""
+
+    handoff: HandoffOut
+    business_seconds_to_decision: int | None = None
+    within_sla: bool | None = None

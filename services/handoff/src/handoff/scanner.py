@@ -1,0 +1,101 @@
+"""The SLA timer: deadlines are rows, scanned every ``scan_interval_seconds``.
+
+Each pass claims due rows with ``FOR UPDATE SKIP LOCKED`` and changes them in the same
+transaction as their events, so a deadline fires once however many replicas scan, and a
+replica that dies mid-pass rolls back and leaves the row for the next scan. Nothing is
+held in memory: after a restart, whatever fell due meanwhile fires on the first pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from funnel_common import outbox
+from funnel_common.db import is_unavailable
+from funnel_common.types import utc_now
+from handoff import flows, store
+from handoff.models import Handoff
+from handoff.settings import HandoffSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScanResult:
+    at_risk: int = 0
+    breached: int = 0
+    assigned_from_queue: int = 0
+
+
+async def _each(
+    connection: asyncpg.Connection,
+    handoffs: list[Handoff],
+    step: Callable[[Handoff], Awaitable[object]],
+) -> int:
+    """Apply ``step`` to each row in its own savepoint: one bad row does not stall the rest."""
+    done = 0
+    for handoff in handoffs:
+        try:
+            async with connection.transaction():
+                outcome = await step(handoff)
+        except Exception as error:
+            if is_unavailable(error):
+                raise
+            log.exception("deadline step failed", extra={"handoff_id": str(handoff.handoff_id)})
+            continue
+        done += outcome is not False
+    return done
+
+
+async def scan_once(
+    pool: asyncpg.Pool, settings: HandoffSettings, *, now: datetime | None = None
+) -> ScanResult:
+    """One pass over at-risk and breach deadlines and the team queues.
+
+    Each step commits, then wakes the outbox relay outside the transaction (see
+    ``outbox.wake_relay``: a NOTIFY inside it would serialise commits).
+    """
+    now = now or utc_now()
+    limit = settings.scan_batch_size
+    result = ScanResult()
+    async with pool.acquire() as connection:
+        async with connection.transaction():
+            rows = await store.claim_at_risk(connection, now=now, limit=limit)
+            result.at_risk = await _each(
+                connection, rows, lambda h: flows.fire_at_risk(connection, h, now=now)
+            )
+        await outbox.wake_relay(connection)
+    async with pool.acquire() as connection:
+        async with connection.transaction():
+            rows = await store.claim_breached(connection, now=now, limit=limit)
+            result.breached = await _each(
+                connection, rows, lambda h: flows.fire_breach(connection, h, now=now)
+            )
+        await outbox.wake_relay(connection)
+    async with pool.acquire() as connection:
+        async with connection.transaction():
+            rows = await store.claim_queued(connection, limit=limit)
+            result.assigned_from_queue = await _each(
+                connection, rows, lambda h: flows.drain_queue(connection, h, now=now)
+            )
+        await outbox.wake_relay(connection)
+    return result
+
+
+async def run_scanner(pool: asyncpg.Pool, settings: HandoffSettings) -> None:
+    """Scan until cancelled; outages are waited out."""
+    while True:
+        try:
+            await scan_once(pool, settings)
+        except Exception as error:
+            if is_unavailable(error):
+                log.warning("SLA scanner waiting for PostgreSQL")
+            else:
+                log.exception("SLA scan failed")
+        await asyncio.sleep(settings.scan_interval_seconds)

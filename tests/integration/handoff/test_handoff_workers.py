@@ -1,0 +1,208 @@
+"""The background workers for real: consumer, outbox relay, SLA scanners, notifier.
+
+SLA policies here are a second or two long, on an always-open calendar, so breaches
+happen within the test; waiting is always for a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+
+from funnel_common.embedded import free_port
+from funnel_common.events import (
+    HANDOFFS_TOPIC,
+    LEADS_TOPIC,
+    HandoffAssigned,
+    decode_event,
+    encode_event,
+)
+from funnel_common.kafka import new_producer
+from funnel_common.settings import CommonSettings
+from funnel_common.types import utc_now
+from handoff.notify import SIGNATURE_HEADER, verify
+from tests.helpers import eventually
+from tests.integration.handoff.receiver import Receiver
+from tests.integration.handoff.support import (
+    Handoffs,
+    handoff_settings,
+    lead_event,
+    running_handoffs,
+)
+from tests.integration.kafka_helpers import read_topic
+
+BREACHED = "funnel.handoff.sla_breached.v1"
+REASSIGNED = "funnel.handoff.reassigned.v1"
+ONE_SECOND = 1 / 60  # in minutes
+
+
+async def test_a_lead_qualified_on_the_topic_is_assigned_and_evented(
+    database_url: str, topics: CommonSettings
+) -> None:
+    settings = handoff_settings(database_url, topics, run_workers=True)
+    async with running_handoffs(settings) as handoffs:
+        await handoffs.setup_team("emea", {"ada": {}}, countries=["DE"])
+        event = lead_event()
+        producer = new_producer(topics)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                topics.topic(LEADS_TOPIC), encode_event(event), key=event.key
+            )
+            await producer.send_and_wait(  # a redelivery changes nothing
+                topics.topic(LEADS_TOPIC), encode_event(event), key=event.key
+            )
+        finally:
+            await producer.stop()
+
+        records = await read_topic(topics, HANDOFFS_TOPIC, expect=1, timeout=30)
+
+    [assigned] = [decode_event(record.value) for record in records]
+    assert isinstance(assigned, HandoffAssigned)
+    data = assigned.data
+    assert data.lead_id == event.data.lead_id
+    assert (data.team, data.assignee_rep_id, data.policy) == ("emea", "ada", "emea-sla")
+    assert data.due_at is not None
+    assert data.due_at - data.assigned_at == timedelta(minutes=60)
+
+
+async def test_breaches_fire_once_with_two_replicas_scanning(
+    database_url: str, topics: CommonSettings
+) -> None:
+    settings = handoff_settings(database_url, topics, run_workers=True)
+    async with running_handoffs(settings) as first, running_handoffs(settings) as second:
+        await first.setup_team(
+            "emea",
+            {"ada": {}, "bob": {}},
+            countries=["DE"],
+            minutes=2 * ONE_SECOND,
+            reassign_up_to=1,
+            at_risk_percent=10,
+        )
+        ids = [await first.qualify_directly(now=utc_now()) for _ in range(3)]
+
+        # Each handoff breaches twice: once reassigned to the other rep, then escalated.
+        for handoff_id in ids:
+            await eventually(
+                lambda handoff_id=handoff_id: second.handoff(handoff_id),  # type: ignore[misc]
+                until=lambda row: row["status"] == "escalated",
+                timeout=15,
+                what="escalated after two breaches",
+            )
+        records = await read_topic(topics, HANDOFFS_TOPIC, expect=3 * 5, timeout=20)
+
+    events = [decode_event(record.value) for record in records]
+    for handoff_id in ids:
+        mine = [e for e in events if e.subject == str(handoff_id)]
+        assert [e.type for e in mine if e.type == BREACHED] == [BREACHED, BREACHED]
+        reasons = [e.data.model_dump()["reason"] for e in mine if e.type == REASSIGNED]
+        assert reasons == ["sla_breach", "escalation"]
+        # At risk once per assignment (the first rep's, then the second's).
+        assert [e.type for e in mine].count("funnel.handoff.sla_at_risk.v1") == 2
+
+
+async def test_a_breach_due_while_no_replica_runs_fires_once_after_restart(
+    database_url: str, topics: CommonSettings
+) -> None:
+    settings = handoff_settings(database_url, topics, run_workers=True)
+    async with running_handoffs(settings) as before:
+        await before.setup_team(
+            "emea", {"ada": {}, "bob": {}}, countries=["DE"], minutes=2 * ONE_SECOND
+        )
+        handoff_id = await before.qualify_directly(now=utc_now())
+        due_at = (await before.handoff(handoff_id))["due_at"]
+    assert utc_now() < due_at, "the replica must stop before the deadline for this test"
+
+    async def now() -> datetime:
+        return utc_now()
+
+    await eventually(now, until=lambda t: t > due_at, timeout=5, what="deadline passed")
+
+    async with running_handoffs(settings) as after:
+        assert await after.events(BREACHED, handoff_id) == []
+        await eventually(
+            lambda: after.events(BREACHED, handoff_id),
+            until=lambda found: len(found) >= 1,
+            timeout=10,
+            what="breach after restart",
+        )
+        moved = await eventually(
+            lambda: after.events(REASSIGNED, handoff_id), until=bool, what="reassigned"
+        )
+        assert len(await after.events(BREACHED, handoff_id)) == 1
+        assert moved[0]["data"]["reason"] == "sla_breach"
+
+
+async def test_webhooks_are_signed_retried_and_survive_a_receiver_that_is_down(
+    database_url: str, topics: CommonSettings
+) -> None:
+    receiver = Receiver(port=free_port(), failures_left=2)
+    settings = handoff_settings(database_url, topics, run_workers=True)
+    async with running_handoffs(settings) as handoffs, contextlib.AsyncExitStack() as stack:
+        await handoffs.setup_team(
+            "emea",
+            {"ada": {}},
+            countries=["DE"],
+            minutes=ONE_SECOND,
+            reassign_up_to=0,
+            webhooks=[
+                {"url": f"{receiver.url}/hook"},
+                {"url": f"{receiver.url}/slack", "format": "slack", "events": ["escalated"]},
+            ],
+        )
+        handoff_id = await handoffs.qualify_directly(now=utc_now())
+
+        # The receiver is down: the handoff goes on (breach, escalation) regardless.
+        row = await eventually(
+            lambda: handoffs.handoff(handoff_id),
+            until=lambda row: row["status"] == "escalated",
+            what="escalated while the receiver is down",
+        )
+        await eventually(
+            lambda: _attempts(handoffs),
+            until=lambda attempts: attempts >= 2,
+            what="failed delivery attempts",
+        )
+        await receiver.start()
+        stack.push_async_callback(receiver.stop)
+        await eventually(
+            lambda: _pending(handoffs), until=lambda n: n == 0, timeout=15, what="all delivered"
+        )
+
+    assert row["rep_id"] == "emea-manager"
+    hook = [r for r in receiver.received if r.path == "/hook"]
+    slack = [r for r in receiver.received if r.path == "/slack"]
+    assert sorted(r.json["type"] for r in hook) == [
+        "handoff.assigned",
+        "handoff.at_risk",
+        "handoff.breached",
+        "handoff.escalated",
+    ]
+    by_type = {r.json["type"]: r.json for r in hook}
+    assert by_type["handoff.assigned"]["to"] == ["rep:ada"]
+    assert by_type["handoff.breached"]["to"] == ["rep:ada", "manager:emea-manager"]
+    assert by_type["handoff.escalated"]["to"] == ["manager:emea-manager"]
+    assert [list(r.json) for r in slack] == [["text"]]
+    assert str(handoff_id) in slack[0].json["text"]
+    for request in receiver.received:
+        assert verify(
+            settings.webhook_secret, request.body, request.headers[SIGNATURE_HEADER.lower()]
+        )
+        assert b"example.com" not in request.body  # no personal data leaves in a webhook
+    assert not verify(settings.webhook_secret, b"{}", hook[0].headers[SIGNATURE_HEADER.lower()])
+
+
+async def _attempts(handoffs: Handoffs) -> int:
+    async with handoffs.pool.acquire() as connection:
+        value: int = await connection.fetchval(
+            "SELECT coalesce(max(attempts), 0) FROM notifications"
+        )
+    return value
+
+
+async def _pending(handoffs: Handoffs) -> int:
+    async with handoffs.pool.acquire() as connection:
+        value: int = await connection.fetchval(
+            "SELECT count(*) FROM notifications WHERE delivered_at IS NULL"
+        )
+    return value
