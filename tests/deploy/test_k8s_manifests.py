@@ -24,6 +24,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from funnel_common.events import ALL_TOPICS
 from funnel_common.settings import PLACEHOLDER_SECRET_PREFIX, CommonSettings
 from handoff.settings import HandoffSettings
 from lead_intake.settings import IntakeSettings
@@ -34,7 +35,8 @@ from tests.deploy.queries import DEPLOY
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
-TOPICS = {"funnel.leads", "funnel.handoffs", "funnel.deals", "funnel.accounts", "funnel.dlq"}
+# Every topic of the catalogue, so a new one cannot be forgotten in production.
+TOPICS = set(ALL_TOPICS)
 # Annotated: mypy joins the three settings classes to their metaclass otherwise.
 SERVICES: dict[str, tuple[str, int, type[BaseSettings]]] = {
     "lead-intake": ("INTAKE", 8001, IntakeSettings),
@@ -132,7 +134,7 @@ def test_custom_resources_have_their_required_structure(manifests: tuple[Manifes
     assert found == {
         "Kafka": 1,
         "KafkaNodePool": 1,
-        "KafkaTopic": 5,
+        "KafkaTopic": len(TOPICS),
         "Cluster": 1,
         "ServiceMonitor": 1,
         "PodMonitor": 1,
