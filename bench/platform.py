@@ -54,6 +54,8 @@ class RunningPlatform:
             "FUNNEL_DEV_HANDOFF_PORT": str(self.ports["handoff"]),
             "FUNNEL_DEV_METRICS_PORT": str(self.ports["metrics"]),
             "FUNNEL_LOG_LEVEL": "WARNING",
+            # The load generator is one client; the per-client limit is for the web.
+            "FUNNEL_INTAKE_RATE_LIMIT_PER_CLIENT": "1000000",
         }
         funnel = Path(sys.executable).with_name("funnel")
         process = subprocess.Popen(

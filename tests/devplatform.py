@@ -83,6 +83,8 @@ def start_dev(data_dir: Path, ports: dict[str, int], output: Path) -> DevPlatfor
         "FUNNEL_DEV_INTAKE_PORT": str(ports["intake"]),
         "FUNNEL_DEV_HANDOFF_PORT": str(ports["handoff"]),
         "FUNNEL_DEV_METRICS_PORT": str(ports["metrics"]),
+        # One test client posts at load-test rates; the per-client limit is for the web.
+        "FUNNEL_INTAKE_RATE_LIMIT_PER_CLIENT": "1000000",
     }
     funnel = Path(sys.executable).with_name("funnel")
     process = subprocess.Popen(

@@ -38,6 +38,8 @@ from funnel_common.telemetry import (
 
 log = logging.getLogger(__name__)
 
+_SHUTDOWN_GRACE_SECONDS = 3.0
+
 ExtraMetrics = Callable[["Runtime"], Awaitable[bytes]]
 """Renders a service's own metrics (e.g. projections read from PostgreSQL) per scrape."""
 
@@ -99,10 +101,31 @@ async def open_runtime(
     try:
         yield runtime
     finally:
-        for task in runtime.tasks:
-            task.cancel()
-        await asyncio.gather(*runtime.tasks, return_exceptions=True)
-        await pool.close()
+        await _stop_workers(runtime.tasks)
+        try:
+            await asyncio.wait_for(pool.close(), _SHUTDOWN_GRACE_SECONDS)
+        except TimeoutError:
+            pool.terminate()
+
+
+async def _stop_workers(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the workers and give them a bounded time to close their clients.
+
+    A Kafka client closing against a broker that is slow or gone can wait out its whole
+    request timeout; a shutdown (a deploy, Ctrl-C) must not wait that long. Nothing is
+    lost by not waiting: offsets are committed and outbox rows marked only after the
+    work they stand for is done.
+    """
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, still_running = await asyncio.wait(tasks, timeout=_SHUTDOWN_GRACE_SECONDS)
+    if still_running:
+        log.warning(
+            "workers did not stop in time; leaving them",
+            extra={"workers": sorted(task.get_name() for task in still_running)},
+        )
 
 
 def build_app(
