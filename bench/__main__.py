@@ -5,16 +5,32 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from bench.measures import Figure, freshness, intake_throughput, memory
-from bench.platform import start_platform
+from tests.devplatform import DevPlatform, free_ports, start_dev
 
 RESULTS = Path("bench-results/bench.json")
+
+
+@contextmanager
+def running_platform() -> Iterator[DevPlatform]:
+    """A fresh platform as `funnel dev` runs it, in a temporary directory."""
+    data_dir = Path(tempfile.mkdtemp(prefix="funnel-bench-"))
+    platform = start_dev(
+        data_dir / "funnel", free_ports(), data_dir / "dev.out", {"FUNNEL_LOG_LEVEL": "WARNING"}
+    )
+    try:
+        yield platform
+    finally:
+        platform.stop()
 
 
 def _row(figure: Figure) -> list[str]:
@@ -34,7 +50,7 @@ def main() -> int:
     console = Console()
     started = time.monotonic()
     figures: list[Figure] = []
-    with start_platform() as platform:
+    with running_platform() as platform:
         console.print(f"Platform up in {time.monotonic() - started:.0f}s; measuring…")
         figures += asyncio.run(intake_throughput(platform))
         figures += asyncio.run(freshness(platform))

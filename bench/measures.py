@@ -8,13 +8,14 @@ import time
 from dataclasses import asdict, dataclass
 from uuid import uuid4
 
+import aiohttp
 import asyncpg
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.load import closed_loop, open_loop, percentile, session
-from bench.platform import RunningPlatform
+from bench.load import Run, closed_loop, open_loop, percentile, session
+from tests.devplatform import DevPlatform
 from tests.helpers import parse_metric
 
 
@@ -43,7 +44,7 @@ def _lead(index: int, run: str) -> dict[str, str]:
 
 
 async def intake_throughput(
-    platform: RunningPlatform, *, concurrency: int = 32, seconds: float = 8.0
+    platform: DevPlatform, *, concurrency: int = 32, seconds: float = 8.0
 ) -> list[Figure]:
     """Leads/s accepted, against the same service's no-op endpoint and raw inserts."""
     run = uuid4().hex[:8]
@@ -77,7 +78,7 @@ async def intake_throughput(
     ]  # fmt: skip
 
 
-async def _raw_inserts(platform: RunningPlatform, *, concurrency: int, seconds: float):  # type: ignore[no-untyped-def]
+async def _raw_inserts(platform: DevPlatform, *, concurrency: int, seconds: float) -> Run:
     """The database's ceiling for the same rows: a lead and its event, one transaction each."""
     pool = await asyncpg.create_pool(
         platform.database_url, min_size=concurrency, max_size=concurrency
@@ -110,13 +111,13 @@ async def _raw_inserts(platform: RunningPlatform, *, concurrency: int, seconds: 
         await pool.close()
 
 
-async def _captured(http, platform: RunningPlatform) -> float:  # type: ignore[no-untyped-def]
+async def _captured(http: aiohttp.ClientSession, platform: DevPlatform) -> float:
     async with http.get(platform.url("metrics", "/metrics")) as answer:
         return parse_metric(await answer.text(), "funnel_leads_captured_total") or 0.0
 
 
 async def freshness(
-    platform: RunningPlatform, *, rate: float = 200.0, seconds: float = 10.0
+    platform: DevPlatform, *, rate: float = 200.0, seconds: float = 10.0
 ) -> list[Figure]:
     """POST → counter visible on /metrics, at a fixed offered load; against the broker's
     own produce-to-consume latency at the same rate."""
@@ -171,7 +172,7 @@ async def freshness(
     ]  # fmt: skip
 
 
-async def _broker_latency(platform: RunningPlatform, *, rate: float, seconds: float) -> list[float]:
+async def _broker_latency(platform: DevPlatform, *, rate: float, seconds: float) -> list[float]:
     topic = f"bench.latency.{uuid4().hex[:6]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=platform.bootstrap_servers)
     await admin.start()
@@ -211,10 +212,10 @@ async def _broker_latency(platform: RunningPlatform, *, rate: float, seconds: fl
     return latencies
 
 
-def memory(platform: RunningPlatform) -> list[Figure]:
+def memory(platform: DevPlatform) -> list[Figure]:
     """Resident memory of each service after the load (steady state)."""
     figures = []
     for service in ("intake", "handoff", "metrics"):
-        rss = psutil.Process(platform.pid_of(service)).memory_info().rss / 2**20
+        rss = psutil.Process(platform.pid_listening_on(service)).memory_info().rss / 2**20
         figures.append(Figure(f"{service} resident memory", rss, "MiB"))
     return figures

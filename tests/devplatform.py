@@ -73,7 +73,9 @@ def free_ports() -> dict[str, int]:
     return {name: free_port() for name in ("postgres", "broker", *SERVICES)}
 
 
-def start_dev(data_dir: Path, ports: dict[str, int], output: Path) -> DevPlatform:
+def start_dev(
+    data_dir: Path, ports: dict[str, int], output: Path, extra_env: dict[str, str] | None = None
+) -> DevPlatform:
     """Start `funnel dev` and wait for its banner (all services ready, consumers assigned)."""
     env = {
         **os.environ,
@@ -85,6 +87,7 @@ def start_dev(data_dir: Path, ports: dict[str, int], output: Path) -> DevPlatfor
         "FUNNEL_DEV_METRICS_PORT": str(ports["metrics"]),
         # One test client posts at load-test rates; the per-client limit is for the web.
         "FUNNEL_INTAKE_RATE_LIMIT_PER_CLIENT": "1000000",
+        **(extra_env or {}),
     }
     funnel = Path(sys.executable).with_name("funnel")
     process = subprocess.Popen(

@@ -234,6 +234,18 @@ async def create_from_lead(
 # --- timers (called by the scanner with the row locked) --------------------------------
 
 
+def _deadline_data(handoff: Handoff) -> dict[str, object]:
+    """What the at-risk and breach events say about the deadline."""
+    return {
+        "handoff_id": handoff.handoff_id,
+        "lead_id": handoff.lead_id,
+        "team": handoff.team_id,
+        "rep_id": handoff.rep_id,
+        "due_at": handoff.due_at,
+        "policy": handoff.policy_name,
+    }
+
+
 async def fire_at_risk(connection: asyncpg.Connection, handoff: Handoff, *, now: datetime) -> None:
     await store.mark_at_risk_fired(connection, handoff.handoff_id)
     assert handoff.due_at is not None
@@ -241,14 +253,7 @@ async def fire_at_risk(connection: asyncpg.Connection, handoff: Handoff, *, now:
         source=SERVICE,
         subject=handoff.handoff_id,
         time=now,
-        data={
-            "handoff_id": handoff.handoff_id,
-            "lead_id": handoff.lead_id,
-            "team": handoff.team_id,
-            "rep_id": handoff.rep_id,
-            "due_at": handoff.due_at,
-            "policy": handoff.policy_name,
-        },
+        data=_deadline_data(handoff),
     )
     team = await store.get_team(connection, handoff.team_id)
     await _emit(connection, handoff, team, [event], ["at_risk"], now=now)
@@ -264,14 +269,7 @@ async def fire_breach(
         source=SERVICE,
         subject=handoff.handoff_id,
         time=now,
-        data={
-            "handoff_id": handoff.handoff_id,
-            "lead_id": handoff.lead_id,
-            "team": handoff.team_id,
-            "rep_id": handoff.rep_id,
-            "due_at": handoff.due_at,
-            "policy": handoff.policy_name,
-        },
+        data=_deadline_data(handoff),
     )
     breaches = handoff.breaches + 1
     previous = (*handoff.previous_rep_ids, handoff.rep_id)
