@@ -108,6 +108,9 @@ class Stop(Exception):
 
 
 def _raise_stop(*_: object) -> None:
+    # A second Ctrl-C (or a forwarded signal) must not interrupt the orderly stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Stop
 
 
