@@ -109,6 +109,7 @@ async def test_decisions_and_plain_reasons_for_refusals(handoffs: Handoffs) -> N
     assert "Analytical Engines" in page.text
     assert "webinar / q4-launch" in page.text
     assert "On time" in page.text
+    assert "80 (company_size +40)" in page.text
 
     accepted = await client.post(
         f"/inbox/handoffs/{first}/accept", data={"csrf": csrf}, follow_redirects=True

@@ -215,6 +215,7 @@ async def create_from_lead(
         profile=lead.profile.model_dump(mode="json"),
         score=lead.score,
         created_at=now,
+        score_reasons=[reason.model_dump(mode="json") for reason in lead.reasons],
     )
     if created is None:
         return None  # this lead was already handed off; a re-qualification changes nothing

@@ -247,8 +247,11 @@ def _card(handoff: Handoff, session: Session, reps: list[Rep], now: datetime) ->
         f" / {escape(attribution.campaign)}" if attribution.campaign else ""
     )
     assigned = f"{handoff.assigned_at:%Y-%m-%d %H:%M} UTC" if handoff.assigned_at else "—"
-    reasons = profile.get("score_reasons")
-    why = f" ({_text(reasons)})" if reasons else ""
+    reasons = ", ".join(
+        f"{reason.get('rule', '?')} {int(reason.get('points', 0)):+d}"
+        for reason in handoff.score_reasons
+    )
+    why = f" ({escape(reasons)})" if reasons else ""
     hid = handoff.handoff_id
     name = escape(_lead_name(handoff))
     return f"""<article class="handoff" id="h-{hid}" aria-labelledby="n-{hid}">
