@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from funnel_common.events import Attribution
-from handoff.inbox import sla_state
+from handoff.inbox_pages import sla_state
 from handoff.models import Handoff
 from handoff.notify import with_inbox_link
 from handoff.settings import HandoffSettings

@@ -368,6 +368,19 @@ def can_see(principal: Principal, handoff: Handoff) -> bool:
     return principal.role == "manager" and principal.team == handoff.team_id
 
 
+def queue_scope(principal: Principal, team: str | None = None) -> tuple[str | None, str | None]:
+    """Whose queue the caller sees, as (rep_id, team_id) filters.
+
+    A rep (and a manager without a team) their own, a manager their team's, an admin all
+    or the one ``team`` asked for.
+    """
+    if principal.role == "rep" or (principal.role == "manager" and principal.team is None):
+        return principal.subject, None
+    if principal.role == "manager":
+        return None, principal.team
+    return None, team
+
+
 async def load_for(
     connection: asyncpg.Connection, handoff_id: UUID, principal: Principal, *, lock: bool
 ) -> Handoff:
