@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import httpx
 
+from funnel_common.types import utc_now
 from tests.integration.handoff.support import Handoffs
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -144,3 +146,28 @@ async def test_decisions_and_plain_reasons_for_refusals(handoffs: Handoffs) -> N
         refused = await other.get(f"/inbox/handoffs/{first}")
         assert refused.status_code == 403
         assert "this handoff is not yours" in refused.text
+
+
+async def test_a_manager_sees_holders_and_breaches_by_colour_and_text(handoffs: Handoffs) -> None:
+    await handoffs.setup_team("emea", {"ada": {}, "bob": {}}, countries=["DE"], minutes=60)
+    late = await handoffs.qualify_directly(now=utc_now() - timedelta(minutes=90))
+    risky = await handoffs.qualify_directly(now=utc_now() - timedelta(minutes=40))
+    fresh = await handoffs.qualify_directly()
+
+    client = handoffs.client
+    await sign_in(client, await handoffs.token("manager", "emea-manager", "emea"))
+    page = await client.get("/inbox")
+
+    assert "Team emea queue" in page.text
+    # Soonest due first, each with its state as a class and as words.
+    positions = [page.text.index(f'id="h-{handoff_id}"') for handoff_id in (late, risky, fresh)]
+    assert positions == sorted(positions)
+    for handoff_id, state, words in (
+        (late, "breached", "Breached"),
+        (risky, "at-risk", "At risk"),
+        (fresh, "on-time", "On time"),
+    ):
+        card = page.text[page.text.index(f'id="h-{handoff_id}"') :]
+        assert f'class="sla sla-{state}"' in card.split("</article>")[0]
+        assert f'<span class="sla-state">{words}</span>' in card.split("</article>")[0]
+    assert page.text.count('<label for="to-') == 3  # a reassign control per handoff
