@@ -140,6 +140,7 @@ async def test_reps_and_a_manager_work_the_inbox_in_chromium(
             # They appear without a reload: the page polls its queue fragment.
             cards = ada.locator("article.handoff")
             await expect(cards).to_have_count(3, timeout=WAIT_MS)
+            await expect(ada.locator("#queue-news")).to_contain_text("new handoff")
             await expect(ada.locator(".sla-on-time").first).to_contain_text("On time")
             await expect(ada.locator(".sla-countdown").first).to_contain_text("left")
             update = os.environ.get("FUNNEL_UPDATE_SCREENSHOTS") == "1"

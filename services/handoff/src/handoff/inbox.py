@@ -137,7 +137,8 @@ async def _inbox(
     team = session.principal.role == "manager" and session.principal.team
     title = f"Team {session.principal.team} queue" if team else "My queue"
     body = (
-        f'{flash}<section id="queue" aria-live="polite" aria-label="Handoffs, soonest due first" '
+        f'{flash}<p id="queue-news" aria-live="polite" class="news"></p>'
+        f'<section id="queue" aria-label="Handoffs, soonest due first" '
         f'data-fragment="/inbox/queue">{await _queue_html(request, session)}</section>'
     )
     return pages.page(title, body, session=session, status=status)

@@ -34,7 +34,16 @@
         return answer.ok ? answer.text() : null;
       })
       .then(function (html) {
-        if (html !== null && html !== undefined && !busy(queue)) { queue.innerHTML = html; tick(); }
+        if (html === null || html === undefined || busy(queue)) return;
+        var before = queue.querySelectorAll("article.handoff").length;
+        queue.innerHTML = html;
+        tick();
+        // Announced once per change, not per refresh (the countdowns are not live regions).
+        var after = queue.querySelectorAll("article.handoff").length;
+        var news = document.getElementById("queue-news");
+        if (news && after > before) {
+          news.textContent = (after - before) + " new handoff" + (after - before > 1 ? "s" : "") + " in your queue";
+        }
       })
       .catch(function () {});
   }
