@@ -78,14 +78,7 @@ async def list_handoffs(
     team: Annotated[Identifier | None, Query(description="admin only: one team")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> HandoffList:
-    rep_id: str | None = None
-    team_id: str | None = None
-    if principal.role == "rep" or (principal.role == "manager" and principal.team is None):
-        rep_id = principal.subject
-    elif principal.role == "manager":
-        team_id = principal.team
-    else:
-        team_id = team
+    rep_id, team_id = flows.queue_scope(principal, team)
     handoffs = await store.list_handoffs(
         conn, rep_id=rep_id, team_id=team_id, statuses=status or OPEN_STATUSES, limit=limit
     )

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from funnel_common.service import build_app, open_runtime
 from funnel_common.telemetry import PlatformMetrics
-from handoff import api, gauges
+from handoff import api, gauges, inbox
 from handoff.handlers import CONSUMER
 from handoff.notify import Notifier
 from handoff.scanner import run_scanner
@@ -59,6 +59,6 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.router],
+        routers=[api.router, inbox.router],
         extra_metrics=gauges.renderer(settings),
     )

@@ -215,6 +215,7 @@ async def create_from_lead(
         profile=lead.profile.model_dump(mode="json"),
         score=lead.score,
         created_at=now,
+        score_reasons=[reason.model_dump(mode="json") for reason in lead.reasons],
     )
     if created is None:
         return None  # this lead was already handed off; a re-qualification changes nothing
@@ -363,6 +364,19 @@ def can_see(principal: Principal, handoff: Handoff) -> bool:
     if handoff.rep_id == principal.subject:
         return True
     return principal.role == "manager" and principal.team == handoff.team_id
+
+
+def queue_scope(principal: Principal, team: str | None = None) -> tuple[str | None, str | None]:
+    """Whose queue the caller sees, as (rep_id, team_id) filters.
+
+    A rep (and a manager without a team) their own, a manager their team's, an admin all
+    or the one ``team`` asked for.
+    """
+    if principal.role == "rep" or (principal.role == "manager" and principal.team is None):
+        return principal.subject, None
+    if principal.role == "manager":
+        return None, principal.team
+    return None, team
 
 
 async def load_for(

@@ -139,6 +139,7 @@ class Handoff:
     decided_at: datetime | None
     decided_by: str | None
     reject_reason: str | None
+    score_reasons: tuple[dict[str, Any], ...] = ()
 
 
 class HandoffOut(Body):

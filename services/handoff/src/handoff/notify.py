@@ -91,6 +91,18 @@ def notifications_for(
     return rows
 
 
+def with_inbox_link(
+    payload: dict[str, Any], handoff_id: UUID, settings: HandoffSettings
+) -> dict[str, Any]:
+    """The payload with a link to the handoff in the rep inbox, when handoff knows its URL."""
+    if not settings.public_url:
+        return payload
+    link = f"{settings.public_url.rstrip('/')}/inbox/handoffs/{handoff_id}"
+    if "text" in payload and "handoff_id" not in payload:  # Slack: a link in the text
+        return {**payload, "text": f"{payload['text']} <{link}|open in the inbox>"}
+    return {**payload, "inbox_url": link}
+
+
 def sign(secret: SecretStr, body: bytes, timestamp: int) -> str:
     """The signature header value for ``body`` sent at ``timestamp``."""
     message = f"{timestamp}.".encode() + body
@@ -175,7 +187,8 @@ class Notifier:
         return len(rows)
 
     async def _post(self, client: httpx.AsyncClient, row: asyncpg.Record) -> str | None:
-        body = json.dumps(json.loads(row["body"]), sort_keys=True).encode()
+        payload = with_inbox_link(json.loads(row["body"]), row["handoff_id"], self._settings)
+        body = json.dumps(payload, sort_keys=True).encode()
         timestamp = int(utc_now().timestamp())
         headers = {
             "content-type": "application/json",

@@ -32,6 +32,10 @@ class HandoffSettings(BaseSettings):
     webhook_backoff_seconds: float = Field(default=1.0, gt=0)
     webhook_backoff_max_seconds: float = Field(default=300.0, gt=0)
 
+    # Where reps reach this service (e.g. https://handoff.example.com); when set, webhook
+    # notifications carry ``inbox_url``, a link to the handoff in the rep inbox.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+
     common: CommonSettings = Field(default_factory=CommonSettings)
 
     @property

@@ -255,6 +255,7 @@ def _handoff(row: asyncpg.Record) -> Handoff:
         decided_at=row["decided_at"],
         decided_by=row["decided_by"],
         reject_reason=row["reject_reason"],
+        score_reasons=tuple(json.loads(row["score_reasons"])),
     )
 
 
@@ -273,14 +274,15 @@ async def insert_handoff(
     profile: dict[str, Any],
     score: int,
     created_at: datetime,
+    score_reasons: Sequence[dict[str, Any]] = (),
 ) -> Handoff | None:
     """A new queued handoff, or None when the lead already has one."""
     row = await connection.fetchrow(
         """INSERT INTO handoffs (handoff_id, lead_id, team_id, status, policy_name, policy,
                                  segment, country, form_type, attribution, profile, score,
-                                 created_at)
+                                 created_at, score_reasons)
            VALUES ($1, $2, $3, 'queued', $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10::jsonb,
-                   $11, $12)
+                   $11, $12, $13::jsonb)
            ON CONFLICT (lead_id) DO NOTHING
            RETURNING *""",
         handoff_id,
@@ -295,6 +297,7 @@ async def insert_handoff(
         json.dumps(profile),
         score,
         created_at,
+        json.dumps(list(score_reasons)),
     )
     return None if row is None else _handoff(row)
 

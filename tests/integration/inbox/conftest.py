@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from funnel_common.settings import CommonSettings
+from tests.integration.handoff.support import Handoffs, handoff_settings, running_handoffs
+
+
+@pytest.fixture
+async def handoffs(database_url: str, settings: CommonSettings) -> AsyncIterator[Handoffs]:
+    """handoff without background workers, reached over plain http."""
+    async with running_handoffs(
+        handoff_settings(database_url, settings, run_workers=False)
+    ) as running:
+        yield running
