@@ -13,10 +13,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
@@ -169,6 +169,17 @@ async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
         async with conn.transaction():
             yield conn
         await outbox.wake_relay(conn)
+
+
+Transaction = Annotated[asyncpg.Connection, Depends(connection, scope="function")]
+"""A route's connection, in one transaction committed BEFORE the response is sent.
+
+FastAPI's default scope for a dependency with ``yield`` runs its exit (here: the
+commit) after the response has gone out, so a commit that fails (PostgreSQL shutting
+down) would follow a 2xx and the caller would believe a lead was stored that was not.
+With ``scope="function"`` the commit's failure becomes the answer (503), and a 2xx
+means stored.
+"""
 
 
 async def _postgres_ready(pool: asyncpg.Pool) -> bool:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPBearer
 
 from funnel_common.auth import Forbidden, Principal, authenticator, bearer_token, token_hash
 from funnel_common.http import NotFound
-from funnel_common.service import connection, runtime_of
+from funnel_common.service import Transaction, runtime_of
 from funnel_common.types import utc_now
 from handoff import flows, store
 from handoff.models import (
@@ -31,7 +30,7 @@ from handoff.models import (
 )
 from handoff.sla import SlaPolicy
 
-Connection = Annotated[asyncpg.Connection, Depends(connection)]
+Connection = Transaction
 PathId = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._@:-]+$")]
 
 

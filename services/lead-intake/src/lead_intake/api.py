@@ -6,16 +6,16 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from funnel_common.http import Conflict
-from funnel_common.service import connection
+from funnel_common.service import Transaction
 from funnel_common.signing import SIGNATURE_HEADER, SignatureError, verify
 from lead_intake import intake, store
 from lead_intake.edge import (
@@ -38,7 +38,7 @@ from lead_intake.telemetry import IntakeMetrics
 SERVICE = intake.SERVICE
 LEADS_PATH = "/v1/leads"
 
-Connection = Annotated[asyncpg.Connection, Depends(connection)]
+Connection = Transaction
 
 
 class Problem(BaseModel):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar, cast
+from typing import TypeVar, cast
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
@@ -35,7 +35,7 @@ from funnel_common.events import (
     Envelope,
 )
 from funnel_common.http import Conflict
-from funnel_common.service import connection
+from funnel_common.service import Transaction
 from funnel_common.signing import SIGNATURE_HEADER, SignatureError, verify
 from lead_intake import store
 from lead_intake.api import problem_responses
@@ -53,7 +53,7 @@ from lead_intake.screening import normalise_email
 from lead_intake.settings import IntakeSettings
 from lead_intake.telemetry import IntakeMetrics
 
-Connection = Annotated[asyncpg.Connection, Depends(connection)]
+Connection = Transaction
 M = TypeVar("M", bound=BaseModel)
 
 UNATTRIBUTED = Attribution(source="unattributed")

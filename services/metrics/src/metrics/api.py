@@ -6,7 +6,6 @@ built inside ``router()`` as objects, not as names it cannot resolve.
 
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -14,7 +13,7 @@ from funnel_common.auth import Principal, authenticator, require_role
 from funnel_common.events import TargetSet
 from funnel_common.http import DomainError
 from funnel_common.outbox import enqueue
-from funnel_common.service import connection, runtime_of
+from funnel_common.service import Transaction, runtime_of
 from funnel_common.types import Cents, CurrencyCode, utc_now
 from metrics import report, store
 from metrics.periods import BadPeriod, Period, parse_period, period_of_instant
@@ -69,18 +68,14 @@ def router(settings: MetricsSettings) -> APIRouter:
     may_set_targets = require_role(authenticator(secret_of), "manager", "admin")
 
     @routes.get("/funnel", summary="Every funnel figure for a quarter")
-    async def get_funnel(
-        conn: Annotated[asyncpg.Connection, Depends(connection)], period: PeriodQuery = None
-    ) -> dict[str, Any]:
+    async def get_funnel(conn: Transaction, period: PeriodQuery = None) -> dict[str, Any]:
         wanted = _period(period, settings, "period")
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         funnel, figures = await report.read_report(conn, wanted, settings)
         return report.funnel_json(funnel, figures, settings)
 
     @routes.get("/plan", summary="The reverse funnel: what it takes to hit the target")
-    async def get_plan(
-        conn: Annotated[asyncpg.Connection, Depends(connection)], period: PeriodQuery = None
-    ) -> dict[str, Any]:
+    async def get_plan(conn: Transaction, period: PeriodQuery = None) -> dict[str, Any]:
         wanted = _period(period, settings, "period")
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         _, figures = await report.read_report(conn, wanted, settings)
@@ -95,7 +90,7 @@ def router(settings: MetricsSettings) -> APIRouter:
         period: str,
         body: TargetIn,
         principal: Annotated[Principal, Depends(may_set_targets)],
-        conn: Annotated[asyncpg.Connection, Depends(connection)],
+        conn: Transaction,
     ) -> dict[str, Any]:
         wanted = _period(period, settings, "period")
         currency = body.currency or settings.common.reporting_currency
