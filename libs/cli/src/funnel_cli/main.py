@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from funnel_cli import dev, importer, replay, tokens
+from funnel_cli import dev, importer, replay, seed, tokens
 
 app = typer.Typer(
     help="Shared Funnel: one live revenue funnel for marketing and sales.", no_args_is_help=True
@@ -25,6 +25,9 @@ app.command(
 
 app.command("import", help="Import leads, deals or accounts from a CSV file through lead-intake.")(
     importer.run
+)
+app.command("seed", help="Drive a realistic simulated funnel through the running platform's APIs.")(
+    seed.run
 )
 app.add_typer(tokens.app, name="token")
 

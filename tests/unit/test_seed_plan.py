@@ -1,0 +1,51 @@
+"""`funnel seed`'s plan is a pure function of the seed (the run tag only names things)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from funnel_cli.seed import Expect, make_plan, quarter_of
+
+NOW = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
+
+
+def test_the_same_seed_plans_the_same_funnel() -> None:
+    assert make_plan(7, 200, "r1", NOW) == make_plan(7, 200, "r1", NOW)
+
+
+def test_another_seed_plans_another_funnel() -> None:
+    assert make_plan(7, 200, "r1", NOW) != make_plan(8, 200, "r1", NOW)
+
+
+def test_the_run_tag_renames_but_decides_nothing() -> None:
+    one, two = make_plan(7, 200, "r1", NOW), make_plan(7, 200, "r2", NOW)
+    assert [lead.expect for lead in one.leads] == [lead.expect for lead in two.leads]
+    assert {lead.email for lead in one.leads}.isdisjoint(lead.email for lead in two.leads)
+    assert one.target_cents == two.target_cents
+
+
+def test_the_plan_is_a_mixed_funnel_inside_the_quarter() -> None:
+    plan = make_plan(7, 200, "r1", NOW)
+    period, start = quarter_of(NOW)
+    assert plan.period == period == "2026-Q4"
+    assert len(plan.leads) == 200
+    assert 0 < plan.unique_leads < 200  # some repeat touches (merges)
+    outcomes: tuple[Expect, ...] = ("qualified", "captured", "disqualified")
+    for outcome in outcomes:
+        assert plan.expected(outcome) > 0
+    decisions = list(plan.decisions.values())
+    assert any(d.accept for d in decisions)
+    assert any(not d.accept for d in decisions)
+    assert all(d.note for d in decisions if d.reason == "other")
+    for event in ("opened", "won", "lost"):
+        assert plan.count(plan.deals, event) > 0
+    for event in ("activated", "arr_changed", "churned"):
+        assert plan.count(plan.accounts, event) > 0
+    accepted = {email for email, d in plan.decisions.items() if d.accept}
+    assert {deal.payload["email"] for deal in plan.deals} <= accepted
+    for deal in plan.deals:
+        assert start <= datetime.fromisoformat(deal.payload["occurred_at"]) <= NOW
+    assert len({w.payload["webhook_id"] for w in plan.deals + plan.accounts}) == len(
+        plan.deals + plan.accounts
+    )
+    assert plan.target_cents > 0
