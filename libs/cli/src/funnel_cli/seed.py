@@ -311,18 +311,9 @@ async def _post_lead(
 
 
 async def _post_webhook(client: httpx.AsyncClient, webhook: Webhook, secret: str) -> httpx.Response:
-    """Post a signed webhook; retry a 409 "never opened" / "unknown account" briefly.
-
-    The services commit a request's transaction after the answer is sent, so the event
-    right after an ``opened`` or ``activated`` can briefly not see it.
-    """
-    for _ in range(40):
-        answer = await import_row(client, webhook.kind, webhook.payload, secret, int(time.time()))
-        not_seen_yet = ("never opened", "unknown account", "not active")
-        if answer.status_code != 409 or not any(text in answer.text for text in not_seen_yet):
-            return answer
-        await asyncio.sleep(0.05)
-    return answer
+    """Post a signed webhook. A 2xx means committed, so the next event of the same deal
+    or account sees it."""
+    return await import_row(client, webhook.kind, webhook.payload, secret, int(time.time()))
 
 
 async def execute(
