@@ -9,6 +9,11 @@ webhooks, via the importer's signing) and metrics (the quarter's target).
 The run tag (``--run``, default: the current time) goes into every email, deal,
 account and webhook id, so a second run adds more data instead of replaying the first;
 the same ``--seed`` with the same ``--run`` plans exactly the same thing.
+
+SLA breaches are real: a planned share of the qualified leads comes in as demo requests,
+which the teams answer under a seconds-long policy (``seed-hot``), and the reps leave
+them alone. handoff's scanner breaches each one, reassigns it to the team's other rep,
+breaches it again and escalates it to the manager, through the same path as production.
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ TEAMS: dict[str, dict[str, Any]] = {
         "countries": ["GB", "IE", "DE", "FR", "NL", "SE", "DK", "NO"],
         "priority": 10,
         "sla_policy": "seed-standard",
+        "form_type_policies": {"demo_request": "seed-hot"},
     },
     "seed-americas": {
         "manager_id": "seed-sam",
         "countries": [],
         "priority": 50,
         "sla_policy": "seed-standard",
+        "form_type_policies": {"demo_request": "seed-hot"},
     },
 }
 REPS = {
@@ -50,17 +57,29 @@ REPS = {
     "seed-cho": ("seed-americas", 2),
     "seed-dev": ("seed-americas", 1),
 }
-SLA_POLICY = {
-    "business_minutes": 240,
-    "at_risk_percent": 75,
-    "calendar": {
-        "time_zone": "UTC",
-        "weekly_hours": {
-            day: [{"start": "00:00", "end": "24:00"}]
-            for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-        },
+ALWAYS_OPEN = {
+    "time_zone": "UTC",
+    "weekly_hours": {
+        day: [{"start": "00:00", "end": "24:00"}]
+        for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     },
 }
+SLA_POLICIES: dict[str, dict[str, Any]] = {
+    # Generous: every planned decision is in time, however slow the machine.
+    "seed-standard": {"business_minutes": 240, "at_risk_percent": 75, "calendar": ALWAYS_OPEN},
+    # Seconds, so the breaches of a demo happen while it runs. One reassignment, then
+    # the manager: two breaches per unanswered lead (each team has two reps).
+    "seed-hot": {
+        "business_minutes": 0.05,
+        "at_risk_percent": 50,
+        "calendar": ALWAYS_OPEN,
+        "on_breach": {"reassign_up_to": 1, "then": "escalate_to_manager"},
+    },
+}
+BREACHES_PER_UNANSWERED = 2
+# The sample landing page's form (config/forms.yaml) is a demo request: the teams route
+# those under seed-hot.
+DEMO_FORM = {"form_id": "landing-page", "form_key": "pk_landing_7d1f3c"}
 SOURCES = {
     "google_ads": ["q4-search", "brand"],
     "linkedin": ["q4-abm", "webinar-nov"],
@@ -87,6 +106,7 @@ class Lead:
     payload: dict[str, Any]
     expect: Expect
     repeat: bool = False  # a second touch of an earlier lead: merged, not a new lead
+    unanswered: bool = False  # a demo request nobody answers: it breaches the SLA
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,15 @@ class Plan:
     def unique_leads(self) -> int:
         return sum(not lead.repeat for lead in self.leads)
 
+    @property
+    def unanswered(self) -> list[str]:
+        """Emails of the qualified leads the reps leave to breach."""
+        return [lead.email for lead in self.leads if lead.unanswered and not lead.repeat]
+
+    @property
+    def breaches(self) -> int:
+        return BREACHES_PER_UNANSWERED * len(self.unanswered)
+
     def expected(self, outcome: Expect) -> int:
         return sum(lead.expect == outcome and not lead.repeat for lead in self.leads)
 
@@ -134,9 +163,16 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def make_plan(seed: int, leads: int, run: str, now: datetime) -> Plan:
-    """Everything the run will do, from the seed alone (``run`` and ``now`` only name and date)."""
+def make_plan(
+    seed: int, leads: int, run: str, now: datetime, *, unanswered_share: float = 0.1
+) -> Plan:
+    """Everything the run will do, from the seed alone (``run`` and ``now`` only name and date).
+
+    ``unanswered_share`` of the qualified leads are demo requests the reps leave to breach.
+    They are drawn from their own generator, so the share changes nothing else about a lead.
+    """
     rng = random.Random(seed)
+    breach_rng = random.Random(f"{seed}-unanswered")
     period, quarter_start = quarter_of(now)
     plan = Plan(period=period)
 
@@ -149,7 +185,9 @@ def make_plan(seed: int, leads: int, run: str, now: datetime) -> Plan:
     for number in range(leads):
         if new and rng.random() < 0.06:
             earlier = rng.choice(new)
-            repeats.append(Lead(earlier.email, dict(earlier.payload), earlier.expect, True))
+            repeats.append(
+                Lead(earlier.email, dict(earlier.payload), earlier.expect, True, earlier.unanswered)
+            )
             continue
         first, last, company = rng.choice(FIRST), rng.choice(LAST), rng.choice(COMPANIES)
         source = rng.choice(sorted(SOURCES))
@@ -183,13 +221,16 @@ def make_plan(seed: int, leads: int, run: str, now: datetime) -> Plan:
         if campaign:
             payload["campaign"] = campaign
             payload["utm_campaign"] = campaign
-        lead = Lead(email, payload, expect)
+        unanswered = expect == "qualified" and breach_rng.random() < unanswered_share
+        if unanswered:
+            payload.update(DEMO_FORM)
+        lead = Lead(email, payload, expect, unanswered=unanswered)
         new.append(lead)
     plan.leads = new + repeats
 
     accepted: list[Lead] = []
     for lead in new:
-        if lead.expect != "qualified":
+        if lead.expect != "qualified" or lead.unanswered:
             continue
         if rng.random() < 0.8:
             plan.decisions[lead.email] = Decision(lead.email, True)
@@ -286,6 +327,7 @@ class Outcome:
     rejected: int = 0
     conflicts: int = 0
     undecided: int = 0
+    breaches: int = 0
     deals: Counter[str] = field(default_factory=Counter)
     accounts: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
@@ -298,6 +340,13 @@ def _bearer(token: str) -> dict[str, str]:
 async def _put(client: httpx.AsyncClient, url: str, token: str, body: dict[str, Any]) -> None:
     answer = await client.put(url, json=body, headers=_bearer(token))
     answer.raise_for_status()
+
+
+async def _breaches_recorded(client: httpx.AsyncClient, metrics: str) -> int:
+    answer = await client.get(f"{metrics}/v1/funnel")
+    answer.raise_for_status()
+    recorded: int = answer.json()["handoffs"]["sla_breaches"]
+    return recorded
 
 
 async def _post_lead(
@@ -325,6 +374,7 @@ async def execute(
     settings: ImportSettings,
     console: Console,
     decide_timeout: float = 60.0,
+    breach_timeout: float = 60.0,
 ) -> Outcome:
     from funnel_cli.tokens import _create
 
@@ -333,14 +383,17 @@ async def execute(
     rep_tokens = {rep: await _create("rep", rep, None, 1) for rep in REPS}
     roster = 1 + len(TEAMS) + len(REPS)
     total = roster + len(plan.leads) + len(plan.decisions) + len(plan.deals) + len(plan.accounts)
-    total += 1  # the target
+    total += 1 + plan.breaches  # the target, then the breaches metrics records
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn())
     # Absolute URLs for handoff and metrics; the importer's signed posts are relative.
     async with httpx.AsyncClient(base_url=intake, timeout=30) as client:
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("roster", total=total)
-            await _put(client, f"{handoff}/v1/sla-policies/seed-standard", admin, SLA_POLICY)
+            for name, policy in SLA_POLICIES.items():
+                await _put(client, f"{handoff}/v1/sla-policies/{name}", admin, policy)
             progress.advance(task)
+            # Breaches are counted in metrics for all time: this run's are what it adds.
+            breaches_before = await _breaches_recorded(client, metrics)
             for team_id, team in TEAMS.items():
                 await _put(client, f"{handoff}/v1/teams/{team_id}", admin, team)
                 progress.advance(task)
@@ -420,6 +473,17 @@ async def execute(
                 {"amount_cents": plan.target_cents},
             )  # fmt: skip
             progress.advance(task)
+
+            # The unanswered demo requests breach within seconds of being assigned, most
+            # of them while the rest was posted; wait until metrics has counted them all.
+            progress.update(task, description="SLA breaches")
+            deadline = time.monotonic() + breach_timeout
+            while outcome.breaches < plan.breaches and time.monotonic() < deadline:
+                recorded = await _breaches_recorded(client, metrics) - breaches_before
+                progress.advance(task, max(0, min(recorded, plan.breaches) - outcome.breaches))
+                outcome.breaches = max(outcome.breaches, recorded)
+                if outcome.breaches < plan.breaches:
+                    await asyncio.sleep(0.25)  # the scanner and the broker work meanwhile
     return outcome
 
 
@@ -444,8 +508,15 @@ def _summary(plan: Plan, outcome: Outcome, console: Console) -> None:
         table.add_row(
             f"accounts {event}", str(plan.count(plan.accounts, event)), str(outcome.accounts[event])
         )
+    table.add_row("handoffs left unanswered", str(len(plan.unanswered)), str(len(plan.unanswered)))
+    table.add_row("  SLA breaches", str(plan.breaches), str(outcome.breaches))
     table.add_row("target (cents)", str(plan.target_cents), "set")
     console.print(table)
+    if outcome.breaches < plan.breaches:
+        console.print(
+            f"[yellow]{plan.breaches - outcome.breaches} planned SLA breaches "
+            "not recorded by metrics in time[/]"
+        )
     if outcome.undecided or outcome.conflicts:
         console.print(
             f"[yellow]{outcome.undecided} handoffs never reached a rep in time, "
@@ -460,6 +531,15 @@ def run(
         int, typer.Option(help="Random seed: the same seed plans the same funnel.")
     ] = 1,
     leads: Annotated[int, typer.Option(min=1, max=100_000, help="How many lead posts.")] = 200,
+    breach_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of qualified leads that come in as demo requests nobody answers "
+            "(each breaches the seconds-long SLA twice, then goes to the manager).",
+        ),
+    ] = 0.1,
     run_tag: Annotated[
         str | None,
         typer.Option("--run", help="Tag in every id (default: the time), so reruns add data."),
@@ -474,12 +554,15 @@ def run(
     decide_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for qualified leads to reach the reps.")
     ] = 60.0,
+    breach_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for metrics to record the SLA breaches.")
+    ] = 60.0,
 ) -> None:
-    """Drive a simulated funnel (roster, leads, decisions, deals, accounts, target)."""
+    """Drive a simulated funnel: roster, leads, decisions, SLA breaches, deals, accounts, target."""
     settings = ImportSettings()
     console = Console(stderr=True)
     tag = run_tag or datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    plan = make_plan(seed, leads, tag, datetime.now(UTC))
+    plan = make_plan(seed, leads, tag, datetime.now(UTC), unanswered_share=breach_share)
     outcome = asyncio.run(
         execute(
             plan,
@@ -489,6 +572,7 @@ def run(
             settings=settings,
             console=console,
             decide_timeout=decide_timeout,
+            breach_timeout=breach_timeout,
         )
     )
     _summary(plan, outcome, console)
