@@ -254,6 +254,18 @@ def test_query_parses_and_returns_data(prometheus: Prometheus, query: Query) -> 
     )
 
 
+BY_SOURCE = [query for query in SHIPPED if "by (source)" in query.expr]
+
+
+@pytest.mark.parametrize("query", BY_SOURCE, ids=str)
+def test_by_source_queries_split_by_source(prometheus: Prometheus, query: Query) -> None:
+    # A `by (source)` over a series without the label still returns data: one series
+    # with no source, which the test above cannot tell from a real split.
+    wait_until(lambda: prometheus.has_data(query.expr), timeout=15, what=f"data for {query.origin}")
+
+    assert all(series["metric"].get("source") for series in prometheus.series(query.expr))
+
+
 def test_rules_load_and_evaluate_without_errors(prometheus: Prometheus) -> None:
     def evaluated() -> list[dict[str, Any]]:
         groups = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
