@@ -14,6 +14,7 @@ from funnel_cli.seed import (
     make_plan,
     quarter_of,
 )
+from metrics.settings import MetricsSettings
 
 NOW = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 
@@ -102,3 +103,37 @@ def test_the_hot_policy_breaches_in_seconds_and_reaches_every_team() -> None:
         assert team["form_type_policies"] == {"demo_request": "seed-hot"}
     for team_id in TEAMS:
         assert sum(rep_team == team_id for rep_team, _ in REPS.values()) >= 2  # one to reassign to
+
+
+def test_the_target_leaves_room_for_a_finite_coverage_below_the_band() -> None:
+    plan = make_plan(7, 200, "r1", NOW)
+    by_event = {
+        event: {w.payload["deal_id"]: w.payload for w in plan.deals if w.payload["event"] == event}
+        for event in ("opened", "won", "lost")
+    }
+    won = sum(deal["amount_cents"] for deal in by_event["won"].values())
+    still_open = sum(
+        deal["amount_cents"]
+        for deal_id, deal in by_event["opened"].items()
+        if deal_id not in by_event["won"] and deal_id not in by_event["lost"]
+    )
+
+    assert won < plan.target_cents
+    assert 1.5 < still_open / (plan.target_cents - won) < 3
+
+
+def test_sources_are_ones_metrics_exports_as_labels() -> None:
+    plan = make_plan(7, 200, "r1", NOW)
+
+    sources = {lead.payload["source"] for lead in plan.leads}
+    assert len(sources) > 3
+    assert sources <= set(MetricsSettings().sources)
+
+
+def test_a_few_mistyped_posts_are_planned_apart_from_the_leads() -> None:
+    plan = make_plan(7, 200, "r1", NOW)
+
+    assert len(plan.typos) == 4
+    assert all("@" not in typo["email"] for typo in plan.typos)
+    assert plan == make_plan(7, 200, "r1", NOW)
+    assert len(plan.leads) == 200

@@ -82,11 +82,14 @@ BREACHES_PER_UNANSWERED = 2
 # The sample landing page's form (config/forms.yaml) is a demo request: the teams route
 # those under seed-hot.
 DEMO_FORM = {"form_id": "landing-page", "form_key": "pk_landing_7d1f3c"}
+# Sources from metrics' default label allow-list (FUNNEL_METRICS_SOURCES), so the boards
+# split by them instead of showing "other".
 SOURCES = {
-    "google_ads": ["q4-search", "brand"],
-    "linkedin": ["q4-abm", "webinar-nov"],
-    "newsletter": ["nov-digest"],
-    "events": ["saas-summit"],
+    "paid_search": ["q4-search", "brand"],
+    "paid_social": ["q4-abm"],
+    "webinar": ["webinar-nov"],
+    "email": ["nov-digest"],
+    "event": ["saas-summit"],
     "organic": [""],
 }
 FIRST = ["ada", "ben", "chloe", "dan", "eva", "felix", "grace", "hugo", "iris", "jon", "kim"]
@@ -133,6 +136,7 @@ class Plan:
     deals: list[Webhook] = field(default_factory=list)
     accounts: list[Webhook] = field(default_factory=list)
     target_cents: int = 0
+    typos: list[dict[str, Any]] = field(default_factory=list)  # refused with a 422
 
     @property
     def unique_leads(self) -> int:
@@ -229,6 +233,14 @@ def make_plan(
         lead = Lead(email, payload, expect, unanswered=unanswered)
         new.append(lead)
     plan.leads = new + repeats
+    # Forms get mistyped addresses too; refused at the edge, they are the error panels'
+    # living data. Their own generator leaves the rest of the plan as it is.
+    typo_rng = random.Random(f"{seed}-typos")
+    for number in range(max(1, leads // 50)):
+        first, last = typo_rng.choice(FIRST), typo_rng.choice(LAST)
+        source = typo_rng.choice(sorted(SOURCES))
+        email = f"{first}.{last}.{run}-typo{number}.example.com"  # the @ went missing
+        plan.typos.append({"email": email, "source": source, "utm_source": source})
 
     accepted: list[Lead] = []
     for lead in new:
@@ -309,12 +321,16 @@ def make_plan(
                 account("arr_changed", account_id, recent(24 * 20), arr_cents=new_arr)
             )
 
-    planned_pipeline = sum(
-        webhook.payload["amount_cents"]
-        for webhook in plan.deals
-        if webhook.payload["event"] == "opened"
+    # Won so far plus what the open pipeline covers about 2.5 times over: coverage a
+    # little under the healthy band, target not met yet, so every plan figure has a value.
+    decided = {w.payload["deal_id"] for w in plan.deals if w.payload["event"] in ("won", "lost")}
+    open_pipeline = sum(
+        w.payload["amount_cents"]
+        for w in plan.deals
+        if w.payload["event"] == "opened" and w.payload["deal_id"] not in decided
     )
-    plan.target_cents = max(1_000_000, planned_pipeline // 3 // 100_000 * 100_000)
+    won = sum(amount for _, amount in won_deals)
+    plan.target_cents = (won + open_pipeline * 2 // 5) // 100_000 * 100_000 + 100_000
     return plan
 
 
@@ -330,6 +346,7 @@ class Outcome:
     conflicts: int = 0
     undecided: int = 0
     breaches: int = 0
+    typos_refused: int = 0
     deals: Counter[str] = field(default_factory=Counter)
     accounts: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
@@ -388,7 +405,8 @@ async def execute(
     admin = await _create("admin", "seed-admin", None, 1)
     rep_tokens = {rep: await _create("rep", rep, None, 1) for rep in REPS}
     roster = 1 + len(TEAMS) + len(REPS)
-    total = roster + len(plan.leads) + len(plan.decisions) + len(plan.deals) + len(plan.accounts)
+    total = roster + len(plan.leads) + len(plan.typos) + len(plan.decisions)
+    total += len(plan.deals) + len(plan.accounts)
     total += 1 + plan.breaches  # the target, then the breaches metrics records
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn())
     # Absolute URLs for handoff and metrics; the importer's signed posts are relative.
@@ -416,6 +434,15 @@ async def execute(
                 else:
                     outcome.leads["refused"] += 1
                     outcome.failures.append(f"lead {lead.email}: {answer.status_code}")
+                progress.advance(task)
+            for typo in plan.typos:
+                answer = await _post_lead(
+                    client, intake, settings, Lead(typo["email"], typo, "captured")
+                )
+                if answer.status_code == 422:
+                    outcome.typos_refused += 1
+                else:
+                    outcome.failures.append(f"mistyped lead: {answer.status_code}, not 422")
                 progress.advance(task)
 
             progress.update(task, description="reps deciding")
@@ -501,6 +528,7 @@ def _summary(plan: Plan, outcome: Outcome, console: Console) -> None:
         table.add_row(f"  {status}", str(plan.expected(status)), str(outcome.leads[status]))
     merged = str(len(plan.leads) - plan.unique_leads)
     table.add_row("  merged", merged, str(outcome.leads["merged"]))
+    table.add_row("mistyped, refused (422)", str(len(plan.typos)), str(outcome.typos_refused))
     planned_accepts = sum(decision.accept for decision in plan.decisions.values())
     table.add_row("handoffs accepted", str(planned_accepts), str(outcome.accepted))
     table.add_row(
