@@ -285,7 +285,7 @@ LEGEND_ROW_HEIGHT = 0.135  # inches at 6.5 points
 
 def legend_columns(width: float) -> int:
     """Legend columns that fit a plot ``width`` inches wide."""
-    return max(1, int(width // 3.0))
+    return max(1, int(width // 2.4))
 
 
 def legend_height(entries: int, width: float) -> float:

@@ -19,6 +19,7 @@ breaches it again and escalates it to the manager, through the same path as prod
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -427,7 +428,13 @@ async def execute(
                 progress.advance(task)
 
             progress.update(task, description="leads")
-            for lead in plan.leads:
+            # Typos spread among the leads, so the 422 counter moves while scraped.
+            spacing = len(plan.leads) / (len(plan.typos) + 1)
+            typos_after = Counter(
+                max(0, int((n + 1) * spacing) - 1) for n in range(len(plan.typos))
+            )
+            typos = iter(plan.typos)
+            for index, lead in enumerate(plan.leads):
                 answer = await _post_lead(client, intake, settings, lead)
                 if answer.is_success:
                     outcome.leads[answer.json()["status"]] += 1
@@ -435,15 +442,15 @@ async def execute(
                     outcome.leads["refused"] += 1
                     outcome.failures.append(f"lead {lead.email}: {answer.status_code}")
                 progress.advance(task)
-            for typo in plan.typos:
-                answer = await _post_lead(
-                    client, intake, settings, Lead(typo["email"], typo, "captured")
-                )
-                if answer.status_code == 422:
-                    outcome.typos_refused += 1
-                else:
-                    outcome.failures.append(f"mistyped lead: {answer.status_code}, not 422")
-                progress.advance(task)
+                for typo in itertools.islice(typos, typos_after[index]):
+                    answer = await _post_lead(
+                        client, intake, settings, Lead(typo["email"], typo, "captured")
+                    )
+                    if answer.status_code == 422:
+                        outcome.typos_refused += 1
+                    else:
+                        outcome.failures.append(f"mistyped lead: {answer.status_code}, not 422")
+                    progress.advance(task)
 
             progress.update(task, description="reps deciding")
             pending = dict(plan.decisions)
