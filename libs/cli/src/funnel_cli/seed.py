@@ -373,8 +373,8 @@ async def _post_lead(
     client: httpx.AsyncClient, intake: str, settings: ImportSettings, lead: Lead
 ) -> httpx.Response:
     """Post a lead signed with the import secret, as `funnel import` does: the per-client
-    rate limit is for the open web, and would hold 200 leads to 20 a minute. No
-    idempotency key: a repeat touch has the same body and must merge, not replay."""
+    rate limit is for the open web, and would hold 200 leads to 20 a minute. Unlike the
+    importer, no idempotency key from the body: a repeat touch must merge, not replay."""
     raw = json.dumps(lead.payload).encode()
     headers = {
         "content-type": "application/json",
