@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
+
 HOSTILE: dict[str, str] = {
     "sql": "Robert'); DROP TABLE leads;--",
     "sql_or": "' OR '1'='1' --",
@@ -40,10 +42,11 @@ def with_invalid_utf8(body: dict[str, Any], field: str) -> bytes:
     return json_bytes({**body, field: marker}).replace(marker.encode(), b"bad \xff\xfe\xc0 bytes")
 
 
-def is_problem(answer: Any) -> bool:
+def is_problem(answer: httpx.Response) -> bool:
     """A 4xx answered as RFC 9457 problem details."""
+    status: int = answer.status_code
     return (
-        400 <= answer.status_code < 500
+        400 <= status < 500
         and answer.headers.get("content-type") == "application/problem+json"
-        and answer.json().get("status") == answer.status_code
+        and answer.json().get("status") == status
     )

@@ -122,7 +122,7 @@ async def test_lead_intake_access_matrix(database_url: str, topics: CommonSettin
     settings = intake_settings(database_url, topics, run_workers=False)
     credentials = _credentials(topics)
     stale = int(time.time()) - settings.signature_tolerance_seconds - 60
-    mismatches = []
+    mismatches: list[tuple[object, dict[str, int]]] = []
 
     async with running_intake(settings) as client:
         for route in sorted(INTAKE_PUBLIC):
