@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
-from funnel_common.telemetry import JsonFormatter, mask_personal_data
+from funnel_common.settings import CommonSettings
+from funnel_common.telemetry import JsonFormatter, configure_logging, mask_personal_data
 
 
 @pytest.mark.parametrize(
@@ -48,3 +50,25 @@ def test_json_lines_carry_extras_and_mask_them() -> None:
     assert line["service"] == "lead-intake"
     assert line["form"] == "default"
     assert line["note"] == "from <email>"
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_uvicorn_lines_are_json_too(capsys: pytest.CaptureFixture[str]) -> None:
+    server_logger = logging.getLogger("uvicorn.error")
+    server_logger.addHandler(logging.StreamHandler())  # what uvicorn's own config does
+
+    configure_logging(CommonSettings(log_format="json"), "handoff")
+    server_logger.info("Started server process [%d]", 42)
+
+    [line] = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["message"] == "Started server process [42]"
+    assert json.loads(line)["service"] == "handoff"

@@ -75,6 +75,12 @@ def configure_logging(settings: CommonSettings, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # uvicorn gives its own loggers plain-text handlers before it builds the app; sent
+    # through the root handler instead, every line a service writes is one JSON object.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
     # aiokafka logs every failed connection at ERROR while the broker is away; the relay
     # and consumer already report that once, as a warning.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
