@@ -72,3 +72,17 @@ def test_uvicorn_lines_are_json_too(capsys: pytest.CaptureFixture[str]) -> None:
     [line] = capsys.readouterr().err.splitlines()
     assert json.loads(line)["message"] == "Started server process [42]"
     assert json.loads(line)["service"] == "handoff"
+
+
+@pytest.mark.parametrize(
+    "message", ["note:\nbob@example.com", "cafébob@example.com", "offset 123456789"]
+)
+def test_masking_keeps_each_line_one_json_object(message: str) -> None:
+    record = logging.makeLogRecord(
+        {"msg": message, "levelname": "INFO", "name": "t", "offset": 123456789}
+    )
+
+    line = json.loads(JsonFormatter("handoff").format(record))
+
+    assert "bob@" not in line["message"]
+    assert line["offset"] == 123456789

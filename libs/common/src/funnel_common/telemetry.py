@@ -62,7 +62,21 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return mask_personal_data(json.dumps(entry, default=str))
+        # Masked value by value, not on the encoded line: there a JSON escape before an
+        # address ("\\nbob@…") or any long number became invalid JSON.
+        return json.dumps(_masked(entry), default=str)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_personal_data(value)
+    if isinstance(value, dict):
+        return {str(key): _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(item) for item in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return mask_personal_data(str(value))
 
 
 def configure_logging(settings: CommonSettings, service: str) -> None:
