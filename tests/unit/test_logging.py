@@ -54,17 +54,21 @@ def test_json_lines_carry_extras_and_mask_them() -> None:
 
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn.error")]
+    saved = [(each.handlers[:], each.level, each.propagate) for each in loggers]
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    for each, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        each.handlers[:] = handlers
+        each.setLevel(level)
+        each.propagate = propagate
 
 
 @pytest.mark.usefixtures("restored_logging")
 def test_uvicorn_lines_are_json_too(capsys: pytest.CaptureFixture[str]) -> None:
     server_logger = logging.getLogger("uvicorn.error")
-    server_logger.addHandler(logging.StreamHandler())  # what uvicorn's own config does
+    # What uvicorn's own config does (another test's uvicorn may have left it at WARNING).
+    server_logger.addHandler(logging.StreamHandler())
+    server_logger.setLevel(logging.INFO)
 
     configure_logging(CommonSettings(log_format="json"), "handoff")
     server_logger.info("Started server process [%d]", 42)
