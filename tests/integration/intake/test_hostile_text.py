@@ -10,10 +10,12 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from funnel_common.signing import SIGNATURE_HEADER, sign
 from tests.hostile import HOSTILE, UNSTORABLE, is_problem, json_bytes, with_invalid_utf8
@@ -43,16 +45,20 @@ def _lead(**fields: Any) -> dict[str, Any]:
     return {"email": f"hostile.{next(_numbers)}@example.org", **fields}
 
 
-async def _captured(database_url: str, lead_id: str) -> dict[str, Any]:
+@pytest.fixture
+async def reader(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """One connection to read back what lead-intake committed."""
     connection = await asyncpg.connect(database_url)
-    try:
-        payload = await connection.fetchval(
-            "SELECT payload FROM intake.outbox WHERE event_type = 'funnel.lead.captured.v1'"
-            " AND convert_from(payload, 'UTF8')::jsonb #>> '{data,lead_id}' = $1",
-            lead_id,
-        )
-    finally:
-        await connection.close()
+    yield connection
+    await connection.close()
+
+
+async def _captured(reader: asyncpg.Connection, lead_id: str) -> dict[str, Any]:
+    payload = await reader.fetchval(
+        "SELECT payload FROM intake.outbox WHERE event_type = 'funnel.lead.captured.v1'"
+        " AND convert_from(payload, 'UTF8')::jsonb #>> '{data,lead_id}' = $1",
+        lead_id,
+    )
     assert payload is not None, f"no captured event for {lead_id}"
     data: dict[str, Any] = json.loads(payload)["data"]
     return data
@@ -65,17 +71,17 @@ def _at(data: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 
 async def test_every_lead_text_field_stores_hostile_text_exactly_or_refuses_it(
-    intake: httpx.AsyncClient, database_url: str
+    intake: httpx.AsyncClient, reader: asyncpg.Connection
 ) -> None:
     unexpected: list[str] = []
     for name, value in HOSTILE.items():
-        unexpected += await _lead_fields(intake, database_url, name, value)
+        unexpected += await _lead_fields(intake, reader, name, value)
 
     assert unexpected == []
 
 
 async def _lead_fields(
-    intake: httpx.AsyncClient, database_url: str, name: str, value: str
+    intake: httpx.AsyncClient, reader: asyncpg.Connection, name: str, value: str
 ) -> list[str]:
     unexpected: list[str] = []
     for field, path in STORED_AT.items():
@@ -83,7 +89,7 @@ async def _lead_fields(
             "/v1/leads", content=json_bytes(_lead(**{field: value})), headers=JSON
         )
         if answer.status_code == 202:
-            data = await _captured(database_url, answer.json()["lead_id"])
+            data = await _captured(reader, answer.json()["lead_id"])
             if name in UNSTORABLE or _at(data, path) != value.strip():
                 unexpected.append(f"{field}: stored {_at(data, path)!r}")
         elif not is_problem(answer):
@@ -103,7 +109,7 @@ async def _lead_fields(
 
 
 async def test_a_plain_html_form_post_with_hostile_text_is_stored_or_refused(
-    intake: httpx.AsyncClient, database_url: str
+    intake: httpx.AsyncClient, reader: asyncpg.Connection
 ) -> None:
     for name, hostile in HOSTILE.items():
         # A lone surrogate cannot be percent-encoded; bytes that are not UTF-8 are below.
@@ -113,7 +119,7 @@ async def test_a_plain_html_form_post_with_hostile_text_is_stored_or_refused(
 
         assert answer.status_code == 202 or is_problem(answer), (name, answer.text[:300])
         if answer.status_code == 202:
-            data = await _captured(database_url, answer.json()["lead_id"])
+            data = await _captured(reader, answer.json()["lead_id"])
             assert data["profile"]["company"] == value.strip(), name
             assert data["extra"]["how_did_you_hear"] == value.strip(), name
 
