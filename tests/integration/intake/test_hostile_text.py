@@ -142,37 +142,65 @@ async def test_bytes_that_are_not_utf8_are_a_422_in_json_and_in_a_form(
     assert as_form.json()["errors"][0]["code"] == "form_invalid"
 
 
-async def test_webhook_text_fields_take_hostile_text_or_refuse_it(
-    intake: httpx.AsyncClient,
+async def test_webhook_text_fields_store_hostile_text_exactly_or_refuse_it(
+    intake: httpx.AsyncClient, reader: asyncpg.Connection
 ) -> None:
     unexpected: list[str] = []
+    read_back: set[str] = set()
     for name, value in HOSTILE.items():
-        unexpected += await _webhook_fields(intake, name, value)
+        unexpected += await _webhook_fields(intake, reader, name, value, read_back)
 
     assert unexpected == []
+    # Storable hostile text really reached the events, in every field that carries it.
+    assert read_back == {"stage", "deal_id", "account_id"}
 
 
-async def _webhook_fields(intake: httpx.AsyncClient, name: str, value: str) -> list[str]:
+async def _last_event(reader: asyncpg.Connection) -> dict[str, Any]:
+    payload = await reader.fetchval("SELECT payload FROM intake.outbox ORDER BY seq DESC LIMIT 1")
+    data: dict[str, Any] = json.loads(payload)["data"]
+    return data
+
+
+async def _webhook_fields(
+    intake: httpx.AsyncClient,
+    reader: asyncpg.Connection,
+    name: str,
+    value: str,
+    read_back: set[str],
+) -> list[str]:
     unexpected: list[str] = []
     deal = {"event": "opened", "amount_cents": 100, "currency": "USD"}
     account = {"event": "activated", "arr_cents": 100, "currency": "USD"}
+    # (path, secret, body, the field under attack, whether the event carries it as sent)
     cases = [
-        ("/v1/deals", CRM_SECRET, {**deal, "deal_id": "d", "stage": value}, "stage"),
-        ("/v1/deals", CRM_SECRET, {**deal, "deal_id": value}, "deal_id"),
-        ("/v1/deals", CRM_SECRET, {**deal, "deal_id": "d", "email": value}, "email"),
-        ("/v1/deals", CRM_SECRET, {**deal, "event": "lost", "reason": value}, "reason"),
-        ("/v1/accounts/events", BILLING_SECRET, {**account, "account_id": value}, "account_id"),
-        ("/v1/accounts/events", BILLING_SECRET, {**account, "deal_id": value}, "deal_id"),
+        ("/v1/deals", CRM_SECRET, {**deal, "stage": value}, "stage", True),
+        ("/v1/deals", CRM_SECRET, {**deal, "deal_id": value}, "deal_id", True),
+        ("/v1/deals", CRM_SECRET, {**deal, "email": value}, "email", False),
+        ("/v1/deals", CRM_SECRET, {**deal, "event": "lost", "reason": value}, "reason", True),
+        (
+            "/v1/accounts/events",
+            BILLING_SECRET,
+            {**account, "account_id": value},
+            "account_id",
+            True,
+        ),
+        ("/v1/accounts/events", BILLING_SECRET, {**account, "deal_id": value}, "deal_id", True),
     ]
 
-    for path, secret, body, field in cases:
+    for path, secret, body, field, carried in cases:
         body = {"webhook_id": f"w-{next(_numbers)}", "deal_id": f"d-{next(_numbers)}", **body}
         if path.startswith("/v1/accounts"):
             body.setdefault("account_id", f"a-{next(_numbers)}")
+        # The hostile text as the webhook id too (the second post is then a new delivery).
         for webhook_id in (value, body["webhook_id"]):
             raw = json_bytes({**body, "webhook_id": webhook_id})
             answer = await intake.post(path, **_signed_raw(raw, secret))
-            if answer.status_code >= 500 or not (answer.status_code < 300 or is_problem(answer)):
+            if answer.status_code == 200 and answer.json()["status"] == "applied" and carried:
+                stored = (await _last_event(reader)).get(field)
+                read_back.add(field)
+                if name in UNSTORABLE or stored != value.strip():
+                    unexpected.append(f"{name} in {path} {field}: stored {stored!r:.60}")
+            elif not (answer.status_code == 200 or is_problem(answer)):
                 unexpected.append(f"{name} in {path} {field}: {answer.status_code}")
     return unexpected
 
