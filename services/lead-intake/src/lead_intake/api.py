@@ -190,7 +190,9 @@ def leads_router(context: IntakeContext) -> APIRouter:
 LeadCommitter = GroupCommitter[Submitted, Outcome]
 
 
-def lead_committer(pool: asyncpg.Pool, settings: IntakeSettings, rules: Rules) -> LeadCommitter:
+def lead_committer(
+    pool: asyncpg.Pool, settings: IntakeSettings, rules: Rules, metrics: IntakeMetrics
+) -> LeadCommitter:
     """The group committer that writes POST /v1/leads submissions in batches."""
     policy = IntakePolicy(
         rules=rules,
@@ -208,4 +210,5 @@ def lead_committer(pool: asyncpg.Pool, settings: IntakeSettings, rules: Rules) -
         LeadWriter(policy, limits),
         max_batch=settings.batch_max_size,
         max_wait_seconds=settings.batch_max_wait_ms / 1000,
+        observe_size=metrics.lead_batch_size.observe,
     )

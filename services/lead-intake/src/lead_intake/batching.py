@@ -71,11 +71,13 @@ class GroupCommitter(Generic[Item, Outcome]):
         *,
         max_batch: int,
         max_wait_seconds: float,
+        observe_size: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._pool = pool
         self._write = write
         self._max_batch = max_batch
         self._max_wait = max_wait_seconds
+        self._observe_size = observe_size
         self._queue: asyncio.Queue[_Pending[Item, Outcome]] = asyncio.Queue()
         self._carried: list[_Pending[Item, Outcome]] = []
         self._task: asyncio.Task[None] | None = None
@@ -130,6 +132,7 @@ class GroupCommitter(Generic[Item, Outcome]):
     async def _commit(self, batch: list[_Pending[Item, Outcome]]) -> None:
         if not batch:
             return
+        self._observe_size(len(batch))
         outcomes: list[Outcome | Deferred] | None = None
         try:
             async with self._pool.acquire() as connection:
