@@ -153,7 +153,7 @@ class LeadWriter:
             seen |= keys
 
         await self._sweep(connection)
-        await self._refuse_replayed_signatures(connection, members, outcomes)
+        signatures = await self._refuse_replayed_signatures(connection, members, outcomes)
         claimed = await self._claim_keys(connection, members, outcomes)
         hits = await self._apply_rate_limit(connection, members, outcomes)
 
@@ -203,13 +203,15 @@ class LeadWriter:
             await store.record_client_hits(connection, hits)
         if answers:
             await store.store_answers(connection, SCOPE, answers)
-        refused_keys = [
-            key
-            for member, outcome in zip(members, outcomes, strict=True)
-            if (key := member.idempotency_key) in claimed and isinstance(outcome, DomainError)
-        ]
-        if refused_keys:
+        # A refused request leaves no trace, as when it rolled back its own transaction:
+        # its retry is a first request again.
+        refused = [m for m, o in zip(members, outcomes, strict=True) if isinstance(o, DomainError)]
+        if refused_keys := [
+            str(m.idempotency_key) for m in refused if m.idempotency_key in claimed
+        ]:
             await store.release_idempotency_keys(connection, SCOPE, refused_keys)
+        if refused_signatures := [str(m.signature) for m in refused if m.signature in signatures]:
+            await store.forget_signatures(connection, refused_signatures)
         if events:
             await outbox.enqueue_traced(connection, events)
         return [DEFER if outcome is None else outcome for outcome in outcomes]
@@ -226,16 +228,18 @@ class LeadWriter:
         connection: asyncpg.Connection,
         members: Sequence[Submitted],
         outcomes: list[Outcome | Deferred | None],
-    ) -> None:
+    ) -> set[str]:
+        """Refuses replayed signatures; the signatures recorded now."""
         signed = [i for i, m in enumerate(members) if outcomes[i] is None and m.signature]
         if not signed:
-            return
+            return set()
         fresh = await store.remember_signatures(
             connection, [str(members[i].signature) for i in signed]
         )
         for index in signed:
             if members[index].signature not in fresh:
                 outcomes[index] = Unauthorized("replayed signature")
+        return fresh
 
     async def _claim_keys(
         self,

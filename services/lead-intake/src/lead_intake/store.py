@@ -245,7 +245,9 @@ async def claim_idempotency_keys(
 ) -> set[str]:
     """The keys (of (key, request hash) pairs) claimed now, i.e. seen for the first time.
 
-    A key that a concurrent transaction claimed waits for it to end."""
+    A key that a concurrent transaction claimed waits for it to end; claimed in sorted
+    order, so two batches claiming overlapping keys cannot deadlock."""
+    requests = sorted(requests)
     rows = await connection.fetch(
         """INSERT INTO idempotency_keys (scope, key, request_hash)
            SELECT $1, key, request_hash FROM unnest($2::text[], $3::text[])
@@ -329,13 +331,21 @@ async def remember_signature(connection: asyncpg.Connection, digest: str) -> boo
 
 
 async def remember_signatures(connection: asyncpg.Connection, digests: list[str]) -> set[str]:
-    """The digests seen for the first time now (the others are replays)."""
+    """The digests seen for the first time now (the others are replays); sorted, so two
+    batches cannot deadlock on each other's."""
     rows = await connection.fetch(
         """INSERT INTO webhook_signatures (digest) SELECT unnest($1::text[])
            ON CONFLICT DO NOTHING RETURNING digest""",
-        digests,
+        sorted(digests),
     )
     return {row["digest"] for row in rows}
+
+
+async def forget_signatures(connection: asyncpg.Connection, digests: list[str]) -> None:
+    """Unremembers signatures of requests refused after they were recorded."""
+    await connection.execute(
+        "DELETE FROM webhook_signatures WHERE digest = ANY($1::text[])", digests
+    )
 
 
 async def forget_old_signatures(connection: asyncpg.Connection, older_than_seconds: int) -> None:
