@@ -210,5 +210,6 @@ def lead_committer(
         LeadWriter(policy, limits),
         max_batch=settings.batch_max_size,
         max_wait_seconds=settings.batch_max_wait_ms / 1000,
+        max_in_flight=settings.batch_max_in_flight,
         observe_size=metrics.lead_batch_size.observe,
     )

@@ -1,12 +1,13 @@
 """Group commit: concurrent requests share one transaction, one commit and one wake-up.
 
-A request hands its prepared work to the committer and waits for its outcome. One
-batch is in flight at a time: work that arrives while nothing is in flight is written
-at once, alone; work that arrives while a commit is in flight is written together by
-the next batch. A request's outcome is handed back only after its batch committed, so
-a 2xx still means stored. A batch that fails for any reason other than PostgreSQL
-being unavailable is written again member by member, so one bad submission fails
-alone.
+A request hands its prepared work to the committer and waits for its outcome. Up to
+``max_in_flight`` batches are written at a time, each on its own connection: work that
+arrives while a writer is free is written at once, alone; work that arrives while all
+are busy is written together by the next free one. Concurrent batches are isolated from
+each other by PostgreSQL's locks, exactly as two replicas' batches are. A request's
+outcome is handed back only after its batch committed, so a 2xx still means stored. A
+batch that fails for any reason other than PostgreSQL being unavailable is written again
+member by member, so one bad submission fails alone.
 """
 
 from __future__ import annotations
@@ -71,12 +72,14 @@ class GroupCommitter(Generic[Item, Outcome]):
         *,
         max_batch: int,
         max_wait_seconds: float,
+        max_in_flight: int = 1,
         observe_size: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._pool = pool
         self._write = write
         self._max_batch = max_batch
         self._max_wait = max_wait_seconds
+        self._max_in_flight = max_in_flight
         self._observe_size = observe_size
         self._queue: asyncio.Queue[_Pending[Item, Outcome]] = asyncio.Queue()
         self._carried: list[_Pending[Item, Outcome]] = []
@@ -102,15 +105,22 @@ class GroupCommitter(Generic[Item, Outcome]):
                 await self._task
 
     async def _run(self) -> None:
-        batch: list[_Pending[Item, Outcome]] = []
-        try:
+        in_flight: list[list[_Pending[Item, Outcome]]] = []
+
+        async def worker() -> None:
             while True:
                 batch = await self._next_batch()
-                await self._commit(batch)
-                batch = []
+                in_flight.append(batch)
+                try:
+                    await self._commit(batch)
+                finally:
+                    in_flight.remove(batch)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(self._max_in_flight)))
         finally:
             stopped = CommitterStopped("lead-intake is shutting down; nothing was stored")
-            for pending in [*batch, *self._carried]:
+            for pending in [*(p for batch in in_flight for p in batch), *self._carried]:
                 pending.fail(stopped)
             while not self._queue.empty():
                 self._queue.get_nowait().fail(stopped)
