@@ -163,7 +163,7 @@ def leads_router(context: IntakeContext) -> APIRouter:
                 form=form,
                 redirect_to=redirect_to,
                 idempotency_key=key,
-                fingerprint=request_hash(body),
+                fingerprint=request_hash(body) if key is not None else None,
                 signature=signed,
                 client_hash=client_hash_of(request, settings.trust_forwarded_for),
                 trace_context=otel_context.get_current(),

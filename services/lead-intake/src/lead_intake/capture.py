@@ -47,7 +47,7 @@ class Submitted:
     form: Form
     redirect_to: str | None
     idempotency_key: str | None
-    fingerprint: str
+    fingerprint: str | None  # of the body, when an Idempotency-Key needs it
     signature: str | None  # a signed import's digest: trusted, not rate limited
     client_hash: str
     trace_context: otel_context.Context
@@ -77,7 +77,7 @@ def answer_of(result: LeadAccepted, redirect_to: str | None) -> Response:
     return JSONResponse(result.model_dump(mode="json"), status_code=202)
 
 
-def replay_of(stored: asyncpg.Record | None, fingerprint: str) -> Outcome:
+def replay_of(stored: asyncpg.Record | None, fingerprint: str | None) -> Outcome:
     if stored is None or stored["status_code"] is None:
         return Conflict("the first request with this Idempotency-Key did not finish")
     if stored["request_hash"] != fingerprint:
@@ -250,7 +250,7 @@ class LeadWriter:
         keyed = [i for i, m in enumerate(members) if outcomes[i] is None and m.idempotency_key]
         if not keyed:
             return set()
-        requests = [(str(members[i].idempotency_key), members[i].fingerprint) for i in keyed]
+        requests = [(str(members[i].idempotency_key), str(members[i].fingerprint)) for i in keyed]
         claimed = await store.claim_idempotency_keys(connection, SCOPE, requests)
         replays = [i for i in keyed if members[i].idempotency_key not in claimed]
         if replays:
