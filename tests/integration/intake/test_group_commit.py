@@ -27,9 +27,8 @@ async def _post_all(
     return list(await asyncio.gather(*(intake.post("/v1/leads", json=b, **kwargs) for b in bodies)))
 
 
-async def _largest_batch(intake: httpx.AsyncClient) -> float:
+async def _batches_of_more_than_one(intake: httpx.AsyncClient) -> float:
     metrics = (await intake.get("/metrics")).text
-    # The histogram's count of batches of more than one: all minus those of size 1.
     all_batches = parse_metric(metrics, "funnel_intake_lead_batch_size_count") or 0.0
     singles = parse_metric(metrics, 'funnel_intake_lead_batch_size_bucket{le="1.0"}') or 0.0
     return all_batches - singles
@@ -73,7 +72,7 @@ async def test_one_person_posting_concurrently_becomes_one_lead_and_merges(
     assert Counter(row["matched_on"] for row in touches) == {"email": 3, "phone": 1}
     events = await events_on(topics, LEADS_TOPIC, expect=6)
     assert sum(isinstance(event, LeadMerged) for event in events) == 4
-    assert await _largest_batch(intake) >= 1
+    assert await _batches_of_more_than_one(intake) >= 1
 
 
 async def test_one_person_posting_to_two_replicas_at_once_becomes_one_lead(
@@ -162,7 +161,18 @@ async def test_a_member_whose_commit_fails_is_refused_alone_and_never_answered_2
     assert [a.status_code for a in fine if isinstance(a, httpx.Response)] == [202] * 3
     stored = await _rows(database_url, "SELECT email FROM intake.leads ORDER BY email")
     assert [row["email"] for row in stored] == [f"fine-{n}@example.com" for n in range(3)]
-    assert await _largest_batch(intake) >= 1
+    assert await _batches_of_more_than_one(intake) >= 1
+
+
+async def test_a_lone_post_is_written_at_once_in_a_batch_of_its_own(
+    intake: httpx.AsyncClient,
+) -> None:
+    answer = await intake.post("/v1/leads", json={"email": "alone@example.com"})
+
+    assert answer.status_code == 202
+    metrics = (await intake.get("/metrics")).text
+    assert parse_metric(metrics, "funnel_intake_lead_batch_size_count") == 1
+    assert parse_metric(metrics, 'funnel_intake_lead_batch_size_bucket{le="1.0"}') == 1
 
 
 async def test_every_2xx_is_already_visible_to_another_connection(
