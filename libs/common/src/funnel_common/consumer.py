@@ -3,7 +3,9 @@
 For each record: decode it (an undecodable record goes to ``funnel.dlq``), find its
 handler (events nobody here handles are skipped), then in ONE transaction record the
 event id in the inbox and apply the handler. A redelivered event finds its id and
-changes nothing. Offsets are committed only after the transaction.
+changes nothing. Offsets are committed only after the transaction. Consecutive records
+of one fetch share that transaction (one commit for many events); if it fails, they are
+applied again one by one, in order.
 
 Failures are told apart: PostgreSQL being unavailable is waited out without limit
 (the event is fine, the database is not); an error raised by the handler is retried a
@@ -40,6 +42,8 @@ Handler = Callable[[asyncpg.Connection, Any], Awaitable[None]]
 """Applies one event using the given connection, inside the runner's transaction."""
 
 _MAX_BACKOFF_SECONDS = 5.0
+
+_Handled = tuple[ConsumerRecord[bytes, bytes], Envelope, Handler]
 
 
 class ConsumerRunner:
@@ -106,8 +110,7 @@ class ConsumerRunner:
             await rewind_if_log_was_reset(consumer)
             await self._measure_lag(consumer)
             for partition, records in batches.items():
-                for record in records:
-                    await self._process(record)
+                await self._process_in_order(records)
                 await consumer.commit({partition: records[-1].offset + 1})
 
     async def _measure_lag(self, consumer: Any) -> None:
@@ -119,21 +122,77 @@ class ConsumerRunner:
                     self._group_id, partition.topic, str(partition.partition)
                 ).set(lag)
 
-    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _process_in_order(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Applies a partition's fetched records in order, consecutive handled ones
+        together in one transaction (one commit instead of one per event)."""
+        run: list[_Handled] = []
+        for record in records:
+            try:
+                event = decode_event(record.value)
+            except EventDecodeError as error:
+                await self._apply_run(run)
+                run = []
+                await self._park(record, kind="undecodable", error=str(error))
+                continue
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                run.append((record, event, handler))
+        await self._apply_run(run)
+
+    async def _apply_run(self, run: list[_Handled]) -> None:
+        while len(run) > 1:
+            failed = await self._apply_together(run)
+            if failed is None:
+                return
+            # Rolled back. The events before the failing one are applied again together;
+            # the failing one goes on alone with its own retries and DLQ (the failed
+            # batch counting as its first attempt); then the rest.
+            position, attempts = failed
+            await self._apply_run(run[:position])
+            record, event, handler = run[position]
+            with self._span(record, event):
+                await self._apply_with_retries(record, event, handler, failures=attempts)
+            run = run[position + 1 :]
+        for record, event, handler in run:
+            with self._span(record, event):
+                await self._apply_with_retries(record, event, handler)
+
+    async def _apply_together(self, run: list[_Handled]) -> tuple[int, int] | None:
+        """Applies the run in one transaction: None when it committed, else the position
+        of the event that failed and whether that counts as one of its attempts (not
+        for PostgreSQL being unavailable, nor for a failure at commit: position 0)."""
+        applied: list[bool] = []
+        committed = False
         try:
-            event = decode_event(record.value)
-        except EventDecodeError as error:
-            await self._park(record, kind="undecodable", error=str(error))
-            return
-        handler = self._handlers.get(type(event))
-        if handler is None:
-            return
+            async with self._pool.acquire() as connection:
+                async with connection.transaction():
+                    for record, event, handler in run:
+                        with self._span(record, event):
+                            fresh = await self._record_and_apply(connection, record, event, handler)
+                        applied.append(fresh)
+                committed = True
+                await outbox.wake_relay(connection)
+        except Exception as error:
+            if not committed:
+                log.info(
+                    "a batch of events failed; applying it again in parts",
+                    extra={"group": self._group_id, "error": type(error).__name__},
+                )
+                if len(applied) == len(run) or is_unavailable(error):
+                    return 0, 0
+                return len(applied), 1
+            # Only the relay wake-up failed after the commit: the relay's poll covers it.
+        for (record, _, _), fresh in zip(run, applied, strict=True):
+            self._count(record, fresh)
+        return None
+
+    def _span(self, record: ConsumerRecord[bytes, bytes], event: Envelope) -> Any:
         # A header's value may be null on the wire; one such header used to crash the
         # loop on every redelivery, wedging the partition behind a valid event.
         context = propagate.extract(
             {k: v.decode(errors="replace") for k, v in record.headers if v is not None}
         )
-        with tracer.start_as_current_span(
+        return tracer.start_as_current_span(
             f"{record.topic} process",
             context=context,
             kind=trace.SpanKind.CONSUMER,
@@ -143,13 +202,24 @@ class ConsumerRunner:
                 "messaging.consumer.group.name": self._group_id,
                 "messaging.message.id": str(event.id),
             },
-        ):
-            await self._apply_with_retries(record, event, handler)
+        )
+
+    def _count(self, record: ConsumerRecord[bytes, bytes], applied: bool) -> None:
+        outcome = "applied" if applied else "duplicate"
+        self._metrics.events_consumed.labels(self._group_id, record.topic, outcome).inc()
+        if applied:
+            self._metrics.event_lag.labels(self._group_id).observe(
+                max(0.0, time.time() - record.timestamp / 1000)
+            )
 
     async def _apply_with_retries(
-        self, record: ConsumerRecord[bytes, bytes], event: Envelope, handler: Handler
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: Envelope,
+        handler: Handler,
+        *,
+        failures: int = 0,
     ) -> None:
-        failures = 0
         outage_backoff = 0.1
         while True:
             try:
@@ -177,12 +247,7 @@ class ConsumerRunner:
                     self._settings.consumer_retry_backoff_seconds * 2 ** (failures - 1)
                 )
                 continue
-            outcome = "applied" if applied else "duplicate"
-            self._metrics.events_consumed.labels(self._group_id, record.topic, outcome).inc()
-            if applied:
-                self._metrics.event_lag.labels(self._group_id).observe(
-                    max(0.0, time.time() - record.timestamp / 1000)
-                )
+            self._count(record, applied)
             return
 
     async def _apply(

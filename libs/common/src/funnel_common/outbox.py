@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -54,12 +54,24 @@ _awaiting_wake: set[int] = set()
 async def enqueue(connection: asyncpg.Connection, *events: Envelope) -> None:
     """Write ``events`` to the outbox inside the caller's open transaction.
 
-    The transaction's owner calls :func:`wake_relay` once it has committed.
+    The events continue the current trace. The transaction's owner calls
+    :func:`wake_relay` once it has committed.
+    """
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    await enqueue_traced(connection, [(event, trace_headers) for event in events])
+
+
+async def enqueue_traced(
+    connection: asyncpg.Connection, events: Sequence[tuple[Envelope, Mapping[str, str]]]
+) -> None:
+    """Like :func:`enqueue`, each event with the trace context it continues.
+
+    For a transaction that writes the work of several requests (group commit): each
+    event's publish span then belongs to the trace of the request that caused it.
     """
     if not connection.is_in_transaction():
         raise RuntimeError("outbox.enqueue must run inside the caller's transaction")
-    trace_headers: dict[str, str] = {}
-    propagate.inject(trace_headers)
     await connection.executemany(
         """INSERT INTO outbox (event_id, event_type, topic, event_key, payload, trace_headers)
            VALUES ($1, $2, $3, $4, $5, $6::jsonb)""",
@@ -72,7 +84,7 @@ async def enqueue(connection: asyncpg.Connection, *events: Envelope) -> None:
                 encode_event(event),
                 json.dumps(trace_headers),
             )
-            for event in events
+            for event, trace_headers in events
         ],
     )
     _awaiting_wake.add(id(connection))

@@ -148,6 +148,9 @@ def build_app(
         app,
         tracer_provider=configure_tracing(settings, service),
         excluded_urls="healthz,readyz,metrics",
+        # The ASGI receive/send sub-spans say nothing the request span does not, and
+        # cost a span per chunk on every request.
+        exclude_spans=["receive", "send"],
     )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     install_error_handlers(app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,16 +10,17 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import Response
+from opentelemetry import context as otel_context
 from pydantic import BaseModel, ValidationError
 
-from funnel_common.http import Conflict
-from funnel_common.service import Transaction
+from funnel_common.http import DomainError
 from funnel_common.signing import SIGNATURE_HEADER, SignatureError, verify
-from lead_intake import intake, store
+from lead_intake import intake
+from lead_intake.batching import GroupCommitter
+from lead_intake.capture import LeadWriter, Limits, Outcome, Submitted
 from lead_intake.edge import (
     OriginNotAllowed,
-    RateLimited,
     Unauthorized,
     field_error,
     parsed_body,
@@ -31,14 +31,11 @@ from lead_intake.forms import Form, FormRegistry
 from lead_intake.intake import IntakePolicy
 from lead_intake.models import LeadAccepted, LeadSubmission
 from lead_intake.qualification import Rules
-from lead_intake.screening import rate_limit_retry_after
 from lead_intake.settings import IntakeSettings
 from lead_intake.telemetry import IntakeMetrics
 
 SERVICE = intake.SERVICE
 LEADS_PATH = "/v1/leads"
-
-Connection = Transaction
 
 
 class Problem(BaseModel):
@@ -109,12 +106,6 @@ def _verify_signed_import(request: Request, raw: bytes, settings: IntakeSettings
         raise Unauthorized(str(error)) from error
 
 
-def _answer(result: LeadAccepted, redirect_to: str | None) -> Response:
-    if redirect_to is not None:
-        return RedirectResponse(redirect_to, status_code=303)
-    return JSONResponse(result.model_dump(mode="json"), status_code=202)
-
-
 def leads_router(context: IntakeContext) -> APIRouter:
     settings = context.settings
     router = APIRouter(prefix="/v1", tags=["leads"])
@@ -138,11 +129,9 @@ def leads_router(context: IntakeContext) -> APIRouter:
             **problem_responses(401, 403, 409, 413, 415, 422, 429),
         },
     )
-    async def capture_lead(request: Request, conn: Connection) -> Response:
+    async def capture_lead(request: Request) -> Response:
         body, from_html_form = await parsed_body(request)
         signed = _verify_signed_import(request, await request.body(), settings)
-        if signed is not None and not await store.remember_signature(conn, signed):
-            raise Unauthorized("replayed signature")
         try:
             submission = LeadSubmission.model_validate(body)
         except ValidationError as error:
@@ -161,40 +150,30 @@ def leads_router(context: IntakeContext) -> APIRouter:
             raise field_error(
                 "thank_you_url", "not one of the form's thank-you URLs", "redirect_not_allowed"
             )
-
         key = request.headers.get("idempotency-key")
-        fingerprint = request_hash(body)
-        if key is not None:
-            if not 1 <= len(key) <= 200 or "\x00" in key:
-                raise field_error("Idempotency-Key", "1 to 200 characters", "idempotency_key")
-            await store.forget_old_idempotency_keys(conn, settings.idempotency_key_ttl_hours)
-            if not await store.claim_idempotency_key(conn, "leads", key, fingerprint):
-                return await _replay(conn, key, fingerprint)
+        if key is not None and (not 1 <= len(key) <= 200 or "\x00" in key):
+            raise field_error("Idempotency-Key", "1 to 200 characters", "idempotency_key")
 
-        if signed is None:
-            await _check_rate_limit(request, conn, settings)
-        policy = IntakePolicy(
-            rules=context.rules,
-            min_fill_seconds=settings.min_fill_seconds,
-            disposable_domains=frozenset(settings.disposable_domains),
-            dedupe_window=timedelta(days=settings.dedupe_window_days),
-            trusted=signed is not None,
-        )
-        result = await intake.capture(conn, submission, submission.form_id, form, policy)
-        context.metrics.submissions.labels(submission.form_id, result.status).inc()
-        response = _answer(result, redirect_to)
-        if key is not None:
-            await store.store_answer(
-                conn,
-                "leads",
-                key,
-                status_code=response.status_code,
-                headers={"location": response.headers["location"]}
-                if "location" in response.headers
-                else {},
-                body=bytes(response.body).decode(),
+        # Written with concurrent requests' submissions in one transaction; answered
+        # only once that transaction has committed.
+        committer: LeadCommitter = request.state.lead_committer
+        outcome = await committer.submit(
+            Submitted(
+                submission=submission,
+                form=form,
+                redirect_to=redirect_to,
+                idempotency_key=key,
+                fingerprint=request_hash(body) if key is not None else None,
+                signature=signed,
+                client_hash=client_hash_of(request, settings.trust_forwarded_for),
+                trace_context=otel_context.get_current(),
             )
-        return response
+        )
+        if isinstance(outcome, DomainError):
+            raise outcome
+        if outcome.status is not None:
+            context.metrics.submissions.labels(submission.form_id, outcome.status).inc()
+        return outcome.response
 
     @router.get(
         "/qualification/rules",
@@ -208,32 +187,29 @@ def leads_router(context: IntakeContext) -> APIRouter:
     return router
 
 
-async def _replay(conn: asyncpg.Connection, key: str, fingerprint: str) -> Response:
-    stored = await store.stored_answer(conn, "leads", key)
-    if stored is None or stored["status_code"] is None:
-        raise Conflict("the first request with this Idempotency-Key did not finish")
-    if stored["request_hash"] != fingerprint:
-        raise Conflict("this Idempotency-Key was used for a different request")
-    headers = json.loads(stored["headers"] or "{}")
-    headers["idempotent-replayed"] = "true"
-    if "location" in headers:
-        return Response(status_code=stored["status_code"], headers=headers)
-    return Response(
-        stored["body"],
-        status_code=stored["status_code"],
-        headers=headers,
-        media_type="application/json",
-    )
+LeadCommitter = GroupCommitter[Submitted, Outcome]
 
 
-async def _check_rate_limit(
-    request: Request, conn: asyncpg.Connection, settings: IntakeSettings
-) -> None:
-    window = settings.rate_limit_window_seconds
-    hits = await store.record_client_hit(
-        conn, client_hash_of(request, settings.trust_forwarded_for), window
+def lead_committer(
+    pool: asyncpg.Pool, settings: IntakeSettings, rules: Rules, metrics: IntakeMetrics
+) -> LeadCommitter:
+    """The group committer that writes POST /v1/leads submissions in batches."""
+    policy = IntakePolicy(
+        rules=rules,
+        min_fill_seconds=settings.min_fill_seconds,
+        disposable_domains=frozenset(settings.disposable_domains),
+        dedupe_window=timedelta(days=settings.dedupe_window_days),
     )
-    await store.forget_old_client_hits(conn, window)
-    retry_after = rate_limit_retry_after(hits, settings.rate_limit_per_client, window)
-    if retry_after is not None:
-        raise RateLimited(retry_after)
+    limits = Limits(
+        rate_limit_per_client=settings.rate_limit_per_client,
+        rate_limit_window_seconds=settings.rate_limit_window_seconds,
+        idempotency_key_ttl_hours=settings.idempotency_key_ttl_hours,
+    )
+    return GroupCommitter(
+        pool,
+        LeadWriter(policy, limits),
+        max_batch=settings.batch_max_size,
+        max_wait_seconds=settings.batch_max_wait_ms / 1000,
+        max_in_flight=settings.batch_max_in_flight,
+        observe_size=metrics.lead_batch_size.observe,
+    )

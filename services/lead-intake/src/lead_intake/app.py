@@ -45,7 +45,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             consumes=None,
             run_workers=settings.run_workers,
         ) as runtime:
-            yield {"runtime": runtime}
+            committer = api.lead_committer(runtime.pool, settings, context.rules, context.metrics)
+            async with committer.running():
+                yield {"runtime": runtime, "lead_committer": committer}
 
     app = build_app(
         service=api.SERVICE,

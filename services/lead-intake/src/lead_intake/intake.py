@@ -1,7 +1,7 @@
-"""Capturing one submission: spam, dedupe, qualification, and the events they produce.
+"""What one submission becomes: spam, a new lead or a merge, and the events of each.
 
-The decisions are pure (screening, qualification); this module sequences them around
-the store and the outbox inside the request's transaction.
+Pure: ``capture.py`` looks up what these decisions need (a known lead to merge onto)
+and writes what they return, for a whole batch of submissions at once.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-import asyncpg
-
-from funnel_common import outbox
 from funnel_common.events import (
     Attribution,
     Envelope,
@@ -26,7 +23,6 @@ from funnel_common.events import (
     LeadQualified,
     LeadQualifiedData,
 )
-from lead_intake import store
 from lead_intake.forms import Form
 from lead_intake.models import LeadAccepted, LeadSubmission
 from lead_intake.qualification import (
@@ -37,6 +33,7 @@ from lead_intake.qualification import (
     rescored_event_due,
 )
 from lead_intake.screening import email_domain, normalise_email, spam_reasons
+from lead_intake.store import NewLeadRow, StoredLead, Touch
 
 SERVICE = "lead-intake"
 
@@ -49,7 +46,6 @@ class IntakePolicy:
     min_fill_seconds: float
     disposable_domains: frozenset[str]
     dedupe_window: timedelta
-    trusted: bool = False  # a signed import: no too-fast check
 
 
 def profile_of(submission: LeadSubmission) -> LeadProfile:
@@ -126,23 +122,21 @@ def decision_events(
     return []
 
 
-async def capture(
-    connection: asyncpg.Connection,
+def spam_of(
     submission: LeadSubmission,
-    form_id: str,
-    form: Form,
+    profile: LeadProfile,
     policy: IntakePolicy,
-) -> LeadAccepted:
-    """Record the submission as a new lead, a merge onto a known one, or spam."""
-    now = datetime.now(UTC)
-    profile = profile_of(submission)
-    attribution = attribution_of(submission, form)
+    *,
+    trusted: bool,
+    now: datetime,
+) -> list[str]:
+    """Why this submission is spam (empty: it is not). A signed import is never too fast."""
     started = (
         datetime.fromtimestamp(submission.form_started_at, UTC)
-        if submission.form_started_at is not None and not policy.trusted
+        if submission.form_started_at is not None and not trusted
         else None
     )
-    spam = spam_reasons(
+    return spam_reasons(
         honeypot=submission.website,
         form_started_at=started,
         received_at=now,
@@ -150,73 +144,72 @@ async def capture(
         domain=email_domain(profile.email),
         disposable_domains=policy.disposable_domains,
     )
-    if not spam:
-        await store.lock_identity(connection, profile.email, *filter(None, [profile.phone]))
-        match = await store.find_recent_lead(
-            connection, email=profile.email, phone=profile.phone, since=now - policy.dedupe_window
-        )
-        if match is not None:
-            known, matched_on = match
-            return await _merge(
-                connection, known, matched_on, profile, attribution, form_id, form, policy
-            )
 
+
+@dataclass(frozen=True)
+class Captured:
+    """What a submission adds: a new lead or a touch, its events, and the answer."""
+
+    accepted: LeadAccepted
+    events: list[Envelope]
+    new_lead: NewLeadRow | None = None
+    touch: Touch | None = None
+
+
+def new_lead(
+    submission: LeadSubmission,
+    form: Form,
+    profile: LeadProfile,
+    attribution: Attribution,
+    spam: list[str],
+    policy: IntakePolicy,
+) -> Captured:
+    """A first-time lead (or spam, recorded but never qualified)."""
     lead = LeadCapturedData(
         lead_id=uuid4(),
-        form_id=form_id,
+        form_id=submission.form_id,
         attribution=attribution,
         profile=profile,
         spam_reasons=spam,
         extra=submission.extra,
     )
-    await store.insert_lead(
-        connection, lead, status="spam" if spam else "captured", form_type=form.form_type
-    )
     events: list[Envelope] = [LeadCaptured.new(source=SERVICE, subject=lead.lead_id, data=lead)]
     if spam:
-        await outbox.enqueue(connection, *events)
-        return LeadAccepted(lead_id=lead.lead_id, status="spam")
+        return Captured(
+            accepted=LeadAccepted(lead_id=lead.lead_id, status="spam"),
+            events=events,
+            new_lead=NewLeadRow(lead, "spam", form.form_type, None, None),
+        )
     decision = qualify(policy.rules, facts_of(profile, form.form_type))
-    await store.set_qualification(
-        connection,
-        lead.lead_id,
-        status=decision.outcome,
-        score=decision.score,
-        rules_version=decision.rules_version,
-    )
     events += decision_events(lead.lead_id, decision, profile, attribution, form)
-    await outbox.enqueue(connection, *events)
-    return LeadAccepted(lead_id=lead.lead_id, status=decision.outcome, score=decision.score)
+    return Captured(
+        accepted=LeadAccepted(lead_id=lead.lead_id, status=decision.outcome, score=decision.score),
+        events=events,
+        new_lead=NewLeadRow(
+            lead, decision.outcome, form.form_type, decision.score, decision.rules_version
+        ),
+    )
 
 
-async def _merge(
-    connection: asyncpg.Connection,
-    known: store.StoredLead,
+def merge(
+    known: StoredLead,
     matched_on: str,
     profile: LeadProfile,
     attribution: Attribution,
     form_id: str,
     form: Form,
     policy: IntakePolicy,
-) -> LeadAccepted:
+) -> tuple[Captured, StoredLead]:
+    """A returning person: a touch on the known lead, rescored; and the lead after it."""
+    lead_id = known.lead_id
     submission_id = uuid4()
     profile = merged_profile(known.profile, profile)
-    await store.record_touch(
-        connection,
-        submission_id=submission_id,
-        lead_id=known.lead_id,
-        form_id=form_id,
-        matched_on=matched_on,
-        attribution=attribution,
-        profile=profile,
-        form_type=form.form_type,
-    )
     events: list[Envelope] = [
         LeadMerged.new(
             source=SERVICE,
-            subject=known.lead_id,
+            subject=lead_id,
             data=LeadMergedData(
-                lead_id=known.lead_id,
+                lead_id=lead_id,
                 submission_id=submission_id,
                 matched_on="email" if matched_on == "email" else "phone",
                 attribution=attribution,
@@ -229,13 +222,29 @@ async def _merge(
     status = known.status
     if rescored_event_due(known.status, decision):
         status = decision.outcome
-        events += decision_events(known.lead_id, decision, profile, attribution, form)
-    await store.set_qualification(
-        connection,
-        known.lead_id,
+        events += decision_events(lead_id, decision, profile, attribution, form)
+    touch = Touch(
+        submission_id=submission_id,
+        lead_id=lead_id,
+        form_id=form_id,
+        matched_on=matched_on,
+        attribution=attribution,
+        profile=profile,
+        form_type=form.form_type,
         status=status,
         score=decision.score,
         rules_version=decision.rules_version,
     )
-    await outbox.enqueue(connection, *events)
-    return LeadAccepted(lead_id=known.lead_id, status="merged", score=decision.score)
+    after = StoredLead(
+        lead_id=lead_id,
+        status=status,
+        form_type=form.form_type,
+        profile=profile,
+        attribution=known.attribution,
+    )
+    captured = Captured(
+        accepted=LeadAccepted(lead_id=lead_id, status="merged", score=decision.score),
+        events=events,
+        touch=touch,
+    )
+    return captured, after

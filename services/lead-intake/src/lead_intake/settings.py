@@ -57,6 +57,13 @@ class IntakeSettings(BaseSettings):
     dedupe_window_days: int = Field(default=30, ge=0)
     # How long a retry with the same Idempotency-Key gets the first answer back.
     idempotency_key_ttl_hours: int = Field(default=24, ge=1)
+    # Group commit of POST /v1/leads: submissions that arrive while every writer is
+    # busy go together in the next batch (at most this many). A lone submission is
+    # written at once unless a wait is set, which only helps a nearly idle service.
+    batch_max_size: int = Field(default=32, ge=1, le=1000)
+    batch_max_wait_ms: float = Field(default=0.0, ge=0, le=100)
+    # Batches written at the same time, each holding one pooled connection.
+    batch_max_in_flight: int = Field(default=2, ge=1, le=8)
 
     common: CommonSettings = Field(default_factory=CommonSettings)
 

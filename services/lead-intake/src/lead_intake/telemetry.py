@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class IntakeMetrics:
@@ -18,5 +18,11 @@ class IntakeMetrics:
             "funnel_intake_webhooks_total",
             "Signed webhooks taken, by integration and outcome (applied, duplicate).",
             ["integration", "outcome"],
+            registry=registry,
+        )
+        self.lead_batch_size = Histogram(
+            "funnel_intake_lead_batch_size",
+            "Lead submissions written per transaction by the group committer.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=registry,
         )
