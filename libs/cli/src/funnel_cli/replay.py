@@ -64,8 +64,10 @@ def run(
 
 
 def report(result: ReplayResult) -> None:
+    rate = result.read / result.seconds if result.seconds else 0.0
     console.print(
-        f"read {result.read} events: {result.applied} applied, "
+        f"read {result.read} events in {result.seconds:.2f} s ({rate:,.0f} events/s): "
+        f"{result.applied} applied, "
         f"{result.duplicates} duplicates, {result.skipped} skipped"
     )
     if result.missing:
