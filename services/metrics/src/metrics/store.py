@@ -320,6 +320,27 @@ async def record_inbox(
     return bool(fresh)
 
 
+async def record_inbox_many(
+    connection: asyncpg.Connection, rows: list[tuple[UUID, str, str, int, int]]
+) -> list[UUID]:
+    """Inbox rows (event id, type, topic, partition, offset) with distinct ids, in one
+    statement; the ids that were not there before."""
+    if not rows:
+        return []
+    event_ids, event_types, topics, partitions, offsets = zip(*rows, strict=True)
+    inserted: list[asyncpg.Record] = await connection.fetch(
+        """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::bigint[])
+           ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
+        list(event_ids),
+        list(event_types),
+        list(topics),
+        list(partitions),
+        list(offsets),
+    )
+    return [row["event_id"] for row in inserted]
+
+
 async def lock_inbox(connection: asyncpg.Connection, schema: str) -> None:
     """Hold the live consumer still (readers go on) until the caller's transaction ends."""
     await connection.execute(f"LOCK TABLE {_schema(schema)}.inbox IN EXCLUSIVE MODE")
