@@ -77,7 +77,7 @@ async def test_a_batch_records_each_events_writes_and_counts_what_it_cannot_deco
     assert prepared.writes is not None
     assert [index for index, _, _ in prepared.writes] == [0, 1, 2]
     assert "INSERT INTO lead_stages" in prepared.writes[0][1]
-    assert prepared.writes[0][2][1] == first.data.lead_id
+    assert prepared.writes[0][2][1] == [first.data.lead_id]
 
 
 async def test_an_event_its_handler_refuses_sends_the_batch_one_by_one() -> None:

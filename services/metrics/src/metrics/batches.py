@@ -2,9 +2,10 @@
 
 One event at a time costs four round trips (savepoint, inbox row, the handler's write,
 release), about a millisecond per event: a replay ran below a thousand events/s. Here a
-batch costs one inbox statement and one pipelined ``executemany`` per kind of write,
-and is prepared (decoded, handlers run) while PostgreSQL writes the one before, with
-the same outcome as applying the events one by one with the live handlers:
+batch costs one inbox statement and one statement per kind of write (``metrics.store``
+takes its values as column arrays, so calls concatenate), and is prepared (decoded,
+handlers run) while PostgreSQL writes the one before, with the same outcome as applying
+the events one by one with the live handlers:
 
 - each handler runs as live, against a stand-in connection that keeps its statements
   instead of sending them; the handlers only write facts, and never read (see
@@ -153,8 +154,13 @@ async def _write_together(
     for index, query, args in writes:
         if index in fresh:
             statements.setdefault(query, []).append(args)
-    for query, rows in statements.items():
-        await connection.executemany(query, rows)
+    for query, calls in statements.items():
+        if all(isinstance(arg, list) for args in calls for arg in args):
+            # Column arrays (see metrics.store): one set-based statement for all calls.
+            columns = [[value for args in calls for value in args[i]] for i in range(len(calls[0]))]
+            await connection.execute(query, *columns)
+        else:
+            await connection.executemany(query, calls)
     return len(fresh)
 
 
