@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.load import open_loop, percentile, session
 from bench.measures import Figure
 from funnel_common.events import HANDOFFS_TOPIC, EventDecodeError, HandoffSlaBreached, decode_event
+from handoff.settings import HandoffSettings
 from tests.devplatform import DevPlatform
 
 TEAM = "bench-sla"
@@ -97,8 +98,11 @@ def breach_delays(records: list[tuple[float, bytes]], team: str) -> Breaches:
 
 
 async def breach_delay(
-    platform: DevPlatform, *, leads: int = 400, rate: float = 80.0, scan_interval: float = 0.25
+    platform: DevPlatform, *, leads: int = 400, rate: float = 80.0
 ) -> list[Figure]:
+    """Qualified leads at ``rate``/s until ``leads``; the delays of their breaches."""
+    # The platform's handoff reads the same environment: its configured interval.
+    scan_interval = HandoffSettings().scan_interval_seconds
     run = uuid4().hex[:8]
     token = admin_token(platform)
     records: list[tuple[float, bytes]] = []

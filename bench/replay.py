@@ -138,7 +138,7 @@ def run_replay(platform: DevPlatform) -> ReplayRun:
     return ReplayRun(read, seconds, wall, done.returncode == 0 and "switched:" in output, output)
 
 
-async def replay_rate(platform: DevPlatform, *, leads: int = 10_000) -> list[Figure]:
+async def replay_rate(platform: DevPlatform, *, leads: int = 7_000) -> list[Figure]:
     """Fill the topics in two halves; plain consumption after each (does the broker's
     whole-partition scan per fetch slow reading as topics grow?), then `funnel replay`."""
     # Plain consumption waits for the live consumer each time, so neither competes.
