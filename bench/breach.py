@@ -6,6 +6,10 @@ would in a working day. Each ``funnel.handoff.sla_breached.v1`` read from
 ``funnel.handoffs`` gives two delays: to the scanner's decision (the event's ``time``)
 and to the event being readable by a consumer (what the metrics service and anyone
 downstream wait for).
+
+The rate is 40 qualified leads/s: at 80/s handoff's one process (its consumer routing
+each lead, the relay and the scanner share an event loop) saturates a core of a 2-core
+machine, and the delay then measures that backlog rather than the scanner.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -82,15 +86,15 @@ class Breaches:
     readable: list[float] = field(default_factory=list)
 
 
-def breach_delays(records: list[tuple[float, bytes]], team: str) -> Breaches:
-    """Delays of ``team``'s breaches among ``(time read, record value)`` pairs."""
+def breach_delays(records: list[tuple[float, bytes]], lead_ids: set[UUID]) -> Breaches:
+    """Delays of the breaches of these leads' handoffs among ``(time read, record value)``."""
     breaches = Breaches()
     for read_at, value in records:
         try:
             event = decode_event(value)
         except EventDecodeError:
             continue
-        if isinstance(event, HandoffSlaBreached) and event.data.team == team:
+        if isinstance(event, HandoffSlaBreached) and event.data.lead_id in lead_ids:
             due = event.data.due_at.timestamp()
             breaches.decided.append(event.time.timestamp() - due)
             breaches.readable.append(read_at - due)
@@ -98,7 +102,7 @@ def breach_delays(records: list[tuple[float, bytes]], team: str) -> Breaches:
 
 
 async def breach_delay(
-    platform: DevPlatform, *, leads: int = 400, rate: float = 80.0
+    platform: DevPlatform, *, leads: int = 400, rate: float = 40.0
 ) -> list[Figure]:
     """Qualified leads at ``rate``/s until ``leads``; the delays of their breaches."""
     # The platform's handoff reads the same environment: its configured interval.
@@ -128,34 +132,36 @@ async def breach_delay(
                 records.extend((now, r.value or b"") for batch in batches.values() for r in batch)
 
         reader = asyncio.create_task(read())
-        accepted = 0
+        qualified: set[UUID] = set()
         async with session(32) as http:
             await _roster(http, platform, token)
 
             async def post(index: int) -> None:
-                nonlocal accepted
                 url = platform.url("intake", "/v1/leads")
                 async with http.post(url, json=_qualified_lead(run, index)) as answer:
                     body = await answer.json()
-                    accepted += answer.status == 202 and body.get("status") == "qualified"
+                    if answer.status == 202 and body.get("status") == "qualified":
+                        qualified.add(UUID(body["lead_id"]))
 
             await open_loop(post, rate=rate, seconds=leads / rate)
         deadline = time.monotonic() + 60 + SLA_SECONDS
         while time.monotonic() < deadline:
-            if len(breach_delays(records, TEAM).readable) >= accepted:
+            if len(breach_delays(records, qualified).readable) >= len(qualified):
                 break
             await asyncio.sleep(0.5)
         stop.set()
         await reader
     finally:
         await consumer.stop()
-    found = breach_delays(records, TEAM)
+    found = breach_delays(records, qualified)
+    accepted = len(qualified)
     p99 = percentile(found.readable, 0.99)
     interval_ms = scan_interval * 1000
+    load = f"{rate:.0f} leads/s"
     return [
-        Figure("SLA breach delay p50, due → readable", percentile(found.readable, 0.5) * 1000,
-               "ms", "scan interval", interval_ms),
-        Figure("SLA breach delay p99, due → readable", p99 * 1000, "ms", "scan interval",
+        Figure(f"SLA breach delay p50, due → readable, {load}",
+               percentile(found.readable, 0.5) * 1000, "ms", "scan interval", interval_ms),
+        Figure(f"SLA breach delay p99, due → readable, {load}", p99 * 1000, "ms", "scan interval",
                interval_ms, f"< {TARGET_P99_SECONDS * 1000:.0f} ms",
                p99 < TARGET_P99_SECONDS and len(found.readable) >= accepted > 0),
         Figure("SLA breach decided p99, due → scanner", percentile(found.decided, 0.99) * 1000,

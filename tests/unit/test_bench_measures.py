@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -16,34 +16,35 @@ from funnel_common.events import HandoffSlaAtRisk, HandoffSlaBreached, encode_ev
 DUE = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 
-def deadline_data(team: str) -> dict[str, object]:
+def deadline_data(lead_id: UUID) -> dict[str, object]:
     return {
         "handoff_id": uuid4(),
-        "lead_id": uuid4(),
-        "team": team,
+        "lead_id": lead_id,
+        "team": "bench",
         "rep_id": "ada",
         "due_at": DUE,
         "policy": "short",
     }
 
 
-def test_breach_delays_count_only_the_teams_breaches_from_their_due_time() -> None:
+def test_breach_delays_count_only_these_leads_breaches_from_their_due_time() -> None:
+    ours, earlier = uuid4(), uuid4()
     decided = DUE + timedelta(milliseconds=300)
     breach = HandoffSlaBreached.new(
-        source="handoff", subject="h", time=decided, data=deadline_data("bench")
+        source="handoff", subject="h", time=decided, data=deadline_data(ours)
     )
-    other_team = HandoffSlaBreached.new(
-        source="handoff", subject="h", time=decided, data=deadline_data("other")
+    other_lead = HandoffSlaBreached.new(
+        source="handoff", subject="h", time=decided, data=deadline_data(earlier)
     )
     at_risk = HandoffSlaAtRisk.new(
-        source="handoff", subject="h", time=decided, data=deadline_data("bench")
+        source="handoff", subject="h", time=decided, data=deadline_data(ours)
     )
     read_at = DUE.timestamp() + 0.5
 
     found = breach_delays(
-        [(read_at, encode_event(e)) for e in (breach, other_team, at_risk)]
+        [(read_at, encode_event(e)) for e in (breach, other_lead, at_risk)]
         + [(read_at, b"not json")],
-        "bench",
+        {ours},
     )
 
     assert found.decided == [pytest.approx(0.3)]
