@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # pytest-xdist is not used: the integration fixtures share one PostgreSQL and one broker.
 PYTEST_ARGS ?=
 
-.PHONY: run test test-faults lint fmt typecheck unit schemas sync clean bench
+.PHONY: run test test-faults lint fmt typecheck unit schemas sync clean bench boards-preview
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -46,6 +46,11 @@ unit: sync
 # Speed and memory, each next to a baseline measured in the same run (bench/).
 bench: sync
 	$(UV) run --frozen --no-sync python -m bench
+
+# Pictures of the Grafana boards (docs/board-*.png): a fresh platform, `funnel seed`, a
+# real Prometheus (needs the `prometheus` binary), each panel's own query (boards/).
+boards-preview: sync
+	$(UV) run --frozen --no-sync python -m boards
 
 # Regenerates the checked-in JSON Schemas of the event catalogue.
 schemas: sync

@@ -2,9 +2,10 @@
 
 `funnel dev` runs as a subprocess on free ports, gets a little traffic (leads, a
 refused request, an unknown path, one undecodable Kafka record that both consumers
-park in the DLQ), and Prometheus (the Debian package) scrapes it every second with
-deploy/prometheus/prometheus.yml, its targets pointed at those ports, and the rules
-loaded. Then every dashboard query and every rule expression goes through the HTTP API.
+park in the DLQ, and a small `funnel seed` with real SLA breaches), and Prometheus (the
+Debian package) scrapes it every second with deploy/prometheus/prometheus.yml, its
+targets pointed at those ports, and the rules loaded (tests/deploy/live.py). Then every
+dashboard query and every rule expression goes through the HTTP API.
 
 A query must return data unless it reads a metric that no service exports yet
 (NOT_EXPORTED_YET); that list names the features still being built, and the test
@@ -14,21 +15,15 @@ fails once a listed metric appears, so the list shrinks as they land.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import httpx
 import pytest
-import yaml
 
 from funnel_common.auth import issue_token
 from funnel_common.embedded import free_port, wait_until
@@ -43,19 +38,14 @@ from funnel_common.events import (
     Envelope,
     HandoffAccepted,
     HandoffRejected,
-    HandoffSlaBreached,
     encode_event,
 )
 from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
 from tests.conftest import require_system_tool
-from tests.deploy.queries import (
-    PROMETHEUS_DIR,
-    Query,
-    dashboard_queries,
-    rule_queries,
-    rules,
-)
+from tests.deploy.live import Prometheus, platform_targets, run_seed, start_prometheus
+from tests.deploy.queries import Query, dashboard_queries, rule_queries, rules
+from tests.devplatform import DevPlatform, free_ports, start_dev
 
 pytestmark = pytest.mark.e2e
 
@@ -107,76 +97,6 @@ def source_metrics(expr: str) -> set[str]:
     return found
 
 
-@dataclass
-class Prometheus:
-    url: str
-
-    def query(self, expr: str) -> dict[str, Any]:
-        answer = httpx.post(f"{self.url}/api/v1/query", data={"query": expr}, timeout=10)
-        body: dict[str, Any] = answer.json()
-        return body
-
-    def series(self, expr: str) -> list[dict[str, Any]]:
-        body = self.query(expr)
-        assert body["status"] == "success", body
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def names(self) -> set[str]:
-        body = httpx.get(f"{self.url}/api/v1/label/__name__/values", timeout=10).json()
-        return set(body["data"])
-
-
-def _start_funnel_dev(tmp: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "FUNNEL_DEV_DATA_DIR": str(tmp / "funnel"),
-        "FUNNEL_DEV_POSTGRES_PORT": str(ports["postgres"]),
-        "FUNNEL_DEV_BROKER_PORT": str(ports["broker"]),
-        "FUNNEL_DEV_INTAKE_PORT": str(ports["lead-intake"]),
-        "FUNNEL_DEV_HANDOFF_PORT": str(ports["handoff"]),
-        "FUNNEL_DEV_METRICS_PORT": str(ports["metrics"]),
-    }
-    output = tmp / "dev.out"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("funnel")), "dev"],
-        env=env,
-        stdout=output.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    wait_until(
-        lambda: "Press Ctrl-C" in output.read_text() or process.poll() is not None,
-        timeout=90,
-        what="funnel dev to be ready",
-    )
-    assert process.poll() is None, output.read_text()
-    return process
-
-
-def _prometheus_config(ports: dict[str, int]) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with the test's ports and a one-second rhythm."""
-    config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["global"]["scrape_interval"] = "1s"
-    config["global"]["evaluation_interval"] = "1s"
-    config["rule_files"] = []
-    for job in config["scrape_configs"]:
-        job["static_configs"][0]["targets"] = [f"127.0.0.1:{ports[job['job_name']]}"]
-    return config
-
-
-def _fast_rule_files(directory: Path) -> list[str]:
-    """The shipped rules, evaluated every second instead of every 30s or minute."""
-    paths = []
-    for source in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
-        groups = yaml.safe_load(source.read_text())
-        for group in groups["groups"]:
-            group["interval"] = "1s"
-        target = directory / source.name
-        target.write_text(yaml.safe_dump(groups))
-        paths.append(str(target))
-    return paths
-
-
 async def _produce_undecodable_record(bootstrap: str) -> None:
     producer = new_producer(CommonSettings(kafka_bootstrap_servers=bootstrap))
     await producer.start()
@@ -215,9 +135,6 @@ def _funnel_events() -> list[Envelope]:
         HandoffRejected.new(source="test", subject="h2", data={
             **handoff, "handoff_id": uuid4(), "reason": "not_a_fit",
             "business_seconds_to_decision": 900, "within_sla": False}),
-        HandoffSlaBreached.new(source="test", subject="h2", data={
-            "handoff_id": uuid4(), "lead_id": uuid4(), "team": "emea", "rep_id": "rep-1",
-            "due_at": datetime.now(UTC), "policy": "default"}),
         AccountActivated.new(source="test", subject="a1",
             time=datetime.combine(start - timedelta(days=30), time(), UTC),
             data={"account_id": "a1", "arr_cents": 100_000_00, "currency": "USD"}),
@@ -238,20 +155,20 @@ async def _produce_funnel_events(bootstrap: str, *, handoffs_only: bool = False)
         await producer.stop()
 
 
-def _send_traffic(ports: dict[str, int]) -> None:
-    intake = f"http://127.0.0.1:{ports['lead-intake']}"
+def _send_traffic(platform: DevPlatform) -> None:
+    intake = platform.url("intake", "")
     for lead in LEADS:
         assert httpx.post(f"{intake}/v1/leads", json=lead, timeout=10).status_code == 202
     assert httpx.post(f"{intake}/v1/leads", json={"source": "webinar"}).status_code == 422
     assert httpx.get(f"{intake}/no-such-page").status_code == 404
-    for service in ("lead-intake", "handoff", "metrics"):
-        assert httpx.get(f"http://127.0.0.1:{ports[service]}/healthz").status_code == 200
-    asyncio.run(_produce_undecodable_record(f"127.0.0.1:{ports['broker']}"))
-    asyncio.run(_produce_funnel_events(f"127.0.0.1:{ports['broker']}"))
+    for service in ("intake", "handoff", "metrics"):
+        assert httpx.get(platform.url(service, "/healthz")).status_code == 200
+    asyncio.run(_produce_undecodable_record(platform.bootstrap_servers))
+    asyncio.run(_produce_funnel_events(platform.bootstrap_servers))
     period, _, _ = _this_quarter()
     _, token = issue_token(CommonSettings().auth_secret, subject="vp-sales", role="manager")
     target = httpx.put(
-        f"http://127.0.0.1:{ports['metrics']}/v1/targets/{period}",
+        platform.url("metrics", f"/v1/targets/{period}"),
         json={"amount_cents": 500_000_00},
         headers={"authorization": f"Bearer {token}"},
         timeout=10,
@@ -263,35 +180,20 @@ def _send_traffic(ports: dict[str, int]) -> None:
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     binary = require_system_tool("prometheus", "runs the shipped queries against live services")
     tmp = tmp_path_factory.mktemp("live-prometheus")
-    names = ("postgres", "broker", "lead-intake", "handoff", "metrics", "prometheus")
-    ports = {name: free_port() for name in names}
-    funnel = _start_funnel_dev(tmp, ports)
+    platform = start_dev(tmp / "funnel", free_ports(), tmp / "dev.out")
     server: subprocess.Popen[bytes] | None = None
     try:
-        config = _prometheus_config(ports)
-        config["rule_files"] = _fast_rule_files(tmp)
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        server = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-            ],
-            stdout=(tmp / "prometheus.out").open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        live = Prometheus(f"http://127.0.0.1:{ports['prometheus']}")
-        wait_until(lambda: _answers(live), timeout=30, what="Prometheus to answer")
-        _send_traffic(ports)
+        server, live = start_prometheus(binary, tmp, platform_targets(platform), free_port())
+        _send_traffic(platform)
+        # The seed's SLA breaches are real (handoff's scanner fires them), the only
+        # breaches here: the SLA panels must show them.
+        run_seed(platform, "--seed", "3", "--leads", "30", "--breach-share", "0.3", "--run", "live")
         wait_until(
             lambda: (
-                _has_data(live, 'up{job=~"lead-intake|handoff|metrics"} == 1', count=3)
-                and _has_data(live, "max(funnel_leads_captured_total) >= 5")
-                and _has_data(
-                    live, 'funnel_events_consumed_total{outcome="dead_lettered"}', count=2
-                )
-                and _has_data(live, "rate(funnel_http_requests_total[1m]) > 0")
+                live.has_data('up{job=~"lead-intake|handoff|metrics"} == 1', count=3)
+                and live.has_data("max(funnel_leads_captured_total) >= 5")
+                and live.has_data('funnel_events_consumed_total{outcome="dead_lettered"}', count=2)
+                and live.has_data("rate(funnel_http_requests_total[1m]) > 0")
             ),
             timeout=60,
             what="Prometheus to have scraped the traffic",
@@ -299,13 +201,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         # A second round of decisions once the counters were scraped, so that the
         # increase()-based handoff ratios see the counters move, as in real traffic.
         wait_until(
-            lambda: _has_data(live, "max(funnel_handoffs_total) > 0"),
+            lambda: live.has_data("max(funnel_handoffs_total) > 0"),
             timeout=30,
             what="the first handoff decisions to be scraped",
         )
-        asyncio.run(_produce_funnel_events(f"127.0.0.1:{ports['broker']}", handoffs_only=True))
+        asyncio.run(_produce_funnel_events(platform.bootstrap_servers, handoffs_only=True))
         wait_until(
-            lambda: _has_data(live, "max(increase(funnel_handoffs_total[5m])) > 0"),
+            lambda: live.has_data("max(increase(funnel_handoffs_total[5m])) > 0"),
             timeout=60,
             what="the handoff counters to move",
         )
@@ -314,19 +216,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         if server is not None:
             server.terminate()
             server.wait(30)
-        funnel.send_signal(signal.SIGINT)
-        funnel.wait(60)
-
-
-def _answers(live: Prometheus) -> bool:
-    try:
-        return httpx.get(f"{live.url}/-/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _has_data(live: Prometheus, expr: str, count: int = 1) -> bool:
-    return len(live.series(expr)) >= count
+        platform.stop()
 
 
 SHIPPED = dashboard_queries() + rule_queries()
@@ -358,10 +248,22 @@ def test_query_parses_and_returns_data(prometheus: Prometheus, query: Query) -> 
     if query.kind == "alert" or source_metrics(query.expr) & may_be_empty:
         return  # may be empty: an alert that does not fire, or a metric not here (yet)
     wait_until(
-        lambda: _has_data(prometheus, query.expr),
+        lambda: prometheus.has_data(query.expr),
         timeout=15,
         what=f"data for {query.origin}: {query.expr}",
     )
+
+
+BY_SOURCE = [query for query in SHIPPED if "by (source)" in query.expr]
+
+
+@pytest.mark.parametrize("query", BY_SOURCE, ids=str)
+def test_by_source_queries_split_by_source(prometheus: Prometheus, query: Query) -> None:
+    # A `by (source)` over a series without the label still returns data: one series
+    # with no source, which the test above cannot tell from a real split.
+    wait_until(lambda: prometheus.has_data(query.expr), timeout=15, what=f"data for {query.origin}")
+
+    assert all(series["metric"].get("source") for series in prometheus.series(query.expr))
 
 
 def test_rules_load_and_evaluate_without_errors(prometheus: Prometheus) -> None:
@@ -382,7 +284,7 @@ def test_rules_load_and_evaluate_without_errors(prometheus: Prometheus) -> None:
 
 def test_a_dead_lettered_event_raises_the_dlq_alert(prometheus: Prometheus) -> None:
     wait_until(
-        lambda: _has_data(prometheus, 'ALERTS{alertname="FunnelDeadLetters"}', count=2),
+        lambda: prometheus.has_data('ALERTS{alertname="FunnelDeadLetters"}', count=2),
         timeout=15,
         what="FunnelDeadLetters for the handoff and metrics groups",
     )
@@ -393,6 +295,24 @@ def test_a_dead_lettered_event_raises_the_dlq_alert(prometheus: Prometheus) -> N
     }
     assert groups == {"handoff", "metrics"}
     assert prometheus.series('ALERTS{alertname="FunnelServiceDown"}') == []
+
+
+def test_seeded_sla_breaches_show_on_the_sla_panels(prometheus: Prometheus) -> None:
+    # The panels' own expressions, as subqueries over the run: the breaches moved them.
+    queries = {query.origin: query.expr for query in SHIPPED}
+    breaches = queries["revenue-funnel: Handoffs by outcome [B]"]
+    attainment = queries["revenue-funnel: SLA attainment (last 24h) [A]"]
+
+    wait_until(
+        lambda: (
+            prometheus.has_data(f"max_over_time(({breaches})[10m:1s]) > 0")
+            and prometheus.has_data(f"min_over_time(({attainment})[10m:1s]) < 1")
+        ),
+        timeout=30,
+        what="the seeded breaches on the SLA panels",
+    )
+
+    assert prometheus.series("max(funnel_handoff_sla_breaches_total) > 0")
 
 
 def test_metric_names_are_series_not_functions_labels_or_durations() -> None:

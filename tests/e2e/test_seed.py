@@ -1,4 +1,5 @@
-"""`funnel seed` against a running `funnel dev`: the funnel it plans shows up in metrics."""
+"""`funnel seed` against a running `funnel dev`: the funnel it plans, SLA breaches
+included, shows up in metrics."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_seed_drives_a_funnel_that_metrics_shows(tmp_path: Path) -> None:
-    platform = start_dev(tmp_path / "funnel", free_ports(), tmp_path / "dev.out")
+    # The web's rate limit, as under `make run`: the seed's signed posts are not held to it.
+    web_limit = {"FUNNEL_INTAKE_RATE_LIMIT_PER_CLIENT": "20"}
+    platform = start_dev(tmp_path / "funnel", free_ports(), tmp_path / "dev.out", web_limit)
     try:
         env = {
             **os.environ,
@@ -30,10 +33,13 @@ def test_seed_drives_a_funnel_that_metrics_shows(tmp_path: Path) -> None:
             "FUNNEL_SEED_METRICS_URL": platform.url("metrics", ""),
         }
         funnel = str(Path(sys.executable).with_name("funnel"))
-        args = [funnel, "seed", "--seed", "7", "--leads", "30", "--run", "t1"]
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        args = [funnel, "seed", "--seed", "7", "--leads", "30", "--breach-share", "0.3"]
+        done = subprocess.run(
+            [*args, "--run", "t1"], env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stdout + done.stderr
-        plan = make_plan(7, 30, "t1", datetime.now(UTC))
+        plan = make_plan(7, 30, "t1", datetime.now(UTC), unanswered_share=0.3)
+        assert plan.breaches > 0
         accepts = sum(decision.accept for decision in plan.decisions.values())
         won_cents = sum(
             w.payload["amount_cents"] for w in plan.deals if w.payload["event"] == "won"
@@ -44,6 +50,19 @@ def test_seed_drives_a_funnel_that_metrics_shows(tmp_path: Path) -> None:
             answer.raise_for_status()
             document: dict[str, Any] = answer.json()
             return document
+
+        def escalated() -> float:
+            """Handoffs that breached their way up to a manager, from handoff's gauge."""
+            text = httpx.get(platform.url("handoff", "/metrics"), timeout=5).text
+            return sum(
+                float(line.rpartition(" ")[2])
+                for line in text.splitlines()
+                if line.startswith("funnel_handoff_open{") and 'status="escalated"' in line
+            )
+
+        # The seed waits for metrics to count its breaches before it exits.
+        assert funnel_now()["handoffs"]["sla_breaches"] == plan.breaches, done.stderr
+        assert escalated() == len(plan.unanswered)
 
         def complete() -> bool:
             document = funnel_now()
@@ -72,9 +91,11 @@ def test_seed_drives_a_funnel_that_metrics_shows(tmp_path: Path) -> None:
         assert len(document["stages"]["by_source"]) > 1
 
         # A second run adds more (a new run tag), and the existing roster is no problem.
-        args[-1] = "t2"
-        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        again = subprocess.run(
+            [*args, "--run", "t2"], env=env, capture_output=True, text=True, timeout=120
+        )
         assert again.returncode == 0, again.stdout + again.stderr
+        assert funnel_now()["handoffs"]["sla_breaches"] == 2 * plan.breaches
         wait_until(
             lambda: funnel_now()["stages"]["total"]["captured"] == 2 * plan.unique_leads,
             timeout=30,

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
-from funnel_common.telemetry import JsonFormatter, mask_personal_data
+from funnel_common.settings import CommonSettings
+from funnel_common.telemetry import JsonFormatter, configure_logging, mask_personal_data
 
 
 @pytest.mark.parametrize(
@@ -48,3 +50,43 @@ def test_json_lines_carry_extras_and_mask_them() -> None:
     assert line["service"] == "lead-intake"
     assert line["form"] == "default"
     assert line["note"] == "from <email>"
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn.error")]
+    saved = [(each.handlers[:], each.level, each.propagate) for each in loggers]
+    yield
+    for each, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        each.handlers[:] = handlers
+        each.setLevel(level)
+        each.propagate = propagate
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_uvicorn_lines_are_json_too(capsys: pytest.CaptureFixture[str]) -> None:
+    server_logger = logging.getLogger("uvicorn.error")
+    # What uvicorn's own config does (another test's uvicorn may have left it at WARNING).
+    server_logger.addHandler(logging.StreamHandler())
+    server_logger.setLevel(logging.INFO)
+
+    configure_logging(CommonSettings(log_format="json"), "handoff")
+    server_logger.info("Started server process [%d]", 42)
+
+    [line] = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["message"] == "Started server process [42]"
+    assert json.loads(line)["service"] == "handoff"
+
+
+@pytest.mark.parametrize(
+    "message", ["note:\nbob@example.com", "cafébob@example.com", "offset 123456789"]
+)
+def test_masking_keeps_each_line_one_json_object(message: str) -> None:
+    record = logging.makeLogRecord(
+        {"msg": message, "levelname": "INFO", "name": "t", "offset": 123456789}
+    )
+
+    line = json.loads(JsonFormatter("handoff").format(record))
+
+    assert "bob@" not in line["message"]
+    assert line["offset"] == 123456789

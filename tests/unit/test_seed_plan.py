@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from funnel_cli.seed import Expect, make_plan, quarter_of
+from funnel_cli.seed import (
+    BREACHES_PER_UNANSWERED,
+    DEMO_FORM,
+    REPS,
+    SLA_POLICIES,
+    TEAMS,
+    Expect,
+    make_plan,
+    quarter_of,
+)
+from metrics.settings import MetricsSettings
 
 NOW = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 
@@ -49,3 +59,81 @@ def test_the_plan_is_a_mixed_funnel_inside_the_quarter() -> None:
         plan.deals + plan.accounts
     )
     assert plan.target_cents > 0
+
+
+def test_a_share_of_qualified_leads_is_left_to_breach_the_sla() -> None:
+    plan = make_plan(7, 200, "r1", NOW, unanswered_share=0.2)
+
+    unanswered = [lead for lead in plan.leads if lead.unanswered and not lead.repeat]
+    assert unanswered
+    assert all(lead.expect == "qualified" for lead in unanswered)
+    assert {lead.email for lead in unanswered}.isdisjoint(plan.decisions)
+    assert all(lead.payload["form_id"] == DEMO_FORM["form_id"] for lead in unanswered)
+    assert all("form_id" not in lead.payload for lead in plan.leads if not lead.unanswered)
+    assert plan.breaches == 2 * len(unanswered)
+    share = len(unanswered) / plan.expected("qualified")
+    assert 0.1 < share < 0.3
+
+
+def test_the_same_seed_leaves_the_same_leads_unanswered() -> None:
+    one = make_plan(7, 200, "r1", NOW, unanswered_share=0.2)
+    again = make_plan(7, 200, "r1", NOW, unanswered_share=0.2)
+    other = make_plan(8, 200, "r1", NOW, unanswered_share=0.2)
+
+    assert one.unanswered == again.unanswered
+    assert [email.split("@")[0] for email in one.unanswered] != [
+        email.split("@")[0] for email in other.unanswered
+    ]
+
+
+def test_a_zero_breach_share_answers_every_qualified_lead() -> None:
+    plan = make_plan(7, 200, "r1", NOW, unanswered_share=0)
+
+    assert plan.unanswered == []
+    assert plan.breaches == 0
+    assert len(plan.decisions) == plan.expected("qualified")
+
+
+def test_the_hot_policy_breaches_in_seconds_and_reaches_every_team() -> None:
+    hot = SLA_POLICIES["seed-hot"]
+
+    assert hot["business_minutes"] * 60 <= 10
+    assert hot["on_breach"]["reassign_up_to"] == BREACHES_PER_UNANSWERED - 1
+    for team in TEAMS.values():
+        assert team["form_type_policies"] == {"demo_request": "seed-hot"}
+    for team_id in TEAMS:
+        assert sum(rep_team == team_id for rep_team, _ in REPS.values()) >= 2  # one to reassign to
+
+
+def test_the_target_leaves_room_for_a_finite_coverage_below_the_band() -> None:
+    plan = make_plan(7, 200, "r1", NOW)
+    by_event = {
+        event: {w.payload["deal_id"]: w.payload for w in plan.deals if w.payload["event"] == event}
+        for event in ("opened", "won", "lost")
+    }
+    won = sum(deal["amount_cents"] for deal in by_event["won"].values())
+    still_open = sum(
+        deal["amount_cents"]
+        for deal_id, deal in by_event["opened"].items()
+        if deal_id not in by_event["won"] and deal_id not in by_event["lost"]
+    )
+
+    assert won < plan.target_cents
+    assert 1.5 < still_open / (plan.target_cents - won) < 3
+
+
+def test_sources_are_ones_metrics_exports_as_labels() -> None:
+    plan = make_plan(7, 200, "r1", NOW)
+
+    sources = {lead.payload["source"] for lead in plan.leads}
+    assert len(sources) > 3
+    assert sources <= set(MetricsSettings().sources)
+
+
+def test_a_few_mistyped_posts_are_planned_apart_from_the_leads() -> None:
+    plan = make_plan(7, 200, "r1", NOW)
+
+    assert len(plan.typos) == 4
+    assert all("@" not in typo["email"] for typo in plan.typos)
+    assert plan == make_plan(7, 200, "r1", NOW)
+    assert len(plan.leads) == 200

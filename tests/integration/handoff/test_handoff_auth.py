@@ -1,4 +1,4 @@
-"""Who may do what: every endpoint x role x owner, and the token lifecycle."""
+"""Who may do what: every route x role x owner x bad credential, and the token lifecycle."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
@@ -13,9 +14,22 @@ from typer.testing import CliRunner
 from funnel_cli.main import app as cli
 from funnel_common.auth import issue_token, token_hash, verify_token
 from handoff import tokens
+from handoff.app import create_app
+from handoff.settings import HandoffSettings
+from tests.integration.access import (
+    PLATFORM_PUBLIC,
+    Route,
+    bearer,
+    expired_token,
+    forged_token,
+    routes_of,
+)
 from tests.integration.handoff.support import Handoffs, lead_event, policy_body
+from tests.integration.inbox.test_inbox_session import csrf_of
 
 CALLERS = ("owner", "other_rep", "team_manager", "other_manager", "admin", "nobody")
+# Credentials that never get past authentication, whatever the route.
+REFUSED = ("expired", "forged")
 
 
 async def _headers(handoffs: Handoffs, caller: str) -> dict[str, str]:
@@ -30,6 +44,10 @@ async def _headers(handoffs: Handoffs, caller: str) -> dict[str, str]:
             return await handoffs.auth("manager", "amer-manager", "amer")
         case "admin":
             return await handoffs.auth("admin", "root")
+        case "expired":
+            return bearer(expired_token(handoffs.settings.common.auth_secret))
+        case "forged":
+            return bearer(forged_token(handoffs.settings.common.auth_secret))
     return {}
 
 
@@ -41,29 +59,62 @@ async def _setup(handoffs: Handoffs) -> None:
     await handoffs.setup_team("amer", {"bob": {"capacity": 1000}}, countries=["US"])
 
 
-# expected status per caller, in CALLERS order
-MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
-    ("GET", "/v1/handoffs/{id}"): (200, 403, 200, 403, 200, 401),
-    ("POST", "/v1/handoffs/{id}/accept"): (200, 403, 200, 403, 200, 401),
-    ("POST", "/v1/handoffs/{id}/reject"): (200, 403, 200, 403, 200, 401),
-    ("POST", "/v1/handoffs/{id}/reassign"): (403, 403, 200, 403, 200, 401),
-    ("PUT", "/v1/reps/ada"): (403, 403, 200, 403, 200, 401),
-    ("PUT", "/v1/teams/emea"): (403, 403, 403, 403, 200, 401),
-    ("PUT", "/v1/sla-policies/emea-sla"): (403, 403, 403, 403, 200, 401),
+# Every bearer-token route, by its template: the expected status per caller, in CALLERS
+# order ("owner" is ada, the rep the handoff is assigned to, and the rep in the path).
+MATRIX: dict[Route, tuple[int, ...]] = {
+    ("GET", "/v1/handoffs/{handoff_id}"): (200, 403, 200, 403, 200, 401),
+    ("POST", "/v1/handoffs/{handoff_id}/accept"): (200, 403, 200, 403, 200, 401),
+    ("POST", "/v1/handoffs/{handoff_id}/reject"): (200, 403, 200, 403, 200, 401),
+    ("POST", "/v1/handoffs/{handoff_id}/reassign"): (403, 403, 200, 403, 200, 401),
+    ("PUT", "/v1/reps/{rep_id}"): (403, 403, 200, 403, 200, 401),
+    ("GET", "/v1/reps/{rep_id}"): (200, 403, 200, 403, 200, 401),
+    ("PUT", "/v1/teams/{team_id}"): (403, 403, 403, 403, 200, 401),
+    ("PUT", "/v1/sla-policies/{name}"): (403, 403, 403, 403, 200, 401),
     ("GET", "/v1/handoffs"): (200, 200, 200, 200, 200, 401),
     ("GET", "/v1/reps"): (403, 403, 200, 200, 200, 401),
     ("GET", "/v1/teams"): (403, 403, 200, 200, 200, 401),
     ("GET", "/v1/sla-policies"): (200, 200, 200, 200, 200, 401),
     ("GET", "/v1/me"): (200, 200, 200, 200, 200, 401),
 }
+PATH_VALUES = {"{rep_id}": "ada", "{team_id}": "emea", "{name}": "emea-sla"}
 
 BODIES: dict[str, dict[str, Any]] = {
-    "/v1/handoffs/{id}/reject": {"reason": "not_a_fit"},
-    "/v1/handoffs/{id}/reassign": {"rep_id": "cyd"},
-    "/v1/reps/ada": {"team_id": "emea", "capacity": 1000},
-    "/v1/teams/emea": {"manager_id": "emea-manager", "countries": ["DE"], "sla_policy": "emea-sla"},
-    "/v1/sla-policies/emea-sla": policy_body(60),
+    "/v1/handoffs/{handoff_id}/reject": {"reason": "not_a_fit"},
+    "/v1/handoffs/{handoff_id}/reassign": {"rep_id": "cyd"},
+    "/v1/reps/{rep_id}": {"team_id": "emea", "capacity": 1000},
+    "/v1/teams/{team_id}": {
+        "manager_id": "emea-manager",
+        "countries": ["DE"],
+        "sla_policy": "emea-sla",
+    },
+    "/v1/sla-policies/{name}": policy_body(60),
 }
+
+# The rep inbox (session cookie, not in the OpenAPI): what each caller gets, in
+# CALLERS + REFUSED order. "sign-in" is a redirect to the sign-in page, "done" the
+# redirect after a decision.
+INBOX: dict[Route, tuple[int | str, ...]] = {
+    ("GET", "/inbox"): (200, 200, 200, 200, 200, "sign-in", "sign-in", "sign-in"),
+    ("GET", "/inbox/queue"): (200, 200, 200, 200, 200, 401, 401, 401),
+    ("GET", "/inbox/handoffs/{handoff_id}"): (200, 403, 200, 403, 200, *["sign-in"] * 3),
+    ("POST", "/inbox/handoffs/{handoff_id}/{action}"): (
+        *("done", 403, "done", 403, "done"),
+        *["sign-in"] * 3,
+    ),
+    ("POST", "/inbox/sign-out"): ("sign-in",) * 8,
+}
+# Open to anyone: the probes and docs, and what a browser needs before signing in.
+PUBLIC: frozenset[Route] = PLATFORM_PUBLIC | {
+    ("GET", "/inbox/static/{name}"),
+    ("GET", "/inbox/sign-in"),
+    ("POST", "/inbox/sign-in"),
+}
+
+
+def test_every_route_has_an_entry_in_the_access_matrix(database_url: str) -> None:
+    app = create_app(HandoffSettings(database_url=database_url))
+
+    assert routes_of(app) == set(MATRIX) | set(INBOX) | PUBLIC
 
 
 async def test_authorization_matrix(handoffs: Handoffs) -> None:
@@ -71,10 +122,13 @@ async def test_authorization_matrix(handoffs: Handoffs) -> None:
     mismatches = []
 
     for (method, template), expected in MATRIX.items():
-        for caller, status in zip(CALLERS, expected, strict=True):
+        for caller, status in zip(CALLERS + REFUSED, (*expected, 401, 401), strict=True):
             # A fresh handoff for every cell: a successful decision ends it.
-            handoff_id = await handoffs.qualify_directly() if "{id}" in template else None
-            path = template.replace("{id}", str(handoff_id))
+            path = template
+            if "{handoff_id}" in template:
+                path = path.replace("{handoff_id}", str(await handoffs.qualify_directly()))
+            for placeholder, value in PATH_VALUES.items():
+                path = path.replace(placeholder, value)
             answer = await handoffs.client.request(
                 method, path, json=BODIES.get(template), headers=await _headers(handoffs, caller)
             )
@@ -82,6 +136,37 @@ async def test_authorization_matrix(handoffs: Handoffs) -> None:
                 mismatches.append((method, template, caller, status, answer.status_code))
             if answer.status_code in (401, 403):
                 assert answer.headers["content-type"] == "application/problem+json"
+
+    assert mismatches == []
+
+
+def _outcome(answer: httpx.Response) -> int | str:
+    if answer.status_code != 303:
+        return answer.status_code
+    return "sign-in" if answer.headers["location"].startswith("/inbox/sign-in") else "done"
+
+
+async def test_inbox_access_matrix(handoffs: Handoffs) -> None:
+    await _setup(handoffs)
+    mismatches = []
+
+    for (method, template), expected in INBOX.items():
+        for caller, want in zip(CALLERS + REFUSED, expected, strict=True):
+            token = (await _headers(handoffs, caller)).get("authorization", "")[len("Bearer ") :]
+            async with httpx.AsyncClient(
+                transport=handoffs.client._transport,
+                base_url="http://handoff",
+                cookies={"funnel_inbox": token} if token else None,
+            ) as client:
+                data = {}
+                if method == "POST" and caller not in ("nobody", *REFUSED):
+                    data["csrf"] = csrf_of(await client.get("/inbox"))
+                path = template.replace("{action}", "accept").replace(
+                    "{handoff_id}", str(await handoffs.qualify_directly())
+                )
+                answer = await client.request(method, path, data=data or None)
+            if _outcome(answer) != want:
+                mismatches.append((method, template, caller, want, _outcome(answer)))
 
     assert mismatches == []
 

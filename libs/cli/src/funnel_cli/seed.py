@@ -9,11 +9,18 @@ webhooks, via the importer's signing) and metrics (the quarter's target).
 The run tag (``--run``, default: the current time) goes into every email, deal,
 account and webhook id, so a second run adds more data instead of replaying the first;
 the same ``--seed`` with the same ``--run`` plans exactly the same thing.
+
+SLA breaches are real: a planned share of the qualified leads comes in as demo requests,
+which the teams answer under a seconds-long policy (``seed-hot``), and the reps leave
+them alone. handoff's scanner breaches each one, reassigns it to the team's other rep,
+breaches it again and escalates it to the manager, through the same path as production.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import random
 import time
 from collections import Counter
@@ -28,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from funnel_cli.importer import ImportSettings, Kind, import_row
+from funnel_common.signing import SIGNATURE_HEADER, sign
 
 TEAMS: dict[str, dict[str, Any]] = {
     # Lowest priority number wins; the Americas team takes everything EMEA does not.
@@ -36,12 +44,14 @@ TEAMS: dict[str, dict[str, Any]] = {
         "countries": ["GB", "IE", "DE", "FR", "NL", "SE", "DK", "NO"],
         "priority": 10,
         "sla_policy": "seed-standard",
+        "form_type_policies": {"demo_request": "seed-hot"},
     },
     "seed-americas": {
         "manager_id": "seed-sam",
         "countries": [],
         "priority": 50,
         "sla_policy": "seed-standard",
+        "form_type_policies": {"demo_request": "seed-hot"},
     },
 }
 REPS = {
@@ -50,22 +60,37 @@ REPS = {
     "seed-cho": ("seed-americas", 2),
     "seed-dev": ("seed-americas", 1),
 }
-SLA_POLICY = {
-    "business_minutes": 240,
-    "at_risk_percent": 75,
-    "calendar": {
-        "time_zone": "UTC",
-        "weekly_hours": {
-            day: [{"start": "00:00", "end": "24:00"}]
-            for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-        },
+ALWAYS_OPEN = {
+    "time_zone": "UTC",
+    "weekly_hours": {
+        day: [{"start": "00:00", "end": "24:00"}]
+        for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     },
 }
+SLA_POLICIES: dict[str, dict[str, Any]] = {
+    # Generous: every planned decision is in time, however slow the machine.
+    "seed-standard": {"business_minutes": 240, "at_risk_percent": 75, "calendar": ALWAYS_OPEN},
+    # Seconds, so the breaches of a demo happen while it runs. One reassignment, then
+    # the manager: two breaches per unanswered lead (each team has two reps).
+    "seed-hot": {
+        "business_minutes": 0.05,
+        "at_risk_percent": 50,
+        "calendar": ALWAYS_OPEN,
+        "on_breach": {"reassign_up_to": 1, "then": "escalate_to_manager"},
+    },
+}
+BREACHES_PER_UNANSWERED = 2
+# The sample landing page's form (config/forms.yaml) is a demo request: the teams route
+# those under seed-hot.
+DEMO_FORM = {"form_id": "landing-page", "form_key": "pk_landing_7d1f3c"}
+# Sources from metrics' default label allow-list (FUNNEL_METRICS_SOURCES), so the boards
+# split by them instead of showing "other".
 SOURCES = {
-    "google_ads": ["q4-search", "brand"],
-    "linkedin": ["q4-abm", "webinar-nov"],
-    "newsletter": ["nov-digest"],
-    "events": ["saas-summit"],
+    "paid_search": ["q4-search", "brand"],
+    "paid_social": ["q4-abm"],
+    "webinar": ["webinar-nov"],
+    "email": ["nov-digest"],
+    "event": ["saas-summit"],
     "organic": [""],
 }
 FIRST = ["ada", "ben", "chloe", "dan", "eva", "felix", "grace", "hugo", "iris", "jon", "kim"]
@@ -87,6 +112,7 @@ class Lead:
     payload: dict[str, Any]
     expect: Expect
     repeat: bool = False  # a second touch of an earlier lead: merged, not a new lead
+    unanswered: bool = False  # a demo request nobody answers: it breaches the SLA
 
 
 @dataclass(frozen=True)
@@ -111,10 +137,20 @@ class Plan:
     deals: list[Webhook] = field(default_factory=list)
     accounts: list[Webhook] = field(default_factory=list)
     target_cents: int = 0
+    typos: list[dict[str, Any]] = field(default_factory=list)  # refused with a 422
 
     @property
     def unique_leads(self) -> int:
         return sum(not lead.repeat for lead in self.leads)
+
+    @property
+    def unanswered(self) -> list[str]:
+        """Emails of the qualified leads the reps leave to breach."""
+        return [lead.email for lead in self.leads if lead.unanswered and not lead.repeat]
+
+    @property
+    def breaches(self) -> int:
+        return BREACHES_PER_UNANSWERED * len(self.unanswered)
 
     def expected(self, outcome: Expect) -> int:
         return sum(lead.expect == outcome and not lead.repeat for lead in self.leads)
@@ -134,9 +170,16 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def make_plan(seed: int, leads: int, run: str, now: datetime) -> Plan:
-    """Everything the run will do, from the seed alone (``run`` and ``now`` only name and date)."""
+def make_plan(
+    seed: int, leads: int, run: str, now: datetime, *, unanswered_share: float = 0.1
+) -> Plan:
+    """Everything the run will do, from the seed alone (``run`` and ``now`` only name and date).
+
+    ``unanswered_share`` of the qualified leads are demo requests the reps leave to breach.
+    They are drawn from their own generator, so the share changes nothing else about a lead.
+    """
     rng = random.Random(seed)
+    breach_rng = random.Random(f"{seed}-unanswered")
     period, quarter_start = quarter_of(now)
     plan = Plan(period=period)
 
@@ -149,7 +192,9 @@ def make_plan(seed: int, leads: int, run: str, now: datetime) -> Plan:
     for number in range(leads):
         if new and rng.random() < 0.06:
             earlier = rng.choice(new)
-            repeats.append(Lead(earlier.email, dict(earlier.payload), earlier.expect, True))
+            # Its own utm_content: a signed post with the same body would be a replay.
+            touch = {**earlier.payload, "utm_content": f"touch-{number}"}
+            repeats.append(Lead(earlier.email, touch, earlier.expect, True, earlier.unanswered))
             continue
         first, last, company = rng.choice(FIRST), rng.choice(LAST), rng.choice(COMPANIES)
         source = rng.choice(sorted(SOURCES))
@@ -183,13 +228,24 @@ def make_plan(seed: int, leads: int, run: str, now: datetime) -> Plan:
         if campaign:
             payload["campaign"] = campaign
             payload["utm_campaign"] = campaign
-        lead = Lead(email, payload, expect)
+        unanswered = expect == "qualified" and breach_rng.random() < unanswered_share
+        if unanswered:
+            payload.update(DEMO_FORM)
+        lead = Lead(email, payload, expect, unanswered=unanswered)
         new.append(lead)
     plan.leads = new + repeats
+    # Forms get mistyped addresses too; refused at the edge, they are the error panels'
+    # living data. Their own generator leaves the rest of the plan as it is.
+    typo_rng = random.Random(f"{seed}-typos")
+    for number in range(max(1, leads // 50)):
+        first, last = typo_rng.choice(FIRST), typo_rng.choice(LAST)
+        source = typo_rng.choice(sorted(SOURCES))
+        email = f"{first}.{last}.{run}-typo{number}.example.com"  # the @ went missing
+        plan.typos.append({"email": email, "source": source, "utm_source": source})
 
     accepted: list[Lead] = []
     for lead in new:
-        if lead.expect != "qualified":
+        if lead.expect != "qualified" or lead.unanswered:
             continue
         if rng.random() < 0.8:
             plan.decisions[lead.email] = Decision(lead.email, True)
@@ -266,12 +322,16 @@ def make_plan(seed: int, leads: int, run: str, now: datetime) -> Plan:
                 account("arr_changed", account_id, recent(24 * 20), arr_cents=new_arr)
             )
 
-    planned_pipeline = sum(
-        webhook.payload["amount_cents"]
-        for webhook in plan.deals
-        if webhook.payload["event"] == "opened"
+    # Won so far plus what the open pipeline covers about 2.5 times over: coverage a
+    # little under the healthy band, target not met yet, so every plan figure has a value.
+    decided = {w.payload["deal_id"] for w in plan.deals if w.payload["event"] in ("won", "lost")}
+    open_pipeline = sum(
+        w.payload["amount_cents"]
+        for w in plan.deals
+        if w.payload["event"] == "opened" and w.payload["deal_id"] not in decided
     )
-    plan.target_cents = max(1_000_000, planned_pipeline // 3 // 100_000 * 100_000)
+    won = sum(amount for _, amount in won_deals)
+    plan.target_cents = (won + open_pipeline * 2 // 5) // 100_000 * 100_000 + 100_000
     return plan
 
 
@@ -286,6 +346,8 @@ class Outcome:
     rejected: int = 0
     conflicts: int = 0
     undecided: int = 0
+    breaches: int = 0
+    typos_refused: int = 0
     deals: Counter[str] = field(default_factory=Counter)
     accounts: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
@@ -300,14 +362,25 @@ async def _put(client: httpx.AsyncClient, url: str, token: str, body: dict[str, 
     answer.raise_for_status()
 
 
+async def _breaches_recorded(client: httpx.AsyncClient, metrics: str) -> int:
+    answer = await client.get(f"{metrics}/v1/funnel")
+    answer.raise_for_status()
+    recorded: int = answer.json()["handoffs"]["sla_breaches"]
+    return recorded
+
+
 async def _post_lead(
     client: httpx.AsyncClient, intake: str, settings: ImportSettings, lead: Lead
 ) -> httpx.Response:
-    while True:
-        answer = await client.post(f"{intake}/v1/leads", json=lead.payload)
-        if answer.status_code != 429:
-            return answer
-        await asyncio.sleep(float(answer.headers.get("retry-after", "1")))  # rate limit
+    """Post a lead signed with the import secret, as `funnel import` does: the per-client
+    rate limit is for the open web, and would hold 200 leads to 20 a minute. Unlike the
+    importer, no idempotency key from the body: a repeat touch must merge, not replay."""
+    raw = json.dumps(lead.payload).encode()
+    headers = {
+        "content-type": "application/json",
+        SIGNATURE_HEADER: sign(settings.secret_for(Kind.leads), int(time.time()), raw),
+    }
+    return await client.post(f"{intake}/v1/leads", content=raw, headers=headers)
 
 
 async def _post_webhook(client: httpx.AsyncClient, webhook: Webhook, secret: str) -> httpx.Response:
@@ -325,6 +398,7 @@ async def execute(
     settings: ImportSettings,
     console: Console,
     decide_timeout: float = 60.0,
+    breach_timeout: float = 60.0,
 ) -> Outcome:
     from funnel_cli.tokens import _create
 
@@ -332,15 +406,19 @@ async def execute(
     admin = await _create("admin", "seed-admin", None, 1)
     rep_tokens = {rep: await _create("rep", rep, None, 1) for rep in REPS}
     roster = 1 + len(TEAMS) + len(REPS)
-    total = roster + len(plan.leads) + len(plan.decisions) + len(plan.deals) + len(plan.accounts)
-    total += 1  # the target
+    total = roster + len(plan.leads) + len(plan.typos) + len(plan.decisions)
+    total += len(plan.deals) + len(plan.accounts)
+    total += 1 + plan.breaches  # the target, then the breaches metrics records
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn())
     # Absolute URLs for handoff and metrics; the importer's signed posts are relative.
     async with httpx.AsyncClient(base_url=intake, timeout=30) as client:
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("roster", total=total)
-            await _put(client, f"{handoff}/v1/sla-policies/seed-standard", admin, SLA_POLICY)
+            for name, policy in SLA_POLICIES.items():
+                await _put(client, f"{handoff}/v1/sla-policies/{name}", admin, policy)
             progress.advance(task)
+            # Breaches are counted in metrics for all time: this run's are what it adds.
+            breaches_before = await _breaches_recorded(client, metrics)
             for team_id, team in TEAMS.items():
                 await _put(client, f"{handoff}/v1/teams/{team_id}", admin, team)
                 progress.advance(task)
@@ -350,7 +428,13 @@ async def execute(
                 progress.advance(task)
 
             progress.update(task, description="leads")
-            for lead in plan.leads:
+            # Typos spread among the leads, so the 422 counter moves while scraped.
+            spacing = len(plan.leads) / (len(plan.typos) + 1)
+            typos_after = Counter(
+                max(0, int((n + 1) * spacing) - 1) for n in range(len(plan.typos))
+            )
+            typos = iter(plan.typos)
+            for index, lead in enumerate(plan.leads):
                 answer = await _post_lead(client, intake, settings, lead)
                 if answer.is_success:
                     outcome.leads[answer.json()["status"]] += 1
@@ -358,6 +442,15 @@ async def execute(
                     outcome.leads["refused"] += 1
                     outcome.failures.append(f"lead {lead.email}: {answer.status_code}")
                 progress.advance(task)
+                for typo in itertools.islice(typos, typos_after[index]):
+                    answer = await _post_lead(
+                        client, intake, settings, Lead(typo["email"], typo, "captured")
+                    )
+                    if answer.status_code == 422:
+                        outcome.typos_refused += 1
+                    else:
+                        outcome.failures.append(f"mistyped lead: {answer.status_code}, not 422")
+                    progress.advance(task)
 
             progress.update(task, description="reps deciding")
             pending = dict(plan.decisions)
@@ -420,6 +513,17 @@ async def execute(
                 {"amount_cents": plan.target_cents},
             )  # fmt: skip
             progress.advance(task)
+
+            # The unanswered demo requests breach within seconds of being assigned, most
+            # of them while the rest was posted; wait until metrics has counted them all.
+            progress.update(task, description="SLA breaches")
+            deadline = time.monotonic() + breach_timeout
+            while outcome.breaches < plan.breaches and time.monotonic() < deadline:
+                recorded = await _breaches_recorded(client, metrics) - breaches_before
+                progress.advance(task, max(0, min(recorded, plan.breaches) - outcome.breaches))
+                outcome.breaches = max(outcome.breaches, recorded)
+                if outcome.breaches < plan.breaches:
+                    await asyncio.sleep(0.25)  # the scanner and the broker work meanwhile
     return outcome
 
 
@@ -431,6 +535,7 @@ def _summary(plan: Plan, outcome: Outcome, console: Console) -> None:
         table.add_row(f"  {status}", str(plan.expected(status)), str(outcome.leads[status]))
     merged = str(len(plan.leads) - plan.unique_leads)
     table.add_row("  merged", merged, str(outcome.leads["merged"]))
+    table.add_row("mistyped, refused (422)", str(len(plan.typos)), str(outcome.typos_refused))
     planned_accepts = sum(decision.accept for decision in plan.decisions.values())
     table.add_row("handoffs accepted", str(planned_accepts), str(outcome.accepted))
     table.add_row(
@@ -444,8 +549,15 @@ def _summary(plan: Plan, outcome: Outcome, console: Console) -> None:
         table.add_row(
             f"accounts {event}", str(plan.count(plan.accounts, event)), str(outcome.accounts[event])
         )
+    table.add_row("handoffs left unanswered", str(len(plan.unanswered)), str(len(plan.unanswered)))
+    table.add_row("  SLA breaches", str(plan.breaches), str(outcome.breaches))
     table.add_row("target (cents)", str(plan.target_cents), "set")
     console.print(table)
+    if outcome.breaches < plan.breaches:
+        console.print(
+            f"[yellow]{plan.breaches - outcome.breaches} planned SLA breaches "
+            "not recorded by metrics in time[/]"
+        )
     if outcome.undecided or outcome.conflicts:
         console.print(
             f"[yellow]{outcome.undecided} handoffs never reached a rep in time, "
@@ -460,6 +572,15 @@ def run(
         int, typer.Option(help="Random seed: the same seed plans the same funnel.")
     ] = 1,
     leads: Annotated[int, typer.Option(min=1, max=100_000, help="How many lead posts.")] = 200,
+    breach_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of qualified leads that come in as demo requests nobody answers "
+            "(each breaches the seconds-long SLA twice, then goes to the manager).",
+        ),
+    ] = 0.1,
     run_tag: Annotated[
         str | None,
         typer.Option("--run", help="Tag in every id (default: the time), so reruns add data."),
@@ -474,12 +595,15 @@ def run(
     decide_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for qualified leads to reach the reps.")
     ] = 60.0,
+    breach_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for metrics to record the SLA breaches.")
+    ] = 60.0,
 ) -> None:
-    """Drive a simulated funnel (roster, leads, decisions, deals, accounts, target)."""
+    """Drive a simulated funnel: roster, leads, decisions, SLA breaches, deals, accounts, target."""
     settings = ImportSettings()
     console = Console(stderr=True)
     tag = run_tag or datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    plan = make_plan(seed, leads, tag, datetime.now(UTC))
+    plan = make_plan(seed, leads, tag, datetime.now(UTC), unanswered_share=breach_share)
     outcome = asyncio.run(
         execute(
             plan,
@@ -489,6 +613,7 @@ def run(
             settings=settings,
             console=console,
             decide_timeout=decide_timeout,
+            breach_timeout=breach_timeout,
         )
     )
     _summary(plan, outcome, console)

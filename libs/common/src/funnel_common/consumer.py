@@ -128,7 +128,11 @@ class ConsumerRunner:
         handler = self._handlers.get(type(event))
         if handler is None:
             return
-        context = propagate.extract({k: v.decode(errors="replace") for k, v in record.headers})
+        # A header's value may be null on the wire; one such header used to crash the
+        # loop on every redelivery, wedging the partition behind a valid event.
+        context = propagate.extract(
+            {k: v.decode(errors="replace") for k, v in record.headers if v is not None}
+        )
         with tracer.start_as_current_span(
             f"{record.topic} process",
             context=context,

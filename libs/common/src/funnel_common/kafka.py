@@ -121,9 +121,13 @@ class RecordsWatch:
             await client.start()
             self._client = client
         physical = self._settings.topic(topic)
-        await self._client.topics()  # fresh metadata: partitions may differ after a restart
+        # Fresh metadata: partitions may differ after a restart. consumer.topics() fetches
+        # it but keeps it to itself, and partitions_for_topic() knows only the topics this
+        # consumer was assigned, so a second topic looked empty (a false loss, republished
+        # forever). The client's own fetch answers for every topic.
+        cluster = await self._client._client.fetch_all_metadata()
         partitions = [
-            TopicPartition(physical, p) for p in self._client.partitions_for_topic(physical) or ()
+            TopicPartition(physical, p) for p in cluster.partitions_for_topic(physical) or ()
         ]
         if not partitions:
             return 0

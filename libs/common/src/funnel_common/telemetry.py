@@ -62,7 +62,21 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return mask_personal_data(json.dumps(entry, default=str))
+        # Masked value by value, not on the encoded line: there a JSON escape before an
+        # address ("\\nbob@…") or any long number became invalid JSON.
+        return json.dumps(_masked(entry), default=str)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_personal_data(value)
+    if isinstance(value, dict):
+        return {str(key): _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(item) for item in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return mask_personal_data(str(value))
 
 
 def configure_logging(settings: CommonSettings, service: str) -> None:
@@ -75,6 +89,12 @@ def configure_logging(settings: CommonSettings, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # uvicorn gives its own loggers plain-text handlers before it builds the app; sent
+    # through the root handler instead, every line a service writes is one JSON object.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
     # aiokafka logs every failed connection at ERROR while the broker is away; the relay
     # and consumer already report that once, as a warning.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -9,9 +9,19 @@ from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer
 
 
 def refuse_nul(value: str) -> str:
-    """PostgreSQL cannot store NUL in text: refuse it at the edge, not in the database."""
+    """Refuse text PostgreSQL cannot store, at the edge rather than in the database.
+
+    That is a NUL, and a lone surrogate: a JSON body may carry ``"\\ud800"``, which
+    Python parses into a ``str`` that no UTF-8 encoder (asyncpg, the event encoder)
+    can write.
+    """
     if "\x00" in value:
         raise ValueError("text must not contain NUL (\\u0000) characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError("text must not contain lone surrogates (\\ud800-\\udfff)") from error
     return value
 
 

@@ -83,9 +83,20 @@ async def _session(request: Request) -> pages.Session | None:
     return pages.Session(principal, _csrf_for(request, principal))
 
 
+class FormNotUtf8(DomainError):
+    status = 422
+    slug = "form-invalid"
+    title = "The form was not sent as UTF-8; reload the page and try again"
+
+
 async def _form(request: Request) -> dict[str, str]:
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return {key: values[0] for key, values in parse_qs(body, max_num_fields=20).items()}
+    # Strict: a replaced byte would store a note the rep never wrote.
+    try:
+        body = (await request.body()).decode("utf-8")
+        fields = parse_qs(body, max_num_fields=20, errors="strict")
+    except UnicodeDecodeError as error:
+        raise FormNotUtf8() from error
+    return {key: values[0] for key, values in fields.items()}
 
 
 def _check_csrf(form: dict[str, str], expected: str) -> None:
@@ -276,9 +287,9 @@ async def decide(handoff_id: UUID, action: str, request: Request) -> Response:
     session = await _session(request)
     if session is None:
         return _to_sign_in()
-    form = await _form(request)
     principal = session.principal
     try:
+        form = await _form(request)
         _check_csrf(form, session.csrf)
         async with _transaction(request) as conn:
             if action == "accept":

@@ -12,7 +12,13 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 from funnel_common.events import Attribution, RejectionReason
 from funnel_common.types import SafeText, UtcDatetime
 from handoff.routing import Segment
-from handoff.sla import DEFAULT_POLICY_NAME, BusinessCalendar, SlaPolicy, WeeklyHours
+from handoff.sla import (
+    DEFAULT_POLICY_NAME,
+    BusinessCalendar,
+    SlaPolicy,
+    TimeZoneName,
+    WeeklyHours,
+)
 
 Status = Literal["queued", "assigned", "escalated", "accepted", "rejected"]
 OPEN_STATUSES: tuple[Status, ...] = ("queued", "assigned", "escalated")
@@ -59,7 +65,8 @@ class RepIn(Body):
     segments: list[Segment] = Field(default_factory=list, max_length=4)
     capacity: int = Field(ge=0, le=10_000)
     weight: int = Field(default=1, ge=1, le=100)
-    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    # Checked even without working hours: it is stored, and shown back.
+    time_zone: TimeZoneName = "UTC"
     working_hours: WeeklyHours | None = None
     active: bool = True
 

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -64,6 +64,9 @@ def _valid_zone(value: str) -> str:
     return value
 
 
+TimeZoneName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_valid_zone)]
+"""An IANA zone name that exists here; anything else (a NUL, a path) is a 422."""
+
 WeeklyHours = dict[Weekday, list[Span]]
 
 
@@ -82,14 +85,9 @@ class BusinessCalendar(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    time_zone: TimeZoneName = "UTC"
     weekly_hours: WeeklyHours
     holidays: list[date] = Field(default_factory=list, max_length=1000)
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        return _valid_zone(value)
 
     @field_validator("weekly_hours")
     @classmethod

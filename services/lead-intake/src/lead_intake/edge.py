@@ -153,7 +153,11 @@ async def parsed_body(request: Request) -> tuple[dict[str, Any], bool]:
     raw = await request.body()
     if media_type == FORM_MEDIA_TYPE:
         try:
-            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=False, strict_parsing=False)
+            # Strict: percent-encoded bytes that are not UTF-8 would otherwise become
+            # U+FFFD and be stored as something the sender never wrote.
+            pairs = parse_qsl(
+                raw.decode("utf-8"), keep_blank_values=False, strict_parsing=False, errors="strict"
+            )
         except UnicodeDecodeError as error:
             raise field_error("body", "the form body is not UTF-8", "form_invalid") from error
         # An empty input in a plain form means "not given", not "the empty string".

@@ -1,0 +1,1 @@
+"""Pictures of the Grafana boards, drawn from their own queries against a live Prometheus."""

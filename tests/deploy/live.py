@@ -1,0 +1,132 @@
+"""A real Prometheus next to a `funnel dev` on free ports, and `funnel seed` against it.
+
+Shared by the live-Prometheus test and the board previews (`python -m boards`): both
+scrape every second with deploy/prometheus/prometheus.yml, its targets pointed at the
+platform's ports, and the shipped rules evaluated every second.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from funnel_common.embedded import wait_until
+from tests.deploy.queries import PROMETHEUS_DIR
+from tests.devplatform import DevPlatform
+
+# Scrape jobs in deploy/prometheus/prometheus.yml and the DevPlatform port each reads.
+JOB_PORTS = {"lead-intake": "intake", "handoff": "handoff", "metrics": "metrics"}
+
+
+@dataclass
+class Prometheus:
+    url: str
+
+    def query(self, expr: str, at: float | None = None) -> dict[str, Any]:
+        form = {"query": expr} if at is None else {"query": expr, "time": str(at)}
+        answer = httpx.post(f"{self.url}/api/v1/query", data=form, timeout=10)
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> dict[str, Any]:
+        form = {"query": expr, "start": str(start), "end": str(end), "step": str(step)}
+        answer = httpx.post(f"{self.url}/api/v1/query_range", data=form, timeout=30)
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def series(self, expr: str) -> list[dict[str, Any]]:
+        body = self.query(expr)
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def has_data(self, expr: str, count: int = 1) -> bool:
+        return len(self.series(expr)) >= count
+
+    def names(self) -> set[str]:
+        body = httpx.get(f"{self.url}/api/v1/label/__name__/values", timeout=10).json()
+        return set(body["data"])
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def prometheus_config(targets: dict[str, int]) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml with the given ports and a one-second rhythm."""
+    config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"
+    config["global"]["evaluation_interval"] = "1s"
+    config["rule_files"] = []
+    for job in config["scrape_configs"]:
+        job["static_configs"][0]["targets"] = [f"127.0.0.1:{targets[job['job_name']]}"]
+    return config
+
+
+def fast_rule_files(directory: Path) -> list[str]:
+    """The shipped rules, evaluated every second instead of every 30s or minute."""
+    paths = []
+    for source in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+        groups = yaml.safe_load(source.read_text())
+        for group in groups["groups"]:
+            group["interval"] = "1s"
+        target = directory / source.name
+        target.write_text(yaml.safe_dump(groups))
+        paths.append(str(target))
+    return paths
+
+
+def start_prometheus(
+    binary: str, directory: Path, targets: dict[str, int], port: int
+) -> tuple[subprocess.Popen[bytes], Prometheus]:
+    """Prometheus scraping ``targets`` (job name -> port) with the shipped rules, ready."""
+    config = prometheus_config(targets)
+    config["rule_files"] = fast_rule_files(directory)
+    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=(directory / "prometheus.out").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    live = Prometheus(f"http://127.0.0.1:{port}")
+    try:
+        wait_until(live.ready, timeout=30, what="Prometheus to answer")
+    except TimeoutError:
+        server.terminate()
+        raise
+    return server, live
+
+
+def platform_targets(platform: DevPlatform) -> dict[str, int]:
+    return {job: platform.ports[service] for job, service in JOB_PORTS.items()}
+
+
+def run_seed(platform: DevPlatform, *args: str, timeout: float = 180) -> str:
+    """Run `funnel seed` against ``platform``; its output (progress, summary) when it succeeds."""
+    env = {
+        **os.environ,
+        "FUNNEL_HANDOFF_DATABASE_URL": platform.database_url,
+        "FUNNEL_INTAKE_URL": platform.url("intake", ""),
+        "FUNNEL_SEED_HANDOFF_URL": platform.url("handoff", ""),
+        "FUNNEL_SEED_METRICS_URL": platform.url("metrics", ""),
+    }
+    funnel = str(Path(sys.executable).with_name("funnel"))
+    done = subprocess.run(
+        [funnel, "seed", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr

@@ -1,0 +1,175 @@
+"""Who may call what on lead-intake and metrics, for every route of both apps.
+
+handoff's matrix (roles, owners, the inbox) is in handoff/test_handoff_auth.py; both
+fail when a route is added without an entry. Public routes answer the same whatever
+credential comes along; signed webhooks take only a fresh, unreplayed signature with
+their own integration's secret; bearer routes refuse missing, expired and forged
+tokens (401) and the wrong role (403).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Any
+
+import httpx
+
+from funnel_common.auth import Role, issue_token
+from funnel_common.settings import CommonSettings
+from funnel_common.signing import SIGNATURE_HEADER, sign
+from lead_intake.app import create_app as create_intake
+from metrics.app import create_app as create_metrics
+from metrics.settings import MetricsSettings
+from tests.integration.access import (
+    PLATFORM_PUBLIC,
+    Route,
+    bearer,
+    expired_token,
+    forged_token,
+    routes_of,
+)
+from tests.integration.intake.conftest import (
+    BILLING_SECRET,
+    CRM_SECRET,
+    intake_settings,
+    running_intake,
+)
+from tests.metrics.support import running_metrics
+
+_numbers = itertools.count()
+
+INTAKE_PUBLIC: frozenset[Route] = PLATFORM_PUBLIC | {
+    ("POST", "/v1/leads"),
+    ("GET", "/v1/qualification/rules"),
+}
+# Signed webhooks: the secret of the integration each route belongs to.
+INTAKE_SIGNED: dict[Route, str] = {
+    ("POST", "/v1/deals"): CRM_SECRET,
+    ("POST", "/v1/accounts/events"): BILLING_SECRET,
+}
+METRICS_PUBLIC: frozenset[Route] = PLATFORM_PUBLIC | {
+    ("GET", "/v1/funnel"),
+    ("GET", "/v1/plan"),
+}
+# Bearer-token routes: the roles allowed (any other role is a 403).
+METRICS_BEARER: dict[Route, tuple[Role, ...]] = {
+    ("PUT", "/v1/targets/{period}"): ("manager", "admin"),
+}
+ROLES: tuple[Role, ...] = ("rep", "manager", "admin")
+
+
+def _credentials(settings: CommonSettings) -> dict[str, dict[str, str]]:
+    """Headers per caller; a public route must answer them all alike."""
+    secret = settings.auth_secret
+    return {
+        "nobody": {},
+        "expired": bearer(expired_token(secret)),
+        "forged": bearer(forged_token(secret)),
+        **{role: bearer(issue_token(secret, subject=role, role=role)[1]) for role in ROLES},
+    }
+
+
+async def _call(client: httpx.AsyncClient, route: Route, headers: dict[str, str]) -> int:
+    method, path = route
+    body: dict[str, Any] | None = None
+    if path == "/v1/leads":
+        body = {"email": f"matrix.{next(_numbers)}@example.org"}
+    elif path == "/v1/targets/{period}":
+        path, body = "/v1/targets/2026-Q4", {"amount_cents": 100_000}
+    answer = await client.request(method, path, json=body, headers=headers)
+    return answer.status_code
+
+
+def test_every_route_of_lead_intake_and_metrics_has_an_entry(
+    database_url: str, settings: CommonSettings
+) -> None:
+    intake = create_intake(intake_settings(database_url, settings))
+    metrics = create_metrics(MetricsSettings(database_url=database_url, common=settings))
+
+    assert routes_of(intake) == INTAKE_PUBLIC | set(INTAKE_SIGNED)
+    assert routes_of(metrics) == METRICS_PUBLIC | set(METRICS_BEARER)
+
+
+def _signed(body: dict[str, Any], secret: str, at: int | None = None) -> dict[str, Any]:
+    raw = json.dumps(body).encode()
+    signature = sign(secret, int(time.time()) if at is None else at, raw)
+    return {
+        "content": raw,
+        "headers": {"content-type": "application/json", SIGNATURE_HEADER: signature},
+    }
+
+
+def _webhook(path: str) -> dict[str, Any]:
+    number = next(_numbers)
+    if path == "/v1/deals":
+        return {
+            "webhook_id": f"w-{number}",
+            "event": "opened",
+            "deal_id": f"d-{number}",
+            "amount_cents": 100,
+        }
+    return {
+        "webhook_id": f"w-{number}",
+        "event": "activated",
+        "account_id": f"a-{number}",
+        "arr_cents": 100,
+    }
+
+
+async def test_lead_intake_access_matrix(database_url: str, topics: CommonSettings) -> None:
+    settings = intake_settings(database_url, topics, run_workers=False)
+    credentials = _credentials(topics)
+    stale = int(time.time()) - settings.signature_tolerance_seconds - 60
+    mismatches: list[tuple[object, dict[str, int]]] = []
+
+    async with running_intake(settings) as client:
+        for route in sorted(INTAKE_PUBLIC):
+            statuses = {name: await _call(client, route, h) for name, h in credentials.items()}
+            if len(set(statuses.values())) != 1 or max(statuses.values()) >= 300:
+                mismatches.append((route, statuses))
+
+        for (_, path), secret in INTAKE_SIGNED.items():
+            other = CRM_SECRET if secret == BILLING_SECRET else BILLING_SECRET
+            token = credentials["admin"]
+            attempts = {
+                "unsigned": {"json": _webhook(path), "headers": token},
+                "wrong secret": _signed(_webhook(path), secret + "-not"),
+                "other integration": _signed(_webhook(path), other),
+                "stale": _signed(_webhook(path), secret, at=stale),
+            }
+            valid = _signed(_webhook(path), secret)
+            statuses = {
+                name: (await client.post(path, **kwargs)).status_code
+                for name, kwargs in attempts.items()
+            }
+            statuses["valid"] = (await client.post(path, **valid)).status_code
+            statuses["replayed"] = (await client.post(path, **valid)).status_code
+            expected = dict.fromkeys(attempts, 401) | {"valid": 200, "replayed": 401}
+            if statuses != expected:
+                mismatches.append((path, statuses))
+
+    assert mismatches == []
+
+
+async def test_metrics_access_matrix(database_url: str, topics: CommonSettings) -> None:
+    settings = MetricsSettings(database_url=database_url, common=topics, run_workers=False)
+    credentials = _credentials(topics)
+    mismatches = []
+
+    async with running_metrics(settings) as client:
+        for route in sorted(METRICS_PUBLIC):
+            statuses = {name: await _call(client, route, h) for name, h in credentials.items()}
+            if len(set(statuses.values())) != 1 or max(statuses.values()) >= 300:
+                mismatches.append((route, statuses))
+
+        for route, allowed in METRICS_BEARER.items():
+            statuses = {name: await _call(client, route, h) for name, h in credentials.items()}
+            expected = {"nobody": 401, "expired": 401, "forged": 401} | {
+                role: 200 if role in allowed else 403 for role in ROLES
+            }
+            if statuses != expected:
+                mismatches.append((route, statuses))
+
+    assert mismatches == []
