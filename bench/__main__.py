@@ -14,7 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.breach import breach_delay
 from bench.measures import Figure, freshness, intake_throughput, memory
+from bench.replay import replay_rate
 from tests.devplatform import DevPlatform, free_ports, start_dev
 
 RESULTS = Path("bench-results/bench.json")
@@ -55,6 +57,8 @@ def main() -> int:
         figures += asyncio.run(intake_throughput(platform))
         figures += asyncio.run(freshness(platform))
         figures += memory(platform)
+        figures += asyncio.run(breach_delay(platform))
+        figures += asyncio.run(replay_rate(platform))
     table = Table(title="make bench")
     for column in ("figure", "value", "baseline", "baseline value", "ratio", "target"):
         table.add_column(column)

@@ -12,11 +12,13 @@ from uuid import uuid4
 import asyncpg
 
 from funnel_common.events import (
+    DEALS_TOPIC,
     TARGETS_TOPIC,
     AccountActivated,
     AccountArrChanged,
     AccountChurned,
     DealLost,
+    DealOpened,
     DealUpdated,
     Envelope,
     decode_event,
@@ -183,3 +185,39 @@ async def test_replay_repairs_projections_that_went_wrong_only_when_told_to(
 
         assert repaired.switched
         assert await matches(client, oracle, CURRENT) == []
+
+
+async def test_replay_skips_only_the_event_its_handler_refuses_and_applies_duplicates_once(
+    database_url: str, topics: CommonSettings
+) -> None:
+    from metrics.replay import replay
+
+    settings = metrics_settings(database_url, topics)
+    history = [*small_funnel(), *accounts_and_late_deals()]
+    foreign = DealOpened.new(
+        source="test",
+        subject="opp-eur",
+        data={
+            "deal_id": "opp-eur",
+            "attribution": {"source": "web"},
+            "amount_cents": 1_000_00,
+            "currency": "EUR",
+            "stage": "proposal",
+        },
+    )
+    # The refused event sits among good ones and duplicates, as in one fetched batch.
+    await produce(topics, [*history[:4], foreign, *history[4:], *history[:3]])
+
+    result = await replay(settings)
+
+    assert (result.applied, result.duplicates, result.skipped) == (len(history), 3, 1)
+    assert result.switched
+    connection = await asyncpg.connect(database_url)
+    try:
+        inbox = await connection.fetch("SELECT event_id FROM metrics.inbox")
+        deals = await connection.fetch("SELECT deal_id FROM metrics.deals")
+    finally:
+        await connection.close()
+    assert sorted(row["event_id"] for row in inbox) == sorted(event.id for event in history)
+    assert "opp-eur" not in {row["deal_id"] for row in deals}
+    assert len(deals) == len({e.subject for e in history if e.topic == DEALS_TOPIC})

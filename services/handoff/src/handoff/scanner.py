@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,38 +60,43 @@ async def scan_once(
     """One pass over at-risk and breach deadlines and the team queues.
 
     Each step commits, then wakes the outbox relay outside the transaction (see
-    ``outbox.wake_relay``: a NOTIFY inside it would serialise commits).
+    ``outbox.wake_relay``: a NOTIFY inside it would serialise commits). Without ``now``,
+    each step reads the clock when it starts: under load the at-risk step takes a good
+    part of an interval, and a deadline that falls due meanwhile is claimed at once.
     """
-    now = now or utc_now()
     limit = settings.scan_batch_size
     result = ScanResult()
     async with pool.acquire() as connection:
+        at_risk_now = now or utc_now()
         async with connection.transaction():
-            rows = await store.claim_at_risk(connection, now=now, limit=limit)
+            rows = await store.claim_at_risk(connection, now=at_risk_now, limit=limit)
             result.at_risk = await _each(
-                connection, rows, lambda h: flows.fire_at_risk(connection, h, now=now)
+                connection, rows, lambda h: flows.fire_at_risk(connection, h, now=at_risk_now)
             )
         await outbox.wake_relay(connection)
     async with pool.acquire() as connection:
+        breach_now = now or utc_now()
         async with connection.transaction():
-            rows = await store.claim_breached(connection, now=now, limit=limit)
+            rows = await store.claim_breached(connection, now=breach_now, limit=limit)
             result.breached = await _each(
-                connection, rows, lambda h: flows.fire_breach(connection, h, now=now)
+                connection, rows, lambda h: flows.fire_breach(connection, h, now=breach_now)
             )
         await outbox.wake_relay(connection)
     async with pool.acquire() as connection:
+        queue_now = now or utc_now()
         async with connection.transaction():
             rows = await store.claim_queued(connection, limit=limit)
             result.assigned_from_queue = await _each(
-                connection, rows, lambda h: flows.drain_queue(connection, h, now=now)
+                connection, rows, lambda h: flows.drain_queue(connection, h, now=queue_now)
             )
         await outbox.wake_relay(connection)
     return result
 
 
 async def run_scanner(pool: asyncpg.Pool, settings: HandoffSettings) -> None:
-    """Scan until cancelled; outages are waited out."""
+    """Scan until cancelled, one pass starting every interval; outages are waited out."""
     while True:
+        started = time.monotonic()
         try:
             await scan_once(pool, settings)
         except Exception as error:
@@ -98,4 +104,7 @@ async def run_scanner(pool: asyncpg.Pool, settings: HandoffSettings) -> None:
                 log.warning("SLA scanner waiting for PostgreSQL")
             else:
                 log.exception("SLA scan failed")
-        await asyncio.sleep(settings.scan_interval_seconds)
+        # The pass's own time counts against the interval: a pause of a whole interval
+        # after a busy pass let breaches wait for it and for the pass, not one interval.
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(max(0.0, settings.scan_interval_seconds - elapsed))

@@ -18,7 +18,9 @@ If a check fails nothing is switched and the fresh schema is left for inspection
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,10 +31,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from funnel_common.consumer import Handler
 from funnel_common.db import create_pool, migrate_dsn
-from funnel_common.events import Envelope, EventDecodeError, decode_event
+from funnel_common.events import Envelope, decode_event
 from funnel_common.types import utc_now
 from metrics import report, store
 from metrics.app import MIGRATIONS, SCHEMA
+from metrics.batches import Prepared, Tally, apply_prepared, prepare
 from metrics.handlers import TOPICS, handlers
 from metrics.periods import exported_periods
 from metrics.settings import MetricsSettings
@@ -54,6 +57,8 @@ class ReplayResult:
     missing: int = 0
     differences: list[str] = field(default_factory=list)
     switched: bool = False
+    seconds: float = 0.0
+    """From the fresh schema's migration to the end of the switch."""
 
 
 class _Reader:
@@ -69,6 +74,9 @@ class _Reader:
             request_timeout_ms=max(settings.common.kafka_request_timeout_ms, 40_000),
         )
         self.partitions: list[TopicPartition] = []
+        # An empty poll waits this long before the high watermarks are judged; a few
+        # fetch waits are enough for fresh ones, and it is paid at the end of each phase.
+        self._poll_ms = max(100, 5 * settings.common.kafka_fetch_max_wait_ms)
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -97,7 +105,7 @@ class _Reader:
         """
         empty_polls = 0
         while True:
-            batches = await self._consumer.getmany(timeout_ms=300)
+            batches = await self._consumer.getmany(timeout_ms=self._poll_ms)
             records = [record for batch in batches.values() for record in batch]
             if records:
                 return records
@@ -111,45 +119,46 @@ class _Reader:
                 return []
 
 
-async def _apply(
-    connection: asyncpg.Connection,
+def _count(result: ReplayResult, tally: Tally) -> None:
+    result.read += tally.read
+    result.applied += tally.applied
+    result.duplicates += tally.duplicates
+    result.skipped += tally.skipped
+
+
+async def _read_ahead(
+    reader: _Reader,
     table: dict[type[Envelope], Handler],
-    record: Any,
-    result: ReplayResult,
+    prepared: asyncio.Queue[Prepared | None],
 ) -> None:
-    result.read += 1
+    """Read and prepare batches into ``prepared`` (None at the end); it runs while the
+    batch before is being written, and holds at most one batch more."""
+    while batch := await reader.read_available():
+        await prepared.put(await prepare(table, batch))
+    await prepared.put(None)
+
+
+async def _apply_all(
+    connection: asyncpg.Connection,
+    reader: _Reader,
+    table: dict[type[Envelope], Handler],
+    result: ReplayResult,
+    progress: Progress | None = None,
+    total: int = 0,
+) -> None:
+    """Every event the reader has until it is caught up, a transaction per batch (or, in
+    a transaction, the caller's savepoints)."""
+    prepared: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=1)
+    reading = asyncio.create_task(_read_ahead(reader, table, prepared))
     try:
-        event = decode_event(record.value)
-    except EventDecodeError:
-        result.skipped += 1
-        return
-    handler = table.get(type(event))
-    if handler is None:
-        return
-    try:
-        # A savepoint per event: one that fails is skipped without undoing the batch.
-        async with connection.transaction():
-            fresh = await store.record_inbox(
-                connection,
-                event_id=event.id,
-                event_type=event.type,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-            )
-            if fresh:
-                await handler(connection, event)
-    except (asyncpg.PostgresError, ValueError) as error:
-        log.warning(
-            "replay skipped an event its handler refused",
-            extra={"event_type": event.type, "event_id": str(event.id), "error": repr(error)},
-        )
-        result.skipped += 1
-        return
-    if fresh:
-        result.applied += 1
-    else:
-        result.duplicates += 1
+        while (batch := await prepared.get()) is not None:
+            async with connection.transaction():
+                _count(result, await apply_prepared(connection, batch))
+            if progress is not None:
+                progress(result.read, max(total, result.read))
+        await reading
+    finally:
+        reading.cancel()
 
 
 async def _apply_outbox_row(
@@ -179,6 +188,7 @@ async def replay(
     accept_differences: bool = False,
 ) -> ReplayResult:
     """Rebuild, check and (unless told not to) switch over; see the module docstring."""
+    started = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     result = ReplayResult(rebuilt_schema=f"{SCHEMA}_replay_{stamp}")
     table = handlers(settings.common.reporting_currency)
@@ -190,12 +200,7 @@ async def replay(
         await reader.start()
         total = await reader.estimate()
         async with pool.acquire() as connection:
-            while batch := await reader.read_available():
-                async with connection.transaction():
-                    for record in batch:
-                        await _apply(connection, table, record, result)
-                if progress is not None:
-                    progress(result.read, max(total, result.read))
+            await _apply_all(connection, reader, table, result, progress, total)
             async with connection.transaction():
                 await _switch(
                     connection,
@@ -212,6 +217,7 @@ async def replay(
         await reader.stop()
         await pool.close()
         await live_pool.close()
+    result.seconds = time.perf_counter() - started
     return result
 
 
@@ -230,9 +236,7 @@ async def _switch(
     if live_exists:
         await store.lock_inbox(connection, SCHEMA)
     # Whatever reached the topics while we were reading (the live consumer is held).
-    while batch := await reader.read_available():
-        for record in batch:
-            await _apply(connection, table, record, result)
+    await _apply_all(connection, reader, table, result)
     if not live_exists:
         result.switched = switch
         if switch:

@@ -4,6 +4,12 @@ Writes keep facts, keyed by entity, so redelivery and arrival order do not matte
 where an entity has several events, the row keeps the one with the latest (or, for
 lead stages, the earliest) ``(event time, event id)``, the id breaking ties so the
 outcome never depends on which event was processed first.
+
+Each write takes its values as one-element arrays, one per column, read with
+``unnest``: ``funnel replay`` concatenates the arrays of many events' calls of the same
+statement and sends it once (``metrics.batches``). Where an entity appears more than
+once, ``DISTINCT ON`` keeps the row the ``WHERE`` of the conflict would keep, so one
+statement over many rows ends exactly where one statement per row would.
 """
 
 from __future__ import annotations
@@ -29,18 +35,21 @@ async def record_lead_stage(
 ) -> None:
     await connection.execute(
         """INSERT INTO lead_stages (stage, lead_id, source, campaign, occurred_at, event_id)
-           VALUES ($1, $2, $3, $4, $5, $6)
+           SELECT DISTINCT ON (stage, lead_id) *
+           FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],
+                       $6::uuid[]) AS fact(stage, lead_id, source, campaign, occurred_at, event_id)
+           ORDER BY stage, lead_id, occurred_at, event_id
            ON CONFLICT (stage, lead_id) DO UPDATE
            SET source = excluded.source, campaign = excluded.campaign,
                occurred_at = excluded.occurred_at, event_id = excluded.event_id
            WHERE (excluded.occurred_at, excluded.event_id)
                  < (lead_stages.occurred_at, lead_stages.event_id)""",
-        stage,
-        lead_id,
-        source,
-        campaign or "",
-        occurred_at,
-        event_id,
+        [stage],
+        [lead_id],
+        [source],
+        [campaign or ""],
+        [occurred_at],
+        [event_id],
     )
 
 
@@ -60,7 +69,12 @@ async def record_handoff_decision(
     await connection.execute(
         """INSERT INTO handoff_decisions (handoff_id, outcome, reason, source, campaign,
                within_sla, business_seconds_to_decision, occurred_at, event_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           SELECT DISTINCT ON (handoff_id) *
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                       $6::boolean[], $7::bigint[], $8::timestamptz[], $9::uuid[])
+                AS fact(handoff_id, outcome, reason, source, campaign, within_sla,
+                        business_seconds_to_decision, occurred_at, event_id)
+           ORDER BY handoff_id, occurred_at DESC, event_id DESC
            ON CONFLICT (handoff_id) DO UPDATE
            SET outcome = excluded.outcome, reason = excluded.reason, source = excluded.source,
                campaign = excluded.campaign, within_sla = excluded.within_sla,
@@ -68,15 +82,15 @@ async def record_handoff_decision(
                occurred_at = excluded.occurred_at, event_id = excluded.event_id
            WHERE (excluded.occurred_at, excluded.event_id)
                  > (handoff_decisions.occurred_at, handoff_decisions.event_id)""",
-        handoff_id,
-        outcome,
-        reason,
-        source,
-        campaign or "",
-        within_sla,
-        business_seconds_to_decision,
-        occurred_at,
-        event_id,
+        [handoff_id],
+        [outcome],
+        [reason],
+        [source],
+        [campaign or ""],
+        [within_sla],
+        [business_seconds_to_decision],
+        [occurred_at],
+        [event_id],
     )
 
 
@@ -84,10 +98,11 @@ async def record_sla_breach(
     connection: asyncpg.Connection, *, handoff_id: UUID, due_at: datetime
 ) -> None:
     await connection.execute(
-        """INSERT INTO sla_breaches (handoff_id, due_at) VALUES ($1, $2)
+        """INSERT INTO sla_breaches (handoff_id, due_at)
+           SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
            ON CONFLICT DO NOTHING""",
-        handoff_id,
-        due_at,
+        [handoff_id],
+        [due_at],
     )
 
 
@@ -109,7 +124,13 @@ async def record_deal_state(
     await connection.execute(
         """INSERT INTO deals (deal_id, status, source, campaign, amount_cents, stage,
                expected_close_date, closed_on, lost_reason, occurred_at, event_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           SELECT DISTINCT ON (deal_id) *
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                       $6::text[], $7::date[], $8::date[], $9::text[], $10::timestamptz[],
+                       $11::uuid[])
+                AS fact(deal_id, status, source, campaign, amount_cents, stage,
+                        expected_close_date, closed_on, lost_reason, occurred_at, event_id)
+           ORDER BY deal_id, occurred_at DESC, event_id DESC
            ON CONFLICT (deal_id) DO UPDATE
            SET status = excluded.status, source = excluded.source,
                campaign = excluded.campaign, amount_cents = excluded.amount_cents,
@@ -118,17 +139,17 @@ async def record_deal_state(
                occurred_at = excluded.occurred_at, event_id = excluded.event_id
            WHERE (excluded.occurred_at, excluded.event_id)
                  > (deals.occurred_at, deals.event_id)""",
-        deal_id,
-        status,
-        source,
-        campaign or "",
-        amount_cents,
-        stage,
-        expected_close_date,
-        closed_on,
-        lost_reason,
-        occurred_at,
-        event_id,
+        [deal_id],
+        [status],
+        [source],
+        [campaign or ""],
+        [amount_cents],
+        [stage],
+        [expected_close_date],
+        [closed_on],
+        [lost_reason],
+        [occurred_at],
+        [event_id],
     )
 
 
@@ -143,12 +164,14 @@ async def record_account_event(
 ) -> None:
     await connection.execute(
         """INSERT INTO account_events (event_id, account_id, occurred_at, active, arr_cents)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
-        event_id,
-        account_id,
-        occurred_at,
-        active,
-        arr_cents,
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::boolean[],
+                                $5::bigint[])
+           ON CONFLICT DO NOTHING""",
+        [event_id],
+        [account_id],
+        [occurred_at],
+        [active],
+        [arr_cents],
     )
 
 
@@ -162,15 +185,18 @@ async def record_target(
 ) -> None:
     await connection.execute(
         """INSERT INTO targets (period, amount_cents, set_at, event_id)
-           VALUES ($1, $2, $3, $4)
+           SELECT DISTINCT ON (period) *
+           FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::uuid[])
+                AS fact(period, amount_cents, set_at, event_id)
+           ORDER BY period, set_at DESC, event_id DESC
            ON CONFLICT (period) DO UPDATE
            SET amount_cents = excluded.amount_cents, set_at = excluded.set_at,
                event_id = excluded.event_id
            WHERE (excluded.set_at, excluded.event_id) > (targets.set_at, targets.event_id)""",
-        period,
-        amount_cents,
-        set_at,
-        event_id,
+        [period],
+        [amount_cents],
+        [set_at],
+        [event_id],
     )
 
 
@@ -318,6 +344,27 @@ async def record_inbox(
         offset,
     )
     return bool(fresh)
+
+
+async def record_inbox_many(
+    connection: asyncpg.Connection, rows: list[tuple[UUID, str, str, int, int]]
+) -> list[UUID]:
+    """Inbox rows (event id, type, topic, partition, offset) with distinct ids, in one
+    statement; the ids that were not there before."""
+    if not rows:
+        return []
+    event_ids, event_types, topics, partitions, offsets = zip(*rows, strict=True)
+    inserted: list[asyncpg.Record] = await connection.fetch(
+        """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::bigint[])
+           ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
+        list(event_ids),
+        list(event_types),
+        list(topics),
+        list(partitions),
+        list(offsets),
+    )
+    return [row["event_id"] for row in inserted]
 
 
 async def lock_inbox(connection: asyncpg.Connection, schema: str) -> None:
