@@ -32,6 +32,11 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # A pooled connection whose server has just gone (PostgreSQL's fast shutdown) can
+    # still be consuming the error when the next statement is sent: asyncpg reports
+    # "another operation is in progress" rather than a connection error. The fault
+    # suite met it as a 500 on BEGIN; nothing had been stored.
+    asyncpg.InternalClientError,
 )
 
 
