@@ -32,6 +32,10 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # What asyncpg raises when the server dropped a connection in the middle of an
+    # operation (seen in a pool's release-time reset during a fast shutdown): the
+    # connection is gone, the statement was not wrong.
+    asyncpg.InternalClientError,
 )
 
 
