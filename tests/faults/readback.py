@@ -96,15 +96,25 @@ async def stored(platform: DevPlatform) -> Stored:
         await connection.close()
 
 
-async def overdue_handoffs(platform: DevPlatform) -> int:
-    """Handoffs past their due time (with a scan's grace) that have not breached yet."""
+async def breaches_pending(platform: DevPlatform) -> int:
+    """What may still breach: qualified leads handoff has not taken in yet, handoffs past
+    their due time (with a scan's grace) not breached yet, and demo requests (seed-hot)
+    not yet through both their reps to the manager."""
     connection = await asyncpg.connect(platform.database_url)
     try:
-        overdue: int = await connection.fetchval(
-            "SELECT count(*) FROM handoff.handoffs"
-            " WHERE status = 'assigned' AND due_at < now() - interval '2 seconds'"
+        pending: int = await connection.fetchval(
+            """
+            SELECT (SELECT count(*) FROM intake.outbox o
+                     WHERE o.event_type = 'funnel.lead.qualified.v1'
+                       AND NOT EXISTS (SELECT 1 FROM handoff.inbox i
+                                        WHERE i.event_id = o.event_id))
+                 + (SELECT count(*) FROM handoff.handoffs
+                     WHERE status = 'assigned' AND due_at < now() - interval '2 seconds')
+                 + (SELECT count(*) FROM handoff.handoffs
+                     WHERE policy_name = 'seed-hot' AND status <> 'escalated')
+            """
         )
-        return overdue
+        return pending
     finally:
         await connection.close()
 
