@@ -162,3 +162,24 @@ async def test_two_relays_publish_each_event_exactly_once(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_failed_wake_up_after_the_commit_does_not_fail_the_write(
+    pool: asyncpg.Pool,
+) -> None:
+    """The write has committed: a wake-up lost to a dropped connection must not turn
+    into an error (a 503 saying "nothing was stored"); the relay's poll covers it."""
+    event = _lead()
+    async with pool.acquire() as connection:
+        async with connection.transaction():
+            await outbox.enqueue(connection, event)
+        # The server end goes away between the commit and the wake-up.
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        async with pool.acquire() as other:
+            assert await other.fetchval("SELECT pg_terminate_backend($1)", backend)
+        await outbox.wake_relay(connection)
+    async with pool.acquire() as connection:
+        stored = await connection.fetchval(
+            "SELECT count(*) FROM outbox WHERE event_id = $1", event.id
+        )
+    assert stored == 1

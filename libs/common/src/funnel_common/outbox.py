@@ -105,10 +105,16 @@ async def wake_relay(connection: asyncpg.Connection) -> None:
     if id(connection) not in _awaiting_wake:
         return
     _awaiting_wake.discard(id(connection))
-    await connection.execute(
-        "BEGIN; SET LOCAL synchronous_commit TO off; "
-        "SELECT pg_notify('funnel_outbox_' || current_schema(), ''); COMMIT;"
-    )
+    try:
+        await connection.execute(
+            "BEGIN; SET LOCAL synchronous_commit TO off; "
+            "SELECT pg_notify('funnel_outbox_' || current_schema(), ''); COMMIT;"
+        )
+    except Exception as error:
+        # The write has committed: its caller must not answer "nothing was stored" (a
+        # 503 invites a retry that would repeat it) nor apply an event again because
+        # only the wake-up failed (PostgreSQL shutting down). The relay's poll covers it.
+        log.warning("outbox wake-up failed", extra={"error": type(error).__name__})
 
 
 class OutboxRelay:

@@ -153,7 +153,7 @@ class GroupCommitter(Generic[Item, Outcome]):
                 await outbox.wake_relay(connection)
         except Exception as error:
             if outcomes is not None:
-                # After the commit only the wake-up can fail; the relay's poll covers it.
+                # Committed: only releasing the connection can fail here; the answers stand.
                 log.warning("outbox wake-up failed", extra={"error": type(error).__name__})
                 return
             if is_unavailable(error) or len(batch) == 1:
