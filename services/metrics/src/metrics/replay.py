@@ -112,6 +112,8 @@ class _Reader:
         for _ in range(100):
             highwaters = {p: self._prober.highwater(p) for p in self.partitions}
             if all(highwater is not None for highwater in highwaters.values()):
+                # No more fetches from the prober while the reader reads.
+                self._prober.pause(*self.partitions)
                 return {p: highwater or 0 for p, highwater in highwaters.items()}
             await self._prober.getmany(timeout_ms=self._poll_ms, max_records=1)
         raise TimeoutError("the broker told no high watermark of the metrics topics")
