@@ -62,24 +62,30 @@ class ReplayResult:
 
 
 class _Reader:
-    """Reads the metrics topics partition by partition, up to given offsets."""
+    """Reads the metrics topics partition by partition, up to ends probed beforehand."""
 
     def __init__(self, settings: MetricsSettings) -> None:
         self._settings = settings
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.common.kafka_bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.common.kafka_fetch_max_wait_ms,
-            request_timeout_ms=max(settings.common.kafka_request_timeout_ms, 40_000),
-        )
+        self._consumer = self._new_consumer()
+        # Learns where each partition ends (see ``ends``); apart from the reading
+        # consumer, whose fetches run ahead of what it hands out.
+        self._prober = self._new_consumer()
         self.partitions: list[TopicPartition] = []
-        # An empty poll waits this long before the high watermarks are judged; a few
-        # fetch waits are enough for fresh ones, and it is paid at the end of each phase.
+        # getmany waits at most this long for records not there yet; a few fetch waits.
         self._poll_ms = max(100, 5 * settings.common.kafka_fetch_max_wait_ms)
 
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        common = self._settings.common
+        return AIOKafkaConsumer(
+            bootstrap_servers=common.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=common.kafka_fetch_max_wait_ms,
+            request_timeout_ms=max(common.kafka_request_timeout_ms, 40_000),
+        )
+
     async def start(self) -> None:
-        await self._consumer.start()
+        await asyncio.gather(self._consumer.start(), self._prober.start())
         await self._consumer.topics()  # metadata of every topic, partitions included
         for name in TOPICS:
             topic = self._settings.common.topic(name)
@@ -89,34 +95,51 @@ class _Reader:
         await self._consumer.seek_to_beginning(*self.partitions)
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        await asyncio.gather(self._consumer.stop(), self._prober.stop())
 
-    async def estimate(self) -> int:
-        """Events on the topics, for the progress bar: exact on Apache Kafka; Tansu counts
-        a batch of records as one in ListOffsets, so its estimate runs low."""
-        ends = await self._consumer.end_offsets(self.partitions)
-        return int(sum(ends.values()))
+    async def ends(self) -> dict[TopicPartition, int]:
+        """Each partition's end now: the high watermark of a fetch sent after this call.
 
-    async def read_available(self) -> list[Any]:
-        """The next records; empty once caught up with every partition.
-
-        "Caught up" is judged by the high watermark each fetch returns (right on every
-        broker), not by ListOffsets (wrong on Tansu for batches).
+        Tansu answers ListOffsets(latest) with the last *batch's* base offset + 1, which
+        undercounts multi-record batches (see ``funnel_common.kafka``), but is a place
+        with records to fetch from; the fetch's high watermark is right on every broker.
+        A fresh assignment forgets the high watermarks of earlier probes.
         """
+        lower_bounds = await self._prober.end_offsets(self.partitions)
+        self._prober.assign(self.partitions)
+        for partition in self.partitions:
+            self._prober.seek(partition, max(0, lower_bounds[partition] - 1))
+        for _ in range(100):
+            highwaters = {p: self._prober.highwater(p) for p in self.partitions}
+            if all(highwater is not None for highwater in highwaters.values()):
+                # No more fetches from the prober while the reader reads.
+                self._prober.pause(*self.partitions)
+                return {p: highwater or 0 for p, highwater in highwaters.items()}
+            await self._prober.getmany(timeout_ms=self._poll_ms, max_records=1)
+        raise TimeoutError("the broker told no high watermark of the metrics topics")
+
+    async def read_until(self, ends: dict[TopicPartition, int]) -> list[Any]:
+        """The next records; empty once every partition is read up to ``ends`` (records
+        beyond them may come too, and are applied like the others)."""
         empty_polls = 0
-        while True:
+        while not await self._reached(ends):
             batches = await self._consumer.getmany(timeout_ms=self._poll_ms)
             records = [record for batch in batches.values() for record in batch]
             if records:
                 return records
-            caught_up = True
-            for partition in self.partitions:
-                highwater = self._consumer.highwater(partition)
-                if highwater is None or await self._consumer.position(partition) < highwater:
-                    caught_up = False
             empty_polls += 1
-            if caught_up or empty_polls >= 5:
+            if empty_polls >= 50:
+                # The broker holds back records it said it has: stop here, and the
+                # checks before the switch tell whether anything is missing.
+                log.warning("replay stopped short of the topics' ends")
                 return []
+        return []
+
+    async def _reached(self, ends: dict[TopicPartition, int]) -> bool:
+        for partition, end in ends.items():
+            if await self._consumer.position(partition) < end:
+                return False
+        return True
 
 
 def _count(result: ReplayResult, tally: Tally) -> None:
@@ -126,15 +149,23 @@ def _count(result: ReplayResult, tally: Tally) -> None:
     result.skipped += tally.skipped
 
 
+_CHUNK = 2_500
+"""Events prepared and written together. A fetch brings thousands; preparing them all at
+once holds the event loop (it never suspends) while the batch before waits to be written,
+so smaller pieces keep PostgreSQL busy sooner and more of the time."""
+
+
 async def _read_ahead(
     reader: _Reader,
     table: dict[type[Envelope], Handler],
+    ends: dict[TopicPartition, int],
     prepared: asyncio.Queue[Prepared | None],
 ) -> None:
     """Read and prepare batches into ``prepared`` (None at the end); it runs while the
     batch before is being written, and holds at most one batch more."""
-    while batch := await reader.read_available():
-        await prepared.put(await prepare(table, batch))
+    while batch := await reader.read_until(ends):
+        for start in range(0, len(batch), _CHUNK):
+            await prepared.put(await prepare(table, batch[start : start + _CHUNK]))
     await prepared.put(None)
 
 
@@ -143,13 +174,14 @@ async def _apply_all(
     reader: _Reader,
     table: dict[type[Envelope], Handler],
     result: ReplayResult,
+    ends: dict[TopicPartition, int],
     progress: Progress | None = None,
-    total: int = 0,
 ) -> None:
-    """Every event the reader has until it is caught up, a transaction per batch (or, in
-    a transaction, the caller's savepoints)."""
+    """Every event up to ``ends``, a transaction per batch (or, in a transaction, the
+    caller's savepoints)."""
+    total = sum(ends.values())
     prepared: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=1)
-    reading = asyncio.create_task(_read_ahead(reader, table, prepared))
+    reading = asyncio.create_task(_read_ahead(reader, table, ends, prepared))
     try:
         while (batch := await prepared.get()) is not None:
             async with connection.transaction():
@@ -180,6 +212,11 @@ async def _apply_outbox_row(
         await handler(connection, event)
 
 
+async def _start(reader: _Reader) -> dict[TopicPartition, int]:
+    await reader.start()
+    return await reader.ends()
+
+
 async def replay(
     settings: MetricsSettings,
     *,
@@ -192,15 +229,20 @@ async def replay(
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     result = ReplayResult(rebuilt_schema=f"{SCHEMA}_replay_{stamp}")
     table = handlers(settings.common.reporting_currency)
-    await migrate_dsn(settings.database_url, schema=result.rebuilt_schema, directory=MIGRATIONS)
-    pool = await create_pool(settings.database_url, schema=result.rebuilt_schema, max_size=2)
-    live_pool = await create_pool(settings.database_url, schema=SCHEMA, max_size=2)
     reader = _Reader(settings)
+    opened: list[asyncpg.Pool] = []
     try:
-        await reader.start()
-        total = await reader.estimate()
+        # The fresh schema is created while the reader connects and learns the ends.
+        ends, _ = await asyncio.gather(
+            _start(reader),
+            migrate_dsn(settings.database_url, schema=result.rebuilt_schema, directory=MIGRATIONS),
+        )
+        pool, live_pool = opened[:] = await asyncio.gather(
+            create_pool(settings.database_url, schema=result.rebuilt_schema, max_size=2),
+            create_pool(settings.database_url, schema=SCHEMA, max_size=2),
+        )
         async with pool.acquire() as connection:
-            await _apply_all(connection, reader, table, result, progress, total)
+            await _apply_all(connection, reader, table, result, ends, progress)
             async with connection.transaction():
                 await _switch(
                     connection,
@@ -215,8 +257,8 @@ async def replay(
                 )
     finally:
         await reader.stop()
-        await pool.close()
-        await live_pool.close()
+        for each in opened:
+            await each.close()
     result.seconds = time.perf_counter() - started
     return result
 
@@ -235,8 +277,9 @@ async def _switch(
     live_exists = await store.schema_exists(connection, SCHEMA)
     if live_exists:
         await store.lock_inbox(connection, SCHEMA)
-    # Whatever reached the topics while we were reading (the live consumer is held).
-    await _apply_all(connection, reader, table, result)
+    # Whatever reached the topics while we were reading (the live consumer is held, so
+    # ends learnt now cover every event it applied).
+    await _apply_all(connection, reader, table, result, await reader.ends())
     if not live_exists:
         result.switched = switch
         if switch:
@@ -244,18 +287,22 @@ async def _switch(
         return
     for row in await store.unsent_outbox(connection, SCHEMA):
         await _apply_outbox_row(connection, table, row)
-    result.missing = await store.events_missing_from(
-        connection, live=SCHEMA, rebuilt=result.rebuilt_schema
-    )
     periods = exported_periods(
         utc_now(),
         settings.common.reporting_timezone,
         before=settings.periods_before,
         after=settings.periods_after,
     )
-    rebuilt = await report.read_snapshot(connection, periods, settings)
     async with live_pool.acquire() as live:
-        current = await report.read_snapshot(live, periods, settings)
+        # The live figures are read meanwhile (over another connection; they are held).
+        current_read = asyncio.ensure_future(report.read_snapshot(live, periods, settings))
+        try:
+            result.missing = await store.events_missing_from(
+                connection, live=SCHEMA, rebuilt=result.rebuilt_schema
+            )
+            rebuilt = await report.read_snapshot(connection, periods, settings)
+        finally:
+            current = await current_read
     result.differences = _differences(current, rebuilt)
     if result.missing or (result.differences and not accept_differences) or not switch:
         return
