@@ -30,16 +30,13 @@ from bench.load import open_loop, percentile, session
 from bench.measures import Figure
 from funnel_common.events import HANDOFFS_TOPIC, EventDecodeError, HandoffSlaBreached, decode_event
 from handoff.settings import HandoffSettings
+from handoff.sla import ALWAYS
 from tests.devplatform import DevPlatform
 
 TEAM = "bench-sla"
 POLICY = "bench-3s"
 SLA_SECONDS = 3.0
 TARGET_P99_SECONDS = 1.0
-ROUND_THE_CLOCK = {
-    day: [{"start": "00:00", "end": "24:00"}]
-    for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-}
 
 
 def admin_token(platform: DevPlatform) -> str:
@@ -58,7 +55,7 @@ async def _roster(http: aiohttp.ClientSession, platform: DevPlatform, token: str
     headers = {"authorization": f"Bearer {token}"}
     policy = {
         "business_minutes": SLA_SECONDS / 60,
-        "calendar": {"time_zone": "UTC", "weekly_hours": ROUND_THE_CLOCK},
+        "calendar": ALWAYS.model_dump(mode="json"),
         # One breach each: it escalates to the manager, with no second deadline.
         "on_breach": {"reassign_up_to": 0, "then": "escalate_to_manager"},
     }

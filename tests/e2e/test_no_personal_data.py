@@ -27,6 +27,7 @@ from funnel_cli.main import app as cli
 from funnel_common.embedded import free_port, wait_until
 from funnel_common.events import ALL_TOPICS
 from funnel_common.signing import SIGNATURE_HEADER, sign
+from handoff.sla import ALWAYS
 from lead_intake.settings import IntakeSettings
 from metrics.settings import DEFAULT_SOURCES
 from tests.devplatform import DevPlatform, free_ports, start_dev
@@ -124,13 +125,7 @@ def _roster(handoff: httpx.Client) -> None:
     dead_hook = f"http://127.0.0.1:{free_port()}/hook"
     policy = {
         "business_minutes": 60,
-        "calendar": {
-            "time_zone": "UTC",
-            "weekly_hours": {
-                day: [{"start": "00:00", "end": "24:00"}]
-                for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-            },
-        },
+        "calendar": ALWAYS.model_dump(mode="json"),
     }
     assert handoff.put("/v1/sla-policies/pii-sla", json=policy).status_code == 200
     team = {"countries": ["DE"], "sla_policy": "pii-sla", "webhooks": [{"url": dead_hook}]}

@@ -23,11 +23,9 @@ from handoff import flows, tokens
 from handoff.app import create_app
 from handoff.scanner import ScanResult, scan_once
 from handoff.settings import HandoffSettings
+from handoff.sla import ALWAYS
 
-ALWAYS_HOURS = {
-    day: [{"start": "00:00", "end": "24:00"}]
-    for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-}
+ALWAYS_HOURS = ALWAYS.model_dump(mode="json")["weekly_hours"]
 
 
 def policy_body(

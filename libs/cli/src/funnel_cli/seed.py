@@ -36,6 +36,7 @@ from rich.table import Table
 
 from funnel_cli.importer import ImportSettings, Kind, import_row
 from funnel_common.signing import SIGNATURE_HEADER, sign
+from handoff.sla import ALWAYS
 
 TEAMS: dict[str, dict[str, Any]] = {
     # Lowest priority number wins; the Americas team takes everything EMEA does not.
@@ -60,13 +61,7 @@ REPS = {
     "seed-cho": ("seed-americas", 2),
     "seed-dev": ("seed-americas", 1),
 }
-ALWAYS_OPEN = {
-    "time_zone": "UTC",
-    "weekly_hours": {
-        day: [{"start": "00:00", "end": "24:00"}]
-        for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-    },
-}
+ALWAYS_OPEN = ALWAYS.model_dump(mode="json")
 SLA_POLICIES: dict[str, dict[str, Any]] = {
     # Generous: every planned decision is in time, however slow the machine.
     "seed-standard": {"business_minutes": 240, "at_risk_percent": 75, "calendar": ALWAYS_OPEN},
