@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -37,6 +38,13 @@ NOW = utc_now()
 def quarter(offset: int) -> str:
     index = NOW.year * 4 + (NOW.month - 1) // 3 + offset
     return f"{index // 4}-Q{index % 4 + 1}"
+
+
+def quarter_end(period: str) -> float:
+    """Midnight UTC (the default reporting zone) starting the next quarter, Unix seconds."""
+    year, number = int(period[:4]), int(period[-1])
+    next_year, next_month = (year + 1, 1) if number == 4 else (year, 3 * number + 1)
+    return datetime(next_year, next_month, 1, tzinfo=UTC).timestamp()
 
 
 # The exported window (previous, current, next) and one quarter before it (JSON only).
@@ -115,6 +123,7 @@ def expected_samples(oracle: Oracle) -> dict[Any, float | None]:
             series("funnel_plan_pipeline_needed_value", period=period): plan[
                 "pipeline_still_needed_cents"
             ],
+            series("funnel_period_end_timestamp_seconds", period=period): quarter_end(period),
         }
         for kind in ("gross", "net", "logo"):
             expected[series("funnel_retention_ratio", period=period, kind=kind)] = retention[kind]

@@ -34,7 +34,7 @@ from funnel_common.events import REJECTION_REASONS
 from funnel_common.service import ExtraMetrics, Runtime
 from funnel_common.types import utc_now
 from metrics import figures, report
-from metrics.periods import exported_periods
+from metrics.periods import exported_periods, parse_period
 from metrics.settings import MetricsSettings
 
 
@@ -135,8 +135,16 @@ def funnel_families(
         "funnel_plan_pipeline_needed_value",
         "Pipeline still needed beyond the open one to reach the remaining target, cents.",
     )
+    # Lets an alert or a panel tell a quarter under way from one that is over (its
+    # coverage stays frozen below the band forever) without parsing the label.
+    period_end = per_period(
+        "funnel_period_end_timestamp_seconds",
+        "End of the period in the reporting time zone, Unix seconds.",
+    )
     for figure in periods:
         label = [figure.period]
+        _, end = parse_period(figure.period).bounds(settings.common.reporting_timezone)
+        period_end.add_metric(label, end.timestamp())
         open_value.add_metric(label, figure.open_pipeline_cents)
         won_value.add_metric(label, figure.closed.won_value_cents)
         forecast.add_metric(label, figure.weighted_forecast_cents)
@@ -181,6 +189,7 @@ def funnel_families(
         forecast,
         leads_needed,
         pipeline_needed,
+        period_end,
     ]
 
 
