@@ -242,7 +242,9 @@ async def replay(
             create_pool(settings.database_url, schema=SCHEMA, max_size=2),
         )
         async with pool.acquire() as connection:
+            await store.wait_for_durable_commits(connection, False)
             await _apply_all(connection, reader, table, result, ends, progress)
+            await store.wait_for_durable_commits(connection, True)
             async with connection.transaction():
                 await _switch(
                     connection,
