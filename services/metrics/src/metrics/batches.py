@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, cast
 from uuid import UUID
 
@@ -166,9 +167,10 @@ async def _write_together(
         if index in fresh:
             statements.setdefault(query, []).append(args)
     for query, calls in statements.items():
-        if all(isinstance(arg, list) for args in calls for arg in args):
+        # Every call of a statement comes from the same store function: the first tells.
+        if all(isinstance(arg, list) for arg in calls[0]):
             # Column arrays (see metrics.store): one set-based statement for all calls.
-            columns = [[value for args in calls for value in args[i]] for i in range(len(calls[0]))]
+            columns = [list(chain.from_iterable(column)) for column in zip(*calls, strict=True)]
             await connection.execute(query, *columns)
         else:
             await connection.executemany(query, calls)
