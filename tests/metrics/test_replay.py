@@ -13,6 +13,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
+from funnel_common.embedded import free_port
 from funnel_common.events import (
     DEALS_TOPIC,
     TARGETS_TOPIC,
@@ -252,3 +253,20 @@ async def test_replay_batches_do_not_wait_for_the_disk_but_the_switch_does(
     # The rebuilt schema is private until the switch and can be rebuilt from the
     # topics; the switch's commit is durable, and with it every batch before it.
     assert waits == {"batches": {"off"}, "switch": {"on"}}
+
+
+async def test_replay_without_postgresql_fails_and_leaves_nothing_running(
+    topics: CommonSettings,
+) -> None:
+    from metrics.replay import replay
+
+    # Reading starts before the fresh schema exists; an unreachable database must still
+    # end the replay with its error, the reading stopped.
+    await produce(topics, small_funnel())
+    settings = metrics_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/funnel", topics)
+    before = asyncio.all_tasks()
+
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.wait_for(replay(settings), timeout=30)
+
+    assert asyncio.all_tasks() == before
