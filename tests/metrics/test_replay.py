@@ -229,12 +229,13 @@ async def test_replay_skips_only_the_event_its_handler_refuses_and_applies_dupli
 async def test_replay_batches_do_not_wait_for_the_disk_but_the_switch_does(
     database_url: str, topics: CommonSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from metrics import batches
     from metrics import replay as replay_module
 
     settings = metrics_settings(database_url, topics)
     await produce(topics, small_funnel())
     waits: dict[str, set[str]] = {"batches": set(), "switch": set()}
-    apply_prepared, switch = replay_module.apply_prepared, replay_module._switch
+    apply_prepared, switch = batches.apply_prepared, replay_module._switch
 
     async def observed_apply(connection: asyncpg.Connection, batch: Any) -> Any:
         waits["batches"].add(await connection.fetchval("SHOW synchronous_commit"))
