@@ -4,7 +4,10 @@
 2. Read every retained event of the metrics topics from the beginning up to those
    ends and apply it with the live handlers and the same inbox (so duplicates on the
    topics are skipped exactly as live). An event whose handler fails (e.g. a foreign
-   currency) is skipped, as the live consumer parks it in the DLQ.
+   currency) is skipped, as the live consumer parks it in the DLQ. Reading starts
+   while the schema is migrated; a batch is decoded while the one before is written;
+   the batches' commits do not wait for the disk (the schema is private and can be
+   rebuilt), the switch's does.
 3. Switch, in ONE transaction: lock the live inbox (the live consumer waits, readers
    go on), catch up with whatever arrived meanwhile, carry unpublished outbox rows
    over, check that every event the live projections applied was replayed and compare
