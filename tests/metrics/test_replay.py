@@ -7,10 +7,13 @@ import json
 import os
 import sys
 from datetime import timedelta
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
+import pytest
 
+from funnel_common.embedded import free_port
 from funnel_common.events import (
     DEALS_TOPIC,
     TARGETS_TOPIC,
@@ -221,3 +224,50 @@ async def test_replay_skips_only_the_event_its_handler_refuses_and_applies_dupli
     assert sorted(row["event_id"] for row in inbox) == sorted(event.id for event in history)
     assert "opp-eur" not in {row["deal_id"] for row in deals}
     assert len(deals) == len({e.subject for e in history if e.topic == DEALS_TOPIC})
+
+
+async def test_replay_batches_do_not_wait_for_the_disk_but_the_switch_does(
+    database_url: str, topics: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metrics import batches
+    from metrics import replay as replay_module
+
+    settings = metrics_settings(database_url, topics)
+    await produce(topics, small_funnel())
+    waits: dict[str, set[str]] = {"batches": set(), "switch": set()}
+    apply_prepared, switch = batches.apply_prepared, replay_module._switch
+
+    async def observed_apply(connection: asyncpg.Connection, batch: Any) -> Any:
+        waits["batches"].add(await connection.fetchval("SHOW synchronous_commit"))
+        return await apply_prepared(connection, batch)
+
+    async def observed_switch(connection: asyncpg.Connection, *args: Any) -> None:
+        waits["switch"].add(await connection.fetchval("SHOW synchronous_commit"))
+        await switch(connection, *args)
+
+    monkeypatch.setattr(replay_module, "apply_prepared", observed_apply)
+    monkeypatch.setattr(replay_module, "_switch", observed_switch)
+
+    result = await replay_module.replay(settings)
+
+    assert result.switched
+    # The rebuilt schema is private until the switch and can be rebuilt from the
+    # topics; the switch's commit is durable, and with it every batch before it.
+    assert waits == {"batches": {"off"}, "switch": {"on"}}
+
+
+async def test_replay_without_postgresql_fails_and_leaves_nothing_running(
+    topics: CommonSettings,
+) -> None:
+    from metrics.replay import replay
+
+    # Reading starts before the fresh schema exists; an unreachable database must still
+    # end the replay with its error, the reading stopped.
+    await produce(topics, small_funnel())
+    settings = metrics_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/funnel", topics)
+    before = asyncio.all_tasks()
+
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.wait_for(replay(settings), timeout=30)
+
+    assert asyncio.all_tasks() == before

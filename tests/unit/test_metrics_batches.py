@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,3 +95,27 @@ async def test_a_handler_that_reads_sends_the_batch_one_by_one() -> None:
     prepared = await prepare({LeadCaptured: reads}, records(lead()))
 
     assert prepared.writes is None
+
+
+async def test_preparing_a_big_batch_lets_the_writer_send_its_statements_meanwhile() -> None:
+    # The writer is another task on the loop: a statement PostgreSQL has finished must
+    # not wait for the whole next batch to be decoded before the following one is sent.
+    turns_while_preparing = 0
+    preparing = True
+
+    async def writer() -> None:
+        nonlocal turns_while_preparing
+        while preparing:
+            turns_while_preparing += 1
+            await asyncio.sleep(0)
+
+    writing = asyncio.create_task(writer())
+    await asyncio.sleep(0)  # the writer is waiting for its turn
+    started = turns_while_preparing
+
+    prepared = await prepare(handlers("USD"), records(*(lead() for _ in range(1_000))))
+    preparing = False
+    await writing
+
+    assert len(prepared.decoded) == 1_000
+    assert turns_while_preparing - started >= 10

@@ -19,8 +19,10 @@ the events one by one with the live handlers:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, cast
 from uuid import UUID
 
@@ -85,14 +87,22 @@ class Prepared:
     """None when a handler refused an event or read: the batch goes one by one."""
 
 
+_YIELD_EVERY = 64
+"""Events decoded between two chances for the writer to send its next statement."""
+
+
 async def prepare(table: dict[type[Envelope], Handler], records: list[Any]) -> Prepared:
     """Decode ``records`` (Kafka records, in topic order) and record their writes.
 
-    Never suspends (the recorder does not wait), so it holds the event loop for the whole
-    batch; the caller runs it while the previous batch's writes are in PostgreSQL."""
+    The caller runs it while the previous batch is being written. Decoding is CPU work
+    and the writer sends a statement per kind of write: without a pause, each statement
+    PostgreSQL finished would wait for the whole batch to be decoded, and PostgreSQL
+    and Python would take turns instead of working together."""
     decoded: list[_Decoded] = []
     undecodable = 0
-    for record in records:
+    for position, record in enumerate(records):
+        if position % _YIELD_EVERY == _YIELD_EVERY - 1:
+            await asyncio.sleep(0)
         try:
             event = decode_event(record.value)
         except EventDecodeError:
@@ -104,6 +114,8 @@ async def prepare(table: dict[type[Envelope], Handler], records: list[Any]) -> P
     recorder = _Recorder()
     try:
         for index, item in enumerate(decoded):
+            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             recorder.event = index
             await item.handler(cast(asyncpg.Connection, recorder), item.event)
     except (ValueError, NotBatchable) as error:
@@ -155,9 +167,10 @@ async def _write_together(
         if index in fresh:
             statements.setdefault(query, []).append(args)
     for query, calls in statements.items():
-        if all(isinstance(arg, list) for args in calls for arg in args):
+        # Every call of a statement comes from the same store function: the first tells.
+        if all(isinstance(arg, list) for arg in calls[0]):
             # Column arrays (see metrics.store): one set-based statement for all calls.
-            columns = [[value for args in calls for value in args[i]] for i in range(len(calls[0]))]
+            columns = [list(chain.from_iterable(column)) for column in zip(*calls, strict=True)]
             await connection.execute(query, *columns)
         else:
             await connection.executemany(query, calls)

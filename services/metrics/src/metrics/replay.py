@@ -4,7 +4,10 @@
 2. Read every retained event of the metrics topics from the beginning up to those
    ends and apply it with the live handlers and the same inbox (so duplicates on the
    topics are skipped exactly as live). An event whose handler fails (e.g. a foreign
-   currency) is skipped, as the live consumer parks it in the DLQ.
+   currency) is skipped, as the live consumer parks it in the DLQ. Reading starts
+   while the schema is migrated; a batch is decoded while the one before is written;
+   the batches' commits do not wait for the disk (the schema is private and can be
+   rebuilt), the switch's does.
 3. Switch, in ONE transaction: lock the live inbox (the live consumer waits, readers
    go on), catch up with whatever arrived meanwhile, carry unpublished outbox rows
    over, check that every event the live projections applied was replayed and compare
@@ -169,28 +172,35 @@ async def _read_ahead(
     await prepared.put(None)
 
 
+class _ReadAhead:
+    """Reads and prepares batches up to ``ends`` in the background, from when it is made,
+    so the first ones are ready by the time the writer is."""
+
+    def __init__(
+        self, reader: _Reader, table: dict[type[Envelope], Handler], ends: dict[TopicPartition, int]
+    ) -> None:
+        self.total = sum(ends.values())
+        self.prepared: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=1)
+        self.task = asyncio.create_task(_read_ahead(reader, table, ends, self.prepared))
+
+
 async def _apply_all(
     connection: asyncpg.Connection,
-    reader: _Reader,
-    table: dict[type[Envelope], Handler],
+    reading: _ReadAhead,
     result: ReplayResult,
-    ends: dict[TopicPartition, int],
     progress: Progress | None = None,
 ) -> None:
-    """Every event up to ``ends``, a transaction per batch (or, in a transaction, the
+    """Every event ``reading`` reads, a transaction per batch (or, in a transaction, the
     caller's savepoints)."""
-    total = sum(ends.values())
-    prepared: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=1)
-    reading = asyncio.create_task(_read_ahead(reader, table, ends, prepared))
     try:
-        while (batch := await prepared.get()) is not None:
+        while (batch := await reading.prepared.get()) is not None:
             async with connection.transaction():
                 _count(result, await apply_prepared(connection, batch))
             if progress is not None:
-                progress(result.read, max(total, result.read))
-        await reading
+                progress(result.read, max(reading.total, result.read))
+        await reading.task
     finally:
-        reading.cancel()
+        reading.task.cancel()
 
 
 async def _apply_outbox_row(
@@ -217,6 +227,25 @@ async def _start(reader: _Reader) -> dict[TopicPartition, int]:
     return await reader.ends()
 
 
+async def _connect(settings: MetricsSettings, schema: str) -> tuple[asyncpg.Pool, asyncpg.Pool]:
+    """Migrate the fresh ``schema``; a pool for it and one for the live schema."""
+    await migrate_dsn(settings.database_url, schema=schema, directory=MIGRATIONS)
+    rebuilt, live = await asyncio.gather(
+        create_pool(settings.database_url, schema=schema, max_size=2),
+        create_pool(settings.database_url, schema=SCHEMA, max_size=2),
+    )
+    return rebuilt, live
+
+
+async def _close(connecting: asyncio.Task[tuple[asyncpg.Pool, asyncpg.Pool]]) -> None:
+    """Close the pools ``connecting`` opened, if it got that far (else stop it)."""
+    connecting.cancel()
+    await asyncio.wait([connecting])
+    if not connecting.cancelled() and connecting.exception() is None:
+        for pool in connecting.result():
+            await pool.close()
+
+
 async def replay(
     settings: MetricsSettings,
     *,
@@ -230,19 +259,17 @@ async def replay(
     result = ReplayResult(rebuilt_schema=f"{SCHEMA}_replay_{stamp}")
     table = handlers(settings.common.reporting_currency)
     reader = _Reader(settings)
-    opened: list[asyncpg.Pool] = []
+    # The fresh schema is created while the reader connects, learns the ends and
+    # prepares the first batches.
+    connecting = asyncio.create_task(_connect(settings, result.rebuilt_schema))
+    reading: _ReadAhead | None = None
     try:
-        # The fresh schema is created while the reader connects and learns the ends.
-        ends, _ = await asyncio.gather(
-            _start(reader),
-            migrate_dsn(settings.database_url, schema=result.rebuilt_schema, directory=MIGRATIONS),
-        )
-        pool, live_pool = opened[:] = await asyncio.gather(
-            create_pool(settings.database_url, schema=result.rebuilt_schema, max_size=2),
-            create_pool(settings.database_url, schema=SCHEMA, max_size=2),
-        )
+        reading = _ReadAhead(reader, table, await _start(reader))
+        pool, live_pool = await connecting
         async with pool.acquire() as connection:
-            await _apply_all(connection, reader, table, result, ends, progress)
+            await store.wait_for_durable_commits(connection, False)
+            await _apply_all(connection, reading, result, progress)
+            await store.wait_for_durable_commits(connection, True)
             async with connection.transaction():
                 await _switch(
                     connection,
@@ -256,9 +283,11 @@ async def replay(
                     stamp,
                 )
     finally:
+        if reading is not None:
+            reading.task.cancel()
+            await asyncio.wait([reading.task])
         await reader.stop()
-        for each in opened:
-            await each.close()
+        await _close(connecting)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -279,7 +308,7 @@ async def _switch(
         await store.lock_inbox(connection, SCHEMA)
     # Whatever reached the topics while we were reading (the live consumer is held, so
     # ends learnt now cover every event it applied).
-    await _apply_all(connection, reader, table, result, await reader.ends())
+    await _apply_all(connection, _ReadAhead(reader, table, await reader.ends()), result)
     if not live_exists:
         result.switched = switch
         if switch:

@@ -367,6 +367,15 @@ async def record_inbox_many(
     return [row["event_id"] for row in inserted]
 
 
+async def wait_for_durable_commits(connection: asyncpg.Connection, wait: bool) -> None:
+    """Whether this session's commits wait for their WAL to reach the disk.
+
+    A replay's batches go to a schema nobody reads and can be rebuilt from the topics,
+    so they need not wait; the switch does wait, and flushing its commit record flushes
+    every batch's WAL written before it (the log is written in order)."""
+    await connection.execute(f"SET synchronous_commit = {'on' if wait else 'off'}")
+
+
 async def lock_inbox(connection: asyncpg.Connection, schema: str) -> None:
     """Hold the live consumer still (readers go on) until the caller's transaction ends."""
     await connection.execute(f"LOCK TABLE {_schema(schema)}.inbox IN EXCLUSIVE MODE")
