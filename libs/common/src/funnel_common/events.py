@@ -21,7 +21,7 @@ from funnel_common.types import (
     Cents,
     CurrencyCode,
     Label,
-    SafeText,
+    NoteText,
     ShortText,
     UtcDatetime,
     utc_now,
@@ -234,7 +234,7 @@ class HandoffRejectedData(Payload):
     rep_id: Label
     team: Label
     reason: RejectionReason
-    note: Annotated[SafeText, Field(max_length=2000)] | None = None
+    note: NoteText | None = None
     business_seconds_to_decision: int = Field(ge=0)
     within_sla: bool
     attribution: Attribution

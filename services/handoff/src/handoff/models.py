@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from funnel_common.events import Attribution, RejectionReason
-from funnel_common.types import SafeText, UtcDatetime
+from funnel_common.types import NoteText, UtcDatetime
 from handoff.routing import Segment
 from handoff.sla import (
     DEFAULT_POLICY_NAME,
@@ -93,7 +93,7 @@ class Policy(SlaPolicy):
 
 class RejectIn(Body):
     reason: RejectionReason
-    note: Annotated[SafeText, Field(max_length=2000)] | None = None
+    note: NoteText | None = None
 
     @model_validator(mode="after")
     def _other_needs_a_note(self) -> RejectIn:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
-from funnel_common.types import Cents, CurrencyCode, Label, SafeText, ShortText, UtcDatetime
+from funnel_common.types import Cents, CurrencyCode, Label, NoteText, ShortText, UtcDatetime
 from lead_intake.forms import DEFAULT_FORM
 from lead_intake.screening import normalise_phone
 
@@ -51,7 +51,7 @@ class LeadSubmission(BaseModel):
     form_started_at: EpochSeconds | None = Field(
         default=None, description="When the page rendered the form (epoch seconds)."
     )
-    thank_you_url: Annotated[SafeText, Field(max_length=2000)] | None = None
+    thank_you_url: NoteText | None = None
     extra: dict[Label, ShortText] = Field(default_factory=dict, max_length=MAX_EXTRA_FIELDS)
 
     @model_validator(mode="before")
