@@ -93,6 +93,10 @@ def configure_logging(settings: CommonSettings, service: str) -> None:
     # through the root handler instead, every line a service writes is one JSON object.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         server_logger = logging.getLogger(name)
+        if not server_logger.handlers and not server_logger.propagate:
+            # Switched off by uvicorn itself (`--no-access-log`): propagating again would
+            # switch it back on, a JSON line per request that costs every request.
+            continue
         server_logger.handlers.clear()
         server_logger.propagate = True
     # aiokafka logs every failed connection at ERROR while the broker is away; the relay
