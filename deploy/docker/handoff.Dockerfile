@@ -41,4 +41,4 @@ USER 10001:10001
 EXPOSE 8002
 # Migrations run at start-up (advisory-locked); Kubernetes also runs them in an init
 # container first (deploy/k8s/base/handoff.yaml).
-CMD ["uvicorn", "--factory", "handoff.app:create_app", "--host", "0.0.0.0", "--port", "8002", "--no-access-log", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "--factory", "handoff.app:create_app", "--host", "0.0.0.0", "--port", "8002", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "20"]

@@ -45,4 +45,4 @@ USER 10001:10001
 EXPOSE 8001
 # Migrations run at start-up (advisory-locked); Kubernetes also runs them in an init
 # container first (deploy/k8s/base/lead-intake.yaml).
-CMD ["uvicorn", "--factory", "lead_intake.app:create_app", "--host", "0.0.0.0", "--port", "8001", "--no-access-log", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "--factory", "lead_intake.app:create_app", "--host", "0.0.0.0", "--port", "8001", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "20"]

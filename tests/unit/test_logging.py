@@ -54,7 +54,11 @@ def test_json_lines_carry_extras_and_mask_them() -> None:
 
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
-    loggers = [logging.getLogger(), logging.getLogger("uvicorn.error")]
+    loggers = [
+        logging.getLogger(),
+        logging.getLogger("uvicorn.error"),
+        logging.getLogger("uvicorn.access"),
+    ]
     saved = [(each.handlers[:], each.level, each.propagate) for each in loggers]
     yield
     for each, (handlers, level, propagate) in zip(loggers, saved, strict=True):
@@ -76,6 +80,22 @@ def test_uvicorn_lines_are_json_too(capsys: pytest.CaptureFixture[str]) -> None:
     [line] = capsys.readouterr().err.splitlines()
     assert json.loads(line)["message"] == "Started server process [42]"
     assert json.loads(line)["service"] == "handoff"
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_no_access_log_stays_off(capsys: pytest.CaptureFixture[str]) -> None:
+    access_logger = logging.getLogger("uvicorn.access")
+    # What uvicorn's own config does with --no-access-log (as `funnel dev` and the images
+    # run it); its HTTP protocols then log a request only if the logger has handlers.
+    access_logger.setLevel(logging.INFO)
+    access_logger.handlers = []
+    access_logger.propagate = False
+
+    configure_logging(CommonSettings(log_format="json"), "lead-intake")
+    access_logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/healthz", "1.1", 200)
+
+    assert not access_logger.hasHandlers()
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize(

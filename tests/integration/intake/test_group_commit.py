@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import httpx
 
 from funnel_common.events import LEADS_TOPIC, LeadMerged
 from funnel_common.settings import CommonSettings
+from lead_intake import store
 from tests.helpers import parse_metric
 from tests.integration.intake.conftest import IntakeFactory, events_on
 
@@ -194,3 +196,22 @@ async def test_every_2xx_is_already_visible_to_another_connection(
         await pool.close()
 
     assert seen == [(202, True)] * 8
+
+
+async def test_a_busy_clients_hits_are_counted_only_up_to_its_allowance(
+    start_intake: IntakeFactory, database_url: str
+) -> None:
+    await start_intake()  # the schema, migrated
+    client = f"busy-{uuid4().hex}"
+    connection = await asyncpg.connect(database_url, server_settings={"search_path": "intake"})
+    try:
+        await store.record_client_hits(connection, [client] * 50)
+
+        capped = await store.client_hits_in_window(connection, [client], 60, at_most=20)
+        exact = await store.client_hits_in_window(connection, [client], 60, at_most=100)
+    finally:
+        await connection.execute("DELETE FROM client_hits WHERE client_hash = $1", client)
+        await connection.close()
+
+    assert capped == {client: 20}
+    assert exact == {client: 50}

@@ -279,7 +279,7 @@ class LeadWriter:
         limit = self._limits.rate_limit_per_client
         window = self._limits.rate_limit_window_seconds
         before = await store.client_hits_in_window(
-            connection, [members[i].client_hash for i in limited], window
+            connection, [members[i].client_hash for i in limited], window, at_most=limit
         )
         in_batch: Counter[str] = Counter()
         hits = []

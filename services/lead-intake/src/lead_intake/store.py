@@ -210,16 +210,25 @@ async def lead_exists(connection: asyncpg.Connection, lead_id: UUID) -> bool:
 
 
 async def client_hits_in_window(
-    connection: asyncpg.Connection, client_hashes: Iterable[str], window_seconds: int
+    connection: asyncpg.Connection,
+    client_hashes: Iterable[str],
+    window_seconds: int,
+    *,
+    at_most: int,
 ) -> dict[str, int]:
-    """Each client's hits in the window (committed before this statement)."""
+    """Each client's hits in the window (committed before this statement), counted up
+    to ``at_most``: past the limit the exact number changes nothing, and counting every
+    hit of a busy client cost a scan of its whole window on every batch."""
     rows = await connection.fetch(
-        """SELECT client, (SELECT count(*) FROM client_hits
-                           WHERE client_hash = client
-                             AND hit_at > now() - make_interval(secs => $2)) AS hits
+        """SELECT client, (SELECT count(*) FROM (
+                               SELECT FROM client_hits
+                               WHERE client_hash = client
+                                 AND hit_at > now() - make_interval(secs => $2)
+                               LIMIT $3) AS hit) AS hits
            FROM unnest($1::text[]) AS client""",
         sorted(set(client_hashes)),
         float(window_seconds),
+        at_most,
     )
     return {row["client"]: row["hits"] for row in rows}
 
