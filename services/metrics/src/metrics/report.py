@@ -24,18 +24,15 @@ class Funnel:
 
 
 async def read_funnel(connection: asyncpg.Connection, settings: MetricsSettings) -> Funnel:
+    facts = await store.funnel_facts(connection)
     by_source = figures.stage_counts(
-        await store.lead_stage_counts(connection),
-        await store.handoff_decision_counts(connection),
-        await store.deal_counts(connection),
+        facts["lead_stages"], facts["handoff_decisions"], facts["deals"]
     )
     return Funnel(
         by_source=by_source,
         total=figures.total(by_source),
-        sla_breaches=await store.sla_breach_count(connection),
-        accept_seconds=figures.histogram(
-            await store.accept_seconds(connection), settings.accept_seconds_buckets
-        ),
+        sla_breaches=facts["sla_breaches"],
+        accept_seconds=figures.histogram(facts["accept_seconds"], settings.accept_seconds_buckets),
     )
 
 
@@ -45,33 +42,33 @@ async def read_periods(
     history: figures.StageCounts,
     settings: MetricsSettings,
 ) -> list[figures.PeriodFigures]:
-    targets = await store.targets_of(connection, [str(period) for period in periods])
-    result = []
+    bounds = []
     for period in periods:
-        first, after_last = period.first_day(), period.shifted(1).first_day()
         start, end = period.bounds(settings.common.reporting_timezone)
-        closed = await store.closed_deals_between(connection, first, after_last)
-        open_rows = await store.open_pipeline_between(connection, first, after_last)
-        cohort = await store.accounts_across(connection, start, end)
-        result.append(
-            figures.period_figures(
-                period=str(period),
-                target_cents=targets.get(str(period)),
-                closed=figures.ClosedDeals.of(closed),
-                open_by_stage={row["stage"]: row["value_cents"] for row in open_rows},
-                cohort=[
-                    figures.AccountAcross(
-                        row["start_arr_cents"], row["end_active"], row["end_arr_cents"]
-                    )
-                    for row in cohort
-                ],
-                history=history,
-                probabilities=settings.stage_probabilities,
-                default_probability_percent=settings.default_stage_probability,
-                healthy_coverage_ratio=settings.healthy_coverage_ratio,
+        bounds.append(
+            store.PeriodBounds(
+                str(period), period.first_day(), period.shifted(1).first_day(), start, end
             )
         )
-    return result
+    return [
+        figures.period_figures(
+            period=facts["period"],
+            target_cents=facts["target_cents"],
+            closed=figures.ClosedDeals.of(facts["closed"]),
+            open_by_stage={row["stage"]: row["value_cents"] for row in facts["open"]},
+            cohort=[
+                figures.AccountAcross(
+                    row["start_arr_cents"], row["end_active"], row["end_arr_cents"]
+                )
+                for row in facts["cohort"]
+            ],
+            history=history,
+            probabilities=settings.stage_probabilities,
+            default_probability_percent=settings.default_stage_probability,
+            healthy_coverage_ratio=settings.healthy_coverage_ratio,
+        )
+        for facts in await store.period_facts(connection, bounds)
+    ]
 
 
 async def read_report(
