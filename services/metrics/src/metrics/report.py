@@ -23,25 +23,11 @@ class Funnel:
     accept_seconds: figures.Histogram
 
 
-async def read_funnel(connection: asyncpg.Connection, settings: MetricsSettings) -> Funnel:
-    facts = await store.funnel_facts(connection)
-    by_source = figures.stage_counts(
-        facts["lead_stages"], facts["handoff_decisions"], facts["deals"]
-    )
-    return Funnel(
-        by_source=by_source,
-        total=figures.total(by_source),
-        sla_breaches=facts["sla_breaches"],
-        accept_seconds=figures.histogram(facts["accept_seconds"], settings.accept_seconds_buckets),
-    )
-
-
-async def read_periods(
-    connection: asyncpg.Connection,
-    periods: list[Period],
-    history: figures.StageCounts,
-    settings: MetricsSettings,
-) -> list[figures.PeriodFigures]:
+async def read_figures(
+    connection: asyncpg.Connection, periods: list[Period], settings: MetricsSettings
+) -> tuple[Funnel, list[figures.PeriodFigures]]:
+    """The funnel and each period's figures, read in one statement (so one snapshot,
+    without a transaction of the caller's)."""
     bounds = []
     for period in periods:
         start, end = period.bounds(settings.common.reporting_timezone)
@@ -50,33 +36,42 @@ async def read_periods(
                 str(period), period.first_day(), period.shifted(1).first_day(), start, end
             )
         )
-    return [
+    facts = await store.figure_facts(connection, bounds)
+    by_source = figures.stage_counts(
+        facts["lead_stages"], facts["handoff_decisions"], facts["deals"]
+    )
+    funnel = Funnel(
+        by_source=by_source,
+        total=figures.total(by_source),
+        sla_breaches=facts["sla_breaches"],
+        accept_seconds=figures.histogram(facts["accept_seconds"], settings.accept_seconds_buckets),
+    )
+    return funnel, [
         figures.period_figures(
-            period=facts["period"],
-            target_cents=facts["target_cents"],
-            closed=figures.ClosedDeals.of(facts["closed"]),
-            open_by_stage={row["stage"]: row["value_cents"] for row in facts["open"]},
+            period=period["period"],
+            target_cents=period["target_cents"],
+            closed=figures.ClosedDeals.of(period["closed"]),
+            open_by_stage={row["stage"]: row["value_cents"] for row in period["open"]},
             cohort=[
                 figures.AccountAcross(
                     row["start_arr_cents"], row["end_active"], row["end_arr_cents"]
                 )
-                for row in facts["cohort"]
+                for row in period["cohort"]
             ],
-            history=history,
+            history=funnel.total,
             probabilities=settings.stage_probabilities,
             default_probability_percent=settings.default_stage_probability,
             healthy_coverage_ratio=settings.healthy_coverage_ratio,
         )
-        for facts in await store.period_facts(connection, bounds)
+        for period in facts["periods"]
     ]
 
 
 async def read_report(
     connection: asyncpg.Connection, period: Period, settings: MetricsSettings
 ) -> tuple[Funnel, figures.PeriodFigures]:
-    """Everything ``GET /v1/funnel`` shows, read in one snapshot (the caller's transaction)."""
-    funnel = await read_funnel(connection, settings)
-    (figures_of_period,) = await read_periods(connection, [period], funnel.total, settings)
+    """Everything ``GET /v1/funnel`` shows, read in one snapshot."""
+    funnel, (figures_of_period,) = await read_figures(connection, [period], settings)
     return funnel, figures_of_period
 
 
@@ -121,8 +116,5 @@ async def read_snapshot(
     connection: asyncpg.Connection, periods: list[Period], settings: MetricsSettings
 ) -> dict[str, dict[str, Any]]:
     """The funnel document of each period: what replay compares, live against rebuilt."""
-    funnel = await read_funnel(connection, settings)
-    return {
-        figure.period: funnel_json(funnel, figure, settings)
-        for figure in await read_periods(connection, periods, funnel.total, settings)
-    }
+    funnel, period_figures = await read_figures(connection, periods, settings)
+    return {figure.period: funnel_json(funnel, figure, settings) for figure in period_figures}

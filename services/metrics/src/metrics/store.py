@@ -208,17 +208,39 @@ async def record_target(
 
 # A /metrics scrape reads every figure; at one statement per fact (17 round trips, two
 # per exported period) a scrape under load took 30-130 ms and held the metrics loop and
-# PostgreSQL busy. Each read below is ONE statement returning JSON: every number in it is
-# a bigint or a count, which JSON carries exactly (Python parses integers unbounded).
+# PostgreSQL busy. The read below is ONE statement returning JSON, so one round trip and
+# one snapshot: every number in it is a bigint or a count, which JSON carries exactly
+# (Python parses integers unbounded).
 
 
-async def funnel_facts(connection: asyncpg.Connection) -> dict[str, Any]:
-    """Every all-time fact of the funnel, in one round trip.
+@dataclass(frozen=True)
+class PeriodBounds:
+    """A period's close dates [first_day, after_last_day) and instants [start, end)."""
 
-    ``lead_stages``: (stage, source, campaign, leads); ``handoff_decisions``: (outcome,
-    reason, source, campaign, decisions, within_sla); ``accept_seconds``: (seconds,
-    handoffs), how long accepted handoffs took in business seconds; ``deals``: (status,
-    source, campaign, deals, value_cents) over every deal ever seen; ``sla_breaches``.
+    period: str
+    first_day: date
+    after_last_day: date
+    start: datetime
+    end: datetime
+
+
+async def figure_facts(
+    connection: asyncpg.Connection, periods: list[PeriodBounds]
+) -> dict[str, Any]:
+    """Every fact the funnel figures need, in one statement.
+
+    All time: ``lead_stages``: (stage, source, campaign, leads); ``handoff_decisions``:
+    (outcome, reason, source, campaign, decisions, within_sla); ``accept_seconds``:
+    (seconds, handoffs), how long accepted handoffs took in business seconds; ``deals``:
+    (status, source, campaign, deals, value_cents) over every deal ever seen;
+    ``sla_breaches``.
+
+    ``periods``, in the order given: ``target_cents`` (or null); ``closed``: (status,
+    deals, value_cents) of deals won or lost with a close date in the period; ``open``:
+    (stage, value_cents) of open deals expected to close in it; ``cohort``: each account
+    active just before its start, with (account_id, start_arr_cents, end_active,
+    end_arr_cents), its ARR then and its state before its end. The latest event by time
+    (then id) before an instant is the account's state at that instant.
     """
     facts: dict[str, Any] = json.loads(
         await connection.fetchval(
@@ -239,69 +261,41 @@ async def funnel_facts(connection: asyncpg.Connection) -> dict[str, Any]:
                      SELECT status, source, campaign, count(*) AS deals,
                             sum(amount_cents)::bigint AS value_cents
                      FROM deals GROUP BY status, source, campaign) AS fact),
-                 'sla_breaches', (SELECT count(*) FROM sla_breaches))::text"""
-        )
-    )
-    return facts
-
-
-@dataclass(frozen=True)
-class PeriodBounds:
-    """A period's close dates [first_day, after_last_day) and instants [start, end)."""
-
-    period: str
-    first_day: date
-    after_last_day: date
-    start: datetime
-    end: datetime
-
-
-async def period_facts(
-    connection: asyncpg.Connection, periods: list[PeriodBounds]
-) -> list[dict[str, Any]]:
-    """Per period, in the order given and in one round trip:
-
-    ``target_cents`` (or null); ``closed``: (status, deals, value_cents) of deals won or
-    lost with a close date in the period; ``open``: (stage, value_cents) of open deals
-    expected to close in it; ``cohort``: each account active just before its start, with
-    (account_id, start_arr_cents, end_active, end_arr_cents), its ARR then and its state
-    before its end. The latest event by time (then id) before an instant is the
-    account's state at that instant.
-    """
-    facts: list[dict[str, Any]] = json.loads(
-        await connection.fetchval(
-            """SELECT coalesce(json_agg(json_build_object(
-                 'period', p.period,
-                 'target_cents', (SELECT amount_cents FROM targets WHERE period = p.period),
-                 'closed', (SELECT coalesce(json_agg(fact), '[]') FROM (
-                     SELECT status, count(*) AS deals, sum(amount_cents)::bigint AS value_cents
-                     FROM deals
-                     WHERE status <> 'open' AND closed_on >= p.first_day
-                       AND closed_on < p.after_last_day
-                     GROUP BY status) AS fact),
-                 'open', (SELECT coalesce(json_agg(fact), '[]') FROM (
-                     SELECT stage, sum(amount_cents)::bigint AS value_cents
-                     FROM deals
-                     WHERE status = 'open' AND expected_close_date >= p.first_day
-                       AND expected_close_date < p.after_last_day
-                     GROUP BY stage) AS fact),
-                 'cohort', (SELECT coalesce(json_agg(fact), '[]') FROM (
-                     WITH at_start AS (
-                         SELECT DISTINCT ON (account_id) account_id, active, arr_cents
-                         FROM account_events WHERE occurred_at < p.start_at
-                         ORDER BY account_id, occurred_at DESC, event_id DESC),
-                     at_end AS (
-                         SELECT DISTINCT ON (account_id) account_id, active, arr_cents
-                         FROM account_events WHERE occurred_at < p.end_at
-                         ORDER BY account_id, occurred_at DESC, event_id DESC)
-                     SELECT at_start.account_id, at_start.arr_cents AS start_arr_cents,
-                            at_end.active AS end_active, at_end.arr_cents AS end_arr_cents
-                     FROM at_start JOIN at_end USING (account_id)
-                     WHERE at_start.active) AS fact)
-               ) ORDER BY p.position), '[]')::text
-               FROM unnest($1::text[], $2::date[], $3::date[], $4::timestamptz[],
-                           $5::timestamptz[]) WITH ORDINALITY
-                    AS p(period, first_day, after_last_day, start_at, end_at, position)""",
+                 'sla_breaches', (SELECT count(*) FROM sla_breaches),
+                 'periods', (SELECT coalesce(json_agg(json_build_object(
+                     'period', p.period,
+                     'target_cents', (SELECT amount_cents FROM targets WHERE period = p.period),
+                     'closed', (SELECT coalesce(json_agg(fact), '[]') FROM (
+                         SELECT status, count(*) AS deals,
+                                sum(amount_cents)::bigint AS value_cents
+                         FROM deals
+                         WHERE status <> 'open' AND closed_on >= p.first_day
+                           AND closed_on < p.after_last_day
+                         GROUP BY status) AS fact),
+                     'open', (SELECT coalesce(json_agg(fact), '[]') FROM (
+                         SELECT stage, sum(amount_cents)::bigint AS value_cents
+                         FROM deals
+                         WHERE status = 'open' AND expected_close_date >= p.first_day
+                           AND expected_close_date < p.after_last_day
+                         GROUP BY stage) AS fact),
+                     'cohort', (SELECT coalesce(json_agg(fact), '[]') FROM (
+                         WITH at_start AS (
+                             SELECT DISTINCT ON (account_id) account_id, active, arr_cents
+                             FROM account_events WHERE occurred_at < p.start_at
+                             ORDER BY account_id, occurred_at DESC, event_id DESC),
+                         at_end AS (
+                             SELECT DISTINCT ON (account_id) account_id, active, arr_cents
+                             FROM account_events WHERE occurred_at < p.end_at
+                             ORDER BY account_id, occurred_at DESC, event_id DESC)
+                         SELECT at_start.account_id, at_start.arr_cents AS start_arr_cents,
+                                at_end.active AS end_active, at_end.arr_cents AS end_arr_cents
+                         FROM at_start JOIN at_end USING (account_id)
+                         WHERE at_start.active) AS fact)
+                   ) ORDER BY p.position), '[]')
+                   FROM unnest($1::text[], $2::date[], $3::date[], $4::timestamptz[],
+                               $5::timestamptz[]) WITH ORDINALITY
+                        AS p(period, first_day, after_last_day, start_at, end_at, position))
+               )::text""",
             [bounds.period for bounds in periods],
             [bounds.first_day for bounds in periods],
             [bounds.after_last_day for bounds in periods],
