@@ -195,3 +195,31 @@ async def test_a_restarted_consumer_resumes_after_its_committed_offsets(
         await eventually(lambda: _committed_total(topics), until=lambda n: n == 3, what="commits")
 
     assert len(seen) == 3 == len(set(seen))
+
+
+async def test_a_fetch_across_partitions_is_applied_in_one_transaction(
+    pool: asyncpg.Pool, topics: CommonSettings
+) -> None:
+    """Per partition, each fetch cost a transaction and an offset commit per partition,
+    and the last partition's events waited for the others'."""
+    transactions: list[int] = []
+
+    async def remember(connection: asyncpg.Connection, event: LeadCaptured) -> None:
+        transactions.append(await connection.fetchval("SELECT txid_current()"))
+        await record_effect(connection, event)
+
+    producer = new_producer(topics)
+    await producer.start()
+    try:
+        for index in range(12):  # spread over the topic's partitions by key
+            await producer.send_and_wait(
+                topics.topic(LEADS_TOPIC), encode_event(_lead()), key=f"key-{index}".encode()
+            )
+    finally:
+        await producer.stop()
+
+    async with consuming(pool, topics, {LeadCaptured: remember}):
+        await eventually(lambda: _committed_total(topics), until=lambda n: n == 12, what="commits")
+
+    assert await _effects(pool) == 12
+    assert len(set(transactions)) == 1

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -109,9 +110,17 @@ class ConsumerRunner:
             self.assigned = bool(consumer.assignment())
             await rewind_if_log_was_reset(consumer)
             await self._measure_lag(consumer)
-            for partition, records in batches.items():
-                await self._process_in_order(records)
-                await consumer.commit({partition: records[-1].offset + 1})
+            if batches:
+                # One transaction and one offset commit for the whole fetch: per
+                # partition, a fetch of a few records each cost three of each, and the
+                # last partition's records waited for the others' (measured: 60-100 ms
+                # a cycle at 200 leads/s).
+                await self._process_in_order(
+                    [record for records in batches.values() for record in records]
+                )
+                await consumer.commit(
+                    {partition: records[-1].offset + 1 for partition, records in batches.items()}
+                )
 
     async def _measure_lag(self, consumer: Any) -> None:
         for partition in consumer.assignment():
@@ -123,8 +132,8 @@ class ConsumerRunner:
                 ).set(lag)
 
     async def _process_in_order(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Applies a partition's fetched records in order, consecutive handled ones
-        together in one transaction (one commit instead of one per event)."""
+        """Applies a fetch's records (each partition's in order), consecutive handled
+        ones together in one transaction (one commit instead of one per event)."""
         run: list[_Handled] = []
         for record in records:
             try:
@@ -162,13 +171,20 @@ class ConsumerRunner:
         of the event that failed and whether that counts as one of its attempts (not
         for PostgreSQL being unavailable, nor for a failure at commit: position 0)."""
         applied: list[bool] = []
-        committed = False
+        recorded = committed = False
         try:
             async with self._pool.acquire() as connection:
                 async with connection.transaction():
+                    # The whole run's inbox rows in one statement: the first of an id is
+                    # fresh, later ones (and ids already recorded) are duplicates.
+                    fresh_ids = await _record_inbox_many(connection, run)
+                    recorded = True
                     for record, event, handler in run:
+                        fresh = event.id in fresh_ids
+                        fresh_ids.discard(event.id)
                         with self._span(record, event):
-                            fresh = await self._record_and_apply(connection, record, event, handler)
+                            if fresh:
+                                await handler(connection, event)
                         applied.append(fresh)
                 committed = True
                 await outbox.wake_relay(connection)
@@ -178,7 +194,7 @@ class ConsumerRunner:
                     "a batch of events failed; applying it again in parts",
                     extra={"group": self._group_id, "error": type(error).__name__},
                 )
-                if len(applied) == len(run) or is_unavailable(error):
+                if not recorded or len(applied) == len(run) or is_unavailable(error):
                     return 0, 0
                 return len(applied), 1
             # Only the relay wake-up failed after the commit: the relay's poll covers it.
@@ -307,6 +323,21 @@ class ConsumerRunner:
             headers=list(record.headers),
         )
         self._metrics.events_consumed.labels(self._group_id, record.topic, "dead_lettered").inc()
+
+
+async def _record_inbox_many(connection: asyncpg.Connection, run: list[_Handled]) -> set[UUID]:
+    """Records the run's event ids in the inbox; returns the ids recorded now (fresh)."""
+    rows = await connection.fetch(
+        """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::bigint[])
+           ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
+        [event.id for _, event, _ in run],
+        [event.type for _, event, _ in run],
+        [record.topic for record, _, _ in run],
+        [record.partition for record, _, _ in run],
+        [record.offset for record, _, _ in run],
+    )
+    return {row["event_id"] for row in rows}
 
 
 async def rewind_if_log_was_reset(consumer: Any) -> None:

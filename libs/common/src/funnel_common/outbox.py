@@ -133,6 +133,7 @@ class OutboxRelay:
         self._settings = settings
         self._metrics = metrics
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: AIOKafkaProducer | None = None
         self._topics_ready = False
         self._watch = RecordsWatch(settings)
@@ -144,6 +145,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay forever; every outage is waited out with capped backoff."""
+        self._loop = asyncio.get_running_loop()
         backoff = 0.1
         try:
             while True:
@@ -171,8 +173,12 @@ class OutboxRelay:
             await self._drop_producer()
 
     def wake(self) -> None:
-        """Ask the relay to look for rows now (used by tests and after local writes)."""
-        self._wake.set()
+        """Ask the relay to look for rows now; safe from any thread (the relay runs on a
+        worker loop of its own)."""
+        if self._loop is None:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def _run_connected(self) -> None:
         listener: asyncpg.Connection = await asyncpg.connect(

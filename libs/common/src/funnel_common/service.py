@@ -3,6 +3,11 @@
 ``open_runtime`` migrates the schema, opens the pool, starts the outbox relay and the
 consumer (when the service has them) and closes everything in reverse order. The
 HTTP app and a stand-alone worker process use the same function.
+
+The relay and the consumer run on an event loop of their own, in a thread
+(:class:`~funnel_common.workers.WorkerThread`), with their own pool: on the request
+loop they waited behind requests and ``/metrics`` scrapes, which cost events hundreds
+of ms on their way through under load. ``Runtime.pool`` serves the request loop only.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from funnel_common.telemetry import (
     configure_logging,
     configure_tracing,
 )
+from funnel_common.workers import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +69,10 @@ class Runtime:
     metrics: PlatformMetrics
     relay: OutboxRelay | None = None
     consumer: ConsumerRunner | None = None
+    workers: WorkerThread | None = None
+    """The loop the relay and the consumer run on (not the request loop)."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    """Further workers on the request loop (e.g. handoff's SLA scanner)."""
 
 
 @contextlib.asynccontextmanager
@@ -83,29 +92,53 @@ async def open_runtime(
     await migrate_dsn(dsn, schema=schema, directory=migrations)
     pool = await create_pool(dsn, schema=schema)
     runtime = Runtime(service=service, settings=settings, pool=pool, metrics=metrics)
-    if run_workers and publishes:
-        runtime.relay = OutboxRelay(dsn=dsn, schema=schema, settings=settings, metrics=metrics)
-        runtime.tasks.append(asyncio.create_task(runtime.relay.run(), name=f"{service}-relay"))
-    if run_workers and consumes is not None:
-        runtime.consumer = ConsumerRunner(
-            pool=pool,
-            settings=settings,
-            group_id=consumes.group_id,
-            topics=consumes.topics,
-            handlers=consumes.handlers,
-            metrics=metrics,
-        )
-        runtime.tasks.append(
-            asyncio.create_task(runtime.consumer.run(), name=f"{service}-consumer")
-        )
     try:
+        if run_workers and (publishes or consumes is not None):
+            runtime.workers = await _start_workers(
+                runtime, dsn=dsn, schema=schema, publishes=publishes, consumes=consumes
+            )
         yield runtime
     finally:
         await _stop_workers(runtime.tasks)
+        if runtime.workers is not None:
+            await runtime.workers.stop(grace_seconds=_SHUTDOWN_GRACE_SECONDS)
         try:
             await asyncio.wait_for(pool.close(), _SHUTDOWN_GRACE_SECONDS)
         except TimeoutError:
             pool.terminate()
+
+
+async def _start_workers(
+    runtime: Runtime, *, dsn: str, schema: str, publishes: bool, consumes: ConsumerSpec | None
+) -> WorkerThread:
+    """The relay and the consumer on a worker loop, the consumer with a pool of its own
+    (a pool belongs to the loop that opened it)."""
+    workers = WorkerThread(f"{runtime.service}-workers")
+    workers.start()
+    worker_pool: asyncpg.Pool | None = None
+    try:
+        if consumes is not None:
+            worker_pool = await workers.call(create_pool(dsn, schema=schema))
+    except BaseException:
+        await workers.stop(grace_seconds=_SHUTDOWN_GRACE_SECONDS)
+        raise
+    if publishes:
+        runtime.relay = OutboxRelay(
+            dsn=dsn, schema=schema, settings=runtime.settings, metrics=runtime.metrics
+        )
+        workers.spawn(runtime.relay.run, name=f"{runtime.service}-relay")
+    if consumes is not None and worker_pool is not None:
+        runtime.consumer = ConsumerRunner(
+            pool=worker_pool,
+            settings=runtime.settings,
+            group_id=consumes.group_id,
+            topics=consumes.topics,
+            handlers=consumes.handlers,
+            metrics=runtime.metrics,
+        )
+        workers.spawn(runtime.consumer.run, name=f"{runtime.service}-consumer")
+        workers.close_on_stop(worker_pool)
+    return workers
 
 
 async def _stop_workers(tasks: list[asyncio.Task[None]]) -> None:
@@ -200,9 +233,17 @@ def probe_router(metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None) -
     """``/healthz`` (alive), ``/readyz`` (dependencies) and ``/metrics``."""
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", summary="Liveness: the process answers and its workers run")
+    async def healthz(request: Request) -> JSONResponse:
+        runtime: Runtime | None = getattr(request.state, "runtime", None)
+        workers = runtime.workers if runtime is not None else None
+        if workers is not None and workers.stopped:
+            # The relay or the consumer ended (logged with its traceback): the process
+            # answers but no longer moves events, so it should be restarted.
+            return JSONResponse(
+                {"status": "worker stopped", "workers": sorted(workers.stopped)}, status_code=503
+            )
+        return JSONResponse({"status": "ok"})
 
     @router.get("/readyz", summary="Readiness: PostgreSQL and the broker")
     async def readyz(request: Request) -> JSONResponse:

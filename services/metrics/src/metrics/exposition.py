@@ -201,12 +201,8 @@ def renderer(settings: MetricsSettings) -> ExtraMetrics:
             before=settings.periods_before,
             after=settings.periods_after,
         )
-        async with (
-            runtime.pool.acquire() as connection,
-            connection.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            funnel = await report.read_funnel(connection, settings)
-            period_figures = await report.read_periods(connection, periods, funnel.total, settings)
+        async with runtime.pool.acquire() as connection:
+            funnel, period_figures = await report.read_figures(connection, periods, settings)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Snapshot(funnel_families(funnel, period_figures, settings)))
         return generate_latest(registry)

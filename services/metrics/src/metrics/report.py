@@ -23,63 +23,55 @@ class Funnel:
     accept_seconds: figures.Histogram
 
 
-async def read_funnel(connection: asyncpg.Connection, settings: MetricsSettings) -> Funnel:
-    by_source = figures.stage_counts(
-        await store.lead_stage_counts(connection),
-        await store.handoff_decision_counts(connection),
-        await store.deal_counts(connection),
-    )
-    return Funnel(
-        by_source=by_source,
-        total=figures.total(by_source),
-        sla_breaches=await store.sla_breach_count(connection),
-        accept_seconds=figures.histogram(
-            await store.accept_seconds(connection), settings.accept_seconds_buckets
-        ),
-    )
-
-
-async def read_periods(
-    connection: asyncpg.Connection,
-    periods: list[Period],
-    history: figures.StageCounts,
-    settings: MetricsSettings,
-) -> list[figures.PeriodFigures]:
-    targets = await store.targets_of(connection, [str(period) for period in periods])
-    result = []
+async def read_figures(
+    connection: asyncpg.Connection, periods: list[Period], settings: MetricsSettings
+) -> tuple[Funnel, list[figures.PeriodFigures]]:
+    """The funnel and each period's figures, read in one statement (so one snapshot,
+    without a transaction of the caller's)."""
+    bounds = []
     for period in periods:
-        first, after_last = period.first_day(), period.shifted(1).first_day()
         start, end = period.bounds(settings.common.reporting_timezone)
-        closed = await store.closed_deals_between(connection, first, after_last)
-        open_rows = await store.open_pipeline_between(connection, first, after_last)
-        cohort = await store.accounts_across(connection, start, end)
-        result.append(
-            figures.period_figures(
-                period=str(period),
-                target_cents=targets.get(str(period)),
-                closed=figures.ClosedDeals.of(closed),
-                open_by_stage={row["stage"]: row["value_cents"] for row in open_rows},
-                cohort=[
-                    figures.AccountAcross(
-                        row["start_arr_cents"], row["end_active"], row["end_arr_cents"]
-                    )
-                    for row in cohort
-                ],
-                history=history,
-                probabilities=settings.stage_probabilities,
-                default_probability_percent=settings.default_stage_probability,
-                healthy_coverage_ratio=settings.healthy_coverage_ratio,
+        bounds.append(
+            store.PeriodBounds(
+                str(period), period.first_day(), period.shifted(1).first_day(), start, end
             )
         )
-    return result
+    facts = await store.figure_facts(connection, bounds)
+    by_source = figures.stage_counts(
+        facts["lead_stages"], facts["handoff_decisions"], facts["deals"]
+    )
+    funnel = Funnel(
+        by_source=by_source,
+        total=figures.total(by_source),
+        sla_breaches=facts["sla_breaches"],
+        accept_seconds=figures.histogram(facts["accept_seconds"], settings.accept_seconds_buckets),
+    )
+    return funnel, [
+        figures.period_figures(
+            period=period["period"],
+            target_cents=period["target_cents"],
+            closed=figures.ClosedDeals.of(period["closed"]),
+            open_by_stage={row["stage"]: row["value_cents"] for row in period["open"]},
+            cohort=[
+                figures.AccountAcross(
+                    row["start_arr_cents"], row["end_active"], row["end_arr_cents"]
+                )
+                for row in period["cohort"]
+            ],
+            history=funnel.total,
+            probabilities=settings.stage_probabilities,
+            default_probability_percent=settings.default_stage_probability,
+            healthy_coverage_ratio=settings.healthy_coverage_ratio,
+        )
+        for period in facts["periods"]
+    ]
 
 
 async def read_report(
     connection: asyncpg.Connection, period: Period, settings: MetricsSettings
 ) -> tuple[Funnel, figures.PeriodFigures]:
-    """Everything ``GET /v1/funnel`` shows, read in one snapshot (the caller's transaction)."""
-    funnel = await read_funnel(connection, settings)
-    (figures_of_period,) = await read_periods(connection, [period], funnel.total, settings)
+    """Everything ``GET /v1/funnel`` shows, read in one snapshot."""
+    funnel, (figures_of_period,) = await read_figures(connection, [period], settings)
     return funnel, figures_of_period
 
 
@@ -124,8 +116,5 @@ async def read_snapshot(
     connection: asyncpg.Connection, periods: list[Period], settings: MetricsSettings
 ) -> dict[str, dict[str, Any]]:
     """The funnel document of each period: what replay compares, live against rebuilt."""
-    funnel = await read_funnel(connection, settings)
-    return {
-        figure.period: funnel_json(funnel, figure, settings)
-        for figure in await read_periods(connection, periods, funnel.total, settings)
-    }
+    funnel, period_figures = await read_figures(connection, periods, settings)
+    return {figure.period: funnel_json(funnel, figure, settings) for figure in period_figures}
