@@ -118,7 +118,9 @@ async def _start_workers(
     worker_pool: asyncpg.Pool | None = None
     try:
         if consumes is not None:
-            worker_pool = await workers.call(create_pool(dsn, schema=schema))
+            # The consumer applies one transaction at a time; a request-sized pool would
+            # hold idle connections of PostgreSQL's bounded supply.
+            worker_pool = await workers.call(create_pool(dsn, schema=schema, max_size=2))
     except BaseException:
         await workers.stop(grace_seconds=_SHUTDOWN_GRACE_SECONDS)
         raise
