@@ -243,36 +243,18 @@ async def _captured(http: aiohttp.ClientSession, platform: DevPlatform) -> float
         return parse_metric(await answer.text(), "funnel_leads_captured_total") or 0.0
 
 
-async def _lagging(http: aiohttp.ClientSession, platform: DevPlatform) -> float:
-    """Records the consumers of handoff and metrics have not consumed yet."""
-    lag = 0.0
-    for service in ("handoff", "metrics"):
-        async with http.get(platform.url(service, "/metrics")) as answer:
-            text = await answer.text()
-        lag += sum(
-            float(line.rpartition(" ")[2])
-            for line in text.splitlines()
-            if line.startswith("funnel_consumer_lag_messages{")
-        )
-    return lag
-
-
-async def _settle(http: aiohttp.ClientSession, platform: DevPlatform, *, within: float) -> None:
+async def _settle(http: aiohttp.ClientSession, platform: DevPlatform) -> None:
     """Wait until metrics has counted every lead captured so far and no consumer lags."""
     database = await asyncpg.connect(platform.database_url)
-    deadline = time.monotonic() + within
     try:
-        while True:
-            captured = await database.fetchval(
-                "SELECT count(*) FROM intake.outbox WHERE event_type = 'funnel.lead.captured.v1'"
-            )
-            if await _captured(http, platform) >= captured and not await _lagging(http, platform):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the platform did not catch up within {within:.0f}s")
-            await asyncio.sleep(0.1)
+        captured = await database.fetchval(
+            "SELECT count(*) FROM intake.outbox WHERE event_type = 'funnel.lead.captured.v1'"
+        )
     finally:
         await database.close()
+    counted, seconds = await _caught_up(http, platform, captured)
+    if counted < captured:
+        raise RuntimeError(f"metrics counted {counted:.0f} of {captured} leads in {seconds:.0f}s")
 
 
 async def freshness(
@@ -295,7 +277,7 @@ async def freshness(
     target: list[float] = []
     caught_up, stop = asyncio.Event(), asyncio.Event()
     async with session(64) as http:
-        await _settle(http, platform, within=120)
+        await _settle(http, platform)
         base = await _captured(http, platform)
 
         async def watch() -> None:
