@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import uvicorn
+
+from funnel_common.embedded import free_port
 
 T = TypeVar("T")
 
@@ -39,3 +45,25 @@ def parse_metric(text: str, name: str, labels: str = "") -> float | None:
         if series == wanted:
             return float(value)
     return None
+
+
+@contextlib.contextmanager
+def served_in_thread(app: Any, *, what: str) -> Iterator[str]:
+    """``app`` served by uvicorn on a free port in a thread, for synchronous clients
+    (schemathesis, requests); yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(
+            0.02
+        )  # polling a thread's flag with a deadline: no event to await across threads
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

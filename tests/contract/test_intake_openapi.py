@@ -9,14 +9,12 @@ operation, well under a minute.
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -27,10 +25,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from funnel_common.embedded import free_port
 from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
 from lead_intake.app import create_app
+from tests.helpers import served_in_thread
 from tests.integration.intake.conftest import BILLING_SECRET, CRM_SECRET, intake_settings
 
 SECRETS = {"/v1/deals": CRM_SECRET, "/v1/accounts/events": BILLING_SECRET}
@@ -52,18 +50,8 @@ class SignWebhooks(requests.auth.AuthBase):
 @pytest.fixture
 def intake_url(database_url: str, settings: CommonSettings) -> Iterator[str]:
     app = create_app(intake_settings(database_url, settings, run_workers=False))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("lead-intake did not start")
-        time.sleep(0.05)  # waiting for a thread's flag: no event to await across threads
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_in_thread(app, what="lead-intake") as url:
+        yield url
 
 
 def test_lead_intake_never_answers_5xx_and_always_matches_its_schema(intake_url: str) -> None:

@@ -8,8 +8,6 @@ tests/contract and tests/integration/handoff.
 
 from __future__ import annotations
 
-import threading
-import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -17,17 +15,16 @@ from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisDeprecationWarning
 from schemathesis import GenerationMode
 
 from funnel_common.auth import issue_token
-from funnel_common.embedded import free_port
 from funnel_common.settings import CommonSettings
 from metrics.app import create_app
 from metrics.settings import MetricsSettings
+from tests.helpers import served_in_thread
 
 EXAMPLES_PER_OPERATION = 30
 
@@ -35,19 +32,8 @@ EXAMPLES_PER_OPERATION = 30
 @pytest.fixture
 def served(database_url: str, settings: CommonSettings) -> Iterator[tuple[str, MetricsSettings]]:
     config = MetricsSettings(database_url=database_url, common=settings, run_workers=False)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)  # polling a thread's flag with a deadline, not synchronising on time
-    yield f"http://127.0.0.1:{port}", config
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_in_thread(create_app(config), what="metrics") as url:
+        yield url, config
 
 
 def _fuzz(

@@ -8,8 +8,6 @@ admin (who reaches the deepest code), and half the handoff ids are real ones.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -18,15 +16,14 @@ from uuid import UUID
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisDeprecationWarning
 from schemathesis import GenerationMode
 
-from funnel_common.embedded import free_port
 from funnel_common.settings import CommonSettings
 from handoff.app import create_app
+from tests.helpers import served_in_thread
 from tests.integration.handoff.support import (
     handoff_settings,
     lead_event,
@@ -48,19 +45,8 @@ def served(database_url: str, settings: CommonSettings) -> Iterator[tuple[str, s
             return await handoffs.token("admin", "root"), ids
 
     token, ids = asyncio.run(seed())
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)  # polling a flag with a deadline, not synchronising on time
-    yield f"http://127.0.0.1:{port}", token, ids
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_in_thread(create_app(config), what="handoff") as url:
+        yield url, token, ids
 
 
 def _fuzz(
