@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -32,6 +31,7 @@ from opentelemetry import propagate, trace
 from funnel_common import outbox
 from funnel_common.db import is_unavailable
 from funnel_common.events import DLQ_TOPIC, Envelope, EventDecodeError, decode_event
+from funnel_common.inbox import InboxRow, record_inbox, record_inbox_many
 from funnel_common.kafka import new_consumer, new_producer
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics
@@ -177,7 +177,11 @@ class ConsumerRunner:
                 async with connection.transaction():
                     # The whole run's inbox rows in one statement: the first of an id is
                     # fresh, later ones (and ids already recorded) are duplicates.
-                    fresh_ids = await _record_inbox_many(connection, run)
+                    fresh_ids = set(
+                        await record_inbox_many(
+                            connection, [_inbox_row(record, event) for record, event, _ in run]
+                        )
+                    )
                     recorded = True
                     for record, event, handler in run:
                         fresh = event.id in fresh_ids
@@ -283,18 +287,10 @@ class ConsumerRunner:
         event: Envelope,
         handler: Handler,
     ) -> bool:
-        fresh = await connection.fetchval(
-            """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true""",
-            event.id,
-            event.type,
-            record.topic,
-            record.partition,
-            record.offset,
-        )
+        fresh = await record_inbox(connection, _inbox_row(record, event))
         if fresh:
             await handler(connection, event)
-        return bool(fresh)
+        return fresh
 
     async def _park(self, record: ConsumerRecord[bytes, bytes], *, kind: str, error: str) -> None:
         """Send the record to the DLQ; raises (and so is retried) until the DLQ has it."""
@@ -325,19 +321,8 @@ class ConsumerRunner:
         self._metrics.events_consumed.labels(self._group_id, record.topic, "dead_lettered").inc()
 
 
-async def _record_inbox_many(connection: asyncpg.Connection, run: list[_Handled]) -> set[UUID]:
-    """Records the run's event ids in the inbox; returns the ids recorded now (fresh)."""
-    rows = await connection.fetch(
-        """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::bigint[])
-           ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
-        [event.id for _, event, _ in run],
-        [event.type for _, event, _ in run],
-        [record.topic for record, _, _ in run],
-        [record.partition for record, _, _ in run],
-        [record.offset for record, _, _ in run],
-    )
-    return {row["event_id"] for row in rows}
+def _inbox_row(record: ConsumerRecord[bytes, bytes], event: Envelope) -> InboxRow:
+    return (event.id, event.type, record.topic, record.partition, record.offset)
 
 
 async def rewind_if_log_was_reset(consumer: Any) -> None:

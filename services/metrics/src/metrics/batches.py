@@ -30,7 +30,7 @@ import asyncpg
 
 from funnel_common.consumer import Handler
 from funnel_common.events import Envelope, EventDecodeError, decode_event
-from metrics import store
+from funnel_common.inbox import record_inbox, record_inbox_many
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ async def _write_together(
     first: dict[UUID, int] = {}
     for index, item in enumerate(decoded):
         first.setdefault(item.event.id, index)
-    inserted = await store.record_inbox_many(
+    inserted = await record_inbox_many(
         connection,
         [
             (item.event.id, item.event.type, item.record.topic, item.record.partition,
@@ -183,13 +183,8 @@ async def apply_one(
     """One event in its own savepoint: "applied", "duplicate" or "skipped" (refused)."""
     try:
         async with connection.transaction():
-            fresh = await store.record_inbox(
-                connection,
-                event_id=event.id,
-                event_type=event.type,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
+            fresh = await record_inbox(
+                connection, (event.id, event.type, record.topic, record.partition, record.offset)
             )
             if fresh:
                 await handler(connection, event)

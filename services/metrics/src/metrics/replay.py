@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from funnel_common.consumer import Handler
 from funnel_common.db import create_pool, migrate_dsn
 from funnel_common.events import Envelope, decode_event
+from funnel_common.inbox import record_inbox
 from funnel_common.types import utc_now
 from metrics import report, store
 from metrics.app import MIGRATIONS, SCHEMA
@@ -210,14 +211,7 @@ async def _apply_outbox_row(
     await store.copy_outbox_row(connection, row)
     event = decode_event(row["payload"])
     handler = table.get(type(event))
-    fresh = await store.record_inbox(
-        connection,
-        event_id=event.id,
-        event_type=event.type,
-        topic=row["topic"],
-        partition=-1,
-        offset=-1,
-    )
+    fresh = await record_inbox(connection, (event.id, event.type, row["topic"], -1, -1))
     if fresh and handler is not None:
         await handler(connection, event)
 

@@ -319,49 +319,6 @@ def _schema(name: str) -> str:
     return name
 
 
-async def record_inbox(
-    connection: asyncpg.Connection,
-    *,
-    event_id: UUID,
-    event_type: str,
-    topic: str,
-    partition: int,
-    offset: int,
-) -> bool:
-    """The inbox row the consumer runner would write; False when the event was seen."""
-    fresh = await connection.fetchval(
-        """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true""",
-        event_id,
-        event_type,
-        topic,
-        partition,
-        offset,
-    )
-    return bool(fresh)
-
-
-async def record_inbox_many(
-    connection: asyncpg.Connection, rows: list[tuple[UUID, str, str, int, int]]
-) -> list[UUID]:
-    """Inbox rows (event id, type, topic, partition, offset) with distinct ids, in one
-    statement; the ids that were not there before."""
-    if not rows:
-        return []
-    event_ids, event_types, topics, partitions, offsets = zip(*rows, strict=True)
-    inserted: list[asyncpg.Record] = await connection.fetch(
-        """INSERT INTO inbox (event_id, event_type, topic, kafka_partition, kafka_offset)
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::bigint[])
-           ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
-        list(event_ids),
-        list(event_types),
-        list(topics),
-        list(partitions),
-        list(offsets),
-    )
-    return [row["event_id"] for row in inserted]
-
-
 async def wait_for_durable_commits(connection: asyncpg.Connection, wait: bool) -> None:
     """Whether this session's commits wait for their WAL to reach the disk.
 
