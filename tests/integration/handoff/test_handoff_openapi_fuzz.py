@@ -8,18 +8,12 @@ admin (who reaches the deepest code), and half the handoff ids are real ones.
 from __future__ import annotations
 
 import asyncio
-import warnings
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 from uuid import UUID
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.errors import HypothesisDeprecationWarning
-from schemathesis import GenerationMode
 
 from funnel_common.settings import CommonSettings
 from handoff.app import create_app
@@ -29,8 +23,7 @@ from tests.integration.handoff.support import (
     lead_event,
     running_handoffs,
 )
-
-EXAMPLES_PER_OPERATION = 30
+from tests.openapi_fuzz import fuzz_operation
 
 
 @pytest.fixture
@@ -49,41 +42,6 @@ def served(database_url: str, settings: CommonSettings) -> Iterator[tuple[str, s
         yield url, token, ids
 
 
-def _fuzz(
-    operation: Any,
-    *,
-    base_url: str,
-    token: str,
-    seeded: list[UUID],
-    statuses: Counter[tuple[str, int]],
-    failures: list[str],
-) -> None:
-    label: str = operation.label
-    strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
-        GenerationMode.NEGATIVE
-    )
-
-    @settings(
-        max_examples=EXAMPLES_PER_OPERATION,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=strategy, real_id=st.sampled_from([None, *seeded]))
-    def check(case: Any, real_id: UUID | None) -> None:
-        if real_id is not None and "handoff_id" in (case.path_parameters or {}):
-            case.path_parameters["handoff_id"] = str(real_id)
-        answer = case.call(base_url=base_url, headers={"authorization": f"Bearer {token}"})
-        statuses[(label, answer.status_code)] += 1
-        if answer.status_code >= 500:
-            failures.append(f"{label}: {answer.status_code} {answer.text[:300]}")
-
-    with warnings.catch_warnings():
-        # schemathesis' own strategies use `random` internally; not ours to fix.
-        warnings.simplefilter("ignore", HypothesisDeprecationWarning)
-        check()
-
-
 def test_no_input_makes_handoff_answer_5xx(served: tuple[str, str, list[UUID]]) -> None:
     base_url, token, seeded = served
     schema = schemathesis.openapi.from_dict(create_app().openapi())
@@ -93,13 +51,12 @@ def test_no_input_makes_handoff_answer_5xx(served: tuple[str, str, list[UUID]]) 
     statuses: Counter[tuple[str, int]] = Counter()
 
     for operation in operations:
-        _fuzz(
+        failures += fuzz_operation(
             operation,
             base_url=base_url,
             token=token,
-            seeded=seeded,
+            real_values=("handoff_id", [str(handoff_id) for handoff_id in seeded]),
             statuses=statuses,
-            failures=failures,
         )
 
     assert failures == []
