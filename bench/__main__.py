@@ -17,7 +17,7 @@ from rich.table import Table
 from bench.breach import breach_delay
 from bench.measures import Figure, freshness, intake_throughput, memory
 from bench.replay import replay_rate
-from tests.devplatform import DevPlatform, free_ports, start_dev
+from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
 
 RESULTS = Path("bench-results/bench.json")
 

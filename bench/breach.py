@@ -29,9 +29,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.load import open_loop, percentile, session
 from bench.measures import Figure
 from funnel_common.events import HANDOFFS_TOPIC, EventDecodeError, HandoffSlaBreached, decode_event
+from funnel_tools.devplatform import DevPlatform
 from handoff.settings import HandoffSettings
 from handoff.sla import ALWAYS
-from tests.devplatform import DevPlatform
 
 TEAM = "bench-sla"
 POLICY = "bench-3s"

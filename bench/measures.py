@@ -17,8 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.load import Run, closed_loop, open_loop, percentile, session
-from tests.devplatform import DevPlatform
-from tests.helpers import parse_metric
+from funnel_tools.devplatform import DevPlatform, parse_metric
 
 
 @dataclass

@@ -26,7 +26,7 @@ from funnel_common.events import (
 )
 from funnel_common.settings import CommonSettings
 from funnel_common.types import utc_now
-from tests.devplatform import DevPlatform
+from funnel_tools.devplatform import DevPlatform
 
 # The metrics service's topics (as metrics.handlers.TOPICS); stated here so the bench
 # reads what a replay reads without importing the service.

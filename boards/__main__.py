@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from boards.render import PanelData, panels, render, save, series_from
-from funnel_cli.seed import quarter_of
-from funnel_common.embedded import free_port, wait_until
-from tests.deploy.live import Prometheus, platform_targets, run_seed, start_prometheus
-from tests.deploy.queries import DASHBOARD_FILES, load_dashboard, substitute
-from tests.devplatform import free_ports, start_dev
+from funnel_tools.dashboards import DASHBOARD_FILES, load_dashboard, substitute
+from funnel_tools.devplatform import free_ports, start_dev
+from funnel_tools.embedded import free_port, wait_until
+from funnel_tools.prometheus import Prometheus, platform_targets, run_seed, start_prometheus
+from funnel_tools.seed import quarter_of
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = 240  # per time series, like a Grafana panel a few hundred pixels wide

@@ -16,9 +16,9 @@ from uuid import uuid4
 
 import pytest
 
-from funnel_common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from funnel_common.kafka import ensure_topics
 from funnel_common.settings import CommonSettings
+from funnel_tools.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from tests.platform import Platform, run_platform
 
 _database_numbers = itertools.count()

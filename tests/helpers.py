@@ -11,7 +11,10 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from funnel_common.embedded import free_port
+from funnel_tools.devplatform import parse_metric
+from funnel_tools.embedded import free_port
+
+__all__ = ["eventually", "parse_metric", "served_in_thread"]
 
 T = TypeVar("T")
 
@@ -33,18 +36,6 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s; last value: {result!r}")
         await asyncio.sleep(interval)
-
-
-def parse_metric(text: str, name: str, labels: str = "") -> float | None:
-    """The value of one sample in Prometheus text format, or None when absent."""
-    wanted = f"{name}{{{labels}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        if series == wanted:
-            return float(value)
-    return None
 
 
 @contextlib.contextmanager

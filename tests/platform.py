@@ -1,4 +1,5 @@
-"""The three services in-process (real PostgreSQL, real broker), driven over ASGI."""
+"""The three services in-process (real PostgreSQL, real broker), driven over ASGI: each
+as its two processes would run, a web app and a worker app."""
 
 from __future__ import annotations
 
@@ -8,15 +9,33 @@ from dataclasses import dataclass
 
 import httpx
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 from funnel_common.settings import CommonSettings
-from handoff.app import create_app as create_handoff
+from handoff import web as handoff_web
+from handoff import worker as handoff_worker
 from handoff.settings import HandoffSettings
-from lead_intake.app import create_app as create_intake
+from lead_intake import web as intake_web
+from lead_intake import worker as intake_worker
 from lead_intake.settings import IntakeSettings
-from metrics.app import create_app as create_metrics
+from metrics import web as metrics_web
+from metrics import worker as metrics_worker
 from metrics.settings import MetricsSettings
 from tests.helpers import eventually, parse_metric
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, name: str) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` started (its lifespan) and a client that reaches it over ASGI."""
+    # Shutdown stops Kafka clients; on a loaded 2-core CI box that can pass
+    # asgi-lifespan's 5 s default.
+    async with (
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url=f"http://{name}"
+        ) as client,
+    ):
+        yield client
 
 
 @dataclass
@@ -24,6 +43,8 @@ class Platform:
     intake: httpx.AsyncClient
     handoff: httpx.AsyncClient
     metrics: httpx.AsyncClient
+    workers: dict[str, httpx.AsyncClient]
+    """Each service's worker process (its probes and /metrics), by service name."""
 
     async def metric(self, name: str, labels: str = "") -> float | None:
         answer = await self.metrics.get("/metrics")
@@ -40,20 +61,28 @@ class Platform:
 
 @contextlib.asynccontextmanager
 async def run_platform(database_url: str, settings: CommonSettings) -> AsyncIterator[Platform]:
-    apps = (
-        create_intake(IntakeSettings(database_url=database_url, common=settings)),
-        create_handoff(HandoffSettings(database_url=database_url, common=settings)),
-        create_metrics(MetricsSettings(database_url=database_url, common=settings)),
-    )
+    intake = IntakeSettings(database_url=database_url, common=settings)
+    handoff = HandoffSettings(database_url=database_url, common=settings)
+    metrics = MetricsSettings(database_url=database_url, common=settings)
+    apps = {
+        "intake": intake_web.create_app(intake),
+        "intake-worker": intake_worker.create_app(intake),
+        "handoff": handoff_web.create_app(handoff),
+        "handoff-worker": handoff_worker.create_app(handoff),
+        "metrics": metrics_web.create_app(metrics),
+        "metrics-worker": metrics_worker.create_app(metrics),
+    }
     async with contextlib.AsyncExitStack() as stack:
-        clients = []
-        for app, name in zip(apps, ("intake", "handoff", "metrics"), strict=True):
-            manager = await stack.enter_async_context(LifespanManager(app, startup_timeout=30))
-            clients.append(
-                await stack.enter_async_context(
-                    httpx.AsyncClient(
-                        transport=httpx.ASGITransport(app=manager.app), base_url=f"http://{name}"
-                    )
-                )
-            )
-        yield Platform(*clients)
+        clients = {
+            name: await stack.enter_async_context(serving(app, name)) for name, app in apps.items()
+        }
+        yield Platform(
+            intake=clients["intake"],
+            handoff=clients["handoff"],
+            metrics=clients["metrics"],
+            workers={
+                name.removesuffix("-worker"): client
+                for name, client in clients.items()
+                if name.endswith("-worker")
+            },
+        )

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
-from lead_intake.app import create_app
+from lead_intake.web import create_app
 from tests.helpers import served_in_thread
 from tests.integration.intake.conftest import BILLING_SECRET, CRM_SECRET, intake_settings
 
@@ -49,7 +49,7 @@ class SignWebhooks(requests.auth.AuthBase):
 
 @pytest.fixture
 def intake_url(database_url: str, settings: CommonSettings) -> Iterator[str]:
-    app = create_app(intake_settings(database_url, settings, run_workers=False))
+    app = create_app(intake_settings(database_url, settings))
     with served_in_thread(app, what="lead-intake") as url:
         yield url
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.queries import DEPLOY, RULE_FILES
+from funnel_tools.dashboards import DEPLOY, RULE_FILES
 
 TARGET = DEPLOY / "k8s" / "base" / "prometheus-rules.yaml"
 HEADER = """\

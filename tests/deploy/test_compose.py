@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from funnel_common.settings import CommonSettings
-from tests.deploy.queries import DEPLOY, PROMETHEUS_DIR, ROOT
+from funnel_tools.dashboards import DEPLOY, PROMETHEUS_DIR, ROOT
 from tests.deploy.test_k8s_manifests import SERVICES, TOPICS, of_kind, render
 
 COMPOSE = DEPLOY / "compose.yaml"

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import require_system_tool
-from tests.deploy.queries import (
+from funnel_tools.dashboards import (
     DASHBOARD_FILES,
     DEPLOY,
     as_rule_file,
@@ -24,6 +23,7 @@ from tests.deploy.queries import (
     panels,
     variables_in,
 )
+from tests.conftest import require_system_tool
 
 GRAFANA = DEPLOY / "grafana"
 BUILT_IN_VARIABLES = {"$__rate_interval", "$__range", "$__interval"}

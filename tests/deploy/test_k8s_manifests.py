@@ -26,11 +26,11 @@ from pydantic_settings import BaseSettings
 
 from funnel_common.events import ALL_TOPICS
 from funnel_common.settings import PLACEHOLDER_SECRET_PREFIX, CommonSettings
+from funnel_tools.dashboards import DEPLOY
 from handoff.settings import HandoffSettings
 from lead_intake.settings import IntakeSettings
 from metrics.settings import MetricsSettings
 from tests.deploy import rules_to_k8s
-from tests.deploy.queries import DEPLOY
 
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")

@@ -26,7 +26,6 @@ import httpx
 import pytest
 
 from funnel_common.auth import issue_token
-from funnel_common.embedded import free_port, wait_until
 from funnel_common.events import (
     HANDOFFS_TOPIC,
     AccountActivated,
@@ -42,10 +41,11 @@ from funnel_common.events import (
 )
 from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
+from funnel_tools.dashboards import Query, dashboard_queries, rule_queries, rules
+from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
+from funnel_tools.embedded import free_port, wait_until
+from funnel_tools.prometheus import Prometheus, platform_targets, run_seed, start_prometheus
 from tests.conftest import require_system_tool
-from tests.deploy.live import Prometheus, platform_targets, run_seed, start_prometheus
-from tests.deploy.queries import Query, dashboard_queries, rule_queries, rules
-from tests.devplatform import DevPlatform, free_ports, start_dev
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from funnel_tools.dashboards import PROMETHEUS_DIR, RULE_FILES, rules
 from tests.conftest import require_system_tool
-from tests.deploy.queries import PROMETHEUS_DIR, RULE_FILES, rules
 
 SERVICES = {"lead-intake": 8001, "handoff": 8002, "metrics": 8003}
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 import yaml
 
-from funnel_cli.dev import SERVER_OPTIONS
-from tests.deploy.queries import DEPLOY
+from funnel_tools.dashboards import DEPLOY
+from funnel_tools.dev import SERVER_OPTIONS
 
 SERVICES = ("lead-intake", "handoff", "metrics")
 

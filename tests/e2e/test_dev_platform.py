@@ -12,8 +12,8 @@ import httpx
 import psutil
 import pytest
 
-from funnel_common.embedded import port_open, wait_until
-from tests.devplatform import DevPlatform, free_ports, start_dev
+from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
+from funnel_tools.embedded import port_open, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -24,13 +24,13 @@ import pytest
 from typer.testing import CliRunner
 
 from funnel_cli.main import app as cli
-from funnel_common.embedded import free_port, wait_until
 from funnel_common.events import ALL_TOPICS
 from funnel_common.signing import SIGNATURE_HEADER, sign
+from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
+from funnel_tools.embedded import free_port, wait_until
 from handoff.sla import ALWAYS
 from lead_intake.settings import IntakeSettings
 from metrics.settings import DEFAULT_SOURCES
-from tests.devplatform import DevPlatform, free_ports, start_dev
 from tests.hostile import HOSTILE
 from tests.metrics.support import parse_samples
 

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from funnel_cli.seed import make_plan
-from funnel_common.embedded import wait_until
-from tests.devplatform import free_ports, start_dev
+from funnel_tools.devplatform import free_ports, start_dev
+from funnel_tools.embedded import wait_until
+from funnel_tools.seed import make_plan
 
 pytestmark = pytest.mark.e2e
 

@@ -12,12 +12,12 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from funnel_cli.seed import REPS, SLA_POLICIES, TEAMS
 from funnel_common.auth import Role
 from funnel_common.events import Envelope, EventDecodeError, decode_event
 from funnel_common.settings import CommonSettings
+from funnel_tools.devplatform import DevPlatform
+from funnel_tools.seed import REPS, SLA_POLICIES, TEAMS
 from handoff.tokens import create_token
-from tests.devplatform import DevPlatform
 
 
 async def roster(platform: DevPlatform, settings: CommonSettings) -> dict[str, str]:

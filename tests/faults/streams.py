@@ -12,9 +12,9 @@ from uuid import UUID, uuid4
 
 import httpx
 
-from funnel_cli.seed import DEMO_FORM, REJECTIONS
-from funnel_common.embedded import wait_until
 from funnel_common.signing import SIGNATURE_HEADER, sign
+from funnel_tools.embedded import wait_until
+from funnel_tools.seed import DEMO_FORM, REJECTIONS
 
 # Qualified by config/qualification.yaml (as `funnel seed` plans them): a senior title
 # at a mid-sized company in a core country. The Americas team takes the US.

@@ -37,9 +37,6 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from funnel_cli.importer import ImportSettings, Kind
-from funnel_cli.seed import BREACHES_PER_UNANSWERED, quarter_of
-from funnel_common.embedded import wait_until
 from funnel_common.events import (
     ACCOUNTS_TOPIC,
     DEALS_TOPIC,
@@ -54,8 +51,11 @@ from funnel_common.events import (
 from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
 from funnel_common.types import utc_now
+from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
+from funnel_tools.embedded import wait_until
+from funnel_tools.importer import ImportSettings, Kind
+from funnel_tools.seed import BREACHES_PER_UNANSWERED, quarter_of
 from metrics.settings import MetricsSettings
-from tests.devplatform import DevPlatform, free_ports, start_dev
 from tests.faults.readback import breaches_pending, events, records, roster, stored
 from tests.faults.streams import DecisionStream, LeadStream, Stream, WebhookStream
 from tests.metrics.oracle import Oracle, differences

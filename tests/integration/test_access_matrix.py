@@ -19,9 +19,9 @@ import httpx
 from funnel_common.auth import Role, issue_token
 from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
-from lead_intake.app import create_app as create_intake
-from metrics.app import create_app as create_metrics
+from lead_intake.web import create_app as create_intake
 from metrics.settings import MetricsSettings
+from metrics.web import create_app as create_metrics
 from tests.integration.access import (
     PLATFORM_PUBLIC,
     Route,
@@ -119,7 +119,7 @@ def _webhook(path: str) -> dict[str, Any]:
 
 
 async def test_lead_intake_access_matrix(database_url: str, topics: CommonSettings) -> None:
-    settings = intake_settings(database_url, topics, run_workers=False)
+    settings = intake_settings(database_url, topics)
     credentials = _credentials(topics)
     stale = int(time.time()) - settings.signature_tolerance_seconds - 60
     mismatches: list[tuple[object, dict[str, int]]] = []
@@ -154,7 +154,7 @@ async def test_lead_intake_access_matrix(database_url: str, topics: CommonSettin
 
 
 async def test_metrics_access_matrix(database_url: str, topics: CommonSettings) -> None:
-    settings = MetricsSettings(database_url=database_url, common=topics, run_workers=False)
+    settings = MetricsSettings(database_url=database_url, common=topics)
     credentials = _credentials(topics)
     mismatches = []
 

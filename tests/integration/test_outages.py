@@ -6,16 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from funnel_common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from funnel_common.kafka import ensure_topics
 from funnel_common.settings import CommonSettings
-from lead_intake.app import create_app as create_intake
+from funnel_tools.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from lead_intake.settings import IntakeSettings
 from tests.helpers import eventually
+from tests.integration.intake.conftest import running_intake
 from tests.platform import run_platform
 
 LEAD = {"email": "grace@example.com", "source": "webinar"}
@@ -88,10 +86,7 @@ async def test_events_a_crashed_broker_lost_are_published_again(
     settings = settings.model_copy(update={"kafka_bootstrap_servers": own_broker.bootstrap_servers})
     await ensure_topics(settings)
     intake_only = IntakeSettings(database_url=database_url, common=settings)
-    async with LifespanManager(create_intake(intake_only)) as manager:
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://i"
-        )
+    async with running_intake(intake_only) as client:
         for i in range(3):
             assert (await client.post("/v1/leads", json=person(i))).status_code == 202
         await eventually(

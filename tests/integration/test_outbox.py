@@ -112,10 +112,8 @@ async def test_notify_wakes_the_relay_long_before_its_poll(
     async with running(relay):
         await eventually(lambda: _async(relay.is_leader), what="relay leadership")
 
-        async with pool.acquire() as connection:
-            async with connection.transaction():
-                await outbox.enqueue(connection, _lead())
-            await outbox.wake_relay(connection)
+        async with outbox.transaction(pool) as connection:
+            await outbox.enqueue(connection, _lead())
 
         await eventually(
             lambda: _unsent(pool), until=lambda n: n == 0, timeout=5, what="woken by NOTIFY"
@@ -173,11 +171,12 @@ async def test_a_failed_wake_up_after_the_commit_does_not_fail_the_write(
     async with pool.acquire() as connection:
         async with connection.transaction():
             await outbox.enqueue(connection, event)
-        # The server end goes away between the commit and the wake-up.
+        # The server end goes away between the commit and the wake-up that
+        # outbox.transaction sends after it.
         backend = await connection.fetchval("SELECT pg_backend_pid()")
         async with pool.acquire() as other:
             assert await other.fetchval("SELECT pg_terminate_backend($1)", backend)
-        await outbox.wake_relay(connection)
+        await outbox._wake_relay(connection)
     async with pool.acquire() as connection:
         stored = await connection.fetchval(
             "SELECT count(*) FROM outbox WHERE event_id = $1", event.id

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 
-from funnel_common.service import Transaction, build_app, open_runtime
+from funnel_common.service import Transaction, WebState, build_web_app, open_runtime
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics
 
@@ -28,14 +27,14 @@ def _app(database_url: str, settings: CommonSettings, migrations: Path) -> FastA
         return {"thing": thing}
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[WebState]:
         async with open_runtime(
             service="scope-test", schema="scope", dsn=database_url, migrations=migrations,
-            settings=settings, metrics=metrics, publishes=False, consumes=None,
+            settings=settings, metrics=metrics,
         ) as runtime:  # fmt: skip
             yield {"runtime": runtime}
 
-    return build_app(
+    return build_web_app(
         service="scope-test", title="Shared Funnel: scope test", settings=settings,
         metrics=metrics, lifespan=lifespan, routers=[router],
     )  # fmt: skip

@@ -7,13 +7,14 @@ import re
 from collections.abc import AsyncIterator, Iterable
 
 import httpx
-from asgi_lifespan import LifespanManager
 
 from funnel_common.events import Envelope, encode_event
 from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
-from metrics.app import create_app
+from metrics import worker as metrics_worker
 from metrics.settings import MetricsSettings
+from metrics.web import create_app
+from tests.platform import serving
 
 # Stated here, not taken from the defaults, so the oracle is independent of them.
 PROBABILITIES = {"discovery": 10, "proposal": 50, "negotiation": 75}
@@ -33,16 +34,17 @@ def metrics_settings(database_url: str, common: CommonSettings) -> MetricsSettin
 
 
 @contextlib.asynccontextmanager
-async def running_metrics(settings: MetricsSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """One metrics app in-process (its consumer and relay included), driven over ASGI."""
-    app = create_app(settings)
-    async with (
-        LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://metrics"
-        ) as client,
-    ):
-        yield client
+async def running_metrics(
+    settings: MetricsSettings, *, worker: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """metrics in-process, driven over ASGI: the web app (the client reaches it) and,
+    unless told otherwise, the worker (its consumer and relay)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if worker:
+            await stack.enter_async_context(
+                serving(metrics_worker.create_app(settings), "metrics-worker")
+            )
+        yield await stack.enter_async_context(serving(create_app(settings), "metrics"))
 
 
 async def produce(settings: CommonSettings, events: Iterable[Envelope]) -> None:

@@ -14,7 +14,7 @@ from tests.metrics.support import running_metrics
 async def test_hostile_periods_and_currencies_are_a_precise_422(
     database_url: str, settings: CommonSettings
 ) -> None:
-    config = MetricsSettings(database_url=database_url, common=settings, run_workers=False)
+    config = MetricsSettings(database_url=database_url, common=settings)
     _, token = issue_token(settings.auth_secret, subject="root", role="admin")
     headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
     unexpected: list[tuple[str, str, int]] = []

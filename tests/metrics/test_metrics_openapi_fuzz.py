@@ -16,15 +16,15 @@ import schemathesis
 
 from funnel_common.auth import issue_token
 from funnel_common.settings import CommonSettings
-from metrics.app import create_app
 from metrics.settings import MetricsSettings
+from metrics.web import create_app
 from tests.helpers import served_in_thread
 from tests.openapi_fuzz import fuzz_operation
 
 
 @pytest.fixture
 def served(database_url: str, settings: CommonSettings) -> Iterator[tuple[str, MetricsSettings]]:
-    config = MetricsSettings(database_url=database_url, common=settings, run_workers=False)
+    config = MetricsSettings(database_url=database_url, common=settings)
     with served_in_thread(create_app(config), what="metrics") as url:
         yield url, config
 

@@ -13,7 +13,6 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from funnel_common.embedded import free_port
 from funnel_common.events import (
     DEALS_TOPIC,
     TARGETS_TOPIC,
@@ -27,6 +26,7 @@ from funnel_common.events import (
     decode_event,
 )
 from funnel_common.settings import CommonSettings
+from funnel_tools.embedded import free_port
 from tests.helpers import eventually
 from tests.integration.kafka_helpers import read_topic
 from tests.metrics.oracle import Oracle

@@ -21,7 +21,7 @@ from boards.render import (
     series_from,
     threshold_color,
 )
-from tests.deploy.queries import DASHBOARD_FILES, load_dashboard
+from funnel_tools.dashboards import DASHBOARD_FILES, load_dashboard
 
 NOW = 1_795_000_000.0
 

@@ -12,7 +12,6 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
-from asgi_lifespan import LifespanManager
 
 from funnel_common import outbox
 from funnel_common.auth import Role
@@ -20,10 +19,12 @@ from funnel_common.db import create_pool
 from funnel_common.events import LeadQualified
 from funnel_common.settings import CommonSettings
 from handoff import flows, tokens
-from handoff.app import create_app
+from handoff import worker as handoff_worker
 from handoff.scanner import ScanResult, scan_once
 from handoff.settings import HandoffSettings
 from handoff.sla import ALWAYS
+from handoff.web import create_app
+from tests.platform import serving
 
 ALWAYS_HOURS = ALWAYS.model_dump(mode="json")["weekly_hours"]
 
@@ -64,12 +65,11 @@ def lead_event(
 
 
 def handoff_settings(
-    database_url: str, common: CommonSettings, *, run_workers: bool, **overrides: Any
+    database_url: str, common: CommonSettings, **overrides: Any
 ) -> HandoffSettings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "common": common,
-        "run_workers": run_workers,
         "scan_interval_seconds": 0.05,
         "webhook_poll_interval_seconds": 0.05,
         "webhook_backoff_seconds": 0.1,
@@ -148,10 +148,8 @@ class Handoffs:
     ) -> UUID:
         """Apply a LeadQualified through the handler's flow (no broker): the handoff id."""
         event = event or lead_event()
-        async with self.pool.acquire() as connection:
-            async with connection.transaction():
-                created = await flows.create_from_lead(connection, event, now=now or event.time)
-            await outbox.wake_relay(connection)
+        async with outbox.transaction(self.pool) as connection:
+            created = await flows.create_from_lead(connection, event, now=now or event.time)
         assert created is not None
         return created.handoff_id
 
@@ -178,14 +176,17 @@ class Handoffs:
 
 
 @contextlib.asynccontextmanager
-async def running_handoffs(settings: HandoffSettings) -> AsyncIterator[Handoffs]:
-    app = create_app(settings)
-    async with LifespanManager(app, startup_timeout=30) as manager:
+async def running_handoffs(
+    settings: HandoffSettings, *, worker: bool = False
+) -> AsyncIterator[Handoffs]:
+    """handoff's web app and, with ``worker``, its worker (relay, consumer, SLA scanner,
+    notifier); without it, tests drive the scanner with their own clock."""
+    async with contextlib.AsyncExitStack() as stack:
+        if worker:
+            await stack.enter_async_context(
+                serving(handoff_worker.create_app(settings), "handoff-worker")
+            )
+        client = await stack.enter_async_context(serving(create_app(settings), "handoff"))
         pool = await create_pool(settings.database_url, schema="handoff", max_size=20)
-        try:
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=manager.app), base_url="http://handoff"
-            ) as client:
-                yield Handoffs(client=client, settings=settings, pool=pool)
-        finally:
-            await pool.close()
+        stack.push_async_callback(pool.close)
+        yield Handoffs(client=client, settings=settings, pool=pool)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from funnel_cli.main import app as cli
 from funnel_common.auth import issue_token, token_hash, verify_token
 from handoff import tokens
-from handoff.app import create_app
 from handoff.settings import HandoffSettings
+from handoff.web import create_app
 from tests.integration.access import (
     PLATFORM_PUBLIC,
     Route,

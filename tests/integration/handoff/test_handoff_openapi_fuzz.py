@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 
 from funnel_common.settings import CommonSettings
-from handoff.app import create_app
+from handoff.web import create_app
 from tests.helpers import served_in_thread
 from tests.integration.handoff.support import (
     handoff_settings,
@@ -29,7 +29,7 @@ from tests.openapi_fuzz import fuzz_operation
 @pytest.fixture
 def served(database_url: str, settings: CommonSettings) -> Iterator[tuple[str, str, list[UUID]]]:
     """The app on a free port; (base url, admin token, seeded handoff ids)."""
-    config = handoff_settings(database_url, settings, run_workers=False)
+    config = handoff_settings(database_url, settings)
 
     async def seed() -> tuple[str, list[UUID]]:
         async with running_handoffs(config) as handoffs:

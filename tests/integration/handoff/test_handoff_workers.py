@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta
 
-from funnel_common.embedded import free_port
 from funnel_common.events import (
     HANDOFFS_TOPIC,
     LEADS_TOPIC,
@@ -20,6 +19,7 @@ from funnel_common.events import (
 from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
 from funnel_common.types import utc_now
+from funnel_tools.embedded import free_port
 from handoff.notify import SIGNATURE_HEADER, verify
 from tests.helpers import eventually
 from tests.integration.handoff.receiver import Receiver
@@ -39,8 +39,8 @@ ONE_SECOND = 1 / 60  # in minutes
 async def test_a_lead_qualified_on_the_topic_is_assigned_and_evented(
     database_url: str, topics: CommonSettings
 ) -> None:
-    settings = handoff_settings(database_url, topics, run_workers=True)
-    async with running_handoffs(settings) as handoffs:
+    settings = handoff_settings(database_url, topics)
+    async with running_handoffs(settings, worker=True) as handoffs:
         await handoffs.setup_team("emea", {"ada": {}}, countries=["DE"])
         event = lead_event()
         producer = new_producer(topics)
@@ -69,8 +69,11 @@ async def test_a_lead_qualified_on_the_topic_is_assigned_and_evented(
 async def test_breaches_fire_once_with_two_replicas_scanning(
     database_url: str, topics: CommonSettings
 ) -> None:
-    settings = handoff_settings(database_url, topics, run_workers=True)
-    async with running_handoffs(settings) as first, running_handoffs(settings) as second:
+    settings = handoff_settings(database_url, topics)
+    async with (
+        running_handoffs(settings, worker=True) as first,
+        running_handoffs(settings, worker=True) as second,
+    ):
         await first.setup_team(
             "emea",
             {"ada": {}, "bob": {}},
@@ -106,23 +109,21 @@ async def test_a_breach_due_while_no_replica_runs_fires_once_after_restart(
 ) -> None:
     # The first replica serves the API only: no scanner of its own can fire the breach
     # before the restart, however slowly a loaded machine stops it.
-    async with running_handoffs(
-        handoff_settings(database_url, topics, run_workers=False)
-    ) as before:
+    async with running_handoffs(handoff_settings(database_url, topics)) as before:
         await before.setup_team(
             "emea", {"ada": {}, "bob": {}}, countries=["DE"], minutes=2 * ONE_SECOND
         )
         handoff_id = await before.qualify_directly(now=utc_now())
         due_at = (await before.handoff(handoff_id))["due_at"]
 
-    async def now() -> datetime:
-        return utc_now()
+        async def now() -> datetime:
+            return utc_now()
 
-    await eventually(now, until=lambda t: t > due_at, timeout=5, what="deadline passed")
+        await eventually(now, until=lambda t: t > due_at, timeout=5, what="deadline passed")
+        assert await before.events(BREACHED, handoff_id) == []
 
-    settings = handoff_settings(database_url, topics, run_workers=True)
-    async with running_handoffs(settings) as after:
-        assert await after.events(BREACHED, handoff_id) == []
+    settings = handoff_settings(database_url, topics)
+    async with running_handoffs(settings, worker=True) as after:
         await eventually(
             lambda: after.events(BREACHED, handoff_id),
             until=lambda found: len(found) >= 1,
@@ -147,8 +148,11 @@ async def test_webhooks_are_signed_retried_and_survive_a_receiver_that_is_down(
     database_url: str, topics: CommonSettings
 ) -> None:
     receiver = Receiver(port=free_port(), failures_left=2)
-    settings = handoff_settings(database_url, topics, run_workers=True)
-    async with running_handoffs(settings) as handoffs, contextlib.AsyncExitStack() as stack:
+    settings = handoff_settings(database_url, topics)
+    async with (
+        running_handoffs(settings, worker=True) as handoffs,
+        contextlib.AsyncExitStack() as stack,
+    ):
         await handoffs.setup_team(
             "emea",
             {"ada": {}},

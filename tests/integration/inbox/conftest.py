@@ -11,7 +11,5 @@ from tests.integration.handoff.support import Handoffs, handoff_settings, runnin
 @pytest.fixture
 async def handoffs(database_url: str, settings: CommonSettings) -> AsyncIterator[Handoffs]:
     """handoff without background workers, reached over plain http."""
-    async with running_handoffs(
-        handoff_settings(database_url, settings, run_workers=False)
-    ) as running:
+    async with running_handoffs(handoff_settings(database_url, settings)) as running:
         yield running

@@ -14,7 +14,6 @@ import httpx
 import uvicorn
 
 from funnel_common.db import create_pool
-from funnel_common.embedded import free_port
 from funnel_common.events import (
     HANDOFFS_TOPIC,
     LEADS_TOPIC,
@@ -25,12 +24,15 @@ from funnel_common.events import (
 )
 from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
-from handoff.app import create_app
+from funnel_tools.embedded import free_port
+from handoff import worker as handoff_worker
+from handoff.web import create_app
 from tests.conftest import require_system_tool
 from tests.helpers import eventually, parse_metric
 from tests.integration.handoff.support import Handoffs, handoff_settings
 from tests.integration.intake.test_landing_page import CHROMIUM_ARGS
 from tests.integration.kafka_helpers import read_topic
+from tests.platform import serving
 
 # The README's screenshot; refreshed with FUNNEL_UPDATE_SCREENSHOTS=1, else kept in tmp.
 SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "inbox.png"
@@ -63,25 +65,28 @@ def qualified(first_name: str, company: str, title: str) -> LeadQualified:
 
 @contextlib.asynccontextmanager
 async def serving_handoff(database_url: str, topics: CommonSettings) -> AsyncIterator[Handoffs]:
-    settings = handoff_settings(database_url, topics, run_workers=True)
+    """handoff's web app over real HTTP (for the browser) and its worker, which consumes
+    the leads the test publishes."""
+    settings = handoff_settings(database_url, topics)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
-    task = asyncio.create_task(server.serve())
-    try:
-        await eventually(
-            lambda: asyncio.sleep(0, server.started), what="handoff listening", timeout=30
-        )
-        pool = await create_pool(database_url, schema="handoff", max_size=5)
+    async with serving(handoff_worker.create_app(settings), "handoff-worker"):
+        task = asyncio.create_task(server.serve())
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                yield Handoffs(client=client, settings=settings, pool=pool)
+            await eventually(
+                lambda: asyncio.sleep(0, server.started), what="handoff listening", timeout=30
+            )
+            pool = await create_pool(database_url, schema="handoff", max_size=5)
+            try:
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                    yield Handoffs(client=client, settings=settings, pool=pool)
+            finally:
+                await pool.close()
         finally:
-            await pool.close()
-    finally:
-        server.should_exit = True
-        await task
+            server.should_exit = True
+            await task
 
 
 async def publish(topics: CommonSettings, *events: LeadQualified) -> None:

@@ -12,15 +12,16 @@ from uuid import UUID
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from funnel_common.events import Envelope, decode_event
 from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
-from lead_intake.app import create_app
+from lead_intake import worker as intake_worker
 from lead_intake.settings import IntakeSettings
+from lead_intake.web import create_app
 from tests.helpers import eventually
 from tests.integration.kafka_helpers import read_topic
+from tests.platform import serving
 
 CRM_SECRET = "test-crm-secret"
 BILLING_SECRET = "test-billing-secret"
@@ -43,17 +44,17 @@ def intake_settings(database_url: str, common: CommonSettings, **overrides: Any)
 
 
 @asynccontextmanager
-async def running_intake(settings: IntakeSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    # Shutdown stops the relay's producer; on a loaded 2-core CI box that can pass
-    # asgi-lifespan's 5 s default.
-    async with (
-        LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://intake"
-        ) as client,
-    ):
-        yield client
+async def running_intake(
+    settings: IntakeSettings, *, worker: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """lead-intake's web app (the client reaches it) and, unless told otherwise, its
+    worker, whose relay publishes what the web wrote."""
+    async with contextlib.AsyncExitStack() as stack:
+        if worker:
+            await stack.enter_async_context(
+                serving(intake_worker.create_app(settings), "intake-worker")
+            )
+        yield await stack.enter_async_context(serving(create_app(settings), "intake"))
 
 
 @pytest.fixture

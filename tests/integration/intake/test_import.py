@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from funnel_cli.importer import Kind, import_file, print_report
 from funnel_common.events import DEALS_TOPIC, LEADS_TOPIC, DealOpened, DealWon, LeadCaptured
 from funnel_common.settings import CommonSettings
+from funnel_tools.importer import Kind, import_file, print_report
 from tests.integration.intake.conftest import CRM_SECRET, IMPORT_SECRET, IntakeFactory, events_on
 
 LEADS_CSV = """email,first_name,company_size,utm_source

@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncpg
 import uvicorn
 
-from funnel_common.embedded import free_port
 from funnel_common.settings import CommonSettings
-from lead_intake.app import create_app
+from funnel_tools.embedded import free_port
+from lead_intake.web import create_app
 from tests.conftest import require_system_tool
 from tests.helpers import eventually
 from tests.integration.intake.conftest import intake_settings

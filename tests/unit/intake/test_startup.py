@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from lead_intake.app import create_app
 from lead_intake.configfile import ConfigFileError
 from lead_intake.settings import IntakeSettings
+from lead_intake.web import create_app
 
 
 def test_a_bad_rules_file_stops_start_up_naming_the_line(tmp_path: Path) -> None:

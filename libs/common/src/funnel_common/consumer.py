@@ -171,37 +171,32 @@ class ConsumerRunner:
         of the event that failed and whether that counts as one of its attempts (not
         for PostgreSQL being unavailable, nor for a failure at commit: position 0)."""
         applied: list[bool] = []
-        recorded = committed = False
+        recorded = False
         try:
-            async with self._pool.acquire() as connection:
-                async with connection.transaction():
-                    # The whole run's inbox rows in one statement: the first of an id is
-                    # fresh, later ones (and ids already recorded) are duplicates.
-                    fresh_ids = set(
-                        await record_inbox_many(
-                            connection, [_inbox_row(record, event) for record, event, _ in run]
-                        )
+            async with outbox.transaction(self._pool) as connection:
+                # The whole run's inbox rows in one statement: the first of an id is
+                # fresh, later ones (and ids already recorded) are duplicates.
+                fresh_ids = set(
+                    await record_inbox_many(
+                        connection, [_inbox_row(record, event) for record, event, _ in run]
                     )
-                    recorded = True
-                    for record, event, handler in run:
-                        fresh = event.id in fresh_ids
-                        fresh_ids.discard(event.id)
-                        with self._span(record, event):
-                            if fresh:
-                                await handler(connection, event)
-                        applied.append(fresh)
-                committed = True
-                await outbox.wake_relay(connection)
-        except Exception as error:
-            if not committed:
-                log.info(
-                    "a batch of events failed; applying it again in parts",
-                    extra={"group": self._group_id, "error": type(error).__name__},
                 )
-                if not recorded or len(applied) == len(run) or is_unavailable(error):
-                    return 0, 0
-                return len(applied), 1
-            # Only the relay wake-up failed after the commit: the relay's poll covers it.
+                recorded = True
+                for record, event, handler in run:
+                    fresh = event.id in fresh_ids
+                    fresh_ids.discard(event.id)
+                    with self._span(record, event):
+                        if fresh:
+                            await handler(connection, event)
+                    applied.append(fresh)
+        except Exception as error:
+            log.info(
+                "a batch of events failed; applying it again in parts",
+                extra={"group": self._group_id, "error": type(error).__name__},
+            )
+            if not recorded or len(applied) == len(run) or is_unavailable(error):
+                return 0, 0
+            return len(applied), 1
         for (record, _, _), fresh in zip(run, applied, strict=True):
             self._count(record, fresh)
         return None
@@ -273,12 +268,10 @@ class ConsumerRunner:
     async def _apply(
         self, record: ConsumerRecord[bytes, bytes], event: Envelope, handler: Handler
     ) -> bool:
-        async with self._pool.acquire() as connection:
-            async with connection.transaction():
-                fresh = await self._record_and_apply(connection, record, event, handler)
-            # A handler may have enqueued events of its own (handoff does).
-            await outbox.wake_relay(connection)
-        return fresh
+        # A handler may enqueue events of its own (handoff does): the unit of work wakes
+        # the relay after the commit.
+        async with outbox.transaction(self._pool) as connection:
+            return await self._record_and_apply(connection, record, event, handler)
 
     async def _record_and_apply(
         self,

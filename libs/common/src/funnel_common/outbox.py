@@ -1,7 +1,8 @@
 """Transactional outbox: write events in the caller's transaction; relay them to Kafka.
 
-:func:`enqueue` inserts event rows with the caller's connection, inside the caller's
-transaction; after the commit, the transaction's owner calls :func:`wake_relay`.
+:func:`transaction` is the unit of work: a pooled connection in one transaction that,
+once committed, wakes the relay if :func:`enqueue` wrote events in it. Nobody wakes the
+relay by hand.
 
 :class:`OutboxRelay` publishes unsent rows in sequence order and marks them sent. It
 wakes on LISTEN/NOTIFY and also polls, so a lost notification only delays. Only one
@@ -16,10 +17,13 @@ records than were sent to it, the relay publishes them again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -48,16 +52,41 @@ def notify_channel(schema: str) -> str:
     return f"funnel_outbox_{schema}"
 
 
-# Connections whose current transaction enqueued events: the transaction's owner calls
-# wake_relay after commit (ids, because pooled connection proxies are not weak-referable).
-_awaiting_wake: set[int] = set()
+@dataclass
+class _UnitOfWork:
+    enqueued: bool = False
+
+
+# The unit of work the current task is inside, so that enqueue can tell it to wake the
+# relay after its commit. A context variable, not a flag on the connection: each request,
+# consumer batch or scanner step runs in its own task and sees only its own unit.
+_current_unit: ContextVar[_UnitOfWork | None] = ContextVar("funnel_outbox_unit", default=None)
+
+
+@contextlib.asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """One unit of work: a connection from ``pool`` in one transaction.
+
+    The transaction commits when the block ends without an error (and rolls back
+    otherwise); after the commit, the relay is woken if events were enqueued in it.
+    """
+    unit = _UnitOfWork()
+    token = _current_unit.set(unit)
+    try:
+        async with pool.acquire() as connection:
+            async with connection.transaction():
+                yield connection
+            if unit.enqueued:
+                await _wake_relay(connection)
+    finally:
+        _current_unit.reset(token)
 
 
 async def enqueue(connection: asyncpg.Connection, *events: Envelope) -> None:
     """Write ``events`` to the outbox inside the caller's open transaction.
 
-    The events continue the current trace. The transaction's owner calls
-    :func:`wake_relay` once it has committed.
+    The events continue the current trace. Inside :func:`transaction`, the relay is
+    woken once it has committed; elsewhere the relay's poll finds them.
     """
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
@@ -89,10 +118,12 @@ async def enqueue_traced(
             for event, trace_headers in events
         ],
     )
-    _awaiting_wake.add(id(connection))
+    unit = _current_unit.get()
+    if unit is not None:
+        unit.enqueued = True
 
 
-async def wake_relay(connection: asyncpg.Connection) -> None:
+async def _wake_relay(connection: asyncpg.Connection) -> None:
     """After the transaction that enqueued events has committed: wake the relay.
 
     The NOTIFY is deliberately not part of the writing transaction. PostgreSQL holds a
@@ -102,9 +133,6 @@ async def wake_relay(connection: asyncpg.Connection) -> None:
     it is a transaction of its own that does not wait for the flush: a wake-up lost in a
     crash only delays publication until the relay's next poll.
     """
-    if id(connection) not in _awaiting_wake:
-        return
-    _awaiting_wake.discard(id(connection))
     try:
         await connection.execute(
             "BEGIN; SET LOCAL synchronous_commit TO off; "
@@ -133,7 +161,6 @@ class OutboxRelay:
         self._settings = settings
         self._metrics = metrics
         self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: AIOKafkaProducer | None = None
         self._topics_ready = False
         self._watch = RecordsWatch(settings)
@@ -145,7 +172,6 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay forever; every outage is waited out with capped backoff."""
-        self._loop = asyncio.get_running_loop()
         backoff = 0.1
         try:
             while True:
@@ -171,14 +197,6 @@ class OutboxRelay:
                     backoff = 0.1
         finally:
             await self._drop_producer()
-
-    def wake(self) -> None:
-        """Ask the relay to look for rows now; safe from any thread (the relay runs on a
-        worker loop of its own)."""
-        if self._loop is None:
-            self._wake.set()
-        else:
-            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def _run_connected(self) -> None:
         listener: asyncpg.Connection = await asyncpg.connect(

@@ -1,13 +1,16 @@
-"""Composition shared by the three services: the typed runtime an app's lifespan opens.
+"""Composition shared by the three services: a ``web`` process and a ``worker`` process.
 
-``open_runtime`` migrates the schema, opens the pool, starts the outbox relay and the
-consumer (when the service has them) and closes everything in reverse order. The
-HTTP app and a stand-alone worker process use the same function.
+Each service runs as two processes, both built by its composition root
+(``<service>/runtime.py``):
 
-The relay and the consumer run on an event loop of their own, in a thread
-(:class:`~funnel_common.workers.WorkerThread`), with their own pool: on the request
-loop they waited behind requests and ``/metrics`` scrapes, which cost events hundreds
-of ms on their way through under load. ``Runtime.pool`` serves the request loop only.
+- ``web`` (``<service>/web.py``) serves HTTP only: its routes, ``/healthz``,
+  ``/readyz``, ``/metrics`` and the API docs;
+- ``worker`` (``<service>/worker.py``) runs the background work (the outbox relay, the
+  consumer, and in handoff the SLA scanner and the notifier) as tasks on its one event
+  loop, and serves ``/healthz``, ``/readyz`` and ``/metrics`` on a port of its own.
+
+They scale apart: web by requests, worker by partitions. A web process wakes the relay
+in its worker with PostgreSQL's NOTIFY (:func:`funnel_common.outbox.transaction`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -40,7 +43,6 @@ from funnel_common.telemetry import (
     configure_logging,
     configure_tracing,
 )
-from funnel_common.workers import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +61,78 @@ class ConsumerSpec:
     handlers: Mapping[type[Envelope], Handler]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
-    """What a running service holds: handed to routes via ``request.state``."""
+    """What a running process holds, opened once by its lifespan."""
 
     service: str
     settings: CommonSettings
     pool: asyncpg.Pool
     metrics: PlatformMetrics
+
+
+class WebState(TypedDict):
+    """The lifespan state of a web process (a service's own state adds to it)."""
+
+    runtime: Runtime
+
+
+@dataclass
+class Workers:
+    """The background tasks of a worker process, on its event loop.
+
+    A task is meant to run until the process stops; one that ends on its own is logged
+    with its traceback and named in :attr:`stopped`, which ``/healthz`` reports (the
+    process answers but no longer does its work, so it should be restarted).
+    """
+
     relay: OutboxRelay | None = None
     consumer: ConsumerRunner | None = None
-    workers: WorkerThread | None = None
-    """The loop the relay and the consumer run on (not the request loop)."""
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    """Further workers on the request loop (e.g. handoff's SLA scanner)."""
+    stopped: list[str] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def spawn(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task named ``name`` until :meth:`stop`."""
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._ended)
+        self._tasks.append(task)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        self.stopped.append(task.get_name())
+        error = task.exception()
+        log.error(
+            "worker stopped",
+            extra={"worker": task.get_name()},
+            exc_info=(type(error), error, error.__traceback__) if error is not None else None,
+        )
+
+    async def stop(self) -> None:
+        """Cancel the tasks and give them a bounded time to close their clients.
+
+        A Kafka client closing against a broker that is slow or gone can wait out its
+        whole request timeout; a shutdown (a deploy, Ctrl-C) must not wait that long.
+        Nothing is lost by not waiting: offsets are committed and outbox rows marked only
+        after the work they stand for is done.
+        """
+        for task in self._tasks:
+            task.cancel()
+        if not self._tasks:
+            return
+        _, still_running = await asyncio.wait(self._tasks, timeout=_SHUTDOWN_GRACE_SECONDS)
+        if still_running:
+            log.warning(
+                "workers did not stop in time; leaving them",
+                extra={"workers": sorted(task.get_name() for task in still_running)},
+            )
+
+
+class WorkerState(TypedDict):
+    """The lifespan state of a worker process."""
+
+    runtime: Runtime
+    workers: Workers
 
 
 @contextlib.asynccontextmanager
@@ -84,86 +144,78 @@ async def open_runtime(
     migrations: Path,
     settings: CommonSettings,
     metrics: PlatformMetrics,
-    publishes: bool,
-    consumes: ConsumerSpec | None,
-    run_workers: bool = True,
+    pool_max_size: int = 10,
 ) -> AsyncIterator[Runtime]:
-    """Migrate, open the pool, start relay and consumer; close all on exit."""
+    """Migrate the schema and open the pool; close it on exit.
+
+    Both processes migrate at start-up: the runner holds an advisory lock, so the second
+    finds nothing to do.
+    """
     await migrate_dsn(dsn, schema=schema, directory=migrations)
-    pool = await create_pool(dsn, schema=schema)
-    runtime = Runtime(service=service, settings=settings, pool=pool, metrics=metrics)
+    pool = await create_pool(dsn, schema=schema, max_size=pool_max_size)
     try:
-        if run_workers and (publishes or consumes is not None):
-            runtime.workers = await _start_workers(
-                runtime, dsn=dsn, schema=schema, publishes=publishes, consumes=consumes
-            )
-        yield runtime
+        yield Runtime(service=service, settings=settings, pool=pool, metrics=metrics)
     finally:
-        await _stop_workers(runtime.tasks)
-        if runtime.workers is not None:
-            await runtime.workers.stop(grace_seconds=_SHUTDOWN_GRACE_SECONDS)
         try:
             await asyncio.wait_for(pool.close(), _SHUTDOWN_GRACE_SECONDS)
         except TimeoutError:
             pool.terminate()
 
 
-async def _start_workers(
-    runtime: Runtime, *, dsn: str, schema: str, publishes: bool, consumes: ConsumerSpec | None
-) -> WorkerThread:
-    """The relay and the consumer on a worker loop, the consumer with a pool of its own
-    (a pool belongs to the loop that opened it)."""
-    workers = WorkerThread(f"{runtime.service}-workers")
-    workers.start()
-    worker_pool: asyncpg.Pool | None = None
-    try:
-        if consumes is not None:
-            # The consumer applies one transaction at a time; a request-sized pool would
-            # hold idle connections of PostgreSQL's bounded supply.
-            worker_pool = await workers.call(create_pool(dsn, schema=schema, max_size=2))
-    except BaseException:
-        await workers.stop(grace_seconds=_SHUTDOWN_GRACE_SECONDS)
-        raise
+@contextlib.asynccontextmanager
+async def run_workers(
+    runtime: Runtime,
+    *,
+    dsn: str,
+    schema: str,
+    publishes: bool,
+    consumes: ConsumerSpec | None,
+    more: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] | None = None,
+) -> AsyncIterator[Workers]:
+    """Start a worker process's tasks: the relay (if the service publishes), the consumer
+    (if it consumes) and ``more`` (name → work); stop them all on exit."""
+    workers = Workers()
     if publishes:
-        runtime.relay = OutboxRelay(
+        workers.relay = OutboxRelay(
             dsn=dsn, schema=schema, settings=runtime.settings, metrics=runtime.metrics
         )
-        workers.spawn(runtime.relay.run, name=f"{runtime.service}-relay")
-    if consumes is not None and worker_pool is not None:
-        runtime.consumer = ConsumerRunner(
-            pool=worker_pool,
+        workers.spawn(f"{runtime.service}-relay", workers.relay.run())
+    if consumes is not None:
+        workers.consumer = ConsumerRunner(
+            pool=runtime.pool,
             settings=runtime.settings,
             group_id=consumes.group_id,
             topics=consumes.topics,
             handlers=consumes.handlers,
             metrics=runtime.metrics,
         )
-        workers.spawn(runtime.consumer.run, name=f"{runtime.service}-consumer")
-        workers.close_on_stop(worker_pool)
-    return workers
+        workers.spawn(f"{runtime.service}-consumer", workers.consumer.run())
+    for name, work in (more or {}).items():
+        workers.spawn(f"{runtime.service}-{name}", work())
+    try:
+        yield workers
+    finally:
+        await workers.stop()
 
 
-async def _stop_workers(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel the workers and give them a bounded time to close their clients.
-
-    A Kafka client closing against a broker that is slow or gone can wait out its whole
-    request timeout; a shutdown (a deploy, Ctrl-C) must not wait that long. Nothing is
-    lost by not waiting: offsets are committed and outbox rows marked only after the
-    work they stand for is done.
-    """
-    for task in tasks:
-        task.cancel()
-    if not tasks:
-        return
-    _, still_running = await asyncio.wait(tasks, timeout=_SHUTDOWN_GRACE_SECONDS)
-    if still_running:
-        log.warning(
-            "workers did not stop in time; leaving them",
-            extra={"workers": sorted(task.get_name() for task in still_running)},
+def _platform_app(
+    *, service: str, title: str, settings: CommonSettings, lifespan: Any, docs: bool
+) -> FastAPI:
+    configure_logging(settings, service)
+    # Per-series "_created" gauges double every counter in the text format, and our
+    # funnel counters are rebuilt from PostgreSQL on each scrape, so they would lie.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    if docs:
+        app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
+    else:
+        app = FastAPI(
+            title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
         )
+    install_error_handlers(app)
+    return app
 
 
-def build_app(
+def build_web_app(
     *,
     service: str,
     title: str,
@@ -173,12 +225,11 @@ def build_app(
     routers: list[APIRouter],
     extra_metrics: ExtraMetrics | None = None,
 ) -> FastAPI:
-    """A FastAPI app with the platform's middleware, error mapping and probe routes."""
-    configure_logging(settings, service)
-    # Per-series "_created" gauges double every counter in the text format, and our
-    # funnel counters are rebuilt from PostgreSQL on each scrape, so they would lie.
-    disable_created_metrics()  # type: ignore[no-untyped-call]
-    app = FastAPI(title=title, lifespan=lifespan, version="0.1.0")
+    """A service's web app: its routers, the platform's middleware, error mapping and
+    probe routes."""
+    app = _platform_app(
+        service=service, title=title, settings=settings, lifespan=lifespan, docs=True
+    )
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=configure_tracing(settings, service),
@@ -188,10 +239,26 @@ def build_app(
         exclude_spans=["receive", "send"],
     )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
-    install_error_handlers(app)
     app.include_router(probe_router(metrics, extra_metrics))
     for router in routers:
         app.include_router(router)
+    return app
+
+
+def build_worker_app(
+    *, service: str, settings: CommonSettings, metrics: PlatformMetrics, lifespan: Any
+) -> FastAPI:
+    """A service's worker process: its lifespan runs the background tasks; HTTP serves
+    only the probes and ``/metrics`` (no API, no docs)."""
+    configure_tracing(settings, service)
+    app = _platform_app(
+        service=f"{service}-worker",
+        title=f"Shared Funnel: {service} worker",
+        settings=settings,
+        lifespan=lifespan,
+        docs=False,
+    )
+    app.include_router(probe_router(metrics, None))
     return app
 
 
@@ -202,11 +269,9 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A request-scoped connection in one transaction, committed when the handler returns."""
-    async with runtime_of(request).pool.acquire() as conn:
-        async with conn.transaction():
-            yield conn
-        await outbox.wake_relay(conn)
+    """A request-scoped connection in one unit of work (see ``outbox.transaction``)."""
+    async with outbox.transaction(runtime_of(request).pool) as conn:
+        yield conn
 
 
 Transaction = Annotated[asyncpg.Connection, Depends(connection, scope="function")]
@@ -235,13 +300,10 @@ def probe_router(metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None) -
     """``/healthz`` (alive), ``/readyz`` (dependencies) and ``/metrics``."""
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", summary="Liveness: the process answers and its workers run")
+    @router.get("/healthz", summary="Liveness: the process answers (and its workers run)")
     async def healthz(request: Request) -> JSONResponse:
-        runtime: Runtime | None = getattr(request.state, "runtime", None)
-        workers = runtime.workers if runtime is not None else None
+        workers: Workers | None = getattr(request.state, "workers", None)
         if workers is not None and workers.stopped:
-            # The relay or the consumer ended (logged with its traceback): the process
-            # answers but no longer moves events, so it should be restarted.
             return JSONResponse(
                 {"status": "worker stopped", "workers": sorted(workers.stopped)}, status_code=503
             )
@@ -259,10 +321,11 @@ def probe_router(metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None) -
             "postgres": "ok" if postgres else "down",
             "broker": "ok" if broker else "down",
         }
-        if runtime.relay is not None:
-            checks["outbox_relay"] = "leader" if runtime.relay.is_leader else "standby"
-        if runtime.consumer is not None:
-            checks["consumer"] = "assigned" if runtime.consumer.assigned else "waiting"
+        workers: Workers | None = getattr(request.state, "workers", None)
+        if workers is not None and workers.relay is not None:
+            checks["outbox_relay"] = "leader" if workers.relay.is_leader else "standby"
+        if workers is not None and workers.consumer is not None:
+            checks["consumer"] = "assigned" if workers.consumer.assigned else "waiting"
         return JSONResponse(
             {"status": status, "checks": checks},
             status_code=200 if postgres else 503,

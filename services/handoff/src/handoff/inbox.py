@@ -110,10 +110,8 @@ def _secure(request: Request) -> bool:
 
 @asynccontextmanager
 async def _transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    async with runtime_of(request).pool.acquire() as conn:
-        async with conn.transaction():
-            yield conn
-        await outbox.wake_relay(conn)
+    async with outbox.transaction(runtime_of(request).pool) as conn:
+        yield conn
 
 
 async def _queue_html(request: Request, session: pages.Session) -> str:

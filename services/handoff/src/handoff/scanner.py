@@ -59,37 +59,31 @@ async def scan_once(
 ) -> ScanResult:
     """One pass over at-risk and breach deadlines and the team queues.
 
-    Each step commits, then wakes the outbox relay outside the transaction (see
-    ``outbox.wake_relay``: a NOTIFY inside it would serialise commits). Without ``now``,
-    each step reads the clock when it starts: under load the at-risk step takes a good
-    part of an interval, and a deadline that falls due meanwhile is claimed at once.
+    Each step is a unit of work of its own (``outbox.transaction``): it commits, then
+    wakes the outbox relay. Without ``now``, each step reads the clock when it starts:
+    under load the at-risk step takes a good part of an interval, and a deadline that
+    falls due meanwhile is claimed at once.
     """
     limit = settings.scan_batch_size
     result = ScanResult()
-    async with pool.acquire() as connection:
+    async with outbox.transaction(pool) as connection:
         at_risk_now = now or utc_now()
-        async with connection.transaction():
-            rows = await store.claim_at_risk(connection, now=at_risk_now, limit=limit)
-            result.at_risk = await _each(
-                connection, rows, lambda h: flows.fire_at_risk(connection, h, now=at_risk_now)
-            )
-        await outbox.wake_relay(connection)
-    async with pool.acquire() as connection:
+        rows = await store.claim_at_risk(connection, now=at_risk_now, limit=limit)
+        result.at_risk = await _each(
+            connection, rows, lambda h: flows.fire_at_risk(connection, h, now=at_risk_now)
+        )
+    async with outbox.transaction(pool) as connection:
         breach_now = now or utc_now()
-        async with connection.transaction():
-            rows = await store.claim_breached(connection, now=breach_now, limit=limit)
-            result.breached = await _each(
-                connection, rows, lambda h: flows.fire_breach(connection, h, now=breach_now)
-            )
-        await outbox.wake_relay(connection)
-    async with pool.acquire() as connection:
+        rows = await store.claim_breached(connection, now=breach_now, limit=limit)
+        result.breached = await _each(
+            connection, rows, lambda h: flows.fire_breach(connection, h, now=breach_now)
+        )
+    async with outbox.transaction(pool) as connection:
         queue_now = now or utc_now()
-        async with connection.transaction():
-            rows = await store.claim_queued(connection, limit=limit)
-            result.assigned_from_queue = await _each(
-                connection, rows, lambda h: flows.drain_queue(connection, h, now=queue_now)
-            )
-        await outbox.wake_relay(connection)
+        rows = await store.claim_queued(connection, limit=limit)
+        result.assigned_from_queue = await _each(
+            connection, rows, lambda h: flows.drain_queue(connection, h, now=queue_now)
+        )
     return result
 
 

@@ -12,9 +12,6 @@ class HandoffSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FUNNEL_HANDOFF_", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:15432/funnel"
-    host: str = "127.0.0.1"
-    port: int = 8002
-    run_workers: bool = True
 
     # How often due SLA deadlines and queued handoffs are looked for. A breach is
     # detected within one interval of its due date.

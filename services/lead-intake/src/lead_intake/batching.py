@@ -143,19 +143,10 @@ class GroupCommitter(Generic[Item, Outcome]):
         if not batch:
             return
         self._observe_size(len(batch))
-        outcomes: list[Outcome | Deferred] | None = None
         try:
-            async with self._pool.acquire() as connection:
-                async with connection.transaction():
-                    written = await self._write(connection, [p.item for p in batch])
-                outcomes = written  # committed: only now may the requests answer
-                self._settle(batch, outcomes)
-                await outbox.wake_relay(connection)
+            async with outbox.transaction(self._pool) as connection:
+                written = await self._write(connection, [p.item for p in batch])
         except Exception as error:
-            if outcomes is not None:
-                # Committed: only releasing the connection can fail here; the answers stand.
-                log.warning("outbox wake-up failed", extra={"error": type(error).__name__})
-                return
             if is_unavailable(error) or len(batch) == 1:
                 for pending in batch:
                     pending.fail(error)
@@ -166,6 +157,9 @@ class GroupCommitter(Generic[Item, Outcome]):
             )
             for pending in batch:
                 await self._commit([pending])
+            return
+        # Committed: only now may the requests answer.
+        self._settle(batch, written)
 
     def _settle(
         self, batch: list[_Pending[Item, Outcome]], outcomes: list[Outcome | Deferred]

@@ -33,10 +33,6 @@ class IntakeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FUNNEL_INTAKE_", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:15432/funnel"
-    host: str = "127.0.0.1"
-    port: int = 8001
-    # Off for a process that only serves HTTP while another relays the outbox.
-    run_workers: bool = True
 
     forms_file: Path = REPO_CONFIG / "forms.yaml"
     qualification_rules_file: Path = REPO_CONFIG / "qualification.yaml"

@@ -38,10 +38,10 @@ from funnel_common.events import Envelope, decode_event
 from funnel_common.inbox import record_inbox
 from funnel_common.types import utc_now
 from metrics import report, store
-from metrics.app import MIGRATIONS, SCHEMA
 from metrics.batches import Prepared, Tally, apply_prepared, prepare
 from metrics.handlers import TOPICS, handlers
 from metrics.periods import exported_periods
+from metrics.runtime import MIGRATIONS, SCHEMA
 from metrics.settings import MetricsSettings
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,6 @@ class MetricsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FUNNEL_METRICS_", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:15432/funnel"
-    host: str = "127.0.0.1"
-    port: int = 8003
-    run_workers: bool = True
     # Coverage at or above this is healthy (the "3-5x the target" rule).
     healthy_coverage_ratio: float = Field(default=3.0, gt=0)
     # Win probability of an open deal by its CRM stage, in whole percents.

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import yaml
 
-from funnel_common.embedded import wait_until
-from tests.deploy.queries import PROMETHEUS_DIR
-from tests.devplatform import DevPlatform
+from funnel_tools.dashboards import PROMETHEUS_DIR
+from funnel_tools.devplatform import DevPlatform
+from funnel_tools.embedded import wait_until
 
 # Scrape jobs in deploy/prometheus/prometheus.yml and the DevPlatform port each reads.
 JOB_PORTS = {"lead-intake": "intake", "handoff": "handoff", "metrics": "metrics"}

@@ -1,29 +1,29 @@
-"""create_app(settings) -> FastAPI: wiring only."""
+"""lead-intake's web process: ``create_app(settings) -> FastAPI``, HTTP only, wiring only."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
-from funnel_common.service import build_app, open_runtime
+from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from lead_intake import api, webhooks
+from lead_intake import api, runtime, webhooks
 from lead_intake.edge import BodyLimitMiddleware, FormCorsMiddleware
 from lead_intake.forms import load_forms
 from lead_intake.qualification import load_rules
 from lead_intake.settings import IntakeSettings
 from lead_intake.telemetry import IntakeMetrics
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+
+class IntakeWebState(WebState):
+    lead_committer: api.LeadCommitter
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
-    metrics = PlatformMetrics(api.SERVICE)
+    metrics = PlatformMetrics(runtime.SERVICE)
     # A bad forms or rules file stops start-up here, naming the line.
     context = api.IntakeContext(
         settings=settings,
@@ -33,24 +33,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with open_runtime(
-            service=api.SERVICE,
-            schema="intake",
-            dsn=settings.database_url,
-            migrations=MIGRATIONS,
-            settings=settings.common,
-            metrics=metrics,
-            publishes=True,
-            consumes=None,
-            run_workers=settings.run_workers,
-        ) as runtime:
-            committer = api.lead_committer(runtime.pool, settings, context.rules, context.metrics)
+    async def lifespan(_: FastAPI) -> AsyncIterator[IntakeWebState]:
+        async with runtime.opened(settings, metrics) as opened:
+            committer = api.lead_committer(opened.pool, settings, context.rules, context.metrics)
             async with committer.running():
-                yield {"runtime": runtime, "lead_committer": committer}
+                yield {"runtime": opened, "lead_committer": committer}
 
-    app = build_app(
-        service=api.SERVICE,
+    app = build_web_app(
+        service=runtime.SERVICE,
         title="Shared Funnel: lead-intake",
         settings=settings.common,
         metrics=metrics,

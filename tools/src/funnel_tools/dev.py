@@ -1,8 +1,8 @@
 """``funnel dev``: the embedded platform, supervised, in the foreground.
 
-Starts PostgreSQL (data kept under ``.funnel/``), the broker, creates the topics,
-runs each service as its own process, restarts a service that dies, and on Ctrl-C
-stops everything: services first, then the broker, then PostgreSQL.
+Starts PostgreSQL (data kept under ``.funnel/``), the broker, creates the topics, runs
+each service as two processes (``web`` and ``worker``), restarts a process that dies,
+and on Ctrl-C stops everything: the services first, then the broker, then PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
-from funnel_common.embedded import (
+from funnel_common.kafka import ensure_topics
+from funnel_common.settings import CommonSettings
+from funnel_tools.embedded import (
     EmbeddedBroker,
     EmbeddedPostgres,
     die_with_parent,
     port_open,
     wait_until,
 )
-from funnel_common.kafka import ensure_topics
-from funnel_common.settings import CommonSettings
 
 console = Console(stderr=True)
 
@@ -59,6 +59,10 @@ class DevSettings(BaseSettings):
     intake_port: int = 8001
     handoff_port: int = 8002
     metrics_port: int = 8003
+    # Each service's worker serves /healthz, /readyz and /metrics on a port of its own.
+    intake_worker_port: int = 8011
+    handoff_worker_port: int = 8012
+    metrics_worker_port: int = 8013
     common: CommonSettings = Field(default_factory=CommonSettings)
 
 
@@ -132,6 +136,9 @@ def run() -> None:
             settings.intake_port,
             settings.handoff_port,
             settings.metrics_port,
+            settings.intake_worker_port,
+            settings.handoff_worker_port,
+            settings.metrics_worker_port,
         )
         if port_open(port, settings.host)
     ]
@@ -188,9 +195,12 @@ def _service_processes(
         "FUNNEL_METRICS_DATABASE_URL": dsn,
     }
     specs = [
-        ("lead-intake", "lead_intake.app:create_app", settings.intake_port),
-        ("handoff", "handoff.app:create_app", settings.handoff_port),
-        ("metrics", "metrics.app:create_app", settings.metrics_port),
+        ("lead-intake", "lead_intake.web:create_app", settings.intake_port),
+        ("lead-intake-worker", "lead_intake.worker:create_app", settings.intake_worker_port),
+        ("handoff", "handoff.web:create_app", settings.handoff_port),
+        ("handoff-worker", "handoff.worker:create_app", settings.handoff_worker_port),
+        ("metrics", "metrics.web:create_app", settings.metrics_port),
+        ("metrics-worker", "metrics.worker:create_app", settings.metrics_worker_port),
     ]
     return [
         ServiceProcess(
@@ -272,7 +282,10 @@ def _print_banner(
     table.add_column("where")
     for service in services:
         base = f"http://{settings.host}:{service.port}"
-        table.add_row(service.name, f"{base}  (docs {base}/docs, metrics {base}/metrics)")
+        if service.name.endswith("-worker"):
+            table.add_row(service.name, f"{base}  (health {base}/healthz, metrics {base}/metrics)")
+        else:
+            table.add_row(service.name, f"{base}  (docs {base}/docs, metrics {base}/metrics)")
     table.add_row("broker", broker.bootstrap_servers)
     table.add_row("postgresql", postgres.dsn(DATABASE))
     table.add_row("logs", str(logs))

@@ -1,4 +1,5 @@
-"""``funnel token``: issue, list and revoke the API's bearer tokens.
+"""handoff's operator commands: ``funnel token`` (issue, list and revoke the API's bearer
+tokens) and ``funnel migrate handoff``.
 
 Tokens are stored in handoff's schema as a hash only; ``create`` prints the token once.
 The database is ``FUNNEL_HANDOFF_DATABASE_URL`` and the signing secret
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from handoff.models import TokenOut
     from handoff.settings import HandoffSettings
 
-app = typer.Typer(help="Bearer tokens for the handoff API (stored hashed, revocable).")
+tokens_app = typer.Typer(help="Bearer tokens for the handoff API (stored hashed, revocable).")
 
 
 # handoff is imported when a token command runs, not for every `funnel` invocation.
@@ -35,10 +36,10 @@ def _settings() -> HandoffSettings:
 
 async def _connect(settings: HandoffSettings) -> asyncpg.Connection:
     from funnel_common.db import migrate_dsn
-    from handoff.app import MIGRATIONS
+    from handoff.runtime import MIGRATIONS, SCHEMA
 
     # The service may never have started: the token table is created here if needed.
-    await migrate_dsn(settings.database_url, schema="handoff", directory=MIGRATIONS)
+    await migrate_dsn(settings.database_url, schema=SCHEMA, directory=MIGRATIONS)
     connection: asyncpg.Connection = await asyncpg.connect(
         settings.database_url, server_settings={"search_path": "handoff"}
     )
@@ -64,7 +65,7 @@ async def _create(role: Role, subject: str, team: str | None, days: int) -> str:
     return token
 
 
-@app.command("create")
+@tokens_app.command("create")
 def create(
     role: Annotated[str, typer.Option(help="rep, manager or admin")],
     subject: Annotated[str, typer.Option(help="Who the token is for: the rep or manager id")],
@@ -89,7 +90,7 @@ async def _list() -> list[TokenOut]:
         await connection.close()
 
 
-@app.command("list")
+@tokens_app.command("list")
 def list_() -> None:
     """Issued tokens (never the tokens themselves)."""
     # Tab-separated, whole ids: meant to be read and piped (grep, cut) as much as seen.
@@ -116,10 +117,22 @@ async def _revoke(token_id: UUID) -> bool:
         await connection.close()
 
 
-@app.command("revoke")
+@tokens_app.command("revoke")
 def revoke(token_id: UUID) -> None:
     """Revoke a token by its id (from ``funnel token list``)."""
     if not asyncio.run(_revoke(token_id)):
         typer.echo(f"no active token {token_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {token_id}")
+
+
+def migrate() -> None:
+    """Apply handoff's pending migrations (``FUNNEL_HANDOFF_DATABASE_URL``)."""
+    from funnel_common.db import migrate_dsn
+    from handoff.runtime import MIGRATIONS, SCHEMA
+
+    database_url = _settings().database_url
+    applied = asyncio.run(migrate_dsn(database_url, schema=SCHEMA, directory=MIGRATIONS))
+    typer.echo(f"handoff: {len(applied)} migration(s) applied")
+    for version in applied:
+        typer.echo(f"  {version}")

@@ -1,4 +1,5 @@
-"""``funnel replay``: rebuild the metrics projections from the retained events.
+"""metrics' operator commands: ``funnel replay`` (rebuild the projections from the
+retained events) and ``funnel migrate metrics``.
 
 Reads the metrics service's settings from the environment (``FUNNEL_METRICS_…`` and
 ``FUNNEL_…``), rebuilds into a fresh schema with a progress bar, checks it against the
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 console = Console(stderr=True)
 
 
-def run(
+def replay(
     switch: bool = typer.Option(
         True, "--switch/--no-switch", help="Switch over after the checks pass (default)."
     ),
@@ -35,7 +36,7 @@ def run(
 ) -> None:
     """Rebuild the metrics projections from the events, check, and switch over."""
     # Imported here so that every other `funnel` command starts without the service.
-    from metrics.replay import replay
+    from metrics.replay import replay as rebuild
     from metrics.settings import MetricsSettings
 
     settings = MetricsSettings()
@@ -58,7 +59,7 @@ def run(
             bar.update(task, completed=done, total=total)
 
         result = asyncio.run(
-            replay(
+            rebuild(
                 settings,
                 progress=progress,
                 switch=switch,
@@ -90,3 +91,16 @@ def report(result: ReplayResult) -> None:
         console.print(f"[green]switched: metrics now serves the rebuilt projections{retired}")
     else:
         console.print(f"not switched; the rebuilt schema is {result.rebuilt_schema}")
+
+
+def migrate() -> None:
+    """Apply metrics' pending migrations (``FUNNEL_METRICS_DATABASE_URL``)."""
+    from funnel_common.db import migrate_dsn
+    from metrics.runtime import MIGRATIONS, SCHEMA
+    from metrics.settings import MetricsSettings
+
+    database_url = MetricsSettings().database_url
+    applied = asyncio.run(migrate_dsn(database_url, schema=SCHEMA, directory=MIGRATIONS))
+    console.print(f"metrics: {len(applied)} migration(s) applied")
+    for version in applied:
+        console.print(f"  {version}")

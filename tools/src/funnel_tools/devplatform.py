@@ -1,4 +1,5 @@
-"""`funnel dev` as a subprocess on free ports, driven as a user (and an operator) would."""
+"""`funnel dev` as a subprocess on free ports, driven as a user (and an operator) would:
+the tests, ``make bench`` and ``make boards-preview`` all start the platform this way."""
 
 from __future__ import annotations
 
@@ -12,10 +13,22 @@ from pathlib import Path
 import httpx
 import psutil
 
-from funnel_common.embedded import EmbeddedPostgres, free_port, wait_until
-from tests.helpers import parse_metric
+from funnel_tools.embedded import EmbeddedPostgres, free_port, wait_until
 
 SERVICES = ("intake", "handoff", "metrics")
+WORKERS = tuple(f"{service}_worker" for service in SERVICES)
+
+
+def parse_metric(text: str, name: str, labels: str = "") -> float | None:
+    """The value of one sample in Prometheus text format, or None when absent."""
+    wanted = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        if series == wanted:
+            return float(value)
+    return None
 
 
 @dataclass
@@ -70,7 +83,7 @@ class DevPlatform:
 
 
 def free_ports() -> dict[str, int]:
-    return {name: free_port() for name in ("postgres", "broker", *SERVICES)}
+    return {name: free_port() for name in ("postgres", "broker", *SERVICES, *WORKERS)}
 
 
 def start_dev(
@@ -85,6 +98,9 @@ def start_dev(
         "FUNNEL_DEV_INTAKE_PORT": str(ports["intake"]),
         "FUNNEL_DEV_HANDOFF_PORT": str(ports["handoff"]),
         "FUNNEL_DEV_METRICS_PORT": str(ports["metrics"]),
+        "FUNNEL_DEV_INTAKE_WORKER_PORT": str(ports["intake_worker"]),
+        "FUNNEL_DEV_HANDOFF_WORKER_PORT": str(ports["handoff_worker"]),
+        "FUNNEL_DEV_METRICS_WORKER_PORT": str(ports["metrics_worker"]),
         # One test client posts at load-test rates; the per-client limit is for the web.
         "FUNNEL_INTAKE_RATE_LIMIT_PER_CLIENT": "1000000",
         **(extra_env or {}),

@@ -34,8 +34,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from funnel_cli.importer import ImportSettings, Kind, import_row
 from funnel_common.signing import SIGNATURE_HEADER, sign
+from funnel_tools.importer import ImportSettings, Kind, import_row
 from handoff.sla import ALWAYS
 
 TEAMS: dict[str, dict[str, Any]] = {
@@ -395,7 +395,7 @@ async def execute(
     decide_timeout: float = 60.0,
     breach_timeout: float = 60.0,
 ) -> Outcome:
-    from funnel_cli.tokens import _create
+    from handoff.cli import _create
 
     outcome = Outcome()
     admin = await _create("admin", "seed-admin", None, 1)

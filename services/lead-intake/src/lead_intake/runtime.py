@@ -1,0 +1,34 @@
+"""lead-intake's composition root: what its web and worker processes both open."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from funnel_common.service import Runtime, open_runtime
+from funnel_common.telemetry import PlatformMetrics
+from lead_intake.intake import SERVICE
+from lead_intake.settings import IntakeSettings
+
+__all__ = ["MIGRATIONS", "SCHEMA", "SERVICE", "opened"]
+
+SCHEMA = "intake"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@asynccontextmanager
+async def opened(
+    settings: IntakeSettings, metrics: PlatformMetrics, *, pool_max_size: int = 10
+) -> AsyncIterator[Runtime]:
+    """The migrated schema and its pool, closed on exit."""
+    async with open_runtime(
+        service=SERVICE,
+        schema=SCHEMA,
+        dsn=settings.database_url,
+        migrations=MIGRATIONS,
+        settings=settings.common,
+        metrics=metrics,
+        pool_max_size=pool_max_size,
+    ) as runtime:
+        yield runtime
