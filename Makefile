@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # pytest-xdist is not used: the integration fixtures share one PostgreSQL and one broker.
 PYTEST_ARGS ?=
 
-.PHONY: run test test-faults lint fmt typecheck unit schemas sync clean bench boards-preview
+.PHONY: run funnel test test-faults lint fmt typecheck unit schemas settings-doc sync clean bench boards-preview
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -21,6 +21,10 @@ sync: $(UV)
 
 run: sync
 	$(UV) run --frozen --no-sync funnel dev
+
+# The `funnel` command next to `make run`, e.g. make funnel ARGS="token list".
+funnel: sync
+	$(UV) run --frozen --no-sync funnel $(ARGS)
 
 test: sync lint typecheck
 	$(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
@@ -55,6 +59,10 @@ boards-preview: sync
 # Regenerates the checked-in JSON Schemas of the event catalogue.
 schemas: sync
 	$(UV) run --frozen --no-sync python -m funnel_common.schemas write
+
+# Regenerates docs/settings.md from the pydantic settings models.
+settings-doc: sync
+	$(UV) run --frozen --no-sync python -m funnel_tools.settings_doc write
 
 clean:
 	rm -rf .venv $(TOOLS) .funnel .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -52,17 +52,24 @@ class DevSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_DEV_", extra="ignore")
 
-    data_dir: Path = Path(".funnel")
-    host: str = "127.0.0.1"
-    postgres_port: int = 15432
-    broker_port: int = 9092
-    intake_port: int = 8001
-    handoff_port: int = 8002
-    metrics_port: int = 8003
-    # Each service's worker serves /healthz, /readyz and /metrics on a port of its own.
-    intake_worker_port: int = 8011
-    handoff_worker_port: int = 8012
-    metrics_worker_port: int = 8013
+    data_dir: Path = Field(
+        default=Path(".funnel"), description="where PostgreSQL data and the logs are kept"
+    )
+    host: str = Field(default="127.0.0.1", description="the address every process listens on")
+    postgres_port: int = Field(default=15432, description="embedded PostgreSQL")
+    broker_port: int = Field(default=9092, description="the broker")
+    intake_port: int = Field(default=8001, description="lead-intake's web process")
+    handoff_port: int = Field(default=8002, description="handoff's web process")
+    metrics_port: int = Field(default=8003, description="metrics' web process")
+    intake_worker_port: int = Field(
+        default=8011, description="lead-intake's worker (`/healthz`, `/readyz`, `/metrics`)"
+    )
+    handoff_worker_port: int = Field(
+        default=8012, description="handoff's worker (`/healthz`, `/readyz`, `/metrics`)"
+    )
+    metrics_worker_port: int = Field(
+        default=8013, description="metrics' worker (`/healthz`, `/readyz`, `/metrics`)"
+    )
     common: CommonSettings = Field(default_factory=CommonSettings)
 
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -41,10 +41,16 @@ class ImportSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_INTAKE_", extra="ignore")
 
-    url: str = "http://127.0.0.1:8001"
-    import_secret: SecretStr = SecretStr("dev-import-secret")
-    crm_webhook_secret: SecretStr = SecretStr("dev-crm-webhook-secret")
-    billing_webhook_secret: SecretStr = SecretStr("dev-billing-webhook-secret")
+    url: str = Field(default="http://127.0.0.1:8001", description="where `funnel import` posts")
+    import_secret: SecretStr = Field(
+        default=SecretStr("dev-import-secret"), description="signs the lead rows"
+    )
+    crm_webhook_secret: SecretStr = Field(
+        default=SecretStr("dev-crm-webhook-secret"), description="signs the deal rows"
+    )
+    billing_webhook_secret: SecretStr = Field(
+        default=SecretStr("dev-billing-webhook-secret"), description="signs the account rows"
+    )
 
     def secret_for(self, kind: Kind) -> str:
         secret = {

@@ -23,43 +23,94 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_", extra="ignore")
 
-    environment: Environment = "development"
+    environment: Environment = Field(
+        default="development",
+        description="`development`, `test` or `production`; production refuses placeholder "
+        "secrets",
+    )
 
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="broker addresses, comma-separated"
+    )
     # Apache Kafka supports the idempotent producer; the embedded Tansu broker does not
     # (InitProducerId fails), so it is a setting that production turns on.
-    kafka_enable_idempotence: bool = False
+    kafka_enable_idempotence: bool = Field(
+        default=False,
+        description="idempotent producer: on for Apache Kafka (the embedded broker lacks "
+        "InitProducerId)",
+    )
     # Lets tests (and several platforms on one broker) use their own topics.
-    kafka_topic_prefix: str = ""
-    kafka_topic_partitions: int = Field(default=3, ge=1, le=256)
-    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_topic_prefix: str = Field(
+        default="",
+        description="prefix for topic and consumer-group names (several platforms on one broker)",
+    )
+    kafka_topic_partitions: int = Field(
+        default=3, ge=1, le=256, description="partitions per topic when topics are created"
+    )
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, description="replication factor when topics are created (3 in production)"
+    )
     # Tansu scans the whole partition on every fetch; a short wait keeps latency low.
-    kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=1000)
-    kafka_request_timeout_ms: int = Field(default=5000, ge=100)
+    kafka_fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="consumer fetch wait; low because the embedded broker scans a partition "
+        "per fetch",
+    )
+    kafka_request_timeout_ms: int = Field(
+        default=5000, ge=100, description="producer and admin request timeout"
+    )
     # Tansu ignores LeaveGroup: a restarted member waits about twice the session timeout
     # before it gets partitions back. Short timeouts suit the embedded broker; on Apache
     # Kafka use 10000 / 1000 / 30000.
-    kafka_session_timeout_ms: int = Field(default=2000, ge=500)
-    kafka_heartbeat_interval_ms: int = Field(default=300, ge=100)
-    kafka_rebalance_timeout_ms: int = Field(default=1000, ge=100)
+    kafka_session_timeout_ms: int = Field(
+        default=2000,
+        ge=500,
+        description="consumer session; short for the embedded broker, 10000 on Apache Kafka",
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        default=300, ge=100, description="consumer heartbeat; 1000 on Apache Kafka"
+    )
+    kafka_rebalance_timeout_ms: int = Field(
+        default=1000, ge=100, description="consumer rebalance timeout; 30000 on Apache Kafka"
+    )
 
-    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
-    outbox_batch_size: int = Field(default=500, ge=1)
-    consumer_max_attempts: int = Field(default=5, ge=1)
-    consumer_retry_backoff_seconds: float = Field(default=0.2, ge=0)
+    outbox_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="relay polling fallback when no NOTIFY arrives"
+    )
+    outbox_batch_size: int = Field(default=500, ge=1, description="outbox rows published per round")
+    consumer_max_attempts: int = Field(
+        default=5, ge=1, description="handler attempts before an event is parked in `funnel.dlq`"
+    )
+    consumer_retry_backoff_seconds: float = Field(
+        default=0.2, ge=0, description="first retry delay (doubles each attempt)"
+    )
 
-    log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    log_level: str = Field(default="INFO", description="log level")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="`json` lines, or `text` for humans"
+    )
 
-    otel_exporter: Literal["none", "otlp", "console"] = "none"
-    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter: Literal["none", "otlp", "console"] = Field(
+        default="none", description="tracing exporter: `none`, `otlp` or `console`"
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP endpoint of the trace collector"
+    )
 
-    reporting_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
-    reporting_timezone: str = "UTC"
+    reporting_currency: str = Field(
+        default="USD", pattern=r"^[A-Z]{3}$", description="the one currency money is reported in"
+    )
+    reporting_timezone: str = Field(
+        default="UTC", description="IANA time zone of the reporting quarters"
+    )
 
-    # Signs the API's bearer tokens (funnel_common.auth). The placeholder works in
-    # development and tests only.
-    auth_secret: SecretStr = SecretStr("dev-auth-secret-change-me")
+    # The placeholder works in development and tests only.
+    auth_secret: SecretStr = Field(
+        default=SecretStr("dev-auth-secret-change-me"),
+        description="signs the API's bearer tokens; must be set in production",
+    )
 
     @model_validator(mode="after")
     def _real_secrets_in_production(self) -> CommonSettings:

@@ -11,27 +11,53 @@ class HandoffSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_HANDOFF_", extra="ignore")
 
-    database_url: str = "postgresql://postgres@127.0.0.1:15432/funnel"
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:15432/funnel",
+        description="PostgreSQL (schema `handoff`); also what `funnel token` uses",
+    )
 
-    # How often due SLA deadlines and queued handoffs are looked for. A breach is
-    # detected within one interval of its due date.
-    scan_interval_seconds: float = Field(default=0.25, gt=0, le=60)
-    scan_batch_size: int = Field(default=100, ge=1, le=10_000)
-    # The "due soon" gauge on /metrics counts assigned handoffs due within this window.
-    due_soon_seconds: int = Field(default=900, ge=1)
+    # A breach is detected within one interval of its due date.
+    scan_interval_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="how often due SLA deadlines and queued handoffs are looked for",
+    )
+    scan_batch_size: int = Field(default=100, ge=1, le=10_000, description="rows per scan step")
+    due_soon_seconds: int = Field(
+        default=900, ge=1, description="window of the `funnel_handoff_due_soon` gauge"
+    )
 
-    # Outbound webhooks: signing secret, timeout, retries with capped exponential backoff.
-    webhook_secret: SecretStr = SecretStr("dev-webhook-secret-change-me")
-    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    webhook_poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
-    webhook_batch_size: int = Field(default=20, ge=1, le=1000)
-    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
-    webhook_backoff_seconds: float = Field(default=1.0, gt=0)
-    webhook_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    webhook_secret: SecretStr = Field(
+        default=SecretStr("dev-webhook-secret-change-me"),
+        description="signs outbound webhooks; in production the placeholder holds every "
+        "notification until a real secret is set",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="per-request timeout of an outbound webhook"
+    )
+    webhook_poll_interval_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="how often the notification queue is checked"
+    )
+    webhook_batch_size: int = Field(
+        default=20, ge=1, le=1000, description="deliveries in flight per pass"
+    )
+    webhook_max_attempts: int = Field(
+        default=12, ge=1, le=100, description="attempts before a notification is given up"
+    )
+    webhook_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="first retry delay of a notification (doubles)"
+    )
+    webhook_backoff_max_seconds: float = Field(
+        default=300.0, gt=0, description="the retry delay's cap"
+    )
 
-    # Where reps reach this service (e.g. https://handoff.example.com); when set, webhook
-    # notifications carry ``inbox_url``, a link to the handoff in the rep inbox.
-    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="where reps reach handoff (e.g. https://handoff.example.com); webhook "
+        "bodies then carry `inbox_url`",
+    )
 
     common: CommonSettings = Field(default_factory=CommonSettings)
 

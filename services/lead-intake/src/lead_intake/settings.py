@@ -32,34 +32,75 @@ class IntakeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_INTAKE_", extra="ignore")
 
-    database_url: str = "postgresql://postgres@127.0.0.1:15432/funnel"
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:15432/funnel",
+        description="PostgreSQL (schema `intake`)",
+    )
 
-    forms_file: Path = REPO_CONFIG / "forms.yaml"
-    qualification_rules_file: Path = REPO_CONFIG / "qualification.yaml"
+    forms_file: Path = Field(default=REPO_CONFIG / "forms.yaml", description="the forms registry")
+    qualification_rules_file: Path = Field(
+        default=REPO_CONFIG / "qualification.yaml", description="the MQL rules"
+    )
 
     # One secret per integration; "dev-" placeholders are refused in production.
-    crm_webhook_secret: SecretStr = SecretStr("dev-crm-webhook-secret")
-    billing_webhook_secret: SecretStr = SecretStr("dev-billing-webhook-secret")
-    import_secret: SecretStr = SecretStr("dev-import-secret")
-    signature_tolerance_seconds: int = Field(default=300, ge=1)
+    crm_webhook_secret: SecretStr = Field(
+        default=SecretStr("dev-crm-webhook-secret"), description="signs `POST /v1/deals`"
+    )
+    billing_webhook_secret: SecretStr = Field(
+        default=SecretStr("dev-billing-webhook-secret"),
+        description="signs `POST /v1/accounts/events`",
+    )
+    import_secret: SecretStr = Field(
+        default=SecretStr("dev-import-secret"), description="signs `funnel import leads` posts"
+    )
+    signature_tolerance_seconds: int = Field(
+        default=300, ge=1, description="the oldest a webhook signature may be"
+    )
 
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    rate_limit_per_client: int = Field(default=20, ge=1)
-    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="larger request bodies get 413"
+    )
+    rate_limit_per_client: int = Field(
+        default=20, ge=1, description="unsigned lead posts per client per window (then 429)"
+    )
+    rate_limit_window_seconds: int = Field(default=60, ge=1, description="the rate limit's window")
     # Behind a load balancer the client is the first X-Forwarded-For address.
-    trust_forwarded_for: bool = False
-    min_fill_seconds: float = Field(default=3.0, ge=0)
-    disposable_domains: list[str] = Field(default_factory=lambda: list(DISPOSABLE_DOMAINS))
-    dedupe_window_days: int = Field(default=30, ge=0)
-    # How long a retry with the same Idempotency-Key gets the first answer back.
-    idempotency_key_ttl_hours: int = Field(default=24, ge=1)
+    trust_forwarded_for: bool = Field(
+        default=False,
+        description="take the client address from `X-Forwarded-For` (behind a load balancer)",
+    )
+    min_fill_seconds: float = Field(
+        default=3.0, ge=0, description="faster form submissions are flagged `too_fast`"
+    )
+    disposable_domains: list[str] = Field(
+        default_factory=lambda: list(DISPOSABLE_DOMAINS),
+        description="JSON list; addresses there are flagged `disposable_domain`",
+    )
+    dedupe_window_days: int = Field(
+        default=30, ge=0, description="the same email or phone within it is merged"
+    )
+    idempotency_key_ttl_hours: int = Field(
+        default=24, ge=1, description="how long an `Idempotency-Key` replays the first answer"
+    )
     # Group commit of POST /v1/leads: submissions that arrive while every writer is
     # busy go together in the next batch (at most this many). A lone submission is
     # written at once unless a wait is set, which only helps a nearly idle service.
-    batch_max_size: int = Field(default=32, ge=1, le=1000)
-    batch_max_wait_ms: float = Field(default=0.0, ge=0, le=100)
-    # Batches written at the same time, each holding one pooled connection.
-    batch_max_in_flight: int = Field(default=2, ge=1, le=8)
+    batch_max_size: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="most lead posts written in one transaction (1 turns group commit off)",
+    )
+    batch_max_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="how long a batch waits for company; 0: written as soon as a writer is free",
+    )
+    # Each batch in flight holds one pooled connection.
+    batch_max_in_flight: int = Field(
+        default=2, ge=1, le=8, description="batches written at the same time"
+    )
 
     common: CommonSettings = Field(default_factory=CommonSettings)
 

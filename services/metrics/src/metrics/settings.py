@@ -32,20 +32,36 @@ class MetricsSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_METRICS_", extra="ignore")
 
-    database_url: str = "postgresql://postgres@127.0.0.1:15432/funnel"
-    # Coverage at or above this is healthy (the "3-5x the target" rule).
-    healthy_coverage_ratio: float = Field(default=3.0, gt=0)
-    # Win probability of an open deal by its CRM stage, in whole percents.
-    stage_probabilities: dict[str, int] = Field(default_factory=DEFAULT_STAGE_PROBABILITIES.copy)
-    default_stage_probability: int = Field(default=10, ge=0, le=100)
-    # Prometheus `source` label: these values as they are, every other source as
-    # "other", so a typo in a form's utm_source cannot explode the series count.
-    sources: list[str] = Field(default_factory=DEFAULT_SOURCES.copy)
-    # Quarters exported with a `period` label: this many before and after the current.
-    periods_before: int = Field(default=1, ge=0, le=8)
-    periods_after: int = Field(default=1, ge=0, le=8)
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:15432/funnel",
+        description="PostgreSQL (schema `metrics`)",
+    )
+    healthy_coverage_ratio: float = Field(
+        default=3.0,
+        gt=0,
+        description="pipeline coverage at or above this is healthy (the 3-5x target rule)",
+    )
+    stage_probabilities: dict[str, int] = Field(
+        default_factory=DEFAULT_STAGE_PROBABILITIES.copy,
+        description="win probability of an open deal by CRM stage, whole percents (JSON)",
+    )
+    default_stage_probability: int = Field(
+        default=10, ge=0, le=100, description="probability of a stage not in the map"
+    )
+    # A typo in a form's utm_source must not explode the series count.
+    sources: list[str] = Field(
+        default_factory=DEFAULT_SOURCES.copy,
+        description="sources exported as the Prometheus `source` label; others are `other`",
+    )
+    periods_before: int = Field(
+        default=1, ge=0, le=8, description="quarters before the current one exported by period"
+    )
+    periods_after: int = Field(
+        default=1, ge=0, le=8, description="quarters after the current one exported by period"
+    )
     accept_seconds_buckets: list[float] = Field(
-        default_factory=lambda: [float(b) for b in ACCEPT_SECONDS_BUCKETS]
+        default_factory=lambda: [float(b) for b in ACCEPT_SECONDS_BUCKETS],
+        description="buckets of the time-to-accept histogram (JSON)",
     )
     common: CommonSettings = Field(default_factory=CommonSettings)
 
