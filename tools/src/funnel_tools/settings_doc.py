@@ -96,16 +96,11 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:] == ["write"]:
-        PAGE.write_text(render())
-        return 0
-    if argv[1:] == ["check"]:
-        if not PAGE.exists() or PAGE.read_text() != render():
-            print(f"{PAGE.relative_to(ROOT)} is out of date: run `make settings-doc`")
-            return 1
-        return 0
-    print("usage: python -m funnel_tools.settings_doc write|check")
-    return 2
+    if argv[1:] != ["write"]:
+        sys.stderr.write("usage: python -m funnel_tools.settings_doc write\n")
+        return 2
+    PAGE.write_text(render())
+    return 0
 
 
 if __name__ == "__main__":

@@ -25,8 +25,7 @@ class CommonSettings(BaseSettings):
 
     environment: Environment = Field(
         default="development",
-        description="`development`, `test` or `production`; production refuses placeholder "
-        "secrets",
+        description="`development`, `test` or `production`; production refuses placeholder secrets",
     )
 
     kafka_bootstrap_servers: str = Field(
