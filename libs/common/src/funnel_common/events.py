@@ -295,9 +295,18 @@ class HandoffSlaBreached(Envelope):
 # --- deals (funnel.deals, key = opportunity id) ---------------------------------------
 
 
+DealField = Literal["lead_id", "attribution", "amount_cents", "stage", "expected_close_date"]
+
+
 class DealState(Payload):
     """Every deal event carries the deal's full known state, so a consumer that missed
-    (or has not yet seen) an earlier event still has what it needs."""
+    (or has not yet seen) an earlier event still has what it needs.
+
+    Deliveries arrive late, twice and out of order, so a consumer folds a deal's events
+    by when they happened, not by arrival (ARCHITECTURE.md, "Order independence"): each
+    field takes the value of the latest event (``time``, then ``delivery_id``) among
+    those whose ``fields_set`` name it.
+    """
 
     deal_id: Label
     lead_id: UUID | None = None
@@ -306,6 +315,16 @@ class DealState(Payload):
     currency: CurrencyCode
     stage: Label
     expected_close_date: date | None = None
+    delivery_id: Label | None = Field(
+        default=None,
+        description="The sender's id of the delivery this event records (e.g. the CRM's "
+        "webhook id): breaks ties between events that happened at the same time.",
+    )
+    fields_set: list[DealField] | None = Field(
+        default=None,
+        description="The deal fields this delivery itself set; the others carry the state "
+        "known when it was recorded. Absent: every field.",
+    )
 
 
 class DealOpened(Envelope):
@@ -344,8 +363,18 @@ class DealLost(Envelope):
 # --- accounts (funnel.accounts, key = account id) -------------------------------------
 
 
-class AccountActivatedData(Payload):
+class AccountDelivery(Payload):
+    """What every account event carries: the account, and the sender's delivery id."""
+
     account_id: Label
+    delivery_id: Label | None = Field(
+        default=None,
+        description="The sender's id of the delivery this event records (e.g. the billing "
+        "system's webhook id): breaks ties between events that happened at the same time.",
+    )
+
+
+class AccountActivatedData(AccountDelivery):
     arr_cents: Cents
     currency: CurrencyCode
     deal_id: Label | None = None
@@ -358,8 +387,7 @@ class AccountActivated(Envelope):
     data: AccountActivatedData
 
 
-class AccountArrChangedData(Payload):
-    account_id: Label
+class AccountArrChangedData(AccountDelivery):
     arr_cents: Cents = Field(description="The new ARR.")
     currency: CurrencyCode
 
@@ -370,8 +398,8 @@ class AccountArrChanged(Envelope):
     data: AccountArrChangedData
 
 
-class AccountChurnedData(Payload):
-    account_id: Label
+class AccountChurnedData(AccountDelivery):
+    pass
 
 
 class AccountChurned(Envelope):
