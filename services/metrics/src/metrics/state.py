@@ -1,0 +1,187 @@
+"""A deal's and an account's state from the SET of their events (pure, no I/O).
+
+CRMs and billing systems deliver late, twice and out of order (ARCHITECTURE.md, "Order
+independence"), so nothing here looks at arrival order. Every event gets a place in
+one total order, the same whatever order the events came in:
+
+1. when it happened (the envelope ``time``);
+2. its place in the lifecycle: at the same instant a deal is opened before it is
+   updated, and updated before it is won or lost; an account is activated before its
+   ARR changes, and that before it churns (senders often stamp whole seconds, and an
+   opening and a close in the same second happened in that order);
+3. the sender's delivery id (a webhook id); an event without one comes first;
+4. what the event says, so that two events equal in all of the above give the same
+   result in either order. The random event id is never used: it would decide a tie
+   differently on every replay of the same deliveries.
+
+A deal's field takes its value from the last event (in that order) whose
+``fields_set`` names it (absent: every field); its status is that of the last
+status-changing event (``opened``, ``won``, ``lost``), so an update never changes it,
+and an ``opened`` after a close is a reopen. A deal exists from its first event, even
+if that is a ``won`` whose ``opened`` has not arrived. This module is the only place
+metrics applies the rule; ``store.py`` sorts account events with :func:`account_order`
+spelt in SQL.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+from uuid import UUID
+
+DealKind = Literal["opened", "updated", "won", "lost"]
+DealStatus = Literal["open", "won", "lost"]
+AccountKind = Literal["activated", "arr_changed", "churned"]
+
+DEAL_FIELDS = ("lead_id", "attribution", "amount_cents", "stage", "expected_close_date")
+DEAL_LIFECYCLE: dict[str, int] = {"opened": 0, "updated": 1, "won": 2, "lost": 2}
+ACCOUNT_LIFECYCLE: dict[str, int] = {"activated": 0, "arr_changed": 1, "churned": 2}
+
+
+@dataclass(frozen=True)
+class DealEvent:
+    """What one deal event says, as metrics keeps it."""
+
+    deal_id: str
+    kind: DealKind
+    occurred_at: datetime
+    delivery_id: str | None
+    fields_set: tuple[str, ...] | None
+    """The fields this delivery set; None: every field."""
+    lead_id: UUID | None
+    source: str
+    campaign: str
+    amount_cents: int
+    stage: str
+    expected_close_date: date | None
+    closed_on: date | None = None
+    lost_reason: str | None = None
+
+    def sets(self, name: str) -> bool:
+        return self.fields_set is None or name in self.fields_set
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def deal_order(event: DealEvent) -> tuple[datetime, int, bool, str, tuple[str, ...]]:
+    """The event's place among its deal's events (see the module docstring)."""
+    return (
+        event.occurred_at,
+        DEAL_LIFECYCLE[event.kind],
+        event.delivery_id is not None,
+        event.delivery_id or "",
+        (
+            event.kind,
+            _text(event.lead_id),
+            event.source,
+            event.campaign,
+            f"{event.amount_cents:020d}",
+            event.stage,
+            _text(event.expected_close_date),
+            ",".join(sorted(event.fields_set)) if event.fields_set is not None else "*",
+            _text(event.closed_on),
+            _text(event.lost_reason),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Deal:
+    """A deal's state as the set of its events says."""
+
+    deal_id: str
+    status: DealStatus
+    lead_id: UUID | None
+    source: str
+    campaign: str
+    amount_cents: int
+    stage: str
+    expected_close_date: date | None
+    closed_on: date | None
+    lost_reason: str | None
+    opened_at: datetime
+    """Its ``opened`` event's time (the earliest, if several), else its first event's."""
+    reopens: int
+    """How many times an ``opened`` follows a close: never fewer as more events come."""
+
+
+def fold_deal(events: Iterable[DealEvent]) -> Deal:
+    """One deal's state from its events, in any order and with any duplicates."""
+    ordered = sorted(set(events), key=deal_order)
+    if not ordered:
+        raise ValueError("a deal needs at least one event")
+
+    def latest_setting(name: str) -> DealEvent:
+        setting = [event for event in ordered if event.sets(name)]
+        # No delivery set it (each named other fields): the last one carries what was
+        # known of it when it was recorded.
+        return setting[-1] if setting else ordered[-1]
+
+    statuses = [event for event in ordered if event.kind != "updated"]
+    last_status = statuses[-1] if statuses else None
+    status: DealStatus = (
+        "won"
+        if last_status is not None and last_status.kind == "won"
+        else "lost"
+        if last_status is not None and last_status.kind == "lost"
+        else "open"
+    )
+    reopens = sum(
+        1
+        for before, after in itertools.pairwise(statuses)
+        if before.kind in ("won", "lost") and after.kind == "opened"
+    )
+    openings = [event.occurred_at for event in ordered if event.kind == "opened"]
+    attribution = latest_setting("attribution")
+    return Deal(
+        deal_id=ordered[0].deal_id,
+        status=status,
+        lead_id=latest_setting("lead_id").lead_id,
+        source=attribution.source,
+        campaign=attribution.campaign,
+        amount_cents=latest_setting("amount_cents").amount_cents,
+        stage=latest_setting("stage").stage,
+        expected_close_date=latest_setting("expected_close_date").expected_close_date,
+        closed_on=last_status.closed_on if last_status is not None and status != "open" else None,
+        lost_reason=last_status.lost_reason if status == "lost" and last_status else None,
+        opened_at=min(openings) if openings else ordered[0].occurred_at,
+        reopens=reopens,
+    )
+
+
+@dataclass(frozen=True)
+class AccountEvent:
+    """What one account event says: whether the account is a customer, and its ARR."""
+
+    account_id: str
+    kind: AccountKind
+    occurred_at: datetime
+    delivery_id: str | None
+    arr_cents: int
+    """0 for a churn."""
+
+    @property
+    def active(self) -> bool:
+        return self.kind != "churned"
+
+
+def account_order(event: AccountEvent) -> tuple[datetime, int, bool, str, int]:
+    """The event's place among its account's events (store.py sorts by the same key)."""
+    return (
+        event.occurred_at,
+        ACCOUNT_LIFECYCLE[event.kind],
+        event.delivery_id is not None,
+        event.delivery_id or "",
+        event.arr_cents,
+    )
+
+
+def account_at(events: Iterable[AccountEvent], instant: datetime) -> AccountEvent | None:
+    """The account's state just before ``instant``: its last event before then."""
+    before = [event for event in events if event.occurred_at < instant]
+    return max(before, key=account_order) if before else None
