@@ -12,7 +12,7 @@ import yaml
 
 from funnel_common.settings import CommonSettings
 from funnel_tools.dashboards import DEPLOY, PROMETHEUS_DIR, ROOT
-from tests.deploy.test_k8s_manifests import SERVICES, TOPICS, of_kind, render
+from tests.deploy.test_k8s_manifests import SERVICES, TOPICS, WORKER_PORTS, of_kind, render
 
 COMPOSE = DEPLOY / "compose.yaml"
 
@@ -55,9 +55,14 @@ def test_each_dockerfile_is_multi_stage_locked_and_non_root() -> None:
         assert "uv sync --frozen --no-dev" in dockerfile
         assert f"--package {name}" in dockerfile
         assert re.search(r"^USER 10001", dockerfile, re.MULTILINE)
-        assert f'"{module}.app:create_app"' in dockerfile
-        assert f"EXPOSE {port}" in dockerfile
-        assert f"FUNNEL_{prefix}_PORT={port}" in dockerfile
+        # The web process is the default command; the worker is named in its comment
+        # (the manifests and compose run it with the same image).
+        assert f'CMD ["uvicorn", "--factory", "{module}.web:create_app"' in dockerfile
+        assert f"{module}.worker:create_app" in dockerfile
+        assert f"EXPOSE {port} {WORKER_PORTS[name]}" in dockerfile
+        # uvicorn's --host/--port decide; these settings no longer exist.
+        assert f"FUNNEL_{prefix}_PORT" not in dockerfile
+        assert f"FUNNEL_{prefix}_HOST" not in dockerfile
         for copied in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.MULTILINE):
             assert (ROOT / copied).exists(), f"{name}: COPY {copied}"
 

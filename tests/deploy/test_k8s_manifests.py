@@ -43,6 +43,8 @@ SERVICES: dict[str, tuple[str, int, type[BaseSettings]]] = {
     "handoff": ("HANDOFF", 8002, HandoffSettings),
     "metrics": ("METRICS", 8003, MetricsSettings),
 }
+# Each service's worker process serves /healthz, /readyz and /metrics on its own port.
+WORKER_PORTS = {"lead-intake": 8011, "handoff": 8012, "metrics": 8013}
 # Custom resources: the spec keys their operators refuse to work without.
 CUSTOM_RESOURCES = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): {"kafka"},
