@@ -2,10 +2,10 @@
 
 Built-in kinds are validated strictly against the Kubernetes OpenAPI schemas bundled
 in the kubernetes-validate wheel (offline). The custom resources (Strimzi Kafka,
-KafkaNodePool, KafkaTopic; CloudNativePG Cluster; Prometheus Operator ServiceMonitor)
-have no bundled schema, so they are checked structurally here: apiVersion, kind,
-metadata and the spec keys their operators require, plus the values this platform
-depends on (KRaft, replication, topics, the Secret name the services read).
+KafkaNodePool, KafkaTopic; CloudNativePG Cluster; Prometheus Operator PodMonitor and
+PrometheusRule) have no bundled schema, so they are checked structurally here:
+apiVersion, kind, metadata and the spec keys their operators require, plus the values
+this platform depends on (KRaft, replication, topics, the Secret name the services read).
 """
 
 from __future__ import annotations

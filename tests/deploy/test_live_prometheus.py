@@ -1,12 +1,12 @@
 """A real Prometheus scraping a real `funnel dev`: every shipped query runs and parses.
 
 `funnel dev` runs as a subprocess on free ports (each service as a web and a worker
-process, both scraped), gets a little traffic (leads, a
-refused request, an unknown path, one undecodable Kafka record that both consumers
-park in the DLQ, and a small `funnel seed` with real SLA breaches), and Prometheus (the
-Debian package) scrapes it every second with deploy/prometheus/prometheus.yml, its
-targets pointed at those ports, and the rules loaded (tests/deploy/live.py). Then every
-dashboard query and every rule expression goes through the HTTP API.
+process), gets a little traffic (leads, a refused request, an unknown path, one
+undecodable Kafka record that both consumers park in the DLQ, and a small `funnel seed`
+with real SLA breaches), and Prometheus (the Debian package) scrapes all six processes
+every second with deploy/prometheus/prometheus.yml, its targets pointed at those ports,
+and the rules loaded (funnel_tools.prometheus). Then every dashboard query and every
+rule expression goes through the HTTP API.
 
 A query must return data unless it reads a metric that no service exports yet
 (NOT_EXPORTED_YET); that list names the features still being built, and the test
