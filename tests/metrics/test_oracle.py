@@ -35,6 +35,7 @@ from tests.metrics.support import (
     parse_samples,
     produce,
     running_metrics,
+    series,
 )
 
 NOW = utc_now()
@@ -132,7 +133,10 @@ async def test_any_order_and_duplication_gives_the_oracles_figures_and_counters_
     oracle = oracle_of(sent)
 
     async def everything() -> list[str]:
-        expected = {**oracle.counters()}
+        expected = {
+            **oracle.counters(),
+            series("funnel_reporting_currency_info", currency="USD"): 1,
+        }
         for period in EXPORTED:
             expected |= oracle.gauges(period)
         return await json_differences(metrics, oracle) + sample_differences(

@@ -268,7 +268,14 @@ def funnel_families(
         "Coverage at or above this is healthy (setting).",
     )
     healthy.add_metric([], settings.healthy_coverage_ratio)
-    return [*_counters(funnel, settings), healthy, *_per_period(periods, settings)]
+    # Boards show money in this currency; a panel's unit cannot come from a variable.
+    currency = GaugeMetricFamily(
+        "funnel_reporting_currency_info",
+        "The reporting currency every money series is in (cents of it), as a label.",
+        labels=["currency"],
+    )
+    currency.add_metric([settings.common.reporting_currency], 1)
+    return [*_counters(funnel, settings), healthy, currency, *_per_period(periods, settings)]
 
 
 def renderer(settings: MetricsSettings) -> ExtraMetrics:
