@@ -30,7 +30,7 @@ from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
 from funnel_tools.embedded import free_port, wait_until
 from handoff.sla import ALWAYS
 from lead_intake.settings import IntakeSettings
-from metrics.settings import DEFAULT_SOURCES
+from metrics.settings import MetricsSettings
 from tests.hostile import HOSTILE
 from tests.metrics.support import parse_samples
 
@@ -58,7 +58,10 @@ BOUNDED_LABELS = {
     "period": r"\d{4}-Q[1-4]",
     "reason": r"[a-z_]+",
     # Only configured sources are labels (the rest count as "other"); campaigns never.
-    "source": "|".join(map(re.escape, [*DEFAULT_SOURCES, "other", "unattributed"])),
+    "source": "|".join(map(re.escape, [*MetricsSettings().sources, "other", "unattributed"])),
+    # SLA policies are named by an admin (PUT /v1/sla-policies/{name}), like teams.
+    "policy": r"[a-z0-9_-]+",
+    "currency": r"[A-Z]{3}",
     "implementation": r"CPython",
     "major": r"\d+",
     "minor": r"\d+",

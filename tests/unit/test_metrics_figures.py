@@ -204,9 +204,8 @@ def test_the_average_won_deal_is_rounded_up_to_a_cent() -> None:
 
 def test_win_rate_and_sla_attainment_are_absent_when_there_is_nothing_to_divide_by() -> None:
     empty = figures.window_figures(
-        {"stages": [], "sla": {"deadlines": 0, "met": 0, "breaches": {}, "escalations": 0},
-         "accept_seconds": []},
-        [60.0],
+        stage_rows=[], cohort_rows=[], sla=figures.Sla(0, 0, {}, 0), accept_rows=[],
+        accept_seconds_buckets=[60.0],
     )  # fmt: skip
     period = figures.period_figures(
         period="2026-Q1", window=empty, target_cents=None, open_by_stage={}, cohort=None,
@@ -231,8 +230,8 @@ def test_cohort_conversion_never_exceeds_one(reached: list[list[int]]) -> None:
 
 
 def test_sla_attainment_counts_an_undecided_handoff_past_its_deadline_as_missed() -> None:
-    sla = figures.Sla.of(
-        {"deadlines": 4, "met": 3, "breaches": {"default": 2, "vip": 1}, "escalations": 1}
+    sla = figures.Sla(
+        deadlines=4, met=3, breaches_by_policy={"default": 2, "vip": 1}, escalations=1
     )
 
     assert (sla.attainment, sla.missed, sla.breaches) == (0.75, 1, 3)

@@ -134,7 +134,9 @@ async def _write_together(connection: asyncpg.Connection, decoded: list[Decoded]
             for item in first.values()
         ],
     )  # fmt: skip
-    await record(connection, [fact for event_id in inserted for fact in first[event_id].facts])
+    await record(
+        connection, [fact for event_id in inserted for fact in first[event_id].facts], bulk=True
+    )
     return len(inserted)
 
 

@@ -117,12 +117,19 @@ Fact = (
 )
 
 
+# Events are told apart by their exact class: isinstance() on a pydantic model goes
+# through ABCMeta, several times per event, and showed in replay's profile.
+_LEAD_STAGES: dict[type[Envelope], str] = {
+    LeadCaptured: "captured",
+    LeadQualified: "qualified",
+    LeadDisqualified: "disqualified",
+}
+
+
 def lead_stage(event: LeadCaptured | LeadQualified | LeadDisqualified) -> list[Fact]:
-    if isinstance(event, LeadCaptured):
-        # Spam is flagged at capture and kept, but it is not a lead of the funnel.
-        stage = "spam" if event.data.spam_reasons else "captured"
-    else:
-        stage = "qualified" if isinstance(event, LeadQualified) else "disqualified"
+    stage = _LEAD_STAGES[type(event)]
+    if stage == "captured" and event.data.spam_reasons:  # type: ignore[union-attr]
+        stage = "spam"  # flagged at capture and kept, but not a lead of the funnel
     attribution = event.data.attribution
     return [
         LeadStage(
@@ -138,12 +145,13 @@ def lead_stage(event: LeadCaptured | LeadQualified | LeadDisqualified) -> list[F
 
 def decision(event: HandoffAccepted | HandoffRejected) -> list[Fact]:
     data = event.data
+    accepted = type(event) is HandoffAccepted
     return [
         Decision(
             handoff_id=data.handoff_id,
             lead_id=data.lead_id,
-            outcome="accepted" if isinstance(event, HandoffAccepted) else "rejected",
-            reason=event.data.reason if isinstance(event, HandoffRejected) else None,
+            outcome="accepted" if accepted else "rejected",
+            reason=None if accepted else event.data.reason,  # type: ignore[union-attr]
             source=data.attribution.source,
             campaign=data.attribution.campaign or "",
             within_sla=data.within_sla,
@@ -158,7 +166,7 @@ def deadline(event: HandoffAssigned | HandoffReassigned) -> list[Fact]:
     facts: list[Fact] = []
     if event.data.due_at is not None:  # queued, or escalated: no deadline
         facts.append(Deadline(event.data.handoff_id, event.data.due_at, event.time))
-    if isinstance(event, HandoffReassigned) and event.data.reason == "escalation":
+    if type(event) is HandoffReassigned and event.data.reason == "escalation":
         facts.append(Escalation(event.data.handoff_id, event.time, event.id))
     return facts
 
@@ -179,12 +187,14 @@ _DEAL_KINDS: dict[type[Envelope], Any] = {
 def deal(event: DealEnvelope, reporting_currency: str) -> list[Fact]:
     data = event.data
     _check_currency(data.currency, reporting_currency)
+    kind = _DEAL_KINDS[type(event)]
+    closes = kind in ("won", "lost")
     return [
         DealDelivery(
             event.id,
             DealEvent(
                 deal_id=data.deal_id,
-                kind=_DEAL_KINDS[type(event)],
+                kind=kind,
                 occurred_at=event.time,
                 delivery_id=data.delivery_id,
                 fields_set=None if data.fields_set is None else tuple(sorted(set(data.fields_set))),
@@ -194,8 +204,9 @@ def deal(event: DealEnvelope, reporting_currency: str) -> list[Fact]:
                 amount_cents=data.amount_cents,
                 stage=data.stage,
                 expected_close_date=data.expected_close_date,
-                closed_on=event.data.closed_on if isinstance(event, DealWon | DealLost) else None,
-                lost_reason=event.data.reason if isinstance(event, DealLost) else None,
+                # Only the won and lost payloads (DealWonData, DealLostData) carry these.
+                closed_on=getattr(data, "closed_on", None) if closes else None,
+                lost_reason=getattr(data, "reason", None) if kind == "lost" else None,
             ),
         )
     ]
@@ -205,12 +216,12 @@ AccountEnvelope = AccountActivated | AccountArrChanged | AccountChurned
 
 
 def account(event: AccountEnvelope, reporting_currency: str) -> list[Fact]:
-    if isinstance(event, AccountChurned):
+    if type(event) is AccountChurned:
         kind, arr_cents = "churned", 0
     else:
-        _check_currency(event.data.currency, reporting_currency)
-        kind = "activated" if isinstance(event, AccountActivated) else "arr_changed"
-        arr_cents = event.data.arr_cents
+        _check_currency(event.data.currency, reporting_currency)  # type: ignore[union-attr]
+        kind = "activated" if type(event) is AccountActivated else "arr_changed"
+        arr_cents = event.data.arr_cents  # type: ignore[union-attr]
     return [
         AccountDelivery(
             event.id,

@@ -170,15 +170,6 @@ class Sla:
     breaches_by_policy: dict[str, int]
     escalations: int
 
-    @classmethod
-    def of(cls, facts: Mapping[str, Any]) -> Sla:
-        return cls(
-            deadlines=facts["deadlines"],
-            met=facts["met"],
-            breaches_by_policy=dict(sorted(facts["breaches"].items())),
-            escalations=facts["escalations"],
-        )
-
     @property
     def missed(self) -> int:
         return self.deadlines - self.met
@@ -389,14 +380,19 @@ class WindowFigures:
 
 
 def window_figures(
-    facts: Mapping[str, Any], accept_seconds_buckets: Iterable[float]
+    *,
+    stage_rows: Iterable[Mapping[str, Any]],
+    cohort_rows: Iterable[Mapping[str, Any]],
+    sla: Sla,
+    accept_rows: Iterable[Mapping[str, Any]],
+    accept_seconds_buckets: Iterable[float],
 ) -> WindowFigures:
-    by_source = stage_counts(facts["stages"], facts.get("cohort") or [])
+    by_source = stage_counts(stage_rows, cohort_rows)
     return WindowFigures(
         by_source=by_source,
         total=total(by_source),
-        sla=Sla.of(facts["sla"]),
-        accept_seconds=histogram(facts["accept_seconds"], accept_seconds_buckets),
+        sla=sla,
+        accept_seconds=histogram(accept_rows, accept_seconds_buckets),
     )
 
 

@@ -26,32 +26,42 @@ from metrics import facts, store
 from metrics.state import DealEvent, fold_deal
 
 
-async def record(connection: asyncpg.Connection, found: Iterable[facts.Fact]) -> None:
-    """Writes facts of any kinds, one statement per kind, then folds again each deal
-    that got an event (from all of its events, old and new)."""
+async def record(
+    connection: asyncpg.Connection, found: Iterable[facts.Fact], *, bulk: bool = False
+) -> None:
+    """Writes facts of any kinds, one upsert per kind, and folds again each deal that
+    got an event, from all of its events: the ones stored before and the new.
+
+    ``bulk`` (replay, thousands of facts): rows go through the connection's staging
+    tables (``store.create_staging_tables``) by COPY instead of one JSON parameter."""
     by_kind: dict[type, list[facts.Fact]] = {}
     for fact in found:
         by_kind.setdefault(type(fact), []).append(fact)
+    deliveries: list[facts.DealDelivery] = by_kind.pop(facts.DealDelivery, [])  # type: ignore[assignment]
     writers = {
         facts.LeadStage: store.record_lead_stages,
         facts.Decision: store.record_decisions,
         facts.Deadline: store.record_deadlines,
         facts.Breach: store.record_breaches,
         facts.Escalation: store.record_escalations,
-        facts.DealDelivery: store.record_deal_events,
         facts.AccountDelivery: store.record_account_events,
         facts.Target: store.record_targets,
     }
     for kind, write in writers.items():
         if kind in by_kind:
-            await write(connection, by_kind[kind])  # type: ignore[operator]
-    deliveries = by_kind.get(facts.DealDelivery, [])
+            await write(connection, by_kind[kind], bulk=bulk)  # type: ignore[operator]
     if deliveries:
-        deal_ids = sorted({delivery.event.deal_id for delivery in deliveries})  # type: ignore[union-attr]
         events: dict[str, list[DealEvent]] = {}
-        for event in await store.deal_events(connection, deal_ids):
-            events.setdefault(event.deal_id, []).append(event)
-        await store.save_deals(connection, [fold_deal(events[deal_id]) for deal_id in deal_ids])
+        for delivery in deliveries:
+            events.setdefault(delivery.event.deal_id, []).append(delivery.event)
+        # Read before writing the new ones: a replay's batch mostly holds a deal's
+        # first events, and PostgreSQL need not send them back. A delivery already
+        # stored (the same content under another event id) is one event to the fold.
+        for event in await store.deal_events(connection, list(events)):
+            events[event.deal_id].append(event)
+        await store.record_deal_events(connection, deliveries, bulk=bulk)
+        folded = [fold_deal(known) for known in events.values()]
+        await store.save_deals(connection, folded, bulk=bulk)
 
 
 def handlers(reporting_currency: str) -> dict[type[Envelope], Handler]:

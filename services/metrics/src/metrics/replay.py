@@ -8,7 +8,10 @@
    in the DLQ. Reading starts
    while the schema is migrated; a batch is decoded while the one before is written;
    the batches' commits do not wait for the disk (the schema is private and can be
-   rebuilt), the switch's does.
+   rebuilt), the switch's does. The indexes the writes do not need are dropped first
+   and built once at the end (cheaper than keeping them up to date row by row); then
+   the tables are analyzed, so the figures are read with plans made on real
+   statistics from the first scrape on.
 3. Switch, in ONE transaction: lock the live inbox (the live consumer waits, readers
    go on), catch up with whatever arrived meanwhile, carry unpublished outbox rows
    over, check that every event the live projections applied was replayed and compare
@@ -265,7 +268,11 @@ async def replay(
         pool, live_pool = await connecting
         async with pool.acquire() as connection:
             await store.wait_for_durable_commits(connection, False)
+            await store.create_staging_tables(connection)
+            deferred = await store.drop_secondary_indexes(connection)
             await _apply_all(connection, reading, result, progress)
+            await store.create_indexes(connection, deferred)
+            await store.analyze(connection)
             await store.wait_for_durable_commits(connection, True)
             async with connection.transaction():
                 await _switch(

@@ -45,30 +45,65 @@ async def read_figures(
     facts = await store.figure_facts(connection, bounds, now=now, all_time_cohort=all_time_cohort)
     buckets = settings.accept_seconds_buckets
     funnel = Funnel(
-        all_time=figures.window_figures(facts["all_time"], buckets),
-        reopens=facts["all_time"]["reopens"],
+        all_time=_window(facts["all_time"], facts["all_time_cohort"] or [], "", buckets),
+        reopens=facts["reopens"],
     )
+    started = set(facts["started"])
     return funnel, [
         figures.period_figures(
-            period=period["period"],
-            window=figures.window_figures(period, buckets),
-            target_cents=period["target_cents"],
-            open_by_stage={row["stage"]: row["value_cents"] for row in period["open"]},
-            cohort=None
-            if period["accounts"] is None
-            else [
+            period=str(period),
+            window=_window(facts["periods"], facts["cohort"], str(period), buckets),
+            target_cents=facts["targets"].get(str(period)),
+            open_by_stage={
+                row["stage"]: row["value_cents"]
+                for row in facts["open"]
+                if row["period"] == str(period)
+            },
+            cohort=[
                 figures.AccountAcross(
                     row["start_arr_cents"], row["end_active"], row["end_arr_cents"]
                 )
-                for row in period["accounts"]
-            ],
+                for row in facts["accounts"]
+                if row["period"] == str(period)
+            ]
+            if str(period) in started
+            else None,
             history=funnel.all_time.total,
             probabilities=settings.stage_probabilities,
             default_probability_percent=settings.default_stage_probability,
             healthy_coverage_ratio=settings.healthy_coverage_ratio,
         )
-        for period in facts["periods"]
+        for period in periods
     ]
+
+
+def _window(
+    section: dict[str, Any],
+    cohort: list[dict[str, Any]],
+    period: str,
+    buckets: list[float],
+) -> figures.WindowFigures:
+    """One window's figures from the store's rows ("" is all time)."""
+
+    def rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [row for row in found if row["period"] == period]
+
+    sla = rows(section["sla"])
+    return figures.window_figures(
+        stage_rows=rows(section["stages"]),
+        cohort_rows=rows(cohort),
+        sla=figures.Sla(
+            deadlines=sum(row["deadlines"] for row in sla),
+            met=sum(row["met"] for row in sla),
+            breaches_by_policy={
+                row["policy"]: row["breaches"]
+                for row in sorted(rows(section["breaches"]), key=lambda row: str(row["policy"]))
+            },
+            escalations=sum(row["escalations"] for row in rows(section["escalations"])),
+        ),
+        accept_rows=rows(section["accept_seconds"]),
+        accept_seconds_buckets=buckets,
+    )
 
 
 def _view(window: figures.WindowFigures) -> documents.StageView:

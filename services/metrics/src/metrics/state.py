@@ -68,26 +68,52 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def deal_order(event: DealEvent) -> tuple[datetime, int, bool, str, tuple[str, ...]]:
-    """The event's place among its deal's events (see the module docstring)."""
+def _when(event: DealEvent) -> tuple[datetime, int, bool, str]:
     return (
         event.occurred_at,
         DEAL_LIFECYCLE[event.kind],
         event.delivery_id is not None,
         event.delivery_id or "",
-        (
-            event.kind,
-            _text(event.lead_id),
-            event.source,
-            event.campaign,
-            f"{event.amount_cents:020d}",
-            event.stage,
-            _text(event.expected_close_date),
-            ",".join(sorted(event.fields_set)) if event.fields_set is not None else "*",
-            _text(event.closed_on),
-            _text(event.lost_reason),
-        ),
     )
+
+
+def _says(event: DealEvent) -> tuple[str, ...]:
+    return (
+        event.kind,
+        _text(event.lead_id),
+        event.source,
+        event.campaign,
+        f"{event.amount_cents:020d}",
+        event.stage,
+        _text(event.expected_close_date),
+        ",".join(sorted(event.fields_set)) if event.fields_set is not None else "*",
+        _text(event.closed_on),
+        _text(event.lost_reason),
+    )
+
+
+def deal_order(event: DealEvent) -> tuple[datetime, int, bool, str, tuple[str, ...]]:
+    """The event's place among its deal's events (see the module docstring)."""
+    return (*_when(event), _says(event))
+
+
+def in_order(events: Iterable[DealEvent]) -> list[DealEvent]:
+    """The distinct events, sorted by :func:`deal_order`: by the first four parts, and
+    by what they say only where those tie (rare, and the costly part to build)."""
+    ordered = sorted(events, key=_when)
+    keys = [_when(event) for event in ordered]
+    result: list[DealEvent] = []
+    start = 0
+    while start < len(ordered):
+        end = start + 1
+        while end < len(ordered) and keys[end] == keys[start]:
+            end += 1
+        if end - start == 1:
+            result.append(ordered[start])
+        else:
+            result.extend(sorted(set(ordered[start:end]), key=_says))
+        start = end
+    return result
 
 
 @dataclass(frozen=True)
@@ -112,44 +138,52 @@ class Deal:
 
 def fold_deal(events: Iterable[DealEvent]) -> Deal:
     """One deal's state from its events, in any order and with any duplicates."""
-    ordered = sorted(set(events), key=deal_order)
+    ordered = in_order(events)
     if not ordered:
         raise ValueError("a deal needs at least one event")
+    last = ordered[-1]
+    # Walking backwards, the first event to set a field is the last to have set it.
+    setting: dict[str, DealEvent] = {}
+    last_status: DealEvent | None = None
+    for event in reversed(ordered):
+        if last_status is None and event.kind != "updated":
+            last_status = event
+        if event.fields_set is None:
+            for name in DEAL_FIELDS:
+                setting.setdefault(name, event)
+        else:
+            for name in event.fields_set:
+                setting.setdefault(name, event)
+        if last_status is not None and len(setting) == len(DEAL_FIELDS):
+            break
 
-    def latest_setting(name: str) -> DealEvent:
-        setting = [event for event in ordered if event.sets(name)]
+    def of(name: str) -> DealEvent:
         # No delivery set it (each named other fields): the last one carries what was
         # known of it when it was recorded.
-        return setting[-1] if setting else ordered[-1]
+        return setting.get(name, last)
 
-    statuses = [event for event in ordered if event.kind != "updated"]
-    last_status = statuses[-1] if statuses else None
-    status: DealStatus = (
-        "won"
-        if last_status is not None and last_status.kind == "won"
-        else "lost"
-        if last_status is not None and last_status.kind == "lost"
-        else "open"
-    )
+    statuses = [event.kind for event in ordered if event.kind != "updated"]
+    closed = last_status is not None and last_status.kind in ("won", "lost")
+    status: DealStatus = last_status.kind if closed else "open"  # type: ignore[assignment, union-attr]
     reopens = sum(
         1
         for before, after in itertools.pairwise(statuses)
-        if before.kind in ("won", "lost") and after.kind == "opened"
+        if before in ("won", "lost") and after == "opened"
     )
-    openings = [event.occurred_at for event in ordered if event.kind == "opened"]
-    attribution = latest_setting("attribution")
+    opening = next((event for event in ordered if event.kind == "opened"), ordered[0])
+    attribution = of("attribution")
     return Deal(
-        deal_id=ordered[0].deal_id,
+        deal_id=last.deal_id,
         status=status,
-        lead_id=latest_setting("lead_id").lead_id,
+        lead_id=of("lead_id").lead_id,
         source=attribution.source,
         campaign=attribution.campaign,
-        amount_cents=latest_setting("amount_cents").amount_cents,
-        stage=latest_setting("stage").stage,
-        expected_close_date=latest_setting("expected_close_date").expected_close_date,
-        closed_on=last_status.closed_on if last_status is not None and status != "open" else None,
+        amount_cents=of("amount_cents").amount_cents,
+        stage=of("stage").stage,
+        expected_close_date=of("expected_close_date").expected_close_date,
+        closed_on=last_status.closed_on if closed and last_status else None,
         lost_reason=last_status.lost_reason if status == "lost" and last_status else None,
-        opened_at=min(openings) if openings else ordered[0].occurred_at,
+        opened_at=opening.occurred_at,
         reopens=reopens,
     )
 

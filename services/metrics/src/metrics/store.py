@@ -5,13 +5,13 @@ where an entity has several events, the row keeps the one the rule says (the ear
 lead stage, the first response deadline, every deal and account event), never the one
 that happened to arrive last.
 
-Each write takes a LIST of facts (one live, thousands in ``funnel replay``) and sends
-it as ONE JSON parameter that PostgreSQL unpacks with ``json_to_recordset``: a batch
-costs one statement per kind of fact, and Python only builds plain values for the C
-JSON encoder (column arrays cost asyncpg's encoder about 10 us an event). Where an
-entity appears more than once in a batch, ``DISTINCT ON`` keeps the row the ``WHERE``
-of the conflict would keep, so one statement over many rows ends exactly where one
-statement per row would.
+Each write takes a LIST of facts (one live, thousands in ``funnel replay``) and runs ONE
+upsert over all of them, from one of two sources of rows: live, a single JSON
+parameter unpacked by ``json_to_recordset`` (one round trip); in replay (``bulk``),
+rows COPYed into a staging table of the session (asyncpg encodes native values in C,
+where building the JSON cost Python 2-3x more per row). Where an entity appears more
+than once in a batch, ``DISTINCT ON`` keeps the row the ``WHERE`` of the conflict would
+keep, so one statement over many rows ends exactly where one statement per row would.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -38,53 +39,164 @@ from metrics.facts import (
 from metrics.state import ACCOUNT_LIFECYCLE, Deal, DealEvent
 
 
-def _json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, separators=(",", ":"))
+@dataclass(frozen=True)
+class _Source:
+    """The rows one upsert reads: their name in the SQL (``fact``), and columns."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def staging(self) -> str:
+        return f"staging_{self.name}"
+
+    def definition(self) -> str:
+        return ", ".join(f"{column} {kind}" for column, kind in self.columns)
 
 
-def _day(value: date | None) -> str | None:
-    return None if value is None else value.isoformat()
+def _plain(value: object) -> object:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a row value")
+
+
+async def _upsert(
+    connection: asyncpg.Connection,
+    source: _Source,
+    statement: str,
+    rows: list[tuple[Any, ...]],
+    *,
+    bulk: bool,
+) -> None:
+    """``statement`` with ``{rows}`` read from ``rows`` (as ``fact``)."""
+    if not rows:
+        return
+    if bulk:
+        await connection.copy_records_to_table(source.staging, records=rows)
+        await connection.execute(statement.format(rows=f"{source.staging} AS fact"))
+        await connection.execute(f"TRUNCATE {source.staging}")
+        return
+    names = [column for column, _ in source.columns]
+    await connection.execute(
+        statement.format(rows=f"json_to_recordset($1::json) AS fact({source.definition()})"),
+        json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_plain),
+    )
+
+
+_LEAD_STAGES_ROWS = _Source(
+    "lead_stages",
+    (("stage", "text"), ("lead_id", "uuid"), ("source", "text"), ("campaign", "text"),
+     ("occurred_at", "timestamptz"), ("event_id", "uuid")),
+)  # fmt: skip
+_DECISIONS_ROWS = _Source(
+    "decisions",
+    (("handoff_id", "uuid"), ("lead_id", "uuid"), ("outcome", "text"), ("reason", "text"),
+     ("source", "text"), ("campaign", "text"), ("within_sla", "boolean"),
+     ("business_seconds_to_decision", "bigint"), ("occurred_at", "timestamptz"),
+     ("event_id", "uuid")),
+)  # fmt: skip
+_DEADLINES_ROWS = _Source(
+    "deadlines", (("handoff_id", "uuid"), ("due_at", "timestamptz"), ("assigned_at", "timestamptz"))
+)
+_BREACHES_ROWS = _Source(
+    "breaches", (("handoff_id", "uuid"), ("due_at", "timestamptz"), ("policy", "text"))
+)
+_ESCALATIONS_ROWS = _Source(
+    "escalations", (("event_id", "uuid"), ("handoff_id", "uuid"), ("occurred_at", "timestamptz"))
+)
+_DEAL_EVENTS_ROWS = _Source(
+    "deal_events",
+    (("event_id", "uuid"), ("deal_id", "text"), ("kind", "text"), ("occurred_at", "timestamptz"),
+     ("delivery_id", "text"), ("fields_set", "text[]"), ("lead_id", "uuid"), ("source", "text"),
+     ("campaign", "text"), ("amount_cents", "bigint"), ("stage", "text"),
+     ("expected_close_date", "date"), ("closed_on", "date"), ("lost_reason", "text")),
+)  # fmt: skip
+_DEALS_ROWS = _Source(
+    "deals",
+    (("deal_id", "text"), ("status", "text"), ("lead_id", "uuid"), ("source", "text"),
+     ("campaign", "text"), ("amount_cents", "bigint"), ("stage", "text"),
+     ("expected_close_date", "date"), ("closed_on", "date"), ("lost_reason", "text"),
+     ("opened_at", "timestamptz"), ("reopens", "integer")),
+)  # fmt: skip
+_ACCOUNT_EVENTS_ROWS = _Source(
+    "account_events",
+    (("event_id", "uuid"), ("account_id", "text"), ("occurred_at", "timestamptz"),
+     ("active", "boolean"), ("arr_cents", "bigint"), ("lifecycle", "smallint"),
+     ("delivery_id", "text")),
+)  # fmt: skip
+_TARGETS_ROWS = _Source(
+    "targets",
+    (
+        ("period", "text"),
+        ("amount_cents", "bigint"),
+        ("set_at", "timestamptz"),
+        ("event_id", "uuid"),
+    ),
+)
+_SOURCES = (
+    _LEAD_STAGES_ROWS,
+    _DECISIONS_ROWS,
+    _DEADLINES_ROWS,
+    _BREACHES_ROWS,
+    _ESCALATIONS_ROWS,
+    _DEAL_EVENTS_ROWS,
+    _DEALS_ROWS,
+    _ACCOUNT_EVENTS_ROWS,
+    _TARGETS_ROWS,
+)
+
+
+async def create_staging_tables(connection: asyncpg.Connection) -> None:
+    """The session's staging tables that bulk writes COPY into (replay's connection)."""
+    for source in _SOURCES:
+        await connection.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {source.staging} ({source.definition()})"
+        )
+
+
+# The PostgreSQL array literal of the fields a delivery set: JSON has no text[].
+def _fields(fields_set: tuple[str, ...] | None, *, bulk: bool) -> object:
+    if fields_set is None or bulk:
+        return None if fields_set is None else list(fields_set)
+    return "{" + ",".join(fields_set) + "}"
 
 
 # --- writes (inside the consumer's transaction) ---------------------------------------
 
 
-async def record_lead_stages(connection: asyncpg.Connection, stages: Sequence[LeadStage]) -> None:
-    await connection.execute(
+async def record_lead_stages(
+    connection: asyncpg.Connection, stages: Sequence[LeadStage], *, bulk: bool = False
+) -> None:
+    await _upsert(
+        connection,
+        _LEAD_STAGES_ROWS,
         """INSERT INTO lead_stages (stage, lead_id, source, campaign, occurred_at, event_id)
-           SELECT DISTINCT ON (stage, lead_id) *
-           FROM json_to_recordset($1::json) AS fact(stage text, lead_id uuid, source text,
-                campaign text, occurred_at timestamptz, event_id uuid)
+           SELECT DISTINCT ON (stage, lead_id) * FROM {rows}
            ORDER BY stage, lead_id, occurred_at, event_id
            ON CONFLICT (stage, lead_id) DO UPDATE
            SET source = excluded.source, campaign = excluded.campaign,
                occurred_at = excluded.occurred_at, event_id = excluded.event_id
            WHERE (excluded.occurred_at, excluded.event_id)
                  < (lead_stages.occurred_at, lead_stages.event_id)""",
-        _json(
-            [
-                {
-                    "stage": fact.stage,
-                    "lead_id": str(fact.lead_id),
-                    "source": fact.source,
-                    "campaign": fact.campaign,
-                    "occurred_at": fact.occurred_at.isoformat(),
-                    "event_id": str(fact.event_id),
-                }
-                for fact in stages
-            ]
-        ),
+        [
+            (fact.stage, fact.lead_id, fact.source, fact.campaign, fact.occurred_at, fact.event_id)
+            for fact in stages
+        ],
+        bulk=bulk,
     )
 
 
-async def record_decisions(connection: asyncpg.Connection, decisions: Sequence[Decision]) -> None:
-    await connection.execute(
+async def record_decisions(
+    connection: asyncpg.Connection, decisions: Sequence[Decision], *, bulk: bool = False
+) -> None:
+    await _upsert(
+        connection,
+        _DECISIONS_ROWS,
         """INSERT INTO handoff_decisions (handoff_id, lead_id, outcome, reason, source,
                campaign, within_sla, business_seconds_to_decision, occurred_at, event_id)
-           SELECT DISTINCT ON (handoff_id) *
-           FROM json_to_recordset($1::json) AS fact(handoff_id uuid, lead_id uuid,
-                outcome text, reason text, source text, campaign text, within_sla boolean,
-                business_seconds_to_decision bigint, occurred_at timestamptz, event_id uuid)
+           SELECT DISTINCT ON (handoff_id) * FROM {rows}
            ORDER BY handoff_id, occurred_at DESC, event_id DESC
            ON CONFLICT (handoff_id) DO UPDATE
            SET lead_id = excluded.lead_id, outcome = excluded.outcome,
@@ -94,128 +206,101 @@ async def record_decisions(connection: asyncpg.Connection, decisions: Sequence[D
                occurred_at = excluded.occurred_at, event_id = excluded.event_id
            WHERE (excluded.occurred_at, excluded.event_id)
                  > (handoff_decisions.occurred_at, handoff_decisions.event_id)""",
-        _json(
-            [
-                {
-                    "handoff_id": str(fact.handoff_id),
-                    "lead_id": str(fact.lead_id),
-                    "outcome": fact.outcome,
-                    "reason": fact.reason,
-                    "source": fact.source,
-                    "campaign": fact.campaign,
-                    "within_sla": fact.within_sla,
-                    "business_seconds_to_decision": fact.business_seconds_to_decision,
-                    "occurred_at": fact.occurred_at.isoformat(),
-                    "event_id": str(fact.event_id),
-                }
-                for fact in decisions
-            ]
-        ),
+        [
+            (
+                fact.handoff_id,
+                fact.lead_id,
+                fact.outcome,
+                fact.reason,
+                fact.source,
+                fact.campaign,
+                fact.within_sla,
+                fact.business_seconds_to_decision,
+                fact.occurred_at,
+                fact.event_id,
+            )
+            for fact in decisions
+        ],
+        bulk=bulk,
     )
 
 
-async def record_deadlines(connection: asyncpg.Connection, deadlines: Sequence[Deadline]) -> None:
+async def record_deadlines(
+    connection: asyncpg.Connection, deadlines: Sequence[Deadline], *, bulk: bool = False
+) -> None:
     """The first response deadline: the one set by the earliest assignment."""
-    await connection.execute(
+    await _upsert(
+        connection,
+        _DEADLINES_ROWS,
         """INSERT INTO handoff_deadlines (handoff_id, due_at, assigned_at)
-           SELECT DISTINCT ON (handoff_id) *
-           FROM json_to_recordset($1::json)
-                AS fact(handoff_id uuid, due_at timestamptz, assigned_at timestamptz)
+           SELECT DISTINCT ON (handoff_id) * FROM {rows}
            ORDER BY handoff_id, assigned_at, due_at
            ON CONFLICT (handoff_id) DO UPDATE
            SET due_at = excluded.due_at, assigned_at = excluded.assigned_at
            WHERE (excluded.assigned_at, excluded.due_at)
                  < (handoff_deadlines.assigned_at, handoff_deadlines.due_at)""",
-        _json(
-            [
-                {
-                    "handoff_id": str(fact.handoff_id),
-                    "due_at": fact.due_at.isoformat(),
-                    "assigned_at": fact.assigned_at.isoformat(),
-                }
-                for fact in deadlines
-            ]
-        ),
+        [(fact.handoff_id, fact.due_at, fact.assigned_at) for fact in deadlines],
+        bulk=bulk,
     )
 
 
-async def record_breaches(connection: asyncpg.Connection, breaches: Sequence[Breach]) -> None:
-    await connection.execute(
+async def record_breaches(
+    connection: asyncpg.Connection, breaches: Sequence[Breach], *, bulk: bool = False
+) -> None:
+    await _upsert(
+        connection,
+        _BREACHES_ROWS,
         """INSERT INTO sla_breaches (handoff_id, due_at, policy)
-           SELECT * FROM json_to_recordset($1::json)
-                AS fact(handoff_id uuid, due_at timestamptz, policy text)
-           ON CONFLICT DO NOTHING""",
-        _json(
-            [
-                {
-                    "handoff_id": str(fact.handoff_id),
-                    "due_at": fact.due_at.isoformat(),
-                    "policy": fact.policy,
-                }
-                for fact in breaches
-            ]
-        ),
+           SELECT * FROM {rows} ON CONFLICT DO NOTHING""",
+        [(fact.handoff_id, fact.due_at, fact.policy) for fact in breaches],
+        bulk=bulk,
     )
 
 
 async def record_escalations(
-    connection: asyncpg.Connection, escalations: Sequence[Escalation]
+    connection: asyncpg.Connection, escalations: Sequence[Escalation], *, bulk: bool = False
 ) -> None:
-    await connection.execute(
+    await _upsert(
+        connection,
+        _ESCALATIONS_ROWS,
         """INSERT INTO handoff_escalations (event_id, handoff_id, occurred_at)
-           SELECT * FROM json_to_recordset($1::json)
-                AS fact(event_id uuid, handoff_id uuid, occurred_at timestamptz)
-           ON CONFLICT DO NOTHING""",
-        _json(
-            [
-                {
-                    "event_id": str(fact.event_id),
-                    "handoff_id": str(fact.handoff_id),
-                    "occurred_at": fact.occurred_at.isoformat(),
-                }
-                for fact in escalations
-            ]
-        ),
+           SELECT * FROM {rows} ON CONFLICT DO NOTHING""",
+        [(fact.event_id, fact.handoff_id, fact.occurred_at) for fact in escalations],
+        bulk=bulk,
     )
 
 
 async def record_deal_events(
-    connection: asyncpg.Connection, deliveries: Sequence[DealDelivery]
+    connection: asyncpg.Connection, deliveries: Sequence[DealDelivery], *, bulk: bool = False
 ) -> None:
-    await connection.execute(
+    await _upsert(
+        connection,
+        _DEAL_EVENTS_ROWS,
         """INSERT INTO deal_events (event_id, deal_id, kind, occurred_at, delivery_id,
                fields_set, lead_id, source, campaign, amount_cents, stage,
                expected_close_date, closed_on, lost_reason)
-           SELECT * FROM json_to_recordset($1::json) AS fact(event_id uuid, deal_id text,
-                kind text, occurred_at timestamptz, delivery_id text, fields_set text[],
-                lead_id uuid, source text, campaign text, amount_cents bigint, stage text,
-                expected_close_date date, closed_on date, lost_reason text)
-           ON CONFLICT DO NOTHING""",
-        _json(
-            [
-                {
-                    "event_id": str(delivery.event_id),
-                    "deal_id": event.deal_id,
-                    "kind": event.kind,
-                    "occurred_at": event.occurred_at.isoformat(),
-                    "delivery_id": event.delivery_id,
-                    # PostgreSQL's array literal; the names are a fixed set of words.
-                    "fields_set": None
-                    if event.fields_set is None
-                    else "{" + ",".join(event.fields_set) + "}",
-                    "lead_id": None if event.lead_id is None else str(event.lead_id),
-                    "source": event.source,
-                    "campaign": event.campaign,
-                    "amount_cents": event.amount_cents,
-                    "stage": event.stage,
-                    "expected_close_date": _day(event.expected_close_date),
-                    "closed_on": _day(event.closed_on),
-                    "lost_reason": event.lost_reason,
-                }
-                for delivery in deliveries
-                for event in (delivery.event,)
-            ]
-        ),
+           SELECT * FROM {rows} ON CONFLICT DO NOTHING""",
+        [
+            (
+                delivery.event_id,
+                event.deal_id,
+                event.kind,
+                event.occurred_at,
+                event.delivery_id,
+                _fields(event.fields_set, bulk=bulk),
+                event.lead_id,
+                event.source,
+                event.campaign,
+                event.amount_cents,
+                event.stage,
+                event.expected_close_date,
+                event.closed_on,
+                event.lost_reason,
+            )
+            for delivery in deliveries
+            for event in (delivery.event,)
+        ],
+        bulk=bulk,
     )
 
 
@@ -247,15 +332,16 @@ async def deal_events(connection: asyncpg.Connection, deal_ids: Sequence[str]) -
     ]
 
 
-async def save_deals(connection: asyncpg.Connection, deals: Sequence[Deal]) -> None:
+async def save_deals(
+    connection: asyncpg.Connection, deals: Sequence[Deal], *, bulk: bool = False
+) -> None:
     """The deals' folded states, replacing what was there."""
-    await connection.execute(
+    await _upsert(
+        connection,
+        _DEALS_ROWS,
         """INSERT INTO deals (deal_id, status, lead_id, source, campaign, amount_cents, stage,
                expected_close_date, closed_on, lost_reason, opened_at, reopens)
-           SELECT * FROM json_to_recordset($1::json) AS deal(deal_id text, status text,
-                lead_id uuid, source text, campaign text, amount_cents bigint, stage text,
-                expected_close_date date, closed_on date, lost_reason text,
-                opened_at timestamptz, reopens integer)
+           SELECT * FROM {rows}
            ON CONFLICT (deal_id) DO UPDATE
            SET status = excluded.status, lead_id = excluded.lead_id,
                source = excluded.source, campaign = excluded.campaign,
@@ -263,78 +349,68 @@ async def save_deals(connection: asyncpg.Connection, deals: Sequence[Deal]) -> N
                expected_close_date = excluded.expected_close_date,
                closed_on = excluded.closed_on, lost_reason = excluded.lost_reason,
                opened_at = excluded.opened_at, reopens = excluded.reopens""",
-        _json(
-            [
-                {
-                    "deal_id": deal.deal_id,
-                    "status": deal.status,
-                    "lead_id": None if deal.lead_id is None else str(deal.lead_id),
-                    "source": deal.source,
-                    "campaign": deal.campaign,
-                    "amount_cents": deal.amount_cents,
-                    "stage": deal.stage,
-                    "expected_close_date": _day(deal.expected_close_date),
-                    "closed_on": _day(deal.closed_on),
-                    "lost_reason": deal.lost_reason,
-                    "opened_at": deal.opened_at.isoformat(),
-                    "reopens": deal.reopens,
-                }
-                for deal in deals
-            ]
-        ),
+        [
+            (
+                deal.deal_id,
+                deal.status,
+                deal.lead_id,
+                deal.source,
+                deal.campaign,
+                deal.amount_cents,
+                deal.stage,
+                deal.expected_close_date,
+                deal.closed_on,
+                deal.lost_reason,
+                deal.opened_at,
+                deal.reopens,
+            )
+            for deal in deals
+        ],
+        bulk=bulk,
     )
 
 
 async def record_account_events(
-    connection: asyncpg.Connection, deliveries: Sequence[AccountDelivery]
+    connection: asyncpg.Connection, deliveries: Sequence[AccountDelivery], *, bulk: bool = False
 ) -> None:
-    await connection.execute(
+    await _upsert(
+        connection,
+        _ACCOUNT_EVENTS_ROWS,
         """INSERT INTO account_events (event_id, account_id, occurred_at, active, arr_cents,
                lifecycle, delivery_id)
-           SELECT * FROM json_to_recordset($1::json) AS fact(event_id uuid, account_id text,
-                occurred_at timestamptz, active boolean, arr_cents bigint, lifecycle smallint,
-                delivery_id text)
-           ON CONFLICT DO NOTHING""",
-        _json(
-            [
-                {
-                    "event_id": str(delivery.event_id),
-                    "account_id": event.account_id,
-                    "occurred_at": event.occurred_at.isoformat(),
-                    "active": event.active,
-                    "arr_cents": event.arr_cents,
-                    "lifecycle": ACCOUNT_LIFECYCLE[event.kind],
-                    "delivery_id": event.delivery_id,
-                }
-                for delivery in deliveries
-                for event in (delivery.event,)
-            ]
-        ),
+           SELECT * FROM {rows} ON CONFLICT DO NOTHING""",
+        [
+            (
+                delivery.event_id,
+                event.account_id,
+                event.occurred_at,
+                event.active,
+                event.arr_cents,
+                ACCOUNT_LIFECYCLE[event.kind],
+                event.delivery_id,
+            )
+            for delivery in deliveries
+            for event in (delivery.event,)
+        ],
+        bulk=bulk,
     )
 
 
-async def record_targets(connection: asyncpg.Connection, targets: Sequence[Target]) -> None:
-    await connection.execute(
+async def record_targets(
+    connection: asyncpg.Connection, targets: Sequence[Target], *, bulk: bool = False
+) -> None:
+    await _upsert(
+        connection,
+        _TARGETS_ROWS,
         """INSERT INTO targets (period, amount_cents, set_at, event_id)
-           SELECT DISTINCT ON (period) *
-           FROM json_to_recordset($1::json)
-                AS fact(period text, amount_cents bigint, set_at timestamptz, event_id uuid)
+           SELECT DISTINCT ON (period) * FROM {rows}
            ORDER BY period, set_at DESC, event_id DESC
            ON CONFLICT (period) DO UPDATE
            SET amount_cents = excluded.amount_cents, set_at = excluded.set_at,
                event_id = excluded.event_id
            WHERE (excluded.set_at, excluded.event_id) > (targets.set_at, targets.event_id)""",
-        _json(
-            [
-                {
-                    "period": fact.period,
-                    "amount_cents": fact.amount_cents,
-                    "set_at": fact.set_at.isoformat(),
-                    "event_id": str(fact.event_id),
-                }
-                for fact in targets
-            ]
-        ),
+        [(fact.period, fact.amount_cents, fact.set_at, fact.event_id) for fact in targets],
+        bulk=bulk,
     )
 
 
@@ -359,128 +435,156 @@ class PeriodBounds:
     end: datetime
 
 
-# Stages per (source, campaign) within [start, end): each counted when it happened.
-# Deals opened count by when they were opened, won and lost by their close date.
+# Each fact table is read once for every exported quarter together: rows are joined to
+# the quarters (`p`) they fall in and grouped by quarter, so a scrape costs one pass per
+# table, whatever the number of quarters. Python sorts the rows out by quarter.
+
+# Stages per (source, campaign): each counted when it happened (deals opened by when
+# they were opened, won and lost by their close date).
 _STAGES = """
     SELECT coalesce(json_agg(fact), '[]') FROM (
-        SELECT stage, source, campaign, count(*) AS count, 0 AS value_cents, '' AS reason
-        FROM lead_stages WHERE occurred_at >= {start} AND occurred_at < {end}
-        GROUP BY stage, source, campaign
+        SELECT {period} AS period, stage, source, campaign, count(*) AS count,
+               0 AS value_cents, '' AS reason
+        FROM lead_stages {in_period}
+        GROUP BY 1, stage, source, campaign
       UNION ALL
-        SELECT outcome, source, campaign, count(*), 0, coalesce(reason, '')
-        FROM handoff_decisions WHERE occurred_at >= {start} AND occurred_at < {end}
-        GROUP BY outcome, reason, source, campaign
+        SELECT {period}, outcome, source, campaign, count(*), 0, coalesce(reason, '')
+        FROM handoff_decisions {in_period}
+        GROUP BY 1, outcome, reason, source, campaign
       UNION ALL
-        SELECT 'opened', source, campaign, count(*), sum(amount_cents)::bigint, ''
-        FROM deals WHERE opened_at >= {start} AND opened_at < {end}
-        GROUP BY source, campaign
+        SELECT {period}, 'opened', source, campaign, count(*), sum(amount_cents)::bigint, ''
+        FROM deals {opened_in_period}
+        GROUP BY 1, source, campaign
       UNION ALL
-        SELECT status, source, campaign, count(*), sum(amount_cents)::bigint, ''
-        FROM deals WHERE status <> 'open'
-          AND closed_on >= {first_day} AND closed_on < {after_last_day}
-        GROUP BY status, source, campaign) AS fact"""
+        SELECT {period}, status, source, campaign, count(*), sum(amount_cents)::bigint, ''
+        FROM deals {closed_in_period} {closed}
+        GROUP BY 1, status, source, campaign) AS fact"""
 
-# Of the leads captured within [start, end), by their source and campaign: how many
-# have reached each later stage, whenever they did.
+# Of the leads captured in the window, by their source and campaign: how many have
+# reached each later stage, whenever they did. One index probe per lead and stage
+# (lead_stages' key, the lead indexes of handoff_decisions and deals): cheap whatever
+# the planner believes about the tables' sizes (a freshly replayed schema has no
+# statistics yet, and a join chosen on them re-sorted every decision per lead).
 _COHORT = """
     SELECT coalesce(json_agg(fact), '[]') FROM (
-        SELECT captured.source, captured.campaign, count(*) AS captured,
-               count(qualified.lead_id) AS qualified, count(accepted.lead_id) AS accepted,
-               count(deal.lead_id) AS opened,
-               count(deal.lead_id) FILTER (WHERE deal.won) AS won
-        FROM lead_stages AS captured
-        LEFT JOIN lead_stages AS qualified
-               ON qualified.stage = 'qualified' AND qualified.lead_id = captured.lead_id
-        LEFT JOIN (SELECT DISTINCT lead_id FROM handoff_decisions
-                   WHERE outcome = 'accepted') AS accepted
-               ON accepted.lead_id = captured.lead_id
-        LEFT JOIN (SELECT lead_id, bool_or(status = 'won') AS won FROM deals
-                   WHERE lead_id IS NOT NULL GROUP BY lead_id) AS deal
-               ON deal.lead_id = captured.lead_id
-        WHERE captured.stage = 'captured'
-          AND captured.occurred_at >= {start} AND captured.occurred_at < {end}
-        GROUP BY captured.source, captured.campaign) AS fact"""
+        SELECT period, source, campaign, count(*) AS captured,
+               count(*) FILTER (WHERE qualified) AS qualified,
+               count(*) FILTER (WHERE accepted) AS accepted,
+               count(*) FILTER (WHERE opened) AS opened,
+               count(*) FILTER (WHERE won) AS won
+        FROM (
+            SELECT {period} AS period, lead_stages.source, lead_stages.campaign,
+                   EXISTS (SELECT FROM lead_stages AS qualified
+                           WHERE qualified.stage = 'qualified'
+                             AND qualified.lead_id = lead_stages.lead_id) AS qualified,
+                   EXISTS (SELECT FROM handoff_decisions AS decision
+                           WHERE decision.outcome = 'accepted'
+                             AND decision.lead_id = lead_stages.lead_id) AS accepted,
+                   EXISTS (SELECT FROM deals WHERE deals.lead_id = lead_stages.lead_id) AS opened,
+                   EXISTS (SELECT FROM deals WHERE deals.lead_id = lead_stages.lead_id
+                                               AND deals.status = 'won') AS won
+            FROM lead_stages {in_period}
+            {captured}) AS lead
+        GROUP BY period, source, campaign) AS fact"""
 
 # SLA attainment (ARCHITECTURE.md): of the handoffs whose first response deadline fell
-# in [start, end) and is past, how many were decided (accepted or rejected) by it.
+# in the window and is past ($1 is now), how many were decided (accepted or rejected)
+# by it. Breaches by policy and escalations beside it.
 _SLA = """
-    json_build_object(
-        'deadlines', (SELECT count(*) FROM handoff_deadlines
-                      WHERE due_at >= {start} AND due_at < {end} AND due_at <= $1),
-        'met', (SELECT count(*) FROM handoff_deadlines JOIN handoff_decisions USING (handoff_id)
-                WHERE due_at >= {start} AND due_at < {end} AND due_at <= $1
-                  AND handoff_decisions.occurred_at <= due_at),
-        'breaches', (SELECT coalesce(json_object_agg(policy, breaches), '{{}}') FROM (
-                         SELECT policy, count(*) AS breaches FROM sla_breaches
-                         WHERE due_at >= {start} AND due_at < {end} GROUP BY policy) AS fact),
-        'escalations', (SELECT count(*) FROM handoff_escalations
-                        WHERE occurred_at >= {start} AND occurred_at < {end}))"""
-
+    SELECT coalesce(json_agg(fact), '[]') FROM (
+        SELECT {period} AS period, count(*) AS deadlines,
+               count(*) FILTER (WHERE decision.occurred_at <= due_at) AS met
+        FROM handoff_deadlines LEFT JOIN handoff_decisions AS decision USING (handoff_id)
+        {due_in_period} {past}
+        GROUP BY 1) AS fact"""
+_BREACHES = """
+    SELECT coalesce(json_agg(fact), '[]') FROM (
+        SELECT {period} AS period, policy, count(*) AS breaches
+        FROM sla_breaches {due_in_period}
+        GROUP BY 1, policy) AS fact"""
+_ESCALATIONS = """
+    SELECT coalesce(json_agg(fact), '[]') FROM (
+        SELECT {period} AS period, count(*) AS escalations
+        FROM handoff_escalations {in_period}
+        GROUP BY 1) AS fact"""
 _ACCEPT_SECONDS = """
     SELECT coalesce(json_agg(fact), '[]') FROM (
-        SELECT business_seconds_to_decision AS seconds, count(*) AS handoffs
-        FROM handoff_decisions WHERE outcome = 'accepted'
-          AND occurred_at >= {start} AND occurred_at < {end}
-        GROUP BY business_seconds_to_decision) AS fact"""
+        SELECT {period} AS period, business_seconds_to_decision AS seconds, count(*) AS handoffs
+        FROM handoff_decisions {in_period} {accepted}
+        GROUP BY 1, business_seconds_to_decision) AS fact"""
 
-_EVER = {"start": "'-infinity'", "end": "'infinity'"}
-_IN_PERIOD = {
-    "start": "p.start_at",
-    "end": "p.end_at",
-    "first_day": "p.first_day",
-    "after_last_day": "p.after_last_day",
+_EVER = {
+    "period": "''",
+    "in_period": "",
+    "opened_in_period": "",
+    "closed_in_period": "",
+    "closed": "WHERE status <> 'open'",
+    "captured": "WHERE lead_stages.stage = 'captured'",
+    "due_in_period": "",
+    "past": "WHERE due_at <= $1",
+    "accepted": "WHERE outcome = 'accepted'",
+}
+_IN_PERIODS = {
+    "period": "p.period",
+    "in_period": "JOIN p ON occurred_at >= p.start_at AND occurred_at < p.end_at",
+    "opened_in_period": "JOIN p ON opened_at >= p.start_at AND opened_at < p.end_at",
+    "closed_in_period": "JOIN p ON closed_on >= p.first_day AND closed_on < p.after_last_day",
+    "closed": "WHERE status <> 'open'",
+    "captured": "WHERE lead_stages.stage = 'captured'",
+    "due_in_period": "JOIN p ON due_at >= p.start_at AND due_at < p.end_at",
+    "past": "WHERE due_at <= $1",
+    "accepted": "WHERE outcome = 'accepted'",
 }
 
+
+def _section(ever: bool) -> str:
+    values = _EVER if ever else _IN_PERIODS
+    return f"""json_build_object(
+        'stages', ({_STAGES.format(**values)}),
+        'sla', ({_SLA.format(**values)}),
+        'breaches', ({_BREACHES.format(**values)}),
+        'escalations', ({_ESCALATIONS.format(**values)}),
+        'accept_seconds', ({_ACCEPT_SECONDS.format(**values)}))"""
+
+
 _FIGURE_FACTS = f"""
+WITH p AS (
+    SELECT * FROM unnest($2::text[], $3::date[], $4::date[], $5::timestamptz[],
+                         $6::timestamptz[])
+                  AS p(period, first_day, after_last_day, start_at, end_at))
 SELECT json_build_object(
-  'all_time', json_build_object(
-     'stages', (SELECT coalesce(json_agg(fact), '[]') FROM (
-         SELECT stage, source, campaign, count(*) AS count, 0 AS value_cents, '' AS reason
-         FROM lead_stages GROUP BY stage, source, campaign
-       UNION ALL
-         SELECT outcome, source, campaign, count(*), 0, coalesce(reason, '')
-         FROM handoff_decisions GROUP BY outcome, reason, source, campaign
-       UNION ALL
-         SELECT 'opened', source, campaign, count(*), sum(amount_cents)::bigint, ''
-         FROM deals GROUP BY source, campaign
-       UNION ALL
-         SELECT status, source, campaign, count(*), sum(amount_cents)::bigint, ''
-         FROM deals WHERE status <> 'open' GROUP BY status, source, campaign) AS fact),
-     'cohort', CASE WHEN $7 THEN ({_COHORT.format(**_EVER)}) END,
-     'reopens', (SELECT coalesce(sum(reopens), 0) FROM deals),
-     'sla', {_SLA.format(**_EVER)},
-     'accept_seconds', ({_ACCEPT_SECONDS.format(**_EVER)})),
-  'periods', (SELECT coalesce(json_agg(json_build_object(
-     'period', p.period,
-     'target_cents', (SELECT amount_cents FROM targets WHERE period = p.period),
-     'stages', ({_STAGES.format(**_IN_PERIOD)}),
-     'cohort', ({_COHORT.format(**_IN_PERIOD)}),
-     'sla', {_SLA.format(**_IN_PERIOD)},
-     'accept_seconds', ({_ACCEPT_SECONDS.format(**_IN_PERIOD)}),
-     'open', (SELECT coalesce(json_agg(fact), '[]') FROM (
-         SELECT stage, sum(amount_cents)::bigint AS value_cents
-         FROM deals
-         WHERE status = 'open' AND expected_close_date >= p.first_day
-           AND expected_close_date < p.after_last_day
-         GROUP BY stage) AS fact),
-     'accounts', CASE WHEN p.start_at <= $1 THEN (SELECT coalesce(json_agg(fact), '[]') FROM (
-         WITH at_start AS (
-             SELECT DISTINCT ON (account_id) account_id, active, arr_cents
-             FROM account_events WHERE occurred_at < p.start_at
-             ORDER BY account_id, occurred_at DESC, lifecycle DESC,
-                      delivery_id COLLATE "C" DESC NULLS LAST, arr_cents DESC),
-         at_end AS (
-             SELECT DISTINCT ON (account_id) account_id, active, arr_cents
-             FROM account_events WHERE occurred_at < p.end_at
-             ORDER BY account_id, occurred_at DESC, lifecycle DESC,
-                      delivery_id COLLATE "C" DESC NULLS LAST, arr_cents DESC)
-         SELECT at_start.account_id, at_start.arr_cents AS start_arr_cents,
-                at_end.active AS end_active, at_end.arr_cents AS end_arr_cents
-         FROM at_start JOIN at_end USING (account_id)
-         WHERE at_start.active) AS fact) END
-   ) ORDER BY p.position), '[]')
-   FROM unnest($2::text[], $3::date[], $4::date[], $5::timestamptz[], $6::timestamptz[])
-        WITH ORDINALITY AS p(period, first_day, after_last_day, start_at, end_at, position))
+  'all_time', {_section(ever=True)},
+  'all_time_cohort', CASE WHEN $7 THEN ({_COHORT.format(**_EVER)}) END,
+  'reopens', (SELECT coalesce(sum(reopens), 0) FROM deals),
+  'periods', {_section(ever=False)},
+  'cohort', ({_COHORT.format(**_IN_PERIODS)}),
+  'targets', (SELECT coalesce(json_object_agg(period, amount_cents), '{{}}')
+              FROM targets WHERE period IN (SELECT period FROM p)),
+  'open', (SELECT coalesce(json_agg(fact), '[]') FROM (
+      SELECT p.period, stage, sum(amount_cents)::bigint AS value_cents
+      FROM deals JOIN p ON expected_close_date >= p.first_day
+                       AND expected_close_date < p.after_last_day
+      WHERE status = 'open'
+      GROUP BY p.period, stage) AS fact),
+  'accounts', (SELECT coalesce(json_agg(fact), '[]') FROM (
+      SELECT p.period, customer.*
+      FROM p CROSS JOIN LATERAL (
+          WITH at_start AS (
+              SELECT DISTINCT ON (account_id) account_id, active, arr_cents
+              FROM account_events WHERE occurred_at < p.start_at
+              ORDER BY account_id, occurred_at DESC, lifecycle DESC,
+                       delivery_id COLLATE "C" DESC NULLS LAST, arr_cents DESC),
+          at_end AS (
+              SELECT DISTINCT ON (account_id) account_id, active, arr_cents
+              FROM account_events WHERE occurred_at < p.end_at
+              ORDER BY account_id, occurred_at DESC, lifecycle DESC,
+                       delivery_id COLLATE "C" DESC NULLS LAST, arr_cents DESC)
+          SELECT at_start.arr_cents AS start_arr_cents, at_end.active AS end_active,
+                 at_end.arr_cents AS end_arr_cents
+          FROM at_start JOIN at_end USING (account_id)
+          WHERE at_start.active) AS customer
+      WHERE p.start_at <= $1) AS fact),
+  'started', (SELECT coalesce(json_agg(period), '[]') FROM p WHERE p.start_at <= $1)
 )::text"""
 
 
@@ -493,18 +597,17 @@ async def figure_facts(
 ) -> dict[str, Any]:
     """Every fact the funnel figures need, in one statement.
 
-    ``all_time``: ``stages`` (stage, source, campaign, count, value_cents, reason) over
-    every lead stage, decision and deal ever seen (deals by their current status);
-    ``cohort`` (only if asked: it reads every lead) of every lead ever captured;
-    ``reopens``; ``sla`` (deadlines past by ``now``, met, breaches by policy,
-    escalations); ``accept_seconds`` (seconds, handoffs).
-
-    ``periods``, in the order given: the same ``stages``, ``cohort``, ``sla`` and
-    ``accept_seconds`` within the period, ``target_cents`` (or null), ``open``: (stage,
-    value_cents) of open deals expected to close in it, and ``accounts`` (null for a
-    period that has not started): each account active just before its start, with
-    (account_id, start_arr_cents, end_active, end_arr_cents), its ARR then and its
-    state before its end.
+    ``all_time`` and ``periods`` have the same parts, rows of ``periods`` carrying the
+    ``period`` they fall in: ``stages`` (stage, source, campaign, count, value_cents,
+    reason) of lead stages, decisions and deals (deals all time by their current
+    status); ``sla`` (deadlines past by ``now``, met); ``breaches`` (policy,
+    breaches); ``escalations``; ``accept_seconds`` (seconds, handoffs). ``cohort``
+    (period, source, campaign and how many of the leads captured reached each stage),
+    and ``all_time_cohort`` only if asked (it reads every lead). ``reopens``;
+    ``targets`` {period: cents}; ``open`` (period, stage, value_cents) of open deals
+    expected to close in it; ``accounts``: for each period that has started
+    (``started``), each account active just before its start, with start_arr_cents,
+    end_active and end_arr_cents (its state before the end).
     """
     facts: dict[str, Any] = json.loads(
         await connection.fetchval(
@@ -541,6 +644,51 @@ async def wait_for_durable_commits(connection: asyncpg.Connection, wait: bool) -
     so they need not wait; the switch does wait, and flushing its commit record flushes
     every batch's WAL written before it (the log is written in order)."""
     await connection.execute(f"SET synchronous_commit = {'on' if wait else 'off'}")
+
+
+# Read while a replay writes: the deal fold fetches a deal's events by deal.
+_INDEXES_REPLAY_READS = frozenset({"deal_events_by_deal"})
+
+
+async def drop_secondary_indexes(connection: asyncpg.Connection) -> list[str]:
+    """Drop this schema's indexes that back no constraint and that replay's writes do
+    not read; their definitions, to build them again with :func:`create_indexes`.
+
+    A replay fills a private schema from empty: keeping every index up to date row by
+    row cost more of PostgreSQL's time than the rows themselves, and building an index
+    once over the whole table is a single sort."""
+    rows = await connection.fetch(
+        """SELECT indexname, indexdef FROM pg_indexes AS index
+           WHERE schemaname = current_schema()
+             AND NOT EXISTS (SELECT FROM pg_constraint
+                             WHERE conname = index.indexname
+                               AND connamespace = current_schema()::regnamespace)
+           ORDER BY indexname"""
+    )
+    dropped = [row for row in rows if row["indexname"] not in _INDEXES_REPLAY_READS]
+    for row in dropped:
+        await connection.execute(f"DROP INDEX {_schema(row['indexname'])}")
+    return [row["indexdef"] for row in dropped]
+
+
+async def create_indexes(connection: asyncpg.Connection, definitions: list[str]) -> None:
+    """Build the indexes :func:`drop_secondary_indexes` dropped (its own definitions,
+    as PostgreSQL wrote them, schema-qualified)."""
+    for definition in definitions:
+        await connection.execute(definition)
+
+
+async def analyze(connection: asyncpg.Connection) -> None:
+    """Gather the planner's statistics of this connection's schema's tables (a replayed
+    schema has none until autovacuum gets to it, and its first reads would be planned
+    blind). The names come from the catalogue, and are checked all the same."""
+    tables = await connection.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"
+    )
+    if tables:
+        await connection.execute(
+            "ANALYZE " + ", ".join(_schema(row["tablename"]) for row in tables)
+        )
 
 
 async def lock_inbox(connection: asyncpg.Connection, schema: str) -> None:
