@@ -192,14 +192,20 @@ class Histogram:
 
 
 def histogram(rows: Iterable[Mapping[str, Any]], bounds: Iterable[float]) -> Histogram:
-    """A cumulative histogram of (seconds, handoffs) rows."""
-    values = [(row["seconds"], row["handoffs"]) for row in rows]
+    """A cumulative histogram from (bucket, handoffs, seconds) rows, where bucket k
+    counts the values above exactly k of the sorted ``bounds``."""
+    ordered = sorted(bounds)
+    by_bucket: dict[int, int] = {}
+    for row in rows:
+        by_bucket[row["bucket"]] = by_bucket.get(row["bucket"], 0) + row["handoffs"]
+    count = sum(by_bucket.values())
+    # value <= bounds[i] exactly when fewer than i + 1 bounds lie below it.
     buckets = [
-        (bound, sum(n for seconds, n in values if seconds <= bound)) for bound in sorted(bounds)
+        (bound, sum(n for bucket, n in by_bucket.items() if bucket <= index))
+        for index, bound in enumerate(ordered)
     ]
-    count = sum(n for _, n in values)
     buckets.append((INF, count))
-    return Histogram(buckets=buckets, count=count, sum=sum(s * n for s, n in values))
+    return Histogram(buckets=buckets, count=count, sum=sum(row["seconds"] for row in rows))
 
 
 # --- one period -----------------------------------------------------------------------

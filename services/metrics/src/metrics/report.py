@@ -42,17 +42,23 @@ async def read_figures(
                 str(period), period.first_day(), period.shifted(1).first_day(), start, end
             )
         )
-    facts = await store.figure_facts(connection, bounds, now=now, all_time_cohort=all_time_cohort)
+    facts = await store.figure_facts(
+        connection,
+        bounds,
+        now=now,
+        all_time_cohort=all_time_cohort,
+        accept_seconds_bounds=settings.accept_seconds_buckets,
+    )
     buckets = settings.accept_seconds_buckets
     funnel = Funnel(
-        all_time=_window(facts["all_time"], facts["all_time_cohort"] or [], "", buckets),
+        all_time=_window(facts, facts["all_time_cohort"] or [], None, buckets),
         reopens=facts["reopens"],
     )
     started = set(facts["started"])
     return funnel, [
         figures.period_figures(
             period=str(period),
-            window=_window(facts["periods"], facts["cohort"], str(period), buckets),
+            window=_window(facts, facts["cohort"], str(period), buckets),
             target_cents=facts["targets"].get(str(period)),
             open_by_stage={
                 row["stage"]: row["value_cents"]
@@ -78,30 +84,31 @@ async def read_figures(
 
 
 def _window(
-    section: dict[str, Any],
+    facts: dict[str, Any],
     cohort: list[dict[str, Any]],
-    period: str,
+    period: str | None,
     buckets: list[float],
 ) -> figures.WindowFigures:
-    """One window's figures from the store's rows ("" is all time)."""
+    """One quarter's figures from the store's rows, or (``period`` None) all time's:
+    every row, whichever quarter it fell in."""
 
     def rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [row for row in found if row["period"] == period]
+        return found if period is None else [row for row in found if row["period"] == period]
 
-    sla = rows(section["sla"])
+    sla = rows(facts["sla"])
+    breaches: dict[str, int] = {}
+    for row in rows(facts["breaches"]):
+        breaches[row["policy"]] = breaches.get(row["policy"], 0) + row["breaches"]
     return figures.window_figures(
-        stage_rows=rows(section["stages"]),
-        cohort_rows=rows(cohort),
+        stage_rows=rows(facts["stages"]),
+        cohort_rows=cohort if period is None else rows(cohort),
         sla=figures.Sla(
             deadlines=sum(row["deadlines"] for row in sla),
             met=sum(row["met"] for row in sla),
-            breaches_by_policy={
-                row["policy"]: row["breaches"]
-                for row in sorted(rows(section["breaches"]), key=lambda row: str(row["policy"]))
-            },
-            escalations=sum(row["escalations"] for row in rows(section["escalations"])),
+            breaches_by_policy=dict(sorted(breaches.items())),
+            escalations=sum(row["escalations"] for row in rows(facts["escalations"])),
         ),
-        accept_rows=rows(section["accept_seconds"]),
+        accept_rows=rows(facts["accept_seconds"]),
         accept_seconds_buckets=buckets,
     )
 

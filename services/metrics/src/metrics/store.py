@@ -17,6 +17,7 @@ keep, so one statement over many rows ends exactly where one statement per row w
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -435,32 +436,39 @@ class PeriodBounds:
     end: datetime
 
 
-# Each fact table is read once for every exported quarter together: rows are joined to
-# the quarters (`p`) they fall in and grouped by quarter, so a scrape costs one pass per
-# table, whatever the number of quarters. Python sorts the rows out by quarter.
+# Each fact table is read ONCE per scrape: every row is grouped with the exported
+# quarter it falls in (`p`; '' for none), so all time is the sum of every row and a
+# quarter the sum of its own rows. Python sorts the rows out.
 
-# Stages per (source, campaign): each counted when it happened (deals opened by when
-# they were opened, won and lost by their close date).
-_STAGES = """
+_ROW_PERIOD = "coalesce(p.period, '')"
+
+_STAGES = f"""
     SELECT coalesce(json_agg(fact), '[]') FROM (
-        SELECT {period} AS period, stage, source, campaign, count(*) AS count,
+        SELECT {_ROW_PERIOD} AS period, stage, source, campaign, count(*) AS count,
                0 AS value_cents, '' AS reason
-        FROM lead_stages {in_period}
+        FROM lead_stages
+        LEFT JOIN p ON occurred_at >= p.start_at AND occurred_at < p.end_at
         GROUP BY 1, stage, source, campaign
       UNION ALL
-        SELECT {period}, outcome, source, campaign, count(*), 0, coalesce(reason, '')
-        FROM handoff_decisions {in_period}
+        SELECT {_ROW_PERIOD}, outcome, source, campaign, count(*), 0, coalesce(reason, '')
+        FROM handoff_decisions
+        LEFT JOIN p ON occurred_at >= p.start_at AND occurred_at < p.end_at
         GROUP BY 1, outcome, reason, source, campaign
       UNION ALL
-        SELECT {period}, 'opened', source, campaign, count(*), sum(amount_cents)::bigint, ''
-        FROM deals {opened_in_period}
+        SELECT {_ROW_PERIOD}, 'opened', source, campaign, count(*), sum(amount_cents)::bigint, ''
+        FROM deals
+        LEFT JOIN p ON opened_at >= p.start_at AND opened_at < p.end_at
         GROUP BY 1, source, campaign
       UNION ALL
-        SELECT {period}, status, source, campaign, count(*), sum(amount_cents)::bigint, ''
-        FROM deals {closed_in_period} {closed}
+        SELECT {_ROW_PERIOD}, status, source, campaign, count(*), sum(amount_cents)::bigint, ''
+        FROM deals
+        LEFT JOIN p ON closed_on >= p.first_day AND closed_on < p.after_last_day
+        WHERE status <> 'open'
         GROUP BY 1, status, source, campaign) AS fact"""
+"""Stages by (period, source, campaign), each counted when it happened: deals opened
+by when they were opened, won and lost (current status) by their close date."""
 
-# Of the leads captured in the window, by their source and campaign: how many have
+# Of the leads captured in a window, by their source and campaign: how many have
 # reached each later stage, whenever they did. One index probe per lead and stage
 # (lead_stages' key, the lead indexes of handoff_decisions and deals): cheap whatever
 # the planner believes about the tables' sizes (a freshly replayed schema has no
@@ -484,68 +492,44 @@ _COHORT = """
                    EXISTS (SELECT FROM deals WHERE deals.lead_id = lead_stages.lead_id
                                                AND deals.status = 'won') AS won
             FROM lead_stages {in_period}
-            {captured}) AS lead
+            WHERE lead_stages.stage = 'captured') AS lead
         GROUP BY period, source, campaign) AS fact"""
 
 # SLA attainment (ARCHITECTURE.md): of the handoffs whose first response deadline fell
 # in the window and is past ($1 is now), how many were decided (accepted or rejected)
-# by it. Breaches by policy and escalations beside it.
-_SLA = """
+# by it.
+_SLA = f"""
     SELECT coalesce(json_agg(fact), '[]') FROM (
-        SELECT {period} AS period, count(*) AS deadlines,
+        SELECT {_ROW_PERIOD} AS period, count(*) AS deadlines,
                count(*) FILTER (WHERE decision.occurred_at <= due_at) AS met
         FROM handoff_deadlines LEFT JOIN handoff_decisions AS decision USING (handoff_id)
-        {due_in_period} {past}
+        LEFT JOIN p ON due_at >= p.start_at AND due_at < p.end_at
+        WHERE due_at <= $1
         GROUP BY 1) AS fact"""
-_BREACHES = """
+# Breaches and escalations, beside it.
+_BREACHES = f"""
     SELECT coalesce(json_agg(fact), '[]') FROM (
-        SELECT {period} AS period, policy, count(*) AS breaches
-        FROM sla_breaches {due_in_period}
+        SELECT {_ROW_PERIOD} AS period, policy, count(*) AS breaches
+        FROM sla_breaches LEFT JOIN p ON due_at >= p.start_at AND due_at < p.end_at
         GROUP BY 1, policy) AS fact"""
-_ESCALATIONS = """
+_ESCALATIONS = f"""
     SELECT coalesce(json_agg(fact), '[]') FROM (
-        SELECT {period} AS period, count(*) AS escalations
-        FROM handoff_escalations {in_period}
+        SELECT {_ROW_PERIOD} AS period, count(*) AS escalations
+        FROM handoff_escalations
+        LEFT JOIN p ON occurred_at >= p.start_at AND occurred_at < p.end_at
         GROUP BY 1) AS fact"""
-_ACCEPT_SECONDS = """
+# Time to accept, by histogram bucket: the number of upper bounds ($8, floored and
+# sorted) below the seconds, so bucket k holds what lies between bound k and k+1 (a
+# whole number of seconds x is above a bound b exactly when it is above floor(b)).
+_ACCEPT_SECONDS = f"""
     SELECT coalesce(json_agg(fact), '[]') FROM (
-        SELECT {period} AS period, business_seconds_to_decision AS seconds, count(*) AS handoffs
-        FROM handoff_decisions {in_period} {accepted}
-        GROUP BY 1, business_seconds_to_decision) AS fact"""
-
-_EVER = {
-    "period": "''",
-    "in_period": "",
-    "opened_in_period": "",
-    "closed_in_period": "",
-    "closed": "WHERE status <> 'open'",
-    "captured": "WHERE lead_stages.stage = 'captured'",
-    "due_in_period": "",
-    "past": "WHERE due_at <= $1",
-    "accepted": "WHERE outcome = 'accepted'",
-}
-_IN_PERIODS = {
-    "period": "p.period",
-    "in_period": "JOIN p ON occurred_at >= p.start_at AND occurred_at < p.end_at",
-    "opened_in_period": "JOIN p ON opened_at >= p.start_at AND opened_at < p.end_at",
-    "closed_in_period": "JOIN p ON closed_on >= p.first_day AND closed_on < p.after_last_day",
-    "closed": "WHERE status <> 'open'",
-    "captured": "WHERE lead_stages.stage = 'captured'",
-    "due_in_period": "JOIN p ON due_at >= p.start_at AND due_at < p.end_at",
-    "past": "WHERE due_at <= $1",
-    "accepted": "WHERE outcome = 'accepted'",
-}
-
-
-def _section(ever: bool) -> str:
-    values = _EVER if ever else _IN_PERIODS
-    return f"""json_build_object(
-        'stages', ({_STAGES.format(**values)}),
-        'sla', ({_SLA.format(**values)}),
-        'breaches', ({_BREACHES.format(**values)}),
-        'escalations', ({_ESCALATIONS.format(**values)}),
-        'accept_seconds', ({_ACCEPT_SECONDS.format(**values)}))"""
-
+        SELECT {_ROW_PERIOD} AS period,
+               width_bucket(business_seconds_to_decision - 1, $8::bigint[]) AS bucket,
+               count(*) AS handoffs, sum(business_seconds_to_decision)::bigint AS seconds
+        FROM handoff_decisions
+        LEFT JOIN p ON occurred_at >= p.start_at AND occurred_at < p.end_at
+        WHERE outcome = 'accepted'
+        GROUP BY 1, 2) AS fact"""
 
 _FIGURE_FACTS = f"""
 WITH p AS (
@@ -553,11 +537,19 @@ WITH p AS (
                          $6::timestamptz[])
                   AS p(period, first_day, after_last_day, start_at, end_at))
 SELECT json_build_object(
-  'all_time', {_section(ever=True)},
-  'all_time_cohort', CASE WHEN $7 THEN ({_COHORT.format(**_EVER)}) END,
+  'stages', ({_STAGES}),
+  'sla', ({_SLA}),
+  'breaches', ({_BREACHES}),
+  'escalations', ({_ESCALATIONS}),
+  'accept_seconds', ({_ACCEPT_SECONDS}),
+  'cohort', ({
+    _COHORT.format(
+        period="p.period",
+        in_period=("JOIN p ON occurred_at >= p.start_at AND occurred_at < p.end_at"),
+    )
+}),
+  'all_time_cohort', CASE WHEN $7 THEN ({_COHORT.format(period="''", in_period="")}) END,
   'reopens', (SELECT coalesce(sum(reopens), 0) FROM deals),
-  'periods', {_section(ever=False)},
-  'cohort', ({_COHORT.format(**_IN_PERIODS)}),
   'targets', (SELECT coalesce(json_object_agg(period, amount_cents), '{{}}')
               FROM targets WHERE period IN (SELECT period FROM p)),
   'open', (SELECT coalesce(json_agg(fact), '[]') FROM (
@@ -594,20 +586,21 @@ async def figure_facts(
     *,
     now: datetime,
     all_time_cohort: bool,
+    accept_seconds_bounds: Sequence[float],
 ) -> dict[str, Any]:
     """Every fact the funnel figures need, in one statement.
 
-    ``all_time`` and ``periods`` have the same parts, rows of ``periods`` carrying the
-    ``period`` they fall in: ``stages`` (stage, source, campaign, count, value_cents,
-    reason) of lead stages, decisions and deals (deals all time by their current
-    status); ``sla`` (deadlines past by ``now``, met); ``breaches`` (policy,
-    breaches); ``escalations``; ``accept_seconds`` (seconds, handoffs). ``cohort``
-    (period, source, campaign and how many of the leads captured reached each stage),
-    and ``all_time_cohort`` only if asked (it reads every lead). ``reopens``;
-    ``targets`` {period: cents}; ``open`` (period, stage, value_cents) of open deals
-    expected to close in it; ``accounts``: for each period that has started
-    (``started``), each account active just before its start, with start_arr_cents,
-    end_active and end_arr_cents (its state before the end).
+    Rows of ``stages`` (stage, source, campaign, count, value_cents, reason: lead
+    stages, decisions and deals), ``sla`` (deadlines past by ``now``, met),
+    ``breaches`` (policy, breaches), ``escalations`` and ``accept_seconds`` (bucket
+    of ``accept_seconds_bounds``, handoffs, seconds) carry the ``period`` they fall in
+    ("" for none of ``periods``): all time is every row. ``cohort`` (period, source,
+    campaign and how many of the leads captured reached each stage), and
+    ``all_time_cohort`` only if asked (it reads every lead). ``reopens``; ``targets``
+    {period: cents}; ``open`` (period, stage, value_cents) of open deals expected to
+    close in it; ``accounts``: for each period that has started (``started``), each
+    account active just before its start, with start_arr_cents, end_active and
+    end_arr_cents (its state before the end).
     """
     facts: dict[str, Any] = json.loads(
         await connection.fetchval(
@@ -619,6 +612,7 @@ async def figure_facts(
             [bounds.start for bounds in periods],
             [bounds.end for bounds in periods],
             all_time_cohort,
+            sorted(math.floor(bound) for bound in accept_seconds_bounds),
         )
     )
     return facts
