@@ -20,6 +20,7 @@ from bench.replay import replay_rate
 from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
 
 RESULTS = Path("bench-results/bench.json")
+TABLE = Path("bench-results/bench.md")
 
 
 @contextmanager
@@ -48,6 +49,21 @@ def _row(figure: Figure) -> list[str]:
     ]
 
 
+def markdown(figures: list[Figure], when: str) -> str:
+    """The run as the table docs/performance.md shows (paste it there, dated)."""
+    lines = [
+        f"Measured {when}.",
+        "",
+        "| figure | value | baseline (same run) | ratio | target |",
+        "|---|---|---|---|---|",
+    ]
+    for figure in figures:
+        name, value, baseline, baseline_value, ratio, target = _row(figure)
+        against = f"{baseline}: {baseline_value}" if baseline else ""
+        lines.append(f"| {name} | {value} | {against} | {ratio} | {target} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     console = Console()
     started = time.monotonic()
@@ -67,7 +83,8 @@ def main() -> int:
     console.print(table)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps([f.as_json() for f in figures], indent=2) + "\n")
-    console.print(f"Written to {RESULTS} in {time.monotonic() - started:.0f}s")
+    TABLE.write_text(markdown(figures, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    console.print(f"Written to {RESULTS} and {TABLE} in {time.monotonic() - started:.0f}s")
     return 0
 
 

@@ -31,7 +31,7 @@ from funnel_tools.devplatform import DevPlatform
 # The metrics service's topics (as metrics.handlers.TOPICS); stated here so the bench
 # reads what a replay reads without importing the service.
 TOPICS = (LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC)
-TARGET_EVENTS_PER_SECOND = 20_000
+TARGET_EVENTS_PER_SECOND = 30_000
 
 
 @dataclass
