@@ -90,7 +90,7 @@ def test_the_bench_table_shows_each_figure_against_its_baseline_and_target() -> 
                 ">= 30,000 events/s",
                 True,
             ),
-        ],  # fmt: skip
+        ],
         "2026-12-05 16:00 UTC",
     )
 
