@@ -153,7 +153,12 @@ class Badge:
         if self.due_at is None:
             return None
         left = (self.due_at - self.now).total_seconds()
-        return f"{duration_text(left)} left" if left > 0 else f"overdue by {duration_text(left)}"
+        if left <= 0:
+            return f"overdue by {duration_text(left)}"
+        # Past its SLA already, yet with a new holder's deadline: say which clock this is.
+        if self.urgency == "on-fire":
+            return f"next deadline in {duration_text(left)}"
+        return f"{duration_text(left)} left"
 
 
 _ICONS: dict[Urgency, str] = {

@@ -50,7 +50,11 @@
         if (icon) icon.textContent = ICONS[state];
       }
       var count = badge.querySelector(".sla-countdown");
-      if (count) count.textContent = left > 0 ? span(left) + " left" : "overdue by " + span(left);
+      if (count) {
+        count.textContent = left <= 0 ? "overdue by " + span(left)
+          : badge.hasAttribute("data-fire") ? "next deadline in " + span(left)
+          : span(left) + " left";
+      }
     });
     document.querySelectorAll("[data-since]").forEach(function (el) {
       el.textContent = span((now - Date.parse(el.getAttribute("data-since"))) / 1000) + " past due";
