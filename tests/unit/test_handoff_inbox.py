@@ -15,21 +15,10 @@ from hypothesis import strategies as st
 from funnel_common.auth import issue_token
 from funnel_common.events import Attribution
 from funnel_common.settings import CommonSettings
-from handoff.inbox_pages import (
-    NOBODY,
-    Session,
-    by_urgency,
-    card,
-    duration_text,
-    mailto,
-    safe_next,
-    team_filter,
-    tel,
-    urgency,
-    why_not,
-    why_waiting,
-)
+from handoff.inbox_pages import NOBODY, Session, card, mailto, team_filter, tel
 from handoff.inbox_render import TEMPLATES
+from handoff.inbox_session import safe_next
+from handoff.inbox_urgency import by_urgency, duration_text, urgency, why_not, why_waiting
 from handoff.models import DecisionRecord, Handoff, InboxHandoff, LeadTouch
 from handoff.notify import with_inbox_link
 from handoff.routing import UNROUTED_TEAM, RepState

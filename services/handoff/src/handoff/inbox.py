@@ -84,7 +84,7 @@ def _sign_in_form(
         status=status,
         alerts=alerts,
         nonce=nonce,
-        next=pages.safe_next(next_path),
+        next=sessions.safe_next(next_path),
     )
     sessions.set_sign_in_nonce(response, request, nonce)
     return response
@@ -101,7 +101,7 @@ async def sign_in(request: Request) -> Response:
         form = await sessions.form_of(request)
     except DomainError as refused:
         return _sign_in_form(request, next_path=None, status=refused.status, alerts=[str(refused)])
-    next_path = pages.safe_next(form.get("next"))
+    next_path = sessions.safe_next(form.get("next"))
     if not sessions.sign_in_nonce_matches(request, form):
         title = sessions.CsrfRefused.title
         return _sign_in_form(request, next_path=next_path, status=403, alerts=[title])

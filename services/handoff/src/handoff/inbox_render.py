@@ -21,6 +21,8 @@ from fastapi.templating import Jinja2Templates
 from funnel_common.auth import Principal
 from funnel_common.http import DomainError
 from handoff import inbox_pages as pages
+from handoff import inbox_session as sessions
+from handoff import inbox_urgency as urgency
 from handoff import store
 from handoff.inbox_pages import Session
 from handoff.models import InboxHandoff, Rep
@@ -55,7 +57,7 @@ def _templates() -> Jinja2Templates:
         lstrip_blocks=True,
     )
     environment.filters["iso"] = _iso
-    environment.filters["utc"] = pages.utc_text
+    environment.filters["utc"] = urgency.utc_text
     environment.globals["reasons"] = pages.REASON_CHOICES
     return Jinja2Templates(env=environment)
 
@@ -103,7 +105,7 @@ def render_page(
 
 def to_sign_in(next_path: str | None = None) -> Response:
     target = "/inbox/sign-in"
-    if pages.safe_next(next_path) and next_path != "/inbox":
+    if sessions.safe_next(next_path) and next_path != "/inbox":
         target += f"?next={quote(str(next_path), safe='/')}"
     return RedirectResponse(target, status_code=303)
 
@@ -144,7 +146,7 @@ async def waiting_reasons(
     teams = {handoff.team_id for handoff in queued} - {UNROUTED_TEAM}
     states = {team: await store.rep_states(conn, team) for team in teams}
     return {
-        handoff.handoff_id: pages.why_waiting(handoff, states.get(handoff.team_id, []), now)
+        handoff.handoff_id: urgency.why_waiting(handoff, states.get(handoff.team_id, []), now)
         for handoff in queued
     }
 
@@ -158,5 +160,5 @@ async def load_cards(
         pages.card(
             item, session, now, reps=reps, waiting_reason=reasons.get(item.handoff.handoff_id)
         )
-        for item in pages.by_urgency(items, now)
+        for item in urgency.by_urgency(items, now)
     ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -160,3 +161,14 @@ def set_sign_in_nonce(response: Response, request: Request, nonce: str) -> None:
 def sign_in_nonce_matches(request: Request, form: Form) -> bool:
     nonce = request.cookies.get(SIGN_IN_COOKIE, "")
     return bool(nonce) and hmac.compare_digest(form.get("csrf"), nonce)
+
+
+_SAFE_NEXT = re.compile(r"^/inbox(/[A-Za-z0-9_-]+)*/?(\?[A-Za-z0-9=&_.%-]*)?$")
+
+
+def safe_next(path: str | None) -> str | None:
+    """A page of the inbox to return to after signing in; anything else (another site,
+    ``//evil``, a backslash, the sign-in page itself) is refused: no open redirect."""
+    if not path or not _SAFE_NEXT.match(path) or path.startswith("/inbox/sign-"):
+        return None
+    return path

@@ -19,6 +19,7 @@ from funnel_common.types import utc_now
 from handoff import flows, store
 from handoff import inbox_pages as pages
 from handoff import inbox_session as sessions
+from handoff import inbox_urgency as urgency
 from handoff.inbox_pages import Session
 from handoff.inbox_render import here, load_cards, refusal, render_page, to_sign_in
 from handoff.routing import UNROUTED_TEAM
@@ -57,7 +58,7 @@ async def _team(request: Request, session: Session) -> dict[str, Any]:
         "holders": sorted(set(reps) | {card.holder for card in cards if card.holder}),
         "reps": reps,
         "teams": teams,
-        "states": [(state, pages.URGENCY_TEXT[state]) for state in pages.OPEN_URGENCIES],
+        "states": [(state, urgency.URGENCY_TEXT[state]) for state in urgency.OPEN_URGENCIES],
         "fragment": "/inbox/team/rows" + (f"?{query}" if query else ""),
         "team_title": f"Team {team_id}" if team_id else "Every team",
     }
