@@ -246,9 +246,9 @@ def _rejection(form: sessions.Form) -> RejectIn:
     except ValidationError as error:
         problem = error.errors()[0]
         message = str(problem["msg"]).removeprefix("Value error, ")
-        raise sessions.FormInvalid(
-            message, field="note" if "note" in message else "reason"
-        ) from error
+        # "other" without a note fails the model as a whole: the note is what is missing.
+        field = str(problem["loc"][0]) if problem["loc"] else "note"
+        raise sessions.FormInvalid(message, field=field) from error
 
 
 @router.post("/handoffs/{handoff_id}/{action}")

@@ -115,13 +115,15 @@ def here(request: Request) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
-def refusal(request: Request, refused: DomainError, session: Session) -> Response:
+def refusal(
+    request: Request, refused: DomainError, session: Session, *, title: str | None = None
+) -> Response:
     titles = {403: "Not yours", 404: "No such handoff", 409: "Too late"}
     return render_page(
         request,
         "refused.html",
         session=session,
-        title=titles.get(refused.status, "Refused"),
+        title=title or titles.get(refused.status, "Refused"),
         status=refused.status,
         alerts=[str(refused)],
     )

@@ -87,7 +87,7 @@ async def team(request: Request) -> Response:
     if session is None:
         return to_sign_in(here(request))
     if not session.manages:
-        return refusal(request, NotAManager(), session)
+        return refusal(request, NotAManager(), session, title="Managers only")
     return await _team_page(request, session)
 
 
@@ -129,7 +129,7 @@ async def bulk_reassign(request: Request) -> Response:
     if session is None:
         return to_sign_in("/inbox/team")
     if not session.manages:
-        return refusal(request, NotAManager(), session)
+        return refusal(request, NotAManager(), session, title="Managers only")
     try:
         form = await sessions.form_of(request)
         sessions.check_csrf(form, session)
