@@ -242,6 +242,7 @@ async def test_a_rep_comes_from_an_email_link_reaches_the_lead_and_decides(
     rejecting = page.locator(f"#h-{second_id}")
     await expect(rejecting.get_by_label("Reason")).to_have_value("")
     await rejecting.get_by_role("button", name="Reject").click()
+    assert not await rejecting.get_by_label("Reason").evaluate("select => select.checkValidity()")
     assert (await inbox.row(second_id))["status"] == "assigned"
     await rejecting.get_by_label("Reason").select_option("no_budget")
     await rejecting.get_by_label("Note").fill("Budget frozen until Q3")
@@ -250,10 +251,12 @@ async def test_a_rep_comes_from_an_email_link_reaches_the_lead_and_decides(
     await inbox.assert_accessible(page, "the queue")
 
     # Accept with the keyboard alone.
+    on_accept = "document.activeElement.textContent.trim() === 'Accept'"
     for _ in range(40):
         await page.keyboard.press("Tab")
-        if await page.evaluate("document.activeElement.textContent.trim() === 'Accept'"):
+        if await page.evaluate(on_accept):
             break
+    assert await page.evaluate(on_accept), "Tab never reached the Accept button"
     await page.keyboard.press("Enter")
     await expect(page.get_by_role("status")).to_contain_text("Accepted. The lead is yours")
     assert page.url.startswith(link)
@@ -364,7 +367,7 @@ async def test_a_manager_sees_fire_first_in_a_table_and_reassigns_in_bulk(
     assert len(held_by_wes) == 2  # round robin alternates
     wes_rows = len(held_by_wes) + ((await inbox.row(at_risk))["rep_id"] == "wes")
 
-    page = await inbox.signed_in("manager", "west-manager", "west")
+    page = await inbox.signed_in("manager", "west-manager", "west", width=1100)
     assert page.url == f"{inbox.base}/inbox/team"
     rows = page.locator("table.team tbody tr")
     await expect(rows).to_have_count(7)
