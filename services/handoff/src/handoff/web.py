@@ -15,7 +15,7 @@ from handoff.settings import HandoffSettings
 
 def create_app(settings: HandoffSettings | None = None) -> FastAPI:
     settings = settings or HandoffSettings()
-    metrics = PlatformMetrics(runtime.SERVICE)
+    metrics = PlatformMetrics(runtime.SERVICE, relays=False)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[WebState]:
