@@ -115,7 +115,7 @@ def _drive(dev: DevPlatform, monkeypatch: pytest.MonkeyPatch, people: list[dict[
         _webhooks_and_target(intake, metrics, people)
 
         def counted() -> bool:
-            total = metrics.get("/v1/funnel").json()["stages"]["total"]
+            total = metrics.get("/v1/funnel").json()["stages"]["all_time"]["total"]
             return bool(
                 total["captured"] == LEADS + 1 and total["accepted"] == 1 and total["rejected"] == 1
             )
