@@ -83,7 +83,9 @@ class CommonSettings(BaseSettings):
         default=5, ge=1, description="handler attempts before an event is parked in `funnel.dlq`"
     )
     consumer_retry_backoff_seconds: float = Field(
-        default=0.2, ge=0, description="first retry delay (doubles each attempt)"
+        default=0.2,
+        ge=0,
+        description="first retry delay of a failing event (doubles each attempt, with jitter)",
     )
 
     log_level: str = Field(default="INFO", description="log level")
