@@ -1,4 +1,4 @@
-"""The inbox's pure parts: SLA state from the deadlines, and the notification link."""
+"""The inbox's pure parts: SLA state from the deadlines."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from uuid import uuid4
 from funnel_common.events import Attribution
 from handoff.inbox_pages import sla_state
 from handoff.models import Handoff
-from handoff.notify import with_inbox_link
-from handoff.settings import HandoffSettings
 from handoff.sla import DEFAULT_POLICY
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -53,15 +51,3 @@ def test_sla_state_follows_the_at_risk_threshold_and_the_due_date() -> None:
     assert sla_state(one, NOW + timedelta(minutes=59)) == "at-risk"
     assert sla_state(one, NOW + timedelta(minutes=60)) == "breached"
     assert sla_state(handoff(due_at=None, at_risk_at=None), NOW) == "none"
-
-
-def test_notifications_link_to_the_inbox_only_when_the_public_url_is_known() -> None:
-    handoff_id = uuid4()
-    body = {"type": "handoff.assigned", "handoff_id": str(handoff_id)}
-    assert with_inbox_link(body, handoff_id, HandoffSettings()) == body
-
-    settings = HandoffSettings(public_url="https://handoff.example.com/")
-    link = f"https://handoff.example.com/inbox/handoffs/{handoff_id}"
-    assert with_inbox_link(body, handoff_id, settings)["inbox_url"] == link
-    slack = with_inbox_link({"text": "New lead assigned"}, handoff_id, settings)
-    assert slack == {"text": f"New lead assigned <{link}|open in the inbox>"}

@@ -5,7 +5,7 @@ is checked exactly as the API checks a bearer token (signature, expiry, revocati
 kept in an HttpOnly, SameSite=Strict cookie (Secure over https). Every form post carries
 a CSRF token derived from the session's token id with the platform's auth secret, so a
 page on another site cannot decide handoffs for a signed-in rep. Decisions go through
-:mod:`handoff.flows` in one transaction each, like the API's routes.
+:mod:`handoff.decisions` in one transaction each, like the API's routes.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from pydantic import ValidationError
 
 from funnel_common import outbox
-from funnel_common.auth import Principal, Unauthenticated, token_hash, verify_token
+from funnel_common.auth import Principal, Unauthenticated, verify_access
 from funnel_common.http import DomainError
 from funnel_common.service import runtime_of
 from funnel_common.types import utc_now
-from handoff import flows, store
+from handoff import decisions, permissions, store
 from handoff import inbox_pages as pages
 from handoff.models import OPEN_STATUSES, RejectIn, Rep
 
@@ -64,12 +64,10 @@ def _csrf_for(request: Request, principal: Principal) -> str:
 
 
 async def _principal_of(request: Request, token: str) -> Principal:
-    """The token's principal, checked exactly as the API checks a bearer token."""
-    principal = verify_token(runtime_of(request).settings.auth_secret, token)
-    async with runtime_of(request).pool.acquire() as conn:
-        if not await store.token_usable(conn, token_hash(token)):
-            raise Unauthenticated("token revoked")
-    return principal
+    """The token's principal, checked by the one verifier the API uses too."""
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn:
+        return await verify_access(conn, runtime.settings.auth_secret, token)
 
 
 async def _session(request: Request) -> pages.Session | None:
@@ -116,7 +114,7 @@ async def _transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
 
 async def _queue_html(request: Request, session: pages.Session) -> str:
     principal = session.principal
-    rep_id, team_id = flows.queue_scope(principal)
+    rep_id, team_id = permissions.queue_scope(principal)
     async with runtime_of(request).pool.acquire() as conn:
         handoffs = await store.list_handoffs(
             conn, rep_id=rep_id, team_id=team_id, statuses=OPEN_STATUSES, limit=200
@@ -265,7 +263,7 @@ async def one_handoff(handoff_id: UUID, request: Request) -> Response:
         return _to_sign_in()
     try:
         async with runtime_of(request).pool.acquire() as conn:
-            handoff = await flows.load_for(conn, handoff_id, session.principal, lock=False)
+            handoff = await permissions.load_for(conn, handoff_id, session.principal, lock=False)
             reps = await _reps_for(conn, session.principal)
     except DomainError as refused:
         return _refusal(refused, session)
@@ -291,7 +289,7 @@ async def decide(handoff_id: UUID, action: str, request: Request) -> Response:
         _check_csrf(form, session.csrf)
         async with _transaction(request) as conn:
             if action == "accept":
-                await flows.accept(conn, handoff_id, principal, now=utc_now())
+                await decisions.accept(conn, handoff_id, principal, now=utc_now())
                 notice = "accepted"
             elif action == "reject":
                 try:
@@ -299,11 +297,11 @@ async def decide(handoff_id: UUID, action: str, request: Request) -> Response:
                 except ValidationError as error:
                     problem = error.errors()[0]["msg"].removeprefix("Value error, ")
                     return await _inbox(request, session, message=problem, status=422)
-                await flows.reject(conn, handoff_id, principal, body, now=utc_now())
+                await decisions.reject(conn, handoff_id, principal, body, now=utc_now())
                 notice = "rejected"
             elif action == "reassign":
                 to = form.get("rep_id") or None
-                await flows.reassign(conn, handoff_id, principal, to, now=utc_now())
+                await decisions.reassign(conn, handoff_id, principal, to, now=utc_now())
                 notice = "reassigned"
             else:
                 return Response(status_code=404)

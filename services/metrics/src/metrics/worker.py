@@ -1,5 +1,6 @@
-"""metrics' worker process: the consumer of every funnel topic, the outbox relay (target
-changes leave on ``funnel.targets``), and probes on a port of its own."""
+"""metrics' worker process: the consumer of every funnel topic (and of ``funnel.access``,
+for the token projection), the outbox relay (target changes leave on ``funnel.targets``),
+and probes on a port of its own."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from funnel_common.access import with_access
 from funnel_common.service import WorkerState, build_worker_app, run_workers
 from funnel_common.telemetry import PlatformMetrics
 from metrics import runtime
@@ -28,7 +30,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                 dsn=settings.database_url,
                 schema=runtime.SCHEMA,
                 publishes=True,
-                consumes=consumer(settings.common.reporting_currency),
+                consumes=with_access(consumer(settings.common.reporting_currency)),
             ) as workers,
         ):
             yield {"runtime": opened, "workers": workers}
