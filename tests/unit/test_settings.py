@@ -76,6 +76,8 @@ def test_intake_refuses_its_auth_secret_reused_for_a_webhook_in_production() -> 
         "import_secret": SecretStr(REAL["d"]),
     }
 
-    assert IntakeSettings(common=common, **distinct)
+    assert IntakeSettings.model_validate({"common": common, **distinct})
     with pytest.raises(ValidationError, match="FUNNEL_INTAKE_CRM_WEBHOOK_SECRET has the same"):
-        IntakeSettings(common=common, **{**distinct, "crm_webhook_secret": SecretStr(REAL["a"])})
+        IntakeSettings.model_validate(
+            {"common": common, **distinct, "crm_webhook_secret": SecretStr(REAL["a"])}
+        )

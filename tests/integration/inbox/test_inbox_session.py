@@ -42,7 +42,7 @@ async def test_signed_out_visitors_go_to_sign_in_and_a_bad_token_is_refused(
     # A token revoked in handoff's table is refused like the API refuses it.
     token = await handoffs.token("rep", "ada", "emea")
     async with handoffs.pool.acquire() as connection:
-        await connection.execute("UPDATE api_tokens SET revoked_at = now()")
+        await connection.execute("UPDATE access_tokens SET revoked_at = now()")
     assert (await sign_in(client, token)).status_code == 401
 
 
