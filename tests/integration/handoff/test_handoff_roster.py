@@ -81,3 +81,35 @@ async def test_a_reassignment_names_the_manager_who_made_it(handoffs: Handoffs) 
     assert answer.status_code == 200, answer.text
     [moved] = await handoffs.events("funnel.handoff.reassigned.v1", handoff_id)
     assert (moved["data"]["reason"], moved["data"]["by"]) == ("manager", "mia")
+
+
+async def test_a_policy_that_could_never_breach_or_be_met_is_refused_when_set(
+    handoffs: Handoffs,
+) -> None:
+    body = {
+        "business_minutes": 60,
+        "calendar": {
+            "weekly_hours": {"sat": [{"start": "10:00", "end": "11:00"}]},
+            "holidays": [f"2026-{month:02d}-{day:02d}" for month in (1, 2) for day in (3, 10)],
+        },
+    }
+    empty = {"business_minutes": 60, "calendar": {"weekly_hours": {"mon": []}}}
+    never = {**body, "business_minutes": 60 * 24 * 365}
+
+    answers = [
+        await handoffs.client.put(
+            f"/v1/sla-policies/{name}", json=policy, headers=await handoffs.admin()
+        )
+        for name, policy in (("fine", body), ("empty", empty), ("never", never))
+    ]
+
+    assert [answer.status_code for answer in answers] == [200, 422, 422]
+    assert [e["field"] for e in answers[1].json()["errors"]] == ["calendar.weekly_hours"]
+    assert [e["field"] for e in answers[2].json()["errors"]] == ["calendar"]
+    assert answers[2].headers["content-type"] == "application/problem+json"
+    assert await handoffs.events(POLICY_CHANGED) == [await _only(handoffs, "fine")]
+
+
+async def _only(handoffs: Handoffs, name: str) -> dict[str, Any]:
+    [event] = [e for e in await handoffs.events(POLICY_CHANGED) if e["subject"] == name]
+    return event

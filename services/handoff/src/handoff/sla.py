@@ -17,7 +17,16 @@ from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -80,13 +89,23 @@ def _check_weekly_hours(hours: WeeklyHours) -> WeeklyHours:
     return hours
 
 
+# "At least one day with at least one span", in the OpenAPI document as in the model.
+_SOME_WORKING_DAY = {
+    "minProperties": 1,
+    "anyOf": [
+        {"required": [day], "properties": {day: {"type": "array", "minItems": 1}}}
+        for day in WEEKDAYS
+    ],
+}
+
+
 class BusinessCalendar(BaseModel):
     """When business time runs: a time zone, weekly hours, and holidays (local dates)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     time_zone: TimeZoneName = "UTC"
-    weekly_hours: WeeklyHours
+    weekly_hours: WeeklyHours = Field(json_schema_extra=_SOME_WORKING_DAY)
     holidays: list[date] = Field(default_factory=list, max_length=1000)
 
     @field_validator("weekly_hours")
@@ -99,6 +118,17 @@ class BusinessCalendar(BaseModel):
     @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+    def working_minutes_scanned_at_least(self) -> float:
+        """A lower bound of the working time, in minutes, that any scan of business time
+        (ten years from any start) finds: the weekly hours over the whole weeks scanned,
+        less two weeks (DST days, the partial first week) and every holiday's hours."""
+        weekly = {
+            day: sum(span.end_minute - span.start_minute for span in spans)
+            for day, spans in self.weekly_hours.items()
+        }
+        lost = sum(weekly.get(WEEKDAYS[day.weekday()], 0) for day in self.holiday_set)
+        return sum(weekly.values()) * (_MAX_DAYS_SCANNED // 7 - 2) - lost
 
     @cached_property
     def holiday_set(self) -> frozenset[date]:
@@ -126,6 +156,24 @@ class SlaPolicy(BaseModel):
     at_risk_percent: int = Field(default=75, ge=1, le=99)
     calendar: BusinessCalendar
     on_breach: BreachAction = Field(default_factory=BreachAction)
+
+    @field_validator("calendar")
+    @classmethod
+    def _window_can_elapse(
+        cls, calendar: BusinessCalendar, info: ValidationInfo
+    ) -> BusinessCalendar:
+        # Refused when set, not later: a policy whose window cannot elapse would fail
+        # every lead routed under it (each one parked in the DLQ).
+        minutes = info.data.get("business_minutes")
+        available = calendar.working_minutes_scanned_at_least()
+        if minutes is not None and available < minutes:
+            raise PydanticCustomError(
+                "window_cannot_elapse",
+                "{minutes} business minutes can never elapse in this calendar: its weekly "
+                "hours less its holidays leave too little working time",
+                {"minutes": minutes},
+            )
+        return calendar
 
     @property
     def window(self) -> timedelta:
