@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
 from pydantic_core import PydanticCustomError
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -90,7 +91,7 @@ def _check_weekly_hours(hours: WeeklyHours) -> WeeklyHours:
 
 
 # "At least one day with at least one span", in the OpenAPI document as in the model.
-_SOME_WORKING_DAY = {
+_SOME_WORKING_DAY: JsonDict = {
     "minProperties": 1,
     "anyOf": [
         {"required": [day], "properties": {day: {"type": "array", "minItems": 1}}}
