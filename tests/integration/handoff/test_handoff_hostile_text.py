@@ -132,3 +132,28 @@ async def test_the_inbox_escapes_hostile_text_and_refuses_unstorable_notes(
     )
     assert not_utf8.status_code == 422, not_utf8.text[:300]
     assert (await handoffs.handoff(handoff_id))["status"] == "assigned"
+
+
+async def test_a_form_with_too_many_fields_is_a_413_problem_not_a_500(
+    handoffs: Handoffs,
+) -> None:
+    client: httpx.AsyncClient = handoffs.client
+    crowded = "&".join(f"field{number}=x" for number in range(21))
+
+    answers = [
+        await client.post(
+            "/inbox/sign-in",
+            content=crowded.encode(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
+        await client.post(
+            "/inbox/sign-in",
+            content=b"token=%FF",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
+    ]
+
+    assert [answer.status_code for answer in answers] == [413, 422]
+    for answer in answers:
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert answers[0].json()["type"] == "/problems/form-too-large"

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from funnel_common import access
 from funnel_common.http import DomainError
 from funnel_common.service import runtime_of
+from funnel_common.settings import Environment
 from funnel_common.types import Role as Role  # re-exported: the roles live with the tokens
 from funnel_common.types import UtcDatetime, utc_now
 
@@ -149,6 +150,18 @@ async def authenticate(request: Request) -> Principal:
     token = bearer_token(request)
     async with runtime.pool.acquire() as connection:
         return await verify_access(connection, runtime.settings.auth_secret, token)
+
+
+def session_cookie_secure(request: Request, environment: Environment) -> bool:
+    """Whether a session cookie must be marked ``Secure``.
+
+    Always in production: there the platform is served over TLS, usually terminated at an
+    ingress that forwards plain http, so the request's own scheme says nothing (and
+    trusting ``X-Forwarded-Proto`` would need a list of trusted proxies to be right).
+    In development and tests, when the request itself came over https: a laptop's
+    ``http://127.0.0.1`` must keep working, and a browser drops a Secure cookie there.
+    """
+    return environment == "production" or request.url.scheme == "https"
 
 
 def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:

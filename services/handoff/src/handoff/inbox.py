@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html import escape
 from pathlib import Path
-from urllib.parse import parse_qs
 from uuid import UUID
 
 import asyncpg
@@ -27,7 +26,7 @@ from pydantic import ValidationError
 
 from funnel_common import outbox
 from funnel_common.auth import Principal, Unauthenticated, verify_access
-from funnel_common.http import DomainError
+from funnel_common.http import DomainError, parse_form
 from funnel_common.service import runtime_of
 from funnel_common.types import utc_now
 from handoff import decisions, permissions, store
@@ -81,20 +80,9 @@ async def _session(request: Request) -> pages.Session | None:
     return pages.Session(principal, _csrf_for(request, principal))
 
 
-class FormNotUtf8(DomainError):
-    status = 422
-    slug = "form-invalid"
-    title = "The form was not sent as UTF-8; reload the page and try again"
-
-
 async def _form(request: Request) -> dict[str, str]:
-    # Strict: a replaced byte would store a note the rep never wrote.
-    try:
-        body = (await request.body()).decode("utf-8")
-        fields = parse_qs(body, max_num_fields=20, errors="strict")
-    except UnicodeDecodeError as error:
-        raise FormNotUtf8() from error
-    return {key: values[0] for key, values in fields.items()}
+    # Limits and bad bytes are 4xx answers (funnel_common.http), never a 500.
+    return parse_form(await request.body(), max_fields=20)
 
 
 def _check_csrf(form: dict[str, str], expected: str) -> None:
