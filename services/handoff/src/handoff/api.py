@@ -19,19 +19,19 @@ from handoff.models import (
     Decision,
     HandoffList,
     HandoffOut,
-    Identifier,
     Policy,
+    QueueQuery,
     ReassignIn,
     RejectIn,
     Rep,
     RepIn,
-    Status,
     Team,
     TeamIn,
     TokenCreated,
     TokenIn,
     TokenOut,
 )
+from handoff.problems import problem_responses
 from handoff.sla import SlaPolicy
 
 Connection = Transaction
@@ -41,7 +41,14 @@ Caller = Annotated[Principal, Depends(authenticate)]
 # Only documents the scheme in /docs ("Authorize"); authenticate does the checking.
 _bearer_scheme = HTTPBearer(auto_error=False, description="A token from `POST /v1/tokens`")
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(_bearer_scheme)])
+# Every route: a token is needed, input is validated, and the database may be down.
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(_bearer_scheme)],
+    responses=problem_responses(400, 401, 422, 503),
+)
+ROLE = problem_responses(403)
+ROLE_AND_ID = problem_responses(403, 404)
 
 
 # --- the rep's queue and decisions ----------------------------------------------------
@@ -60,20 +67,22 @@ async def me(principal: Caller) -> Principal:
     "Without `status`, open handoffs (queued, assigned, escalated) are listed.",
 )
 async def list_handoffs(
-    principal: Caller,
-    conn: Connection,
-    status: Annotated[list[Status] | None, Query()] = None,
-    team: Annotated[Identifier | None, Query(description="admin only: one team")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    principal: Caller, conn: Connection, query: Annotated[QueueQuery, Query()]
 ) -> HandoffList:
-    rep_id, team_id = permissions.queue_scope(principal, team)
+    rep_id, team_id = permissions.queue_scope(principal, query.team)
     handoffs = await store.list_handoffs(
-        conn, rep_id=rep_id, team_id=team_id, statuses=status or OPEN_STATUSES, limit=limit
+        conn,
+        rep_id=rep_id,
+        team_id=team_id,
+        statuses=query.status or OPEN_STATUSES,
+        limit=query.limit,
     )
     return HandoffList(items=[HandoffOut.of(handoff) for handoff in handoffs])
 
 
-@router.get("/handoffs/{handoff_id}", tags=["handoffs"], summary="One handoff")
+@router.get(
+    "/handoffs/{handoff_id}", tags=["handoffs"], summary="One handoff", responses=ROLE_AND_ID
+)
 async def get_handoff(handoff_id: UUID, principal: Caller, conn: Connection) -> HandoffOut:
     return HandoffOut.of(await permissions.load_for(conn, handoff_id, principal, lock=False))
 
@@ -82,7 +91,7 @@ async def get_handoff(handoff_id: UUID, principal: Caller, conn: Connection) -> 
     "/handoffs/{handoff_id}/accept",
     tags=["handoffs"],
     summary="Accept: the lead becomes sales-accepted",
-    responses={409: {"description": "Already decided, reassigned away, or still queued"}},
+    responses=problem_responses(403, 404, 409),
 )
 async def accept(handoff_id: UUID, principal: Caller, conn: Connection) -> Decision:
     handoff, seconds, within = await decisions.accept(conn, handoff_id, principal, now=utc_now())
@@ -95,7 +104,7 @@ async def accept(handoff_id: UUID, principal: Caller, conn: Connection) -> Decis
     "/handoffs/{handoff_id}/reject",
     tags=["handoffs"],
     summary="Reject with a reason; wrong_territory routes the lead again",
-    responses={409: {"description": "Already decided, reassigned away, or still queued"}},
+    responses=problem_responses(403, 404, 409),
 )
 async def reject(handoff_id: UUID, body: RejectIn, principal: Caller, conn: Connection) -> Decision:
     handoff, seconds, within = await decisions.reject(
@@ -110,7 +119,7 @@ async def reject(handoff_id: UUID, body: RejectIn, principal: Caller, conn: Conn
     "/handoffs/{handoff_id}/reassign",
     tags=["handoffs"],
     summary="Reassign (manager, admin): to a named rep or the next eligible one",
-    responses={409: {"description": "Already decided, or nobody else is eligible"}},
+    responses=problem_responses(403, 404, 409),
 )
 async def reassign(
     handoff_id: UUID, principal: Caller, conn: Connection, body: ReassignIn | None = None
@@ -124,12 +133,19 @@ async def reassign(
 # --- roster and rules -----------------------------------------------------------------
 
 
-@router.put("/reps/{rep_id}", tags=["roster"], summary="Add or change a rep (admin, manager)")
+@router.put(
+    "/reps/{rep_id}",
+    tags=["roster"],
+    summary="Add or change a rep (admin, manager); audited on funnel.roster",
+    responses=ROLE,
+)
 async def put_rep(rep_id: PathId, body: RepIn, principal: Caller, conn: Connection) -> Rep:
     return await roster.save_rep(conn, rep_id, body, principal, now=utc_now())
 
 
-@router.get("/reps", tags=["roster"], summary="The roster (admin: all, manager: own team)")
+@router.get(
+    "/reps", tags=["roster"], summary="The roster (admin: all, manager: own team)", responses=ROLE
+)
 async def list_reps(principal: Caller, conn: Connection) -> list[Rep]:
     permissions.require_role(principal, "admin", "manager")
     team = principal.team if principal.role == "manager" else None
@@ -138,7 +154,12 @@ async def list_reps(principal: Caller, conn: Connection) -> list[Rep]:
     return await store.list_reps(conn, team)
 
 
-@router.get("/reps/{rep_id}", tags=["roster"], summary="One rep (admin, their manager, self)")
+@router.get(
+    "/reps/{rep_id}",
+    tags=["roster"],
+    summary="One rep (admin, their manager, self)",
+    responses=ROLE_AND_ID,
+)
 async def get_rep(rep_id: PathId, principal: Caller, conn: Connection) -> Rep:
     rep = await store.get_rep(conn, rep_id)
     allowed = principal.role == "admin" or principal.subject == rep_id
@@ -151,12 +172,19 @@ async def get_rep(rep_id: PathId, principal: Caller, conn: Connection) -> Rep:
     return rep
 
 
-@router.put("/teams/{team_id}", tags=["roster"], summary="Add or change a team (admin)")
+@router.put(
+    "/teams/{team_id}",
+    tags=["roster"],
+    summary="Add or change a team (admin); audited on funnel.roster",
+    responses=ROLE,
+)
 async def put_team(team_id: PathId, body: TeamIn, principal: Caller, conn: Connection) -> Team:
     return await roster.save_team(conn, team_id, body, principal, now=utc_now())
 
 
-@router.get("/teams", tags=["roster"], summary="Teams and their rules (admin, manager)")
+@router.get(
+    "/teams", tags=["roster"], summary="Teams and their rules (admin, manager)", responses=ROLE
+)
 async def list_teams(principal: Caller, conn: Connection) -> list[Team]:
     permissions.require_role(principal, "admin", "manager")
     teams = await store.list_teams(conn)
@@ -165,7 +193,14 @@ async def list_teams(principal: Caller, conn: Connection) -> list[Team]:
     return teams
 
 
-@router.put("/sla-policies/{name}", tags=["sla"], summary="Add or change an SLA policy (admin)")
+@router.put(
+    "/sla-policies/{name}",
+    tags=["sla"],
+    summary="Add or change an SLA policy (admin); audited on funnel.roster",
+    description="A policy whose window can never elapse in its calendar (too few working "
+    "hours, holidays covering them) is refused: 422 naming `calendar`.",
+    responses=ROLE,
+)
 async def put_policy(name: PathId, body: SlaPolicy, principal: Caller, conn: Connection) -> Policy:
     saved = await roster.save_policy(conn, name, body, principal, now=utc_now())
     return Policy(name=name, **saved.model_dump())
@@ -186,6 +221,7 @@ async def list_policies(principal: Caller, conn: Connection) -> list[Policy]:
     tags=["tokens"],
     status_code=201,
     summary="Mint a token (admin); its text is in this answer only",
+    responses=ROLE,
     description="Every service accepts it once it has heard of it on `funnel.access`: "
     "handoff at once, lead-intake and metrics one consumer hop later.",
 )
@@ -216,7 +252,9 @@ async def create_token(
     )
 
 
-@router.get("/tokens", tags=["tokens"], summary="Issued tokens, never their text (admin)")
+@router.get(
+    "/tokens", tags=["tokens"], summary="Issued tokens, never their text (admin)", responses=ROLE
+)
 async def list_tokens(principal: Caller, conn: Connection) -> list[TokenOut]:
     permissions.require_role(principal, "admin")
     return await tokens.list_tokens(conn)
@@ -226,6 +264,7 @@ async def list_tokens(principal: Caller, conn: Connection) -> list[TokenOut]:
     "/tokens/{token_id}",
     tags=["tokens"],
     summary="Revoke a token (admin); revoking again changes nothing",
+    responses=ROLE_AND_ID,
     description="handoff refuses it at once, lead-intake and metrics one consumer hop later.",
 )
 async def revoke_token(token_id: UUID, principal: Caller, conn: Connection) -> TokenOut:

@@ -27,7 +27,7 @@ from handoff.sla import (
     BusinessCalendar,
     SlaPolicy,
     TimeZoneName,
-    WeeklyHours,
+    WorkingWeek,
 )
 
 Status = Literal["queued", "assigned", "escalated", "accepted", "rejected"]
@@ -38,7 +38,8 @@ CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 SlackMemberId = Annotated[
     str, Field(pattern=r"^[UW][A-Z0-9]{2,20}$", description="A Slack member id, e.g. U024BE7LH")
 ]
-Identifier = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._@:-]+$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._@:-]+$"
+Identifier = Annotated[str, Field(min_length=1, max_length=80, pattern=IDENTIFIER_PATTERN)]
 
 
 class Body(BaseModel):
@@ -69,7 +70,14 @@ class TeamIn(Body):
     segments: list[Segment] = Field(default_factory=list, max_length=4)
     countries: list[CountryCode] = Field(default_factory=list, max_length=250)
     sla_policy: Identifier = DEFAULT_POLICY_NAME
-    form_type_policies: dict[Identifier, Identifier] = Field(default_factory=dict, max_length=50)
+    form_type_policies: dict[Identifier, Identifier] = Field(
+        default_factory=dict,
+        max_length=50,
+        # The keys' rule, in the document too (pydantic states only the values').
+        json_schema_extra={
+            "propertyNames": {"minLength": 1, "maxLength": 80, "pattern": IDENTIFIER_PATTERN}
+        },
+    )
     webhooks: list[Webhook] = Field(default_factory=list, max_length=10)
 
 
@@ -86,7 +94,7 @@ class RepIn(Body):
     weight: int = Field(default=1, ge=1, le=100)
     # Checked even without working hours: it is stored, and shown back.
     time_zone: TimeZoneName = "UTC"
-    working_hours: WeeklyHours | None = None
+    working_hours: WorkingWeek | None = None
     active: bool = True
     email: EmailStr | None = Field(
         default=None,
@@ -276,6 +284,16 @@ class HandoffOut(Body):
             decided_at=handoff.decided_at,
             reject_reason=handoff.reject_reason,
         )
+
+
+class QueueQuery(Body):
+    """``GET /v1/handoffs``'s query; an unknown parameter is a 422, not silently ignored."""
+
+    status: list[Status] | None = Field(
+        default=None, description="repeatable; default: the open ones"
+    )
+    team: Identifier | None = Field(default=None, description="admin only: one team")
+    limit: int = Field(default=100, ge=1, le=500)
 
 
 class HandoffList(Body):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
     AfterValidator,
@@ -74,7 +74,24 @@ def _valid_zone(value: str) -> str:
     return value
 
 
-TimeZoneName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_valid_zone)]
+def _loadable_zones() -> list[str]:
+    zones = []
+    for name in available_timezones():
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        zones.append(name)
+    return sorted(zones)
+
+
+TimeZoneName = Annotated[
+    str,
+    # The zones this machine knows, listed in the OpenAPI document: a client (or a
+    # fuzzer) can tell a valid zone from the schema alone.
+    Field(min_length=1, max_length=64, json_schema_extra={"enum": _loadable_zones()}),
+    AfterValidator(_valid_zone),
+]
 """An IANA zone name that exists here; anything else (a NUL, a path) is a 422."""
 
 WeeklyHours = dict[Weekday, list[Span]]
@@ -98,6 +115,8 @@ _SOME_WORKING_DAY: JsonDict = {
         for day in WEEKDAYS
     ],
 }
+WorkingWeek = Annotated[WeeklyHours, Field(json_schema_extra=_SOME_WORKING_DAY)]
+"""Weekly hours with at least one working span."""
 
 
 class BusinessCalendar(BaseModel):
@@ -106,7 +125,7 @@ class BusinessCalendar(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     time_zone: TimeZoneName = "UTC"
-    weekly_hours: WeeklyHours = Field(json_schema_extra=_SOME_WORKING_DAY)
+    weekly_hours: WorkingWeek
     holidays: list[date] = Field(default_factory=list, max_length=1000)
 
     @field_validator("weekly_hours")
