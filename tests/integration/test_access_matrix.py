@@ -20,9 +20,9 @@ import asyncpg
 import httpx
 
 from funnel_common import access, outbox
-from funnel_common.auth import Role, verify_token
+from funnel_common.auth import Role, issue_token, verify_token
 from funnel_common.db import create_pool
-from funnel_common.events import TokenRevokedData
+from funnel_common.events import TokenIssued, TokenIssuedData, TokenRevokedData
 from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
 from funnel_common.types import utc_now
@@ -47,7 +47,7 @@ from tests.integration.intake.conftest import (
     intake_settings,
     running_intake,
 )
-from tests.metrics.support import running_metrics
+from tests.metrics.support import produce, running_metrics
 from tests.platform import Platform
 
 _numbers = itertools.count()
@@ -269,3 +269,41 @@ async def test_a_token_handoff_issues_and_revokes_reaches_metrics_and_lead_intak
 
     # lead-intake has no bearer route today, but keeps the same projection, ready.
     await eventually(intake_knows_it_revoked, what="lead-intake's projection has it revoked")
+
+
+async def test_the_tokens_metrics_heard_of_survive_a_replay(
+    database_url: str, topics: CommonSettings
+) -> None:
+    from metrics.replay import replay
+
+    settings = MetricsSettings(database_url=database_url, common=topics)
+    principal, token = issue_token(topics.auth_secret, subject="cfo", role="admin")
+    issued = TokenIssued.new(
+        source="handoff",
+        subject=principal.token_id,
+        data=TokenIssuedData(
+            token_id=principal.token_id,
+            subject="cfo",
+            role="admin",
+            team=None,
+            issued_at=principal.issued_at,
+            expires_at=principal.expires_at,
+            issued_by="root",
+        ),
+    )
+    async with running_metrics(settings) as client:
+
+        async def set_target() -> int:
+            answer = await client.put(
+                "/v1/targets/2026-Q4", json={"amount_cents": 100_000}, headers=bearer(token)
+            )
+            return answer.status_code
+
+        await produce(topics, [issued])
+        await eventually(set_target, until=lambda status: status == 200, what="metrics knows it")
+
+        # The projection is rebuilt from funnel.access with everything else.
+        result = await replay(settings)
+
+        assert (result.switched, result.missing) == (True, 0)
+        assert await set_target() == 200

@@ -96,15 +96,6 @@ ACCESS_HANDLERS = dict(
 )
 
 
-def with_access(spec: ConsumerSpec) -> ConsumerSpec:
-    """``spec`` that also keeps the token projection up to date."""
-    return ConsumerSpec(
-        group_id=spec.group_id,
-        topics=[*spec.topics, ACCESS_TOPIC],
-        handlers={**spec.handlers, **ACCESS_HANDLERS},
-    )
-
-
 def access_only(group_id: str) -> ConsumerSpec:
     """The consumer of a service that consumes nothing else."""
     return ConsumerSpec(group_id=group_id, topics=[ACCESS_TOPIC], handlers=ACCESS_HANDLERS)

@@ -1,6 +1,5 @@
-"""metrics' worker process: the consumer of every funnel topic (and of ``funnel.access``,
-for the token projection), the outbox relay (target changes leave on ``funnel.targets``),
-and probes on a port of its own."""
+"""metrics' worker process: the consumer of every funnel topic, the outbox relay (target
+changes leave on ``funnel.targets``), and probes on a port of its own."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from funnel_common.access import with_access
 from funnel_common.service import WorkerState, build_worker_app, run_workers
 from funnel_common.telemetry import PlatformMetrics
 from metrics import runtime
@@ -30,7 +28,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                 dsn=settings.database_url,
                 schema=runtime.SCHEMA,
                 publishes=True,
-                consumes=with_access(consumer(settings.common.reporting_currency)),
+                consumes=consumer(settings.common.reporting_currency),
             ) as workers,
         ):
             yield {"runtime": opened, "workers": workers}
