@@ -32,15 +32,15 @@ _HEADLINES: dict[NotificationKind, str] = {
     "breached": "Lead SLA breached",
     "escalated": "Lead escalated to the manager",
 }
-Role = Literal["rep", "manager"]
+Audience = Literal["rep", "manager"]
 # Who a happening concerns (named in webhooks, mentioned on Slack), and who gets the email.
-_CONCERNS: dict[NotificationKind, tuple[Role, ...]] = {
+_CONCERNS: dict[NotificationKind, tuple[Audience, ...]] = {
     "assigned": ("rep",),
     "at_risk": ("rep", "manager"),
     "breached": ("rep", "manager"),
     "escalated": ("manager",),
 }
-_EMAIL_TO: dict[NotificationKind, Role] = {
+_EMAIL_TO: dict[NotificationKind, Audience] = {
     "assigned": "rep",
     "at_risk": "rep",
     "breached": "rep",
@@ -92,7 +92,7 @@ def notifications_for(
     now: datetime,
 ) -> list[Notification]:
     """The rows for one happening: the team's subscribed webhooks and the email."""
-    roles: dict[Role, Person | None] = {"rep": rep, "manager": manager}
+    roles: dict[Audience, Person | None] = {"rep": rep, "manager": manager}
     concerned = [(role, person) for role in _CONCERNS[kind] if (person := roles[role])]
     facts: dict[str, Any] = {
         "type": f"handoff.{kind}",
