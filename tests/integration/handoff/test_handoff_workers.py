@@ -97,7 +97,8 @@ async def test_breaches_fire_once_with_two_replicas_scanning(
                 timeout=15,
                 what="escalated after two breaches",
             )
-        records = await read_topic(topics, HANDOFFS_TOPIC, expect=3 * 5, timeout=20)
+        # Per handoff: assigned, then at risk, breached, reassigned for each of its two reps.
+        records = await read_topic(topics, HANDOFFS_TOPIC, expect=3 * 7, timeout=20)
 
     events = [decode_event(record.value) for record in records]
     for handoff_id in ids:
