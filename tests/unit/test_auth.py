@@ -63,7 +63,7 @@ def test_the_placeholder_auth_secret_is_refused_in_production() -> None:
         ("production", "https", True),
         ("development", "http", False),  # http://127.0.0.1 keeps working on a laptop
         ("development", "https", True),
-        ("test", "http", False),
+        ("test", "http", True),
     ],
 )
 def test_the_session_cookie_is_secure_in_production_behind_a_tls_ingress(

@@ -153,15 +153,15 @@ async def authenticate(request: Request) -> Principal:
 
 
 def session_cookie_secure(request: Request, environment: Environment) -> bool:
-    """Whether a session cookie must be marked ``Secure``.
+    """Whether a session cookie must be marked ``Secure``: over https, and in every
+    environment but development.
 
-    Always in production: there the platform is served over TLS, usually terminated at an
-    ingress that forwards plain http, so the request's own scheme says nothing (and
-    trusting ``X-Forwarded-Proto`` would need a list of trusted proxies to be right).
-    In development and tests, when the request itself came over https: a laptop's
-    ``http://127.0.0.1`` must keep working, and a browser drops a Secure cookie there.
+    Development serves plain http on a laptop, where a browser would never send a Secure
+    cookie back. Behind a TLS-terminating ingress the request itself says http, so
+    outside development the cookie is Secure regardless of the scheme it arrived on
+    (trusting ``X-Forwarded-Proto`` instead would need the list of trusted proxies).
     """
-    return environment == "production" or request.url.scheme == "https"
+    return request.url.scheme == "https" or environment != "development"
 
 
 def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:

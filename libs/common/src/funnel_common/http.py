@@ -86,8 +86,8 @@ class FormTooLarge(DomainError):
     title = "The form has more fields than this page sends"
 
 
-def parse_form(body: bytes, *, max_fields: int) -> dict[str, str]:
-    """A urlencoded form body, each field's first value.
+def parse_form(body: bytes, *, max_fields: int) -> dict[str, list[str]]:
+    """A urlencoded form body: each field's values, in order.
 
     The parser's limits are answers, not crashes: more than ``max_fields`` fields is a
     413 (:class:`FormTooLarge`; the standard library raises a bare ``ValueError`` that
@@ -105,7 +105,7 @@ def parse_form(body: bytes, *, max_fields: int) -> dict[str, str]:
         raise FormNotUtf8() from error
     except ValueError as error:  # counted from the separators, before anything is built
         raise FormTooLarge(f"at most {max_fields} fields", max_fields=max_fields) from error
-    return {key: values[0] for key, values in fields.items()}
+    return fields
 
 
 def _validation_errors(error: RequestValidationError) -> list[dict[str, Any]]:

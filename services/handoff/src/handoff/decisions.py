@@ -62,6 +62,7 @@ async def accept(
     handoff = await load_for(connection, handoff_id, principal, lock=True)
     _require_open(handoff, allowed=("assigned", "escalated"), action="accept")
     seconds, within = _timing(handoff, now)
+    await store.record_decision(connection, handoff, principal.subject, None, now=now)
     after = await store.save_decision(
         connection,
         handoff_id=handoff_id,
@@ -86,6 +87,7 @@ async def reject(
     handoff = await load_for(connection, handoff_id, principal, lock=True)
     _require_open(handoff, allowed=("assigned", "escalated"), action="reject")
     seconds, within = _timing(handoff, now)
+    await store.record_decision(connection, handoff, principal.subject, body, now=now)
     event = announce.rejected(
         handoff,
         principal,

@@ -26,6 +26,7 @@ async def fire_breach(
 ) -> Handoff:
     """Breached: say so, then reassign to the next eligible rep or escalate to the manager."""
     breached = announce.breached(handoff, now)
+    await store.record_breach(connection, handoff, now=now)
     breaches = handoff.breaches + 1
     previous = (*handoff.previous_rep_ids, *([handoff.rep_id] if handoff.rep_id else []))
     plan = await assignment.plan(
