@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 import httpx
 
 from funnel_common.events import LeadQualified
+from handoff.inbox_session import MAX_FORM_FIELDS
 from tests.hostile import HOSTILE, UNSTORABLE, is_problem, json_bytes
 from tests.integration.handoff.support import ALWAYS_HOURS, Handoffs, lead_event, policy_body
 from tests.integration.inbox.support import csrf_of, inbox_client
@@ -140,11 +141,11 @@ async def _refuses_unstorable_notes(
     assert (await handoffs.handoff(handoff_id))["status"] == "assigned"
 
 
-async def test_a_form_with_too_many_fields_is_a_413_problem_not_a_500(
+async def test_a_form_with_too_many_fields_is_a_413_not_a_500(
     handoffs: Handoffs,
 ) -> None:
     client: httpx.AsyncClient = handoffs.client
-    crowded = "&".join(f"field{number}=x" for number in range(21))
+    crowded = "&".join(f"field{number}=x" for number in range(MAX_FORM_FIELDS + 1))
 
     answers = [
         await client.post(
@@ -159,7 +160,5 @@ async def test_a_form_with_too_many_fields_is_a_413_problem_not_a_500(
         ),
     ]
 
+    # The inbox shows the refusal on its sign-in page (HTML); the status says what it is.
     assert [answer.status_code for answer in answers] == [413, 422]
-    for answer in answers:
-        assert answer.headers["content-type"] == "application/problem+json"
-    assert answers[0].json()["type"] == "/problems/form-too-large"
