@@ -133,7 +133,7 @@ async def test_any_order_and_duplication_gives_the_oracles_figures_and_counters_
     oracle = oracle_of(sent)
 
     async def everything() -> list[str]:
-        expected = {
+        expected: dict[Series, float | None] = {
             **oracle.counters(),
             series("funnel_reporting_currency_info", currency="USD"): 1,
         }

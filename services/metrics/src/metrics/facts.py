@@ -32,6 +32,8 @@ from funnel_common.events import (
     LeadDisqualified,
     LeadQualified,
     TargetSet,
+    TokenIssued,
+    TokenRevoked,
 )
 from metrics.state import AccountEvent, DealEvent
 
@@ -112,8 +114,24 @@ class Target:
     event_id: UUID
 
 
+@dataclass(frozen=True)
+class TokenChange:
+    """An API token issued or revoked: the projection every service keeps, applied by
+    ``funnel_common.access`` (so a replayed schema accepts the tokens the live one does)."""
+
+    event: TokenIssued | TokenRevoked
+
+
 Fact = (
-    LeadStage | Decision | Deadline | Breach | Escalation | DealDelivery | AccountDelivery | Target
+    LeadStage
+    | Decision
+    | Deadline
+    | Breach
+    | Escalation
+    | DealDelivery
+    | AccountDelivery
+    | Target
+    | TokenChange
 )
 
 
@@ -241,6 +259,10 @@ def target(event: TargetSet) -> list[Fact]:
     return [Target(data.period, data.amount_cents, event.time, event.id)]
 
 
+def token(event: TokenIssued | TokenRevoked) -> list[Fact]:
+    return [TokenChange(event)]
+
+
 def _check_currency(currency: str, reporting_currency: str) -> None:
     if currency != reporting_currency:
         raise WrongCurrency(f"amount in {currency}, reporting currency is {reporting_currency}")
@@ -275,4 +297,6 @@ def table(reporting_currency: str) -> dict[type[Envelope], FactsOf]:
         AccountArrChanged: of_account,
         AccountChurned: of_account,
         TargetSet: target,
+        TokenIssued: token,
+        TokenRevoked: token,
     }

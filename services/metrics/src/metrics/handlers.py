@@ -12,8 +12,10 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from funnel_common.access import ACCESS_HANDLERS
 from funnel_common.consumer import Handler
 from funnel_common.events import (
+    ACCESS_TOPIC,
     ACCOUNTS_TOPIC,
     DEALS_TOPIC,
     HANDOFFS_TOPIC,
@@ -50,6 +52,10 @@ async def record(
     for kind, write in writers.items():
         if kind in by_kind:
             await write(connection, by_kind[kind], bulk=bulk)  # type: ignore[operator]
+    # Tokens are few: each with the projection's own statement (funnel_common.access).
+    for change in by_kind.get(facts.TokenChange, []):
+        if isinstance(change, facts.TokenChange):
+            await ACCESS_HANDLERS[type(change.event)](connection, change.event)
     if deliveries:
         events: dict[str, list[DealEvent]] = {}
         for delivery in deliveries:
@@ -65,7 +71,8 @@ async def record(
 
 
 def handlers(reporting_currency: str) -> dict[type[Envelope], Handler]:
-    """{event type: handler}: each records what ``facts.table`` says the event tells."""
+    """{event type: handler}: each records what ``facts.table`` says the event tells,
+    the token projection every service keeps among them (a replay rebuilds it too)."""
     table = facts.table(reporting_currency)
 
     async def handle(connection: asyncpg.Connection, event: Envelope) -> None:
@@ -74,7 +81,7 @@ def handlers(reporting_currency: str) -> dict[type[Envelope], Handler]:
     return dict.fromkeys(table, handle)
 
 
-TOPICS = [LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC]
+TOPICS = [LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC, ACCESS_TOPIC]
 
 
 def consumer(reporting_currency: str) -> ConsumerSpec:
