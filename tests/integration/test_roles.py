@@ -65,7 +65,8 @@ async def test_a_service_role_owns_its_schema_and_the_tables_its_migrations_made
         assert await _as(url, f"SELECT count(*) FROM {role}.outbox") == 0
         owners = await _as(
             url,
-            f"SELECT array_agg(DISTINCT tableowner::text) FROM pg_tables WHERE schemaname = '{role}'",
+            "SELECT array_agg(DISTINCT tableowner::text) FROM pg_tables "
+            f"WHERE schemaname = '{role}'",
         )
         assert owners == [role]
 
