@@ -358,7 +358,7 @@ def _supervise(
             supervisor.say(
                 f"broker exited ({broker.process.returncode}); restarting",
                 level=logging.WARNING,
-                process="broker",
+                program="broker",
                 returncode=broker.process.returncode,
             )
             broker.stop()
@@ -369,7 +369,7 @@ def _supervise(
                 supervisor.say(
                     "PostgreSQL is not running; starting it",
                     level=logging.WARNING,
-                    process="postgres",
+                    program="postgres",
                 )
                 postgres.start()
         for service in services:
@@ -381,7 +381,7 @@ def _supervise(
                 supervisor.say(
                     f"{service.name} exited ({process.returncode}); restarting in {delay:.1f}s",
                     level=logging.WARNING,
-                    process=service.name,
+                    program=service.name,
                     returncode=process.returncode,
                     restart_in_seconds=delay,
                 )
