@@ -43,7 +43,13 @@ class DevPlatform:
 
     @property
     def database_url(self) -> str:
+        """The superuser's: for looking at every schema (tests, the bench's checks)."""
         return f"postgresql://postgres@127.0.0.1:{self.ports['postgres']}/funnel"
+
+    def service_database_url(self, role: str) -> str:
+        """What a service (and its operator commands) connects with: its own role
+        (``intake``, ``handoff``, ``metrics``), owner of its schema alone."""
+        return f"postgresql://{role}@127.0.0.1:{self.ports['postgres']}/funnel"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -71,10 +77,13 @@ class DevPlatform:
         return pid
 
     def ready(self, service: str) -> bool:
+        """Serving, and reaching PostgreSQL (a process stays ready while it is away, and
+        says so in the body)."""
         try:
-            return httpx.get(self.url(service, "/readyz"), timeout=1).status_code == 200
+            answer = httpx.get(self.url(service, "/readyz"), timeout=1)
         except httpx.HTTPError:
             return False
+        return answer.status_code == 200 and answer.json()["checks"].get("postgres") == "ok"
 
     def stop(self) -> None:
         if self.process.poll() is None:

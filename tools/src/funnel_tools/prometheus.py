@@ -153,7 +153,7 @@ def run_seed(platform: DevPlatform, *args: str, timeout: float = 180) -> str:
     """Run `funnel seed` against ``platform``; its output (progress, summary) when it succeeds."""
     env = {
         **os.environ,
-        "FUNNEL_HANDOFF_DATABASE_URL": platform.database_url,
+        "FUNNEL_HANDOFF_DATABASE_URL": platform.service_database_url("handoff"),
         "FUNNEL_INTAKE_URL": platform.url("intake", ""),
         "FUNNEL_SEED_HANDOFF_URL": platform.url("handoff", ""),
         "FUNNEL_SEED_METRICS_URL": platform.url("metrics", ""),
