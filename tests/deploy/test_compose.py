@@ -256,7 +256,8 @@ def _default_environment(environment: dict[str, str]) -> dict[str, str]:
 def test_the_topics_replay_reads_keep_their_records() -> None:
     script = compose()["services"]["kafka-topics"]["command"][0]
 
+    looped = set(re.findall(r"funnel\.\w+", script.split("do\n", 1)[0]))
     assert "retention.ms=$$retention" in script
     assert "retention=-1" in script
     assert "funnel.dlq ] && retention=" in script
-    assert {"funnel.dlq"} | REPLAYED == TOPICS
+    assert REPLAYED <= looped

@@ -94,11 +94,13 @@ def test_help_then_a_token_for_this_platform_that_its_handoff_accepts(
     made = documented('make funnel ARGS="token create --role admin --subject alice"')
     token = run(made.replace("make ", "make -o sync ", 1), checkout).stdout.strip().splitlines()[-1]
     listed = run(".venv/bin/funnel token list", checkout).stdout
-    answer = httpx.get(
-        platform.url("handoff", "/v1/handoffs"), headers={"authorization": f"Bearer {token}"}
-    )
 
-    assert answer.status_code == 200, answer.text
+    # Issued into this platform's handoff (and announced to the other services).
+    def accepted() -> bool:
+        bearer = {"authorization": f"Bearer {token}"}
+        return httpx.get(platform.url("handoff", "/v1/handoffs"), headers=bearer).is_success
+
+    wait_until(accepted, timeout=60, what="handoff to accept the new token")
     assert "\talice\tadmin\t" in listed
     assert documented("funnel token list")
 

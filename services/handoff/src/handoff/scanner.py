@@ -22,7 +22,7 @@ from funnel_common import outbox
 from funnel_common.db import is_unavailable
 from funnel_common.telemetry import work_span
 from funnel_common.types import utc_now
-from handoff import flows, store
+from handoff import store, timers
 from handoff.models import Handoff
 from handoff.settings import HandoffSettings
 
@@ -74,21 +74,21 @@ async def scan_once(
         rows = await store.claim_at_risk(connection, now=at_risk_now, limit=limit)
         with work_span(tracer, "sla at_risk", rows):
             result.at_risk = await _each(
-                connection, rows, lambda h: flows.fire_at_risk(connection, h, now=at_risk_now)
+                connection, rows, lambda h: timers.fire_at_risk(connection, h, now=at_risk_now)
             )
     async with outbox.transaction(pool) as connection:
         breach_now = now or utc_now()
         rows = await store.claim_breached(connection, now=breach_now, limit=limit)
         with work_span(tracer, "sla breach", rows):
             result.breached = await _each(
-                connection, rows, lambda h: flows.fire_breach(connection, h, now=breach_now)
+                connection, rows, lambda h: timers.fire_breach(connection, h, now=breach_now)
             )
     async with outbox.transaction(pool) as connection:
         queue_now = now or utc_now()
         rows = await store.claim_queued(connection, limit=limit)
         with work_span(tracer, "sla queue", rows):
             result.assigned_from_queue = await _each(
-                connection, rows, lambda h: flows.drain_queue(connection, h, now=queue_now)
+                connection, rows, lambda h: timers.drain_queue(connection, h, now=queue_now)
             )
     return result
 
