@@ -108,6 +108,8 @@ def _verify_signed_import(request: Request, raw: bytes, settings: IntakeSettings
 
 def leads_router(context: IntakeContext) -> APIRouter:
     settings = context.settings
+    # A landing page served from any port of this machine may post (docs/lead-intake.md).
+    development = settings.common.environment == "development"
     router = APIRouter(prefix="/v1", tags=["leads"])
 
     @router.post(
@@ -141,11 +143,15 @@ def leads_router(context: IntakeContext) -> APIRouter:
             raise field_error("form_id", "no enabled form has this id", "unknown_form")
         if form.key is not None and submission.form_key != form.key:
             raise field_error("form_key", "does not match the form's public key", "form_key")
-        if not form.allows_origin(request.headers.get("origin")):
+        if not form.allows_origin(request.headers.get("origin"), any_loopback=development):
             raise OriginNotAllowed
         if (missing := _required_missing(form, submission)) is not None:
             raise missing
-        redirect_to = form.thank_you_url(submission.thank_you_url) if from_html_form else None
+        redirect_to = (
+            form.thank_you_url(submission.thank_you_url, any_loopback=development)
+            if from_html_form
+            else None
+        )
         if from_html_form and submission.thank_you_url is not None and redirect_to is None:
             raise field_error(
                 "thank_you_url", "not one of the form's thank-you URLs", "redirect_not_allowed"

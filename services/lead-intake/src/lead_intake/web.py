@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
 from lead_intake import api, runtime, webhooks
-from lead_intake.edge import BodyLimitMiddleware, FormCorsMiddleware
+from lead_intake.edge import BodyLimitMiddleware, BrowserRefusalPage, FormCorsMiddleware
 from lead_intake.forms import load_forms
 from lead_intake.qualification import load_rules
 from lead_intake.settings import IntakeSettings
@@ -48,6 +48,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         routers=[api.leads_router(context), webhooks.webhooks_router(settings, context.metrics)],
     )
     origins = context.forms.all_origins
-    app.add_middleware(FormCorsMiddleware, origins=lambda: origins, path=api.LEADS_PATH)
+    app.add_middleware(
+        FormCorsMiddleware,
+        origins=lambda: origins,
+        path=api.LEADS_PATH,
+        any_loopback=settings.common.environment == "development",
+    )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BrowserRefusalPage, path=api.LEADS_PATH)
     return app
