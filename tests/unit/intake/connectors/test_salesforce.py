@@ -125,6 +125,17 @@ def test_another_organisation_is_refused(configured: str | None, code: str) -> N
     assert refused.value.status == 401
 
 
+@given(st.text(alphabet=string.ascii_letters + string.digits, min_size=15, max_size=15))
+def test_any_other_organisation_is_refused(other: str) -> None:
+    message = parse_outbound_message(_envelope(OPEN, org=salesforce_id_18(other) or other))
+
+    if other == ORG_15:
+        assert check_organization(message, ORG_18) == ORG_18
+    else:
+        with pytest.raises(ConnectorAuthError):
+            check_organization(message, ORG_18)
+
+
 # --- parsing -------------------------------------------------------------------------
 
 
