@@ -96,6 +96,7 @@ def test_a_request_to_an_encoded_uri_verifies_against_the_decoded_one() -> None:
         ({}, "signature_missing"),
         ({"X-HubSpot-Signature": "abc", "X-HubSpot-Signature-Version": "v1"}, "signature_missing"),
         ({SIGNATURE_HEADER: "abc", TIMESTAMP_HEADER: "yesterday"}, "signature_malformed"),
+        ({SIGNATURE_HEADER: "abc", TIMESTAMP_HEADER: "9" * 16}, "signature_malformed"),
         ({SIGNATURE_HEADER: "abc", TIMESTAMP_HEADER: "\uff11\uff12\uff13"}, "signature_malformed"),
     ],
 )
@@ -304,18 +305,21 @@ def test_a_bad_event_is_refused_alone_and_the_others_are_mapped() -> None:
     body = json.dumps(
         [
             _event(eventId=7, propertyName="closedate", propertyValue="next week"),
+            _event(eventId=6, propertyName="closedate", propertyValue="9" * 15),
             {"objectId": 1},
             _event(eventId=9, propertyName="dealstage", propertyValue="x" * 81),
             _event(eventId=8, propertyName="dealstage", propertyValue="closedwon"),
         ]
     ).encode()
 
-    bad_date, unreadable, long_stage, won = map_deal_events(body, SETTINGS, "USD")
+    bad_date, far_date, unreadable, long_stage, won = map_deal_events(body, SETTINGS, "USD")
 
     assert isinstance(bad_date, Refused)
     assert (bad_date.source_id, bad_date.error.code) == ("7", "date_format")
+    assert isinstance(far_date, Refused)
+    assert far_date.error.code == "date_format"
     assert isinstance(unreadable, Refused)
-    assert unreadable.source_id == "#1"
+    assert unreadable.source_id == "#2"
     assert unreadable.error.code == "missing"
     assert isinstance(long_stage, Refused)
     assert (long_stage.error.field, long_stage.error.code) == ("[9].stage", "string_too_long")

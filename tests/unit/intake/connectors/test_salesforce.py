@@ -136,6 +136,13 @@ def test_any_other_organisation_is_refused(other: str) -> None:
             check_organization(message, ORG_18)
 
 
+def test_mapping_refuses_another_organisations_message() -> None:
+    message = parse_outbound_message(_envelope(OPEN, org="00D000000000063"))
+
+    with pytest.raises(ConnectorAuthError):
+        map_opportunities(message, SETTINGS, "USD")
+
+
 # --- parsing -------------------------------------------------------------------------
 
 
@@ -237,7 +244,9 @@ def test_the_configured_loss_reason_field_gives_the_reason() -> None:
         "<sf:StageName>Closed Lost</sf:StageName><sf:Loss_Reason__c>Price</sf:Loss_Reason__c>"
     )
 
-    outcome = _map_one(fields, SalesforceSettings(loss_reason_field="Loss_Reason__c"))
+    outcome = _map_one(
+        fields, SalesforceSettings(organization_id=ORG_15, loss_reason_field="Loss_Reason__c")
+    )
 
     assert isinstance(outcome, Mapped)
     assert outcome.webhook.reason == "Price"
@@ -257,7 +266,10 @@ def test_a_nil_amount_leaves_the_amount_unknown() -> None:
             OPEN + "<sf:Amount>10.0</sf:Amount><sf:CurrencyIsoCode>EUR</sf:CurrencyIsoCode>",
             SETTINGS,
         ),
-        (OPEN + "<sf:Amount>10.0</sf:Amount>", SalesforceSettings(currency="GBP")),
+        (
+            OPEN + "<sf:Amount>10.0</sf:Amount>",
+            SalesforceSettings(organization_id=ORG_18, currency="GBP"),
+        ),
     ],
 )
 def test_an_amount_in_another_currency_is_refused(

@@ -117,7 +117,8 @@ def verify_signature(
             f"{SIGNATURE_HEADER} and {TIMESTAMP_HEADER} are required (v1/v2 are refused)",
             code="signature_missing",
         )
-    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 16:
+    # 13 digits last until the year 2286; more would overflow a datetime.
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 13:
         raise ConnectorAuthError(
             "the timestamp is not epoch milliseconds", code="signature_malformed"
         )
@@ -270,7 +271,7 @@ def _deal(source_id: str, fields: dict[str, Any]) -> DealWebhook:
 def _epoch_ms_date(field: str, value: str) -> date:
     # HubSpot date and datetime properties are epoch milliseconds; a date-only value is
     # midnight UTC, so the UTC date is the date the user picked.
-    if not value.isascii() or not value.isdigit() or len(value) > 15:
+    if not value.isascii() or not value.isdigit() or len(value) > 14:
         raise ConnectorPayloadError(field, "closedate is not epoch milliseconds", "date_format")
     return (_EPOCH + timedelta(milliseconds=int(value))).date()
 

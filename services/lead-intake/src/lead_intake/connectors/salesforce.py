@@ -219,11 +219,10 @@ def check_organization(message: OutboundMessage, organization_id: str | None) ->
 def map_opportunities(
     message: OutboundMessage, settings: SalesforceSettings, reporting_currency: str
 ) -> list[DealOutcome]:
-    """Each notification of an authenticated message, mapped, ignored or refused.
-
-    Call :func:`check_organization` first: the organisation id is the only credential.
-    """
-    organization = salesforce_id_18(message.organization_id) or message.organization_id
+    """Each notification of the message, mapped, ignored or refused, once the message is
+    shown to be from the configured organisation (the only credential it carries):
+    :class:`ConnectorAuthError` otherwise."""
+    organization = check_organization(message, settings.organization_id)
     outcomes: list[DealOutcome] = []
     for notification in message.notifications:
         if notification.sobject_type != "Opportunity":
