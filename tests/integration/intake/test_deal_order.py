@@ -15,7 +15,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -37,7 +37,7 @@ from funnel_common.events import (
 from tests.integration.intake.conftest import BILLING_SECRET, CRM_SECRET, signed
 
 T0 = datetime(2026, 10, 1, 9, tzinfo=UTC)
-DEAL_DEFAULTS = {
+DEAL_DEFAULTS: dict[str, Any] = {
     "lead_id": None,
     "attribution": {"source": "unattributed", "campaign": None, "utm": {}},
     "amount_cents": 0,
@@ -144,7 +144,8 @@ async def _deal_seen(reader: asyncpg.Connection, deal_id: str) -> tuple[Any, Any
 
 
 def _run_in_thread(
-    loop: asyncio.AbstractEventLoop, check: Callable[[History, Arrival], Awaitable[None]]
+    loop: asyncio.AbstractEventLoop,
+    check: Callable[[History, Arrival], Coroutine[Any, Any, None]],
 ) -> Callable[[History, Arrival], None]:
     def run(history: History, arrival: Arrival) -> None:
         asyncio.run_coroutine_threadsafe(check(history, arrival), loop).result(timeout=120)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
+from typing import Any
 
 import httpx
 
@@ -128,24 +129,26 @@ async def test_a_lost_deal_can_be_reopened_and_won_and_a_lost_needs_a_reason(
     assert isinstance(events[1], DealLost)
     assert events[1].data.reason == "no_budget"
     assert events[1].data.attribution.source == "unattributed"
+    assert isinstance(events[3], DealWon)
     assert events[3].data.amount_cents == 500
 
 
 async def test_money_is_a_json_integer_and_a_time_outside_the_window_is_a_422(
     intake: httpx.AsyncClient,
 ) -> None:
+    cases: dict[str, dict[str, Any]] = {
+        "true": {"amount_cents": True},
+        "text": {"amount_cents": "100"},
+        "float": {"amount_cents": 100.5},
+        "year 1": {"amount_cents": 1, "occurred_at": "0001-01-01T00:00:00+01:00"},
+        "year 9999": {"amount_cents": 1, "occurred_at": "9999-12-31T23:30:00-01:00"},
+        "1969": {"amount_cents": 1, "occurred_at": "1969-12-31T23:59:59Z"},
+    }
     answers = {
         name: await intake.post(
             "/v1/deals", **signed(deal("opened", f"m-{name}", **fields), CRM_SECRET)
         )
-        for name, fields in {
-            "true": {"amount_cents": True},
-            "text": {"amount_cents": "100"},
-            "float": {"amount_cents": 100.5},
-            "year 1": {"amount_cents": 1, "occurred_at": "0001-01-01T00:00:00+01:00"},
-            "year 9999": {"amount_cents": 1, "occurred_at": "9999-12-31T23:30:00-01:00"},
-            "1969": {"amount_cents": 1, "occurred_at": "1969-12-31T23:59:59Z"},
-        }.items()
+        for name, fields in cases.items()
     }
 
     refused = {

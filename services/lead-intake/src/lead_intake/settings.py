@@ -9,6 +9,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from funnel_common.settings import CommonSettings, require_real_secret
+from lead_intake.connectors.hubspot import HubSpotSettings
+from lead_intake.connectors.salesforce import SalesforceSettings
+from lead_intake.connectors.stripe import StripeSettings
 
 # services/lead-intake/src/lead_intake/settings.py -> the repository root.
 REPO_CONFIG = Path(__file__).resolve().parents[4] / "config"
@@ -60,15 +63,18 @@ class IntakeSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="larger request bodies get 413"
     )
+    connector_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="larger connector deliveries get 413 (a Salesforce message holds up to "
+        "100 opportunities, a HubSpot delivery up to 100 events)",
+    )
     rate_limit_per_client: int = Field(
         default=20, ge=1, description="unsigned lead posts per client per window (then 429)"
     )
     rate_limit_window_seconds: int = Field(default=60, ge=1, description="the rate limit's window")
-    # Behind a load balancer the client is the first X-Forwarded-For address.
-    trust_forwarded_for: bool = Field(
-        default=False,
-        description="take the client address from `X-Forwarded-For` (behind a load balancer)",
-    )
+    # Behind a load balancer, set FUNNEL_TRUSTED_PROXIES (every service's): the client
+    # address is decided there, once.
     min_fill_seconds: float = Field(
         default=3.0, ge=0, description="faster form submissions are flagged `too_fast`"
     )
@@ -102,13 +108,39 @@ class IntakeSettings(BaseSettings):
         default=2, ge=1, le=8, description="batches written at the same time"
     )
 
+    hubspot: HubSpotSettings = Field(
+        default_factory=HubSpotSettings,
+        description="the HubSpot connector (`FUNNEL_INTAKE_HUBSPOT_*`, docs/connectors.md)",
+    )
+    salesforce: SalesforceSettings = Field(
+        default_factory=SalesforceSettings,
+        description="the Salesforce connector (`FUNNEL_INTAKE_SALESFORCE_*`)",
+    )
+    stripe: StripeSettings = Field(
+        default_factory=StripeSettings,
+        description="the Stripe connector (`FUNNEL_INTAKE_STRIPE_*`)",
+    )
+
     common: CommonSettings = Field(default_factory=CommonSettings)
 
     @model_validator(mode="after")
     def _real_secrets_outside_development(self) -> Self:
+        environment = self.common.environment
         for name in ("crm_webhook_secret", "billing_webhook_secret", "import_secret"):
             require_real_secret(
-                getattr(self, name), name=f"FUNNEL_INTAKE_{name.upper()}",
-                environment=self.common.environment,
-            )  # fmt: skip
+                getattr(self, name), name=f"FUNNEL_INTAKE_{name.upper()}", environment=environment
+            )
+        # A connector's secret matters only where the connector is switched on.
+        if self.hubspot.enabled:
+            require_real_secret(
+                self.hubspot.client_secret,
+                name="FUNNEL_INTAKE_HUBSPOT_CLIENT_SECRET",
+                environment=environment,
+            )
+        if self.stripe.enabled:
+            require_real_secret(
+                self.stripe.webhook_secret,
+                name="FUNNEL_INTAKE_STRIPE_WEBHOOK_SECRET",
+                environment=environment,
+            )
         return self

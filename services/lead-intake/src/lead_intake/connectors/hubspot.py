@@ -63,23 +63,38 @@ class HubSpotSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_INTAKE_HUBSPOT_", extra="ignore")
 
-    enabled: bool = False
-    # The app's client secret (Auth tab of the app); "dev-" placeholders are for tests.
-    client_secret: SecretStr = SecretStr("dev-hubspot-client-secret")
-    # The exact target URL configured in HubSpot: HubSpot signs the URL it called, which
-    # behind a proxy or load balancer is not the URL this process sees.
-    target_url: str | None = None
-    # Stage ids (internal values, not labels) that close a deal, across every pipeline
-    # tracked: HubSpot's events name the stage, not its pipeline. The defaults are the
-    # default sales pipeline's.
-    closed_won_stage_ids: list[Label] = Field(default_factory=lambda: ["closedwon"])
-    closed_lost_stage_ids: list[Label] = Field(default_factory=lambda: ["closedlost"])
-    # A public app is installed in many accounts, all signing with one secret: events of
-    # any other portal are ignored. None accepts every portal.
-    portal_id: int | None = None
-    # The currency deal amounts are in (the account's company currency); None means the
-    # reporting currency. HubSpot's amount events do not say which currency they are in.
-    currency: CurrencyCode | None = None
+    enabled: bool = Field(default=False, description="serve `POST /v1/connectors/hubspot`")
+    client_secret: SecretStr = Field(
+        default=SecretStr("dev-hubspot-client-secret"),
+        description="the app's client secret (its Auth tab), which signs deliveries (v3)",
+    )
+    # HubSpot signs the URL it called, which behind a proxy or load balancer is not the
+    # URL this process sees.
+    target_url: str | None = Field(
+        default=None,
+        description="the exact Target URL configured in HubSpot (unset: the URL requested)",
+    )
+    # HubSpot's events name the stage, not its pipeline.
+    closed_won_stage_ids: list[Label] = Field(
+        default_factory=lambda: ["closedwon"],
+        description="JSON list of stage ids (internal values) that mean won, in every "
+        "pipeline tracked",
+    )
+    closed_lost_stage_ids: list[Label] = Field(
+        default_factory=lambda: ["closedlost"],
+        description="JSON list of stage ids that mean lost",
+    )
+    # A public app is installed in many accounts, all signing with one secret.
+    portal_id: int | None = Field(
+        default=None,
+        description="your HubSpot account id: other portals' events are ignored (unset: any)",
+    )
+    # HubSpot's amount events do not say which currency they are in.
+    currency: CurrencyCode | None = Field(
+        default=None,
+        description="the account's company currency, if not the reporting currency (its "
+        "amounts are then refused)",
+    )
 
 
 def signature_uri(uri: str) -> str:

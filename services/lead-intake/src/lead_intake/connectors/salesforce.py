@@ -37,7 +37,7 @@ from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeElementTree
 from defusedxml import DefusedXmlException
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from funnel_common.types import CurrencyCode
@@ -70,15 +70,32 @@ class SalesforceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_INTAKE_SALESFORCE_", extra="ignore")
 
-    enabled: bool = False
-    # Setup -> Company Information -> Salesforce.com Organization ID (15 or 18 characters).
-    organization_id: str | None = None
-    # The org's currency for opportunities without CurrencyIsoCode (single-currency
-    # orgs send none); None means the reporting currency.
-    currency: CurrencyCode | None = None
-    # An Opportunity field (API name) holding why a deal was lost, e.g. Loss_Reason__c;
-    # add it to the message's fields. Without it the reason is the StageName.
-    loss_reason_field: str | None = None
+    enabled: bool = Field(default=False, description="serve `POST /v1/connectors/salesforce`")
+    organization_id: str | None = Field(
+        default=None,
+        description="your org id (Setup, Company Information), 15 or 18 characters; "
+        "required when enabled",
+    )
+    # Single-currency orgs send no CurrencyIsoCode.
+    currency: CurrencyCode | None = Field(
+        default=None,
+        description="the org's currency when opportunities carry none, if not the "
+        "reporting currency (their amounts are then refused)",
+    )
+    loss_reason_field: str | None = Field(
+        default=None,
+        description="API name of an Opportunity field holding why a deal was lost (e.g. "
+        "`Loss_Reason__c`); unset: the `StageName`",
+    )
+
+    @model_validator(mode="after")
+    def _organization_when_enabled(self) -> SalesforceSettings:
+        if self.enabled and salesforce_id_15(self.organization_id or "") is None:
+            raise ValueError(
+                "FUNNEL_INTAKE_SALESFORCE_ORGANIZATION_ID must be a 15- or 18-character "
+                "organisation id when the connector is enabled"
+            )
+        return self
 
 
 def salesforce_id_15(value: str) -> str | None:

@@ -77,14 +77,25 @@ class StripeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_INTAKE_STRIPE_", extra="ignore")
 
-    enabled: bool = False
-    # The endpoint's signing secret (whsec_...), and while rolling it the previous one.
-    webhook_secret: SecretStr = SecretStr("dev-stripe-webhook-secret")
-    previous_webhook_secret: SecretStr | None = None
-    signature_tolerance_seconds: int = Field(default=DEFAULT_TOLERANCE_SECONDS, ge=1, le=3600)
-    # A subscription metadata key holding our deal id (e.g. "salesforce:006..."), which
-    # links the account to the deal that won it (closed loop). Absent: no link.
-    deal_id_metadata_key: str = "funnel_deal_id"
+    enabled: bool = Field(default=False, description="serve `POST /v1/connectors/stripe`")
+    webhook_secret: SecretStr = Field(
+        default=SecretStr("dev-stripe-webhook-secret"),
+        description="the endpoint's signing secret (`whsec_...`)",
+    )
+    previous_webhook_secret: SecretStr | None = Field(
+        default=None, description="the previous signing secret, while rolling it"
+    )
+    signature_tolerance_seconds: int = Field(
+        default=DEFAULT_TOLERANCE_SECONDS,
+        ge=1,
+        le=3600,
+        description="the most a `Stripe-Signature` timestamp may be off from now",
+    )
+    # Links the account to the deal that won it (closed loop).
+    deal_id_metadata_key: str = Field(
+        default="funnel_deal_id",
+        description="the subscription metadata key holding our deal id (e.g. `salesforce:006...`)",
+    )
 
     def secrets(self) -> list[str]:
         """The secrets a delivery may be signed with, current first."""
