@@ -1,7 +1,7 @@
 """``python -m boards`` (``make boards-preview``): a picture of each Grafana board.
 
 Starts a fresh ``funnel dev`` on free ports and a real Prometheus scraping it every
-second with the shipped config and rules (tests/deploy/live.py), runs ``funnel seed``,
+second with the shipped config and rules (funnel_tools.prometheus), runs ``funnel seed``,
 then evaluates every panel's own query from deploy/grafana/dashboards/ through
 Prometheus' HTTP API (``query_range`` for time series, an instant query where the
 panel asks for one) over the run, and draws each board to ``docs/board-<name>.png``.

@@ -1,6 +1,16 @@
 # syntax=docker/dockerfile:1
 # handoff: build from the repository root (the workspace and its lock live there):
 #   docker build -f deploy/docker/handoff.Dockerfile -t shared-funnel/handoff .
+#
+# One image, two processes. The web process (HTTP) is the default command; the worker
+# (outbox relay, consumer, SLA scanner, notifier) is the same image run with
+#   uvicorn --factory handoff.worker:create_app --host 0.0.0.0 --port 8012 ...
+# (deploy/k8s/base/handoff.yaml, deploy/compose.yaml). The image also carries the
+# `funnel` command (libs/cli) for operators and for the Kubernetes init container
+# (`funnel migrate handoff`). funnel-cli depends on the three services, so their code
+# comes along; the development tools (funnel-tools: funnel dev, seed, the embedded
+# PostgreSQL and broker) do not (tests/deploy/test_images.py checks the installed set).
+#
 # Multi-stage: uv installs exactly the locked dependencies (uv sync --frozen) into a
 # virtual environment in the build stage; the runtime stage gets only that environment
 # and runs as an unprivileged user (uid 10001) with nothing writable but /tmp.
@@ -22,11 +32,15 @@ COPY libs/cli/pyproject.toml libs/cli/
 COPY services/lead-intake/pyproject.toml services/lead-intake/
 COPY services/handoff/pyproject.toml services/handoff/
 COPY services/metrics/pyproject.toml services/metrics/
-RUN uv sync --frozen --no-dev --no-install-workspace --package handoff
-# Then the code: funnel-common and this service, installed as wheels (not editable).
+RUN uv sync --frozen --no-dev --no-install-workspace --package handoff --package funnel-cli
+# Then the code, installed as wheels (not editable): funnel-common, this service, and
+# funnel-cli with the services it mounts commands from.
 COPY libs/common libs/common
+COPY libs/cli libs/cli
+COPY services/lead-intake services/lead-intake
 COPY services/handoff services/handoff
-RUN uv sync --frozen --no-dev --no-editable --package handoff
+COPY services/metrics services/metrics
+RUN uv sync --frozen --no-dev --no-editable --package handoff --package funnel-cli
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 funnel \
@@ -34,11 +48,10 @@ RUN groupadd --system --gid 10001 funnel \
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    FUNNEL_HANDOFF_HOST=0.0.0.0 \
-    FUNNEL_HANDOFF_PORT=8002
+    PYTHONUNBUFFERED=1
 USER 10001:10001
-EXPOSE 8002
-# Migrations run at start-up (advisory-locked); Kubernetes also runs them in an init
-# container first (deploy/k8s/base/handoff.yaml).
-CMD ["uvicorn", "--factory", "handoff.app:create_app", "--host", "0.0.0.0", "--port", "8002", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "20"]
+# 8002: the web process; 8012: the worker's /healthz, /readyz and /metrics.
+EXPOSE 8002 8012
+# Migrations run at start-up of either process (advisory-locked); Kubernetes also runs
+# `funnel migrate handoff` in an init container first (deploy/k8s/base/handoff.yaml).
+CMD ["uvicorn", "--factory", "handoff.web:create_app", "--host", "0.0.0.0", "--port", "8002", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "20"]

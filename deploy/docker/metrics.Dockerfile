@@ -1,6 +1,16 @@
 # syntax=docker/dockerfile:1
 # metrics: build from the repository root (the workspace and its lock live there):
 #   docker build -f deploy/docker/metrics.Dockerfile -t shared-funnel/metrics .
+#
+# One image, two processes. The web process (HTTP) is the default command; the worker
+# (outbox relay, consumer) is the same image run with
+#   uvicorn --factory metrics.worker:create_app --host 0.0.0.0 --port 8013 ...
+# (deploy/k8s/base/metrics.yaml, deploy/compose.yaml). The image also carries the
+# `funnel` command (libs/cli) for operators and for the Kubernetes init container
+# (`funnel migrate metrics`). funnel-cli depends on the three services, so their code
+# comes along; the development tools (funnel-tools: funnel dev, seed, the embedded
+# PostgreSQL and broker) do not (tests/deploy/test_images.py checks the installed set).
+#
 # Multi-stage: uv installs exactly the locked dependencies (uv sync --frozen) into a
 # virtual environment in the build stage; the runtime stage gets only that environment
 # and runs as an unprivileged user (uid 10001) with nothing writable but /tmp.
@@ -22,11 +32,15 @@ COPY libs/cli/pyproject.toml libs/cli/
 COPY services/lead-intake/pyproject.toml services/lead-intake/
 COPY services/handoff/pyproject.toml services/handoff/
 COPY services/metrics/pyproject.toml services/metrics/
-RUN uv sync --frozen --no-dev --no-install-workspace --package metrics
-# Then the code: funnel-common and this service, installed as wheels (not editable).
+RUN uv sync --frozen --no-dev --no-install-workspace --package metrics --package funnel-cli
+# Then the code, installed as wheels (not editable): funnel-common, this service, and
+# funnel-cli with the services it mounts commands from.
 COPY libs/common libs/common
+COPY libs/cli libs/cli
+COPY services/lead-intake services/lead-intake
+COPY services/handoff services/handoff
 COPY services/metrics services/metrics
-RUN uv sync --frozen --no-dev --no-editable --package metrics
+RUN uv sync --frozen --no-dev --no-editable --package metrics --package funnel-cli
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 funnel \
@@ -34,11 +48,10 @@ RUN groupadd --system --gid 10001 funnel \
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    FUNNEL_METRICS_HOST=0.0.0.0 \
-    FUNNEL_METRICS_PORT=8003
+    PYTHONUNBUFFERED=1
 USER 10001:10001
-EXPOSE 8003
-# Migrations run at start-up (advisory-locked); Kubernetes also runs them in an init
-# container first (deploy/k8s/base/metrics.yaml).
-CMD ["uvicorn", "--factory", "metrics.app:create_app", "--host", "0.0.0.0", "--port", "8003", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "20"]
+# 8003: the web process; 8013: the worker's /healthz, /readyz and /metrics.
+EXPOSE 8003 8013
+# Migrations run at start-up of either process (advisory-locked); Kubernetes also runs
+# `funnel migrate metrics` in an init container first (deploy/k8s/base/metrics.yaml).
+CMD ["uvicorn", "--factory", "metrics.web:create_app", "--host", "0.0.0.0", "--port", "8003", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "20"]

@@ -12,7 +12,7 @@ import yaml
 
 from funnel_common.settings import CommonSettings
 from funnel_tools.dashboards import DEPLOY, PROMETHEUS_DIR, ROOT
-from tests.deploy.test_k8s_manifests import SERVICES, TOPICS, of_kind, render
+from tests.deploy.test_k8s_manifests import SERVICES, TOPICS, WORKER_PORTS, of_kind, render
 
 COMPOSE = DEPLOY / "compose.yaml"
 
@@ -26,7 +26,7 @@ def test_compose_has_kafka_postgres_the_services_prometheus_and_grafana() -> Non
     services = compose()["services"]
 
     assert {"kafka-1", "kafka-2", "kafka-3", "postgres", "prometheus", "grafana"} <= set(services)
-    assert set(SERVICES) <= set(services)
+    assert set(SERVICES) | {f"{name}-worker" for name in SERVICES} <= set(services)
 
 
 def test_every_build_file_and_mounted_path_exists() -> None:
@@ -43,7 +43,21 @@ def test_every_build_file_and_mounted_path_exists() -> None:
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), f"{name}: {source}"
                 checked += 1
-    assert checked == 3 + 4
+    assert checked == 6 + 4
+
+
+def test_each_worker_runs_its_web_services_image_with_the_worker_command() -> None:
+    services = compose()["services"]
+    for name in SERVICES:
+        web, worker = services[name], services[f"{name}-worker"]
+        module = name.replace("-", "_")
+
+        assert worker["build"] == web["build"]
+        assert worker["image"] == web["image"]
+        assert "command" not in web, "the web process is the image's default command"
+        assert worker["command"][:3] == ["uvicorn", "--factory", f"{module}.worker:create_app"]
+        assert worker["command"][worker["command"].index("--port") + 1] == str(WORKER_PORTS[name])
+        assert worker["environment"] == web["environment"]
 
 
 def test_each_dockerfile_is_multi_stage_locked_and_non_root() -> None:
@@ -55,9 +69,14 @@ def test_each_dockerfile_is_multi_stage_locked_and_non_root() -> None:
         assert "uv sync --frozen --no-dev" in dockerfile
         assert f"--package {name}" in dockerfile
         assert re.search(r"^USER 10001", dockerfile, re.MULTILINE)
-        assert f'"{module}.app:create_app"' in dockerfile
-        assert f"EXPOSE {port}" in dockerfile
-        assert f"FUNNEL_{prefix}_PORT={port}" in dockerfile
+        # The web process is the default command; the worker is named in its comment
+        # (the manifests and compose run it with the same image).
+        assert f'CMD ["uvicorn", "--factory", "{module}.web:create_app"' in dockerfile
+        assert f"{module}.worker:create_app" in dockerfile
+        assert f"EXPOSE {port} {WORKER_PORTS[name]}" in dockerfile
+        # uvicorn's --host/--port decide; these settings no longer exist.
+        assert f"FUNNEL_{prefix}_PORT" not in dockerfile
+        assert f"FUNNEL_{prefix}_HOST" not in dockerfile
         for copied in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.MULTILINE):
             assert (ROOT / copied).exists(), f"{name}: COPY {copied}"
 
@@ -65,18 +84,24 @@ def test_each_dockerfile_is_multi_stage_locked_and_non_root() -> None:
 def test_services_run_read_only_as_the_image_user_with_the_kubernetes_settings() -> None:
     services = compose()["services"]
     (config,) = of_kind(render("prod"), "ConfigMap").values()
-    for name, (prefix, port, settings) in SERVICES.items():
+    processes = [
+        (process, prefix, exposed, settings)
+        for name, (prefix, port, settings) in SERVICES.items()
+        for process, exposed in ((name, port), (f"{name}-worker", WORKER_PORTS[name]))
+    ]
+    for name, prefix, port, settings in processes:
         service = services[name]
         environment = service["environment"]
 
         assert service["read_only"] is True
         assert service["user"] == "10001:10001"
+        assert service["cap_drop"] == ["ALL"]
         assert service["ports"] == [f"{port}:{port}"]
         assert f"FUNNEL_{prefix}_DATABASE_URL" in environment
         own = {f"FUNNEL_{prefix}_{field.upper()}" for field in settings.model_fields}
         common = {f"FUNNEL_{field.upper()}" for field in CommonSettings.model_fields}
         assert set(environment) <= own | common, "a setting the services do not have"
-        assert "/readyz" in " ".join(service["healthcheck"]["test"])
+        assert f"{port}/readyz" in " ".join(service["healthcheck"]["test"])
         for key in (
             "FUNNEL_KAFKA_ENABLE_IDEMPOTENCE",
             "FUNNEL_KAFKA_REPLICATION_FACTOR",
@@ -110,16 +135,26 @@ def test_kafka_is_three_kraft_nodes_with_the_kubernetes_topics() -> None:
 
 
 def test_compose_prometheus_scrapes_the_same_jobs_as_the_local_config() -> None:
-    def jobs(path: Path) -> dict[str, int]:
+    def targets(path: Path) -> dict[tuple[str, str], str]:
         config = yaml.safe_load(path.read_text())
         return {
-            job["job_name"]: int(job["static_configs"][0]["targets"][0].rsplit(":", 1)[1])
+            (job["job_name"], group["labels"]["component"]): target
             for job in config["scrape_configs"]
+            for group in job["static_configs"]
+            for target in group["targets"]
         }
 
-    expected = {name: port for name, (_, port, _) in SERVICES.items()}
-    assert jobs(PROMETHEUS_DIR / "prometheus-compose.yml") == expected
-    assert jobs(PROMETHEUS_DIR / "prometheus.yml") == expected
+    in_compose = targets(PROMETHEUS_DIR / "prometheus-compose.yml")
+    expected = {}
+    for name, (_, port, _) in SERVICES.items():
+        expected[name, "web"] = f"{name}:{port}"
+        expected[name, "worker"] = f"{name}-worker:{WORKER_PORTS[name]}"
+    assert in_compose == expected
+    assert set(compose()["services"]) >= {target.split(":")[0] for target in in_compose.values()}
+    local = targets(PROMETHEUS_DIR / "prometheus.yml")
+    assert {key: target.split(":")[1] for key, target in local.items()} == {
+        key: target.split(":")[1] for key, target in expected.items()
+    }
 
 
 def test_dashboard_provider_points_where_compose_mounts_the_boards() -> None:

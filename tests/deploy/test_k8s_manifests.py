@@ -2,16 +2,17 @@
 
 Built-in kinds are validated strictly against the Kubernetes OpenAPI schemas bundled
 in the kubernetes-validate wheel (offline). The custom resources (Strimzi Kafka,
-KafkaNodePool, KafkaTopic; CloudNativePG Cluster; Prometheus Operator ServiceMonitor)
-have no bundled schema, so they are checked structurally here: apiVersion, kind,
-metadata and the spec keys their operators require, plus the values this platform
-depends on (KRaft, replication, topics, the Secret name the services read).
+KafkaNodePool, KafkaTopic; CloudNativePG Cluster; Prometheus Operator PodMonitor and
+PrometheusRule) have no bundled schema, so they are checked structurally here:
+apiVersion, kind, metadata and the spec keys their operators require, plus the values
+this platform depends on (KRaft, replication, topics, the Secret name the services read).
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -43,6 +44,17 @@ SERVICES: dict[str, tuple[str, int, type[BaseSettings]]] = {
     "handoff": ("HANDOFF", 8002, HandoffSettings),
     "metrics": ("METRICS", 8003, MetricsSettings),
 }
+# Each service's worker process serves /healthz, /readyz and /metrics on its own port.
+WORKER_PORTS = {"lead-intake": 8011, "handoff": 8012, "metrics": 8013}
+COMPONENTS = ("web", "worker")
+# The Deployments: the web one keeps the service's name, the worker's adds "-worker".
+DEPLOYMENTS = {
+    (name if component == "web" else f"{name}-worker"): (name, component)
+    for name in SERVICES
+    for component in COMPONENTS
+}
+# Consumer groups read every partition of their topics: more workers than that idle.
+CONSUMERS = ("handoff", "metrics")
 # Custom resources: the spec keys their operators refuse to work without.
 CUSTOM_RESOURCES = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): {"kafka"},
@@ -84,6 +96,43 @@ def pod_spec(deployment: Manifest) -> Manifest:
     return spec
 
 
+def pod_labels(deployment: Manifest) -> dict[str, str]:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def selects(selector: Manifest, labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels and matchExpressions) matches."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values", [])
+        matched = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+def pods(manifests: tuple[Manifest, ...]) -> dict[str, dict[str, str]]:
+    """Each Deployment's pod labels, by Deployment name."""
+    return {name: pod_labels(d) for name, d in of_kind(manifests, "Deployment").items()}
+
+
+def cpu(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def memory(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(quantity[:-2]) * units[quantity[-2:]] if quantity[-2:] in units else int(quantity)
+
+
 @pytest.fixture(params=OVERLAYS)
 def manifests(request: pytest.FixtureRequest) -> tuple[Manifest, ...]:
     return render(request.param)
@@ -103,11 +152,11 @@ def test_every_built_in_object_is_valid_against_the_kubernetes_schema(
     assert validated == {
         "Namespace": 1,
         "ConfigMap": 1,
-        "Deployment": 3,
+        "Deployment": 6,
         "Service": 3,
         "HorizontalPodAutoscaler": 3,
-        "PodDisruptionBudget": 3,
-        "NetworkPolicy": 4,
+        "PodDisruptionBudget": 6,
+        "NetworkPolicy": 7,
     }
 
 
@@ -136,8 +185,7 @@ def test_custom_resources_have_their_required_structure(manifests: tuple[Manifes
         "KafkaNodePool": 1,
         "KafkaTopic": len(TOPICS),
         "Cluster": 1,
-        "ServiceMonitor": 1,
-        "PodMonitor": 1,
+        "PodMonitor": 2,
         "PrometheusRule": 1,
     }
 
@@ -155,20 +203,42 @@ def test_everything_lands_in_the_overlay_namespace(overlay: str, expected: str) 
             assert manifest["metadata"]["namespace"] == expected, manifest["metadata"]["name"]
 
 
-def test_each_service_has_probes_resources_and_a_locked_down_container(
+def test_each_service_has_a_web_and_a_worker_deployment_labelled_as_such(
     manifests: tuple[Manifest, ...],
 ) -> None:
     deployments = of_kind(manifests, "Deployment")
 
-    assert set(deployments) == set(SERVICES)
+    assert set(deployments) == set(DEPLOYMENTS)
     for name, deployment in deployments.items():
+        service, component = DEPLOYMENTS[name]
+        expected = {"app.kubernetes.io/name": service, "app.kubernetes.io/component": component}
+        assert deployment["spec"]["selector"]["matchLabels"] == expected
+        assert expected.items() <= deployment["metadata"]["labels"].items()
+        assert expected.items() <= pod_labels(deployment).items()
+        (container,) = pod_spec(deployment)["containers"]
+        assert container["name"] == name
+        assert container["args"][:3] == [
+            "uvicorn",
+            "--factory",
+            f"{service.replace('-', '_')}.{component}:create_app",
+        ]
+
+
+def test_each_process_has_probes_resources_and_a_locked_down_container(
+    manifests: tuple[Manifest, ...],
+) -> None:
+    for name, deployment in of_kind(manifests, "Deployment").items():
+        service, component = DEPLOYMENTS[name]
         spec = pod_spec(deployment)
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert spec["automountServiceAccountToken"] is False
         (container,) = spec["containers"]
-        port = container["ports"][0]
-        assert (port["name"], port["containerPort"]) == ("http", SERVICES[name][1])
+        (port,) = container["ports"]
+        expected_port = SERVICES[service][1] if component == "web" else WORKER_PORTS[service]
+        assert (port["name"], port["containerPort"]) == ("http", expected_port)
+        assert container["args"][container["args"].index("--port") + 1] == str(expected_port)
+        assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         assert {"cpu", "memory"} <= set(container["resources"]["requests"])
@@ -181,13 +251,34 @@ def test_each_service_has_probes_resources_and_a_locked_down_container(
             assert each["image"] == container["image"]
 
 
-def test_migrations_run_in_an_init_container_before_the_service(
+def test_web_and_worker_run_the_same_image(manifests: tuple[Manifest, ...]) -> None:
+    deployments = of_kind(manifests, "Deployment")
+    for service in SERVICES:
+        web = pod_spec(deployments[service])["containers"][0]
+        worker = pod_spec(deployments[f"{service}-worker"])["containers"][0]
+        assert web["image"] == worker["image"]
+        assert web["image"].split(":")[0].endswith(f"shared-funnel/{service}")
+
+
+def test_lead_intakes_worker_a_relay_alone_is_sized_below_its_web(
+    manifests: tuple[Manifest, ...],
+) -> None:
+    deployments = of_kind(manifests, "Deployment")
+    web = pod_spec(deployments["lead-intake"])["containers"][0]["resources"]
+    worker = pod_spec(deployments["lead-intake-worker"])["containers"][0]["resources"]
+
+    assert cpu(worker["requests"]["cpu"]) < cpu(web["requests"]["cpu"])
+    assert memory(worker["requests"]["memory"]) < memory(web["requests"]["memory"])
+    assert memory(worker["limits"]["memory"]) < memory(web["limits"]["memory"])
+
+
+def test_migrations_run_in_an_init_container_with_the_funnel_command(
     manifests: tuple[Manifest, ...],
 ) -> None:
     for name, deployment in of_kind(manifests, "Deployment").items():
         (init,) = pod_spec(deployment)["initContainers"]
         assert init["name"] == "migrate"
-        assert "migrate_dsn" in init["command"][-1], name
+        assert init["command"] == ["funnel", "migrate", DEPLOYMENTS[name][0]], name
 
 
 def test_config_comes_from_the_configmap_and_secrets_only_by_reference(
@@ -196,7 +287,7 @@ def test_config_comes_from_the_configmap_and_secrets_only_by_reference(
     configmaps = of_kind(manifests, "ConfigMap")
     (cluster_name,) = of_kind(manifests, "Cluster")
     for name, deployment in of_kind(manifests, "Deployment").items():
-        prefix = SERVICES[name][0]
+        prefix = SERVICES[DEPLOYMENTS[name][0]][0]
         spec = pod_spec(deployment)
         for each in [*spec["containers"], *spec["initContainers"]]:
             assert [ref["configMapRef"]["name"] for ref in each["envFrom"]] == ["funnel-config"]
@@ -230,58 +321,150 @@ def test_every_setting_named_in_the_manifests_exists_in_the_services() -> None:
 
     assert set(config["data"]) <= common
     for name, deployment in of_kind(manifests, "Deployment").items():
-        prefix, _, settings = SERVICES[name]
+        prefix, _, settings = SERVICES[DEPLOYMENTS[name][0]]
         own = {f"FUNNEL_{prefix}_{field.upper()}" for field in settings.model_fields}
-        for each in pod_spec(deployment)["containers"]:
-            assert {variable["name"] for variable in each["env"]} <= own | common
+        spec = pod_spec(deployment)
+        for each in [*spec["containers"], *spec["initContainers"]]:
+            assert {variable["name"] for variable in each["env"]} <= own | common, name
 
 
-def test_services_hpas_and_pdbs_select_the_deployments_pods(
+def test_the_web_service_hpa_and_pdb_select_the_web_pods_only(
     manifests: tuple[Manifest, ...],
 ) -> None:
     services = of_kind(manifests, "Service")
     hpas = of_kind(manifests, "HorizontalPodAutoscaler")
     pdbs = of_kind(manifests, "PodDisruptionBudget")
-    for name, deployment in of_kind(manifests, "Deployment").items():
-        labels = deployment["spec"]["template"]["metadata"]["labels"]
-        assert services[name]["spec"]["selector"].items() <= labels.items()
+    deployments = of_kind(manifests, "Deployment")
+    labels = pods(manifests)
+
+    assert set(services) == set(hpas) == set(SERVICES)
+    assert set(pdbs) == set(DEPLOYMENTS)
+    for name in SERVICES:
+        selector = {"matchLabels": services[name]["spec"]["selector"]}
+        # An HPA measures the pods its target's selector matches: workers must not count.
+        assert {d for d, pod in labels.items() if selects(selector, pod)} == {name}
+        assert {
+            d for d, pod in labels.items() if selects(deployments[name]["spec"]["selector"], pod)
+        } == {name}
         assert services[name]["spec"]["ports"][0]["targetPort"] == "http"
-        assert pdbs[name]["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert hpas[name]["spec"]["scaleTargetRef"]["name"] == name
-        assert hpas[name]["spec"]["minReplicas"] <= deployment["spec"]["replicas"]
-        assert labels["app.kubernetes.io/part-of"] == "shared-funnel"
+        assert hpas[name]["spec"]["minReplicas"] <= deployments[name]["spec"]["replicas"]
+    for name, pdb in pdbs.items():
+        assert {d for d, pod in labels.items() if selects(pdb["spec"]["selector"], pod)} == {name}
+    for pod in labels.values():
+        assert pod["app.kubernetes.io/part-of"] == "shared-funnel"
 
 
-def test_the_service_monitor_scrapes_every_service_port_named_http(
+def test_workers_have_no_service_and_no_cpu_autoscaler(manifests: tuple[Manifest, ...]) -> None:
+    # Nothing calls a worker, and consumers scale by partitions, not by CPU.
+    targets = {
+        hpa["spec"]["scaleTargetRef"]["name"]
+        for hpa in of_kind(manifests, "HorizontalPodAutoscaler").values()
+    }
+    workers = {name for name, (_, component) in DEPLOYMENTS.items() if component == "worker"}
+    labels = pods(manifests)
+
+    assert targets & workers == set()
+    for service in of_kind(manifests, "Service").values():
+        selector = {"matchLabels": service["spec"]["selector"]}
+        assert not any(selects(selector, labels[worker]) for worker in workers)
+
+
+def test_consumer_workers_never_outnumber_the_partitions(manifests: tuple[Manifest, ...]) -> None:
+    deployments = of_kind(manifests, "Deployment")
+    (config,) = of_kind(manifests, "ConfigMap").values()
+    partitions = {
+        topic["spec"]["partitions"] for topic in of_kind(manifests, "KafkaTopic").values()
+    }
+
+    assert partitions == {int(config["data"]["FUNNEL_KAFKA_TOPIC_PARTITIONS"])}
+    for service in CONSUMERS:
+        assert deployments[f"{service}-worker"]["spec"]["replicas"] <= min(partitions)
+
+
+def test_one_pod_monitor_scrapes_web_and_worker_pods_on_their_http_port(
     manifests: tuple[Manifest, ...],
 ) -> None:
-    (monitor,) = of_kind(manifests, "ServiceMonitor").values()
-    selector = monitor["spec"]["selector"]["matchLabels"]
+    monitor = of_kind(manifests, "PodMonitor")["shared-funnel"]
+    spec = monitor["spec"]
 
-    selected = [
-        service
-        for service in of_kind(manifests, "Service").values()
-        if selector.items() <= service["metadata"]["labels"].items()
+    assert {d for d, pod in pods(manifests).items() if selects(spec["selector"], pod)} == set(
+        DEPLOYMENTS
+    )
+    # job = the service (as in deploy/prometheus/*.yml), component = web | worker.
+    assert spec["jobLabel"] == "app.kubernetes.io/name"
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert endpoint["port"] == "http"
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["relabelings"] == [
+        {
+            "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+            "targetLabel": "component",
+        }
     ]
-    assert len(selected) == 3
-    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
-    assert monitor["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    assert of_kind(manifests, "ServiceMonitor") == {}
+
+
+def _policies_for(manifests: tuple[Manifest, ...], deployment: str, kind: str) -> list[Manifest]:
+    labels = pods(manifests)[deployment]
+    return [
+        policy["spec"]
+        for policy in of_kind(manifests, "NetworkPolicy").values()
+        if kind in policy["spec"]["policyTypes"] and selects(policy["spec"]["podSelector"], labels)
     ]
 
 
-def test_network_policies_deny_by_default_and_open_only_kafka_postgres_and_dns(
+def test_network_policies_deny_by_default_and_open_only_what_each_process_uses(
     manifests: tuple[Manifest, ...],
 ) -> None:
     policies = of_kind(manifests, "NetworkPolicy")
     deny = policies["services-default-deny"]["spec"]
-    egress = policies["services-egress"]["spec"]["egress"]
-
     assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
     assert "ingress" not in deny
     assert "egress" not in deny
-    ports = sorted(port["port"] for rule in egress for port in rule["ports"])
-    assert ports == [53, 53, 5432, 9092]
+
+    for name, (service, component) in DEPLOYMENTS.items():
+        assert selects(deny["podSelector"], pods(manifests)[name])
+        egress = sorted(
+            port["port"]
+            for spec in _policies_for(manifests, name, "Egress")
+            for rule in spec.get("egress", [])
+            for port in rule["ports"]
+        )
+        expected = [53, 53, 5432] if component == "web" else [53, 53, 5432, 9092]
+        if (service, component) == ("handoff", "worker"):
+            expected = sorted([*expected, 80, 443])  # the notifier's webhooks
+        assert egress == expected, name
+
+        sources = [
+            peer
+            for spec in _policies_for(manifests, name, "Ingress")
+            for rule in spec.get("ingress", [])
+            for peer in rule["from"]
+        ]
+        namespaces = {
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for peer in sources
+        }
+        assert namespaces == (
+            {"ingress-nginx", "monitoring"} if component == "web" else {"monitoring"}
+        )
+
+
+def test_only_the_workers_reach_kafka_and_every_process_postgres(
+    manifests: tuple[Manifest, ...],
+) -> None:
+    (kafka,) = of_kind(manifests, "Kafka").values()
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    postgres = of_kind(manifests, "NetworkPolicy")["postgres-ingress"]["spec"]["ingress"][0]
+
+    for name, (_, component) in DEPLOYMENTS.items():
+        labels = pods(manifests)[name]
+        reaches_kafka = any(
+            selects(peer["podSelector"], labels) for peer in listener["networkPolicyPeers"]
+        )
+        assert reaches_kafka is (component == "worker"), name
+        assert any(selects(peer["podSelector"], labels) for peer in postgres["from"]), name
 
 
 def test_kafka_is_kraft_with_the_platforms_topics(manifests: tuple[Manifest, ...]) -> None:
@@ -321,16 +504,29 @@ def test_production_has_replication_three_min_insync_two_and_three_of_everything
         assert topic["spec"]["config"]["min.insync.replicas"] == 2
     assert cluster["spec"]["instances"] == 3
     assert config["data"]["FUNNEL_ENVIRONMENT"] == "production"
-    for deployment in of_kind(manifests, "Deployment").values():
-        assert deployment["spec"]["replicas"] == 3
+    deployments = of_kind(manifests, "Deployment")
+    for name, deployment in deployments.items():
         assert ":" in pod_spec(deployment)["containers"][0]["image"].rsplit("/", 1)[-1]
-    for pdb in of_kind(manifests, "PodDisruptionBudget").values():
-        assert pdb["spec"]["minAvailable"] == 2
+        service, component = DEPLOYMENTS[name]
+        if component == "web" or service in CONSUMERS:
+            assert deployment["spec"]["replicas"] == 3, name
+    # lead-intake's worker is its relay alone: a leader and a standby.
+    assert deployments["lead-intake-worker"]["spec"]["replicas"] == 2
+    for name, pdb in of_kind(manifests, "PodDisruptionBudget").items():
+        if DEPLOYMENTS[name][1] == "web":
+            assert pdb["spec"]["minAvailable"] == 2
+        else:
+            # Never a budget that blocks every eviction (a node drain would hang).
+            assert pdb["spec"]["maxUnavailable"] == 1
+            assert deployments[name]["spec"]["replicas"] >= 2
 
 
 def test_the_migrate_init_container_migrates_a_real_database(database_url: str) -> None:
-    for name, deployment in of_kind(render("prod"), "Deployment").items():
-        (init,) = pod_spec(deployment)["initContainers"]
+    deployments = of_kind(render("prod"), "Deployment")
+    for name in SERVICES:
+        (init,) = pod_spec(deployments[name])["initContainers"]
+        # The worker's init container is the same (checked above): run each once.
+        assert init == pod_spec(deployments[f"{name}-worker"])["initContainers"][0]
         prefix = SERVICES[name][0]
         # Every secret the init container reads, with a real-looking value (lead-intake
         # has integration secrets besides FUNNEL_AUTH_SECRET).
@@ -345,14 +541,17 @@ def test_the_migrate_init_container_migrates_a_real_database(database_url: str) 
             f"FUNNEL_{prefix}_DATABASE_URL": database_url,
             "FUNNEL_ENVIRONMENT": "production",
         }
-        command = [sys.executable, *init["command"][1:]]
+        # `funnel` as the image installs it (here beside this interpreter).
+        command = [str(Path(sys.executable).with_name(init["command"][0])), *init["command"][1:]]
 
         first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
+        # The container's log is both streams (metrics' command prints to stderr).
         assert first.returncode == 0, first.stderr
-        assert "migrations applied: [" in first.stdout, first.stdout
-        assert again.stdout.strip() == "migrations applied: none pending", again.stdout
+        assert re.match(rf"{name}: [1-9]\d* migration\(s\) applied\n", first.stdout + first.stderr)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout + again.stderr == f"{name}: 0 migration(s) applied\n"
 
 
 def test_the_prometheus_rule_object_carries_exactly_the_shipped_rules() -> None:

@@ -1,11 +1,12 @@
 """A real Prometheus scraping a real `funnel dev`: every shipped query runs and parses.
 
-`funnel dev` runs as a subprocess on free ports, gets a little traffic (leads, a
-refused request, an unknown path, one undecodable Kafka record that both consumers
-park in the DLQ, and a small `funnel seed` with real SLA breaches), and Prometheus (the
-Debian package) scrapes it every second with deploy/prometheus/prometheus.yml, its
-targets pointed at those ports, and the rules loaded (tests/deploy/live.py). Then every
-dashboard query and every rule expression goes through the HTTP API.
+`funnel dev` runs as a subprocess on free ports (each service as a web and a worker
+process), gets a little traffic (leads, a refused request, an unknown path, one
+undecodable Kafka record that both consumers park in the DLQ, and a small `funnel seed`
+with real SLA breaches), and Prometheus (the Debian package) scrapes all six processes
+every second with deploy/prometheus/prometheus.yml, its targets pointed at those ports,
+and the rules loaded (funnel_tools.prometheus). Then every dashboard query and every
+rule expression goes through the HTTP API.
 
 A query must return data unless it reads a metric that no service exports yet
 (NOT_EXPORTED_YET); that list names the features still being built, and the test
@@ -190,7 +191,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         run_seed(platform, "--seed", "3", "--leads", "30", "--breach-share", "0.3", "--run", "live")
         wait_until(
             lambda: (
-                live.has_data('up{job=~"lead-intake|handoff|metrics"} == 1', count=3)
+                live.has_data('up{job=~"lead-intake|handoff|metrics"} == 1', count=6)
                 and live.has_data("max(funnel_leads_captured_total) >= 5")
                 and live.has_data('funnel_events_consumed_total{outcome="dead_lettered"}', count=2)
                 and live.has_data("rate(funnel_http_requests_total[1m]) > 0")
@@ -220,6 +221,45 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
 
 
 SHIPPED = dashboard_queries() + rule_queries()
+JOBS = ("lead-intake", "handoff", "metrics")
+
+
+def _jobs_and_components(prometheus: Prometheus, expr: str) -> set[tuple[str, str]]:
+    return {
+        (series["metric"]["job"], series["metric"]["component"])
+        for series in prometheus.series(expr)
+    }
+
+
+def test_each_service_is_scraped_as_a_web_and_a_worker_process(prometheus: Prometheus) -> None:
+    up = _jobs_and_components(prometheus, "up == 1")
+
+    assert up == {(job, component) for job in JOBS for component in ("web", "worker")}
+
+
+def test_events_are_published_and_consumed_by_the_workers_and_http_served_by_the_web(
+    prometheus: Prometheus,
+) -> None:
+    published = "sum by (job, component) (funnel_outbox_published_total) > 0"
+    wait_until(
+        lambda: prometheus.has_data(published, count=3),
+        timeout=30,
+        what="every service's relay to have published",
+    )
+
+    assert _jobs_and_components(prometheus, published) == {(job, "worker") for job in JOBS}
+    consumed = "sum by (job, component) (funnel_events_consumed_total)"
+    assert _jobs_and_components(prometheus, consumed) == {
+        ("handoff", "worker"),
+        ("metrics", "worker"),
+    }
+    served = "sum by (job, component) (funnel_http_requests_total)"
+    assert _jobs_and_components(prometheus, served) == {(job, "web") for job in JOBS}
+    # The funnel figures and handoff's own gauges come from the web processes.
+    figures = "count by (job, component) (funnel_leads_captured_total or funnel_handoff_open)"
+    exported_by = _jobs_and_components(prometheus, figures)
+    assert ("metrics", "web") in exported_by
+    assert exported_by <= {("metrics", "web"), ("handoff", "web")}
 
 
 def test_the_not_exported_yet_list_holds_only_missing_metrics(prometheus: Prometheus) -> None:

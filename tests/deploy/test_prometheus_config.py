@@ -13,6 +13,7 @@ from funnel_tools.dashboards import PROMETHEUS_DIR, RULE_FILES, rules
 from tests.conftest import require_system_tool
 
 SERVICES = {"lead-intake": 8001, "handoff": 8002, "metrics": 8003}
+WORKERS = {"lead-intake": 8011, "handoff": 8012, "metrics": 8013}
 
 
 @pytest.fixture(scope="module")
@@ -103,17 +104,24 @@ def _local_config() -> dict[str, Any]:
     return config
 
 
-def test_local_config_is_valid_and_scrapes_the_three_services_on_their_ports(
+def test_local_config_is_valid_and_scrapes_web_and_worker_of_each_service(
     promtool: str,
 ) -> None:
     result = run(promtool, "check", "config", str(PROMETHEUS_DIR / "prometheus.yml"))
 
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = {
-        job["job_name"]: job["static_configs"][0]["targets"]
+        job["job_name"]: [(group["labels"], group["targets"]) for group in job["static_configs"]]
         for job in _local_config()["scrape_configs"]
     }
-    assert jobs == {name: [f"127.0.0.1:{port}"] for name, port in SERVICES.items()}
+    # One job per service (rules join its processes by job), a component per process.
+    assert jobs == {
+        name: [
+            ({"component": "web"}, [f"127.0.0.1:{port}"]),
+            ({"component": "worker"}, [f"127.0.0.1:{WORKERS[name]}"]),
+        ]
+        for name, port in SERVICES.items()
+    }
 
 
 def test_kubernetes_config_is_valid_apart_from_discovery(promtool: str, tmp_path: Path) -> None:
@@ -122,12 +130,13 @@ def test_kubernetes_config_is_valid_apart_from_discovery(promtool: str, tmp_path
     # with the discovery swapped for a static target.
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus-k8s.yml").read_text())
     services, exporter = config["scrape_configs"]
-    relabelled_to_job = [
-        step for step in services["relabel_configs"] if step.get("target_label") == "job"
-    ]
-    assert relabelled_to_job[0]["source_labels"] == [
-        "__meta_kubernetes_pod_label_app_kubernetes_io_name"
-    ]
+    relabelled = {
+        step["target_label"]: step["source_labels"]
+        for step in services["relabel_configs"]
+        if "target_label" in step
+    }
+    assert relabelled["job"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+    assert relabelled["component"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]
     assert exporter["job_name"] == "kafka-exporter"
     for job in (services, exporter):
         assert job["kubernetes_sd_configs"] == [

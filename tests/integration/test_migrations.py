@@ -4,8 +4,11 @@ import asyncio
 from pathlib import Path
 
 import asyncpg
+import pytest
+from typer.testing import CliRunner
 
-from funnel_common.db import migrate_dsn
+from funnel_cli.main import app as cli
+from funnel_common.db import MigrationChanged, migrate_dsn
 
 
 def _service_migrations(tmp_path: Path) -> Path:
@@ -74,3 +77,50 @@ async def test_a_failing_migration_leaves_nothing_half_applied(
     finally:
         await connection.close()
     assert schema is None
+
+
+async def test_a_migration_edited_after_it_was_applied_stops_the_next_run(
+    database_url: str, tmp_path: Path
+) -> None:
+    directory = _service_migrations(tmp_path)
+    await migrate_dsn(database_url, schema="svc", directory=directory)
+    (directory / "0002_more.sql").write_text("ALTER TABLE things ADD COLUMN label text;")
+
+    with pytest.raises(MigrationChanged, match="service:0002_more"):
+        await migrate_dsn(database_url, schema="svc", directory=directory)
+
+
+async def test_a_database_migrated_before_checksums_gets_them_and_is_then_checked(
+    database_url: str, tmp_path: Path
+) -> None:
+    directory = _service_migrations(tmp_path)
+    await migrate_dsn(database_url, schema="svc", directory=directory)
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("ALTER TABLE svc.schema_migrations DROP COLUMN checksum")
+        await migrate_dsn(database_url, schema="svc", directory=directory)
+        missing = await connection.fetchval(
+            "SELECT count(*) FROM svc.schema_migrations WHERE checksum IS NULL"
+        )
+    finally:
+        await connection.close()
+    (directory / "0001_things.sql").write_text("CREATE TABLE things (id bigint PRIMARY KEY);")
+
+    assert missing == 0
+    with pytest.raises(MigrationChanged):
+        await migrate_dsn(database_url, schema="svc", directory=directory)
+
+
+def test_funnel_migrate_applies_a_service_schema_then_finds_nothing_to_do(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FUNNEL_HANDOFF_DATABASE_URL", database_url)
+    runner = CliRunner()
+
+    first = runner.invoke(cli, ["migrate", "handoff"])
+    second = runner.invoke(cli, ["migrate", "handoff"])
+
+    assert first.exit_code == 0, first.output
+    assert "service:0001_init" in first.output
+    assert second.exit_code == 0, second.output
+    assert "0 migration(s) applied" in second.output

@@ -42,12 +42,29 @@ async def test_every_service_serves_probes_metrics_and_docs(platform: Platform) 
 
         assert healthz.json() == {"status": "ok"}
         assert readyz.status_code == 200
-        assert readyz.json()["checks"]["postgres"] == "ok"
-        assert readyz.json()["checks"]["broker"] == "ok"
+        assert readyz.json()["checks"] == {"postgres": "ok"}
         assert "funnel_http_requests_total" in metrics.text
+        assert "funnel_outbox_backlog" not in metrics.text
         assert docs.status_code == 200
         assert "swagger" in docs.text.lower()
         assert openapi.json()["info"]["title"].startswith("Shared Funnel")
+
+
+async def test_every_worker_serves_probes_and_its_own_metrics_but_no_api(
+    platform: Platform,
+) -> None:
+    for name, client in platform.workers.items():
+        healthz = await client.get("/healthz")
+        readyz = await client.get("/readyz")
+        metrics = await client.get("/metrics")
+        docs = await client.get("/docs")
+
+        assert healthz.json() == {"status": "ok"}, name
+        assert readyz.status_code == 200
+        assert readyz.json()["checks"]["broker"] == "ok"
+        assert readyz.json()["checks"]["outbox_relay"] in ("leader", "standby")
+        assert "funnel_outbox_backlog" in metrics.text
+        assert docs.status_code == 404
 
 
 async def test_http_metrics_use_the_route_template(platform: Platform) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from funnel_tools.seed import (
+from funnel_tools.seed.plan import (
     BREACHES_PER_UNANSWERED,
     DEMO_FORM,
     REPS,

@@ -21,8 +21,16 @@ from funnel_tools.dashboards import PROMETHEUS_DIR
 from funnel_tools.devplatform import DevPlatform
 from funnel_tools.embedded import wait_until
 
-# Scrape jobs in deploy/prometheus/prometheus.yml and the DevPlatform port each reads.
-JOB_PORTS = {"lead-intake": "intake", "handoff": "handoff", "metrics": "metrics"}
+# The targets of deploy/prometheus/prometheus.yml, by scrape job and `component` label,
+# and the DevPlatform port each one reads.
+JOB_PORTS = {
+    "lead-intake": {"web": "intake", "worker": "intake_worker"},
+    "handoff": {"web": "handoff", "worker": "handoff_worker"},
+    "metrics": {"web": "metrics", "worker": "metrics_worker"},
+}
+
+Targets = dict[str, dict[str, int]]
+"""Ports by scrape job, then by component (``web`` or ``worker``)."""
 
 
 @dataclass
@@ -61,14 +69,16 @@ class Prometheus:
             return False
 
 
-def prometheus_config(targets: dict[str, int]) -> dict[str, Any]:
+def prometheus_config(targets: Targets) -> dict[str, Any]:
     """deploy/prometheus/prometheus.yml with the given ports and a one-second rhythm."""
     config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"]["scrape_interval"] = "1s"
     config["global"]["evaluation_interval"] = "1s"
     config["rule_files"] = []
     for job in config["scrape_configs"]:
-        job["static_configs"][0]["targets"] = [f"127.0.0.1:{targets[job['job_name']]}"]
+        ports = targets[job["job_name"]]
+        for group in job["static_configs"]:
+            group["targets"] = [f"127.0.0.1:{ports[group['labels']['component']]}"]
     return config
 
 
@@ -86,9 +96,9 @@ def fast_rule_files(directory: Path) -> list[str]:
 
 
 def start_prometheus(
-    binary: str, directory: Path, targets: dict[str, int], port: int
+    binary: str, directory: Path, targets: Targets, port: int
 ) -> tuple[subprocess.Popen[bytes], Prometheus]:
-    """Prometheus scraping ``targets`` (job name -> port) with the shipped rules, ready."""
+    """Prometheus scraping ``targets`` (job, component -> port) with the shipped rules, ready."""
     config = prometheus_config(targets)
     config["rule_files"] = fast_rule_files(directory)
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -111,8 +121,11 @@ def start_prometheus(
     return server, live
 
 
-def platform_targets(platform: DevPlatform) -> dict[str, int]:
-    return {job: platform.ports[service] for job, service in JOB_PORTS.items()}
+def platform_targets(platform: DevPlatform) -> Targets:
+    return {
+        job: {component: platform.ports[name] for component, name in components.items()}
+        for job, components in JOB_PORTS.items()
+    }
 
 
 def run_seed(platform: DevPlatform, *args: str, timeout: float = 180) -> str:

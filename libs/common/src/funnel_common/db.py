@@ -2,12 +2,15 @@
 
 Each service owns one schema; its pool sets ``search_path`` to it, so service SQL is
 unqualified. Migrations are numbered ``.sql`` files: the common ones (outbox, inbox)
-first, then the service's own, each recorded in ``<schema>.schema_migrations``.
+first, then the service's own, each recorded in ``<schema>.schema_migrations`` with
+the SHA-256 of its text. A file edited after it was applied stops the migration loudly:
+the database no longer matches what the repository says built it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from importlib import resources
@@ -104,9 +107,17 @@ async def create_pool(
     return await pool
 
 
+class MigrationChanged(RuntimeError):
+    """An applied migration file's text differs from what was applied."""
+
+
 def _migration_files(directory: Path, origin: str) -> list[tuple[str, str]]:
     files = sorted(p for p in directory.glob("*.sql") if re.match(r"^\d{4}_", p.name))
     return [(f"{origin}:{path.stem}", path.read_text()) for path in files]
+
+
+def _checksum(sql: str) -> str:
+    return hashlib.sha256(sql.encode()).hexdigest()
 
 
 async def migrate(connection: asyncpg.Connection, *, schema: str, directory: Path) -> list[str]:
@@ -129,16 +140,36 @@ async def migrate(connection: asyncpg.Connection, *, schema: str, directory: Pat
                    version text PRIMARY KEY,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
+        # Databases migrated before checksums were kept get theirs on this run.
+        await connection.execute(
+            "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text"
+        )
         done = {
-            row["version"]
-            for row in await connection.fetch("SELECT version FROM schema_migrations")
+            row["version"]: row["checksum"]
+            for row in await connection.fetch("SELECT version, checksum FROM schema_migrations")
         }
         applied = []
         for version, sql in pending:
+            checksum = _checksum(sql)
             if version in done:
+                if done[version] is None:
+                    await connection.execute(
+                        "UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+                        version,
+                        checksum,
+                    )
+                elif done[version] != checksum:
+                    raise MigrationChanged(
+                        f"migration {version} of schema {schema} was edited after it was "
+                        "applied; add a new numbered migration instead"
+                    )
                 continue
             await connection.execute(sql)
-            await connection.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
+                version,
+                checksum,
+            )
             applied.append(version)
     if applied:
         log.info("migrations applied", extra={"schema": schema, "versions": applied})

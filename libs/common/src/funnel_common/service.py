@@ -263,7 +263,7 @@ def build_web_app(
         # configured by our settings: the server runs with --no-proxy-headers, so a
         # client on the same host cannot choose its address with X-Forwarded-For.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
-    app.include_router(probe_router(metrics, extra_metrics))
+    app.include_router(probe_router(metrics, extra_metrics, checks_broker=False))
     for router in routers:
         app.include_router(router)
     return app
@@ -282,7 +282,7 @@ def build_worker_app(
         lifespan=lifespan,
         docs=False,
     )
-    app.include_router(probe_router(metrics, None))
+    app.include_router(probe_router(metrics, None, checks_broker=True))
     return app
 
 
@@ -320,8 +320,15 @@ async def _postgres_ready(pool: asyncpg.Pool) -> bool:
     return True
 
 
-def probe_router(metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None) -> APIRouter:
-    """``/healthz`` (alive), ``/readyz`` (dependencies) and ``/metrics``."""
+def probe_router(
+    metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None, *, checks_broker: bool
+) -> APIRouter:
+    """``/healthz`` (alive), ``/readyz`` (dependencies) and ``/metrics``.
+
+    Only a worker talks to the broker, so only a worker's readiness looks at it: a web
+    process writes to PostgreSQL alone (the outbox), and reporting the broker there
+    would mark it degraded in every deployment where it cannot reach Kafka by design.
+    """
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers (and its workers run)")
@@ -333,18 +340,17 @@ def probe_router(metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None) -
             )
         return JSONResponse({"status": "ok"})
 
-    @router.get("/readyz", summary="Readiness: PostgreSQL and the broker")
+    @router.get("/readyz", summary="Readiness: PostgreSQL (and, for a worker, the broker)")
     async def readyz(request: Request) -> JSONResponse:
         runtime = runtime_of(request)
         postgres = await _postgres_ready(runtime.pool)
-        broker = await broker_reachable(runtime.settings)
-        # Ready means "can take work": with the broker down, writes still land in the
-        # outbox, so the broker only degrades readiness; PostgreSQL gates it.
+        broker = await broker_reachable(runtime.settings) if checks_broker else True
+        # Ready means "can take work": with the broker down, the outbox keeps the work,
+        # so the broker only degrades readiness; PostgreSQL gates it.
         status = "ready" if postgres and broker else "degraded" if postgres else "unavailable"
-        checks = {
-            "postgres": "ok" if postgres else "down",
-            "broker": "ok" if broker else "down",
-        }
+        checks = {"postgres": "ok" if postgres else "down"}
+        if checks_broker:
+            checks["broker"] = "ok" if broker else "down"
         workers: Workers | None = getattr(request.state, "workers", None)
         if workers is not None and workers.relay is not None:
             checks["outbox_relay"] = "leader" if workers.relay.is_leader else "standby"

@@ -181,9 +181,14 @@ LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 class PlatformMetrics:
     """The platform's own Prometheus metrics (HTTP, outbox, consumer), in one registry."""
 
-    def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, service: str, registry: CollectorRegistry | None = None, *, relays: bool = True
+    ) -> None:
+        """``relays=False`` for a web process: the outbox gauges then stay out of its
+        exposition, where they would be a constant 0 beside the worker's real ones."""
         self.service = service
         self.registry = registry or CollectorRegistry()
+        outbox_registry = self.registry if relays else CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.http_requests = Counter(
@@ -202,15 +207,15 @@ class PlatformMetrics:
         self.outbox_published = Counter(
             "funnel_outbox_published_total",
             "Outbox rows published to Kafka.",
-            registry=self.registry,
+            registry=outbox_registry,
         )
         self.outbox_backlog = Gauge(
-            "funnel_outbox_backlog", "Outbox rows not yet published.", registry=self.registry
+            "funnel_outbox_backlog", "Outbox rows not yet published.", registry=outbox_registry
         )
         self.outbox_oldest_age = Gauge(
             "funnel_outbox_oldest_age_seconds",
             "Age of the oldest unpublished outbox row (0 when empty).",
-            registry=self.registry,
+            registry=outbox_registry,
         )
         self.events_consumed = Counter(
             "funnel_events_consumed_total",

@@ -9,13 +9,13 @@ from fastapi import FastAPI
 
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from handoff import api, gauges, inbox, runtime
+from handoff import api, gauges, inbox, inbox_team, runtime
 from handoff.settings import HandoffSettings
 
 
 def create_app(settings: HandoffSettings | None = None) -> FastAPI:
     settings = settings or HandoffSettings()
-    metrics = PlatformMetrics(runtime.SERVICE)
+    metrics = PlatformMetrics(runtime.SERVICE, relays=False)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[WebState]:
@@ -28,6 +28,6 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.router, inbox.router],
+        routers=[api.router, inbox.router, inbox_team.router],
         extra_metrics=gauges.renderer(settings),
     )

@@ -23,7 +23,7 @@ class IntakeWebState(WebState):
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
-    metrics = PlatformMetrics(runtime.SERVICE)
+    metrics = PlatformMetrics(runtime.SERVICE, relays=False)
     # A bad forms or rules file stops start-up here, naming the line.
     context = api.IntakeContext(
         settings=settings,

@@ -101,6 +101,6 @@ def migrate() -> None:
 
     database_url = MetricsSettings().database_url
     applied = asyncio.run(migrate_dsn(database_url, schema=SCHEMA, directory=MIGRATIONS))
-    console.print(f"metrics: {len(applied)} migration(s) applied")
+    typer.echo(f"metrics: {len(applied)} migration(s) applied")
     for version in applied:
-        console.print(f"  {version}")
+        typer.echo(f"  {version}")

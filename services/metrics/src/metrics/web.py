@@ -15,7 +15,7 @@ from metrics.settings import MetricsSettings
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     settings = settings or MetricsSettings()
-    metrics = PlatformMetrics(runtime.SERVICE)
+    metrics = PlatformMetrics(runtime.SERVICE, relays=False)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[WebState]:
