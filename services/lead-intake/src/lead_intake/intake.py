@@ -244,7 +244,7 @@ def new_lead(
     ]
     if spam:
         return Captured(
-            accepted=LeadAccepted(lead_id=lead.lead_id, status="spam"),
+            accepted=LeadAccepted(lead_id=lead.lead_id, status="spam", receipt_id=submission_id),
             submission_id=submission_id,
             events=events,
             new_lead=NewLeadRow(
@@ -254,7 +254,12 @@ def new_lead(
     decision = qualify(policy.rules, facts_of(profile, form.form_type))
     events += decision_events(lead.lead_id, decision, profile, attribution, form)
     return Captured(
-        accepted=LeadAccepted(lead_id=lead.lead_id, status=decision.outcome, score=decision.score),
+        accepted=LeadAccepted(
+            lead_id=lead.lead_id,
+            status=decision.outcome,
+            score=decision.score,
+            receipt_id=submission_id,
+        ),
         submission_id=submission_id,
         events=events,
         new_lead=NewLeadRow(
@@ -321,7 +326,9 @@ def merge(
         attribution=known.attribution,
     )
     captured = Captured(
-        accepted=LeadAccepted(lead_id=lead_id, status="merged", score=decision.score),
+        accepted=LeadAccepted(
+            lead_id=lead_id, status="merged", score=decision.score, receipt_id=submission_id
+        ),
         submission_id=submission_id,
         events=events,
         touch=touch,

@@ -121,6 +121,7 @@ class LeadAccepted(BaseModel):
     lead_id: UUID
     status: LeadStatus
     score: int | None = None
+    receipt_id: UUID = Field(description="This submission's id, as an anonymous post gets it.")
 
 
 class LeadReceived(BaseModel):
