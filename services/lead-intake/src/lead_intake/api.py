@@ -52,6 +52,23 @@ def _submission_schema() -> dict[str, Any]:
     return LeadSubmission.model_json_schema()
 
 
+def _form_schema() -> dict[str, Any]:
+    """The submission as a plain HTML form sends it: a form has no null, and an input
+    left empty is a field not given."""
+    schema = LeadSubmission.model_json_schema()
+    required = set(schema.get("required", []))
+    for name, field in schema["properties"].items():
+        options = field.pop("anyOf", None)
+        if options is not None:
+            field.update(next(option for option in options if option.get("type") != "null"))
+        if "default" in field and field["default"] is None:
+            del field["default"]
+        if name not in required:
+            field = {"anyOf": [field, {"type": "string", "maxLength": 0}]}
+        schema["properties"][name] = field
+    return schema
+
+
 def _required_missing(form: Form, submission: LeadSubmission) -> RequestValidationError | None:
     missing = [
         name
@@ -117,7 +134,7 @@ def leads_router(context: IntakeContext) -> APIRouter:
                 "required": True,
                 "content": {
                     "application/json": {"schema": _submission_schema()},
-                    "application/x-www-form-urlencoded": {"schema": _submission_schema()},
+                    "application/x-www-form-urlencoded": {"schema": _form_schema()},
                 },
             }
         },

@@ -177,20 +177,26 @@ def _refused_events(tally: Tally) -> ProblemResponse:
 _SOAP_DOC: dict[str, Any] = {"text/xml": {"schema": {"type": "string"}}}
 
 
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI request body of a vendor's JSON delivery (the fields we read)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def connectors_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRouter:
     router = APIRouter(prefix=PREFIX.rstrip("/"), tags=["connectors"])
     currency = settings.common.reporting_currency
     hubspot_connector = Connector("hubspot", settings, metrics)
     salesforce_connector = Connector("salesforce", settings, metrics)
     stripe_connector = Connector("stripe", settings, metrics)
-    raw_body = {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {}}}}}  # fmt: skip
+    events = hubspot.HubSpotEvent.model_json_schema(by_alias=True)
+    hubspot_body = _json_body({"type": "array", "maxItems": hubspot.MAX_EVENTS, "items": events})
+    stripe_body = _json_body(stripe.StripeEvent.model_json_schema())
 
     @router.post(
         "/hubspot",
         response_model=ConnectorAccepted,
         summary="HubSpot webhooks API deliveries (deal events), signature v3",
-        openapi_extra=raw_body,
+        openapi_extra=hubspot_body,
         responses=problem_responses(401, 404, 413, 422, 503),
     )
     async def hubspot_delivery(request: Request, conn: Transaction) -> Response:
@@ -228,7 +234,7 @@ def connectors_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRo
         "/stripe",
         response_model=ConnectorAccepted,
         summary="Stripe customer.subscription.* events, Stripe-Signature",
-        openapi_extra=raw_body,
+        openapi_extra=stripe_body,
         responses=problem_responses(401, 404, 413, 422, 503),
     )
     async def stripe_delivery(request: Request, conn: Transaction) -> Response:

@@ -47,7 +47,10 @@ class LeadSubmission(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         str_strip_whitespace=True,
-        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 200}},
+        json_schema_extra={
+            "additionalProperties": {"type": "string", "maxLength": 200},
+            "propertyNames": {"minLength": 1, "maxLength": 80},
+        },
     )
 
     form_id: Label = DEFAULT_FORM
@@ -133,9 +136,18 @@ class LeadReceived(BaseModel):
 
 
 class DealWebhook(BaseModel):
-    """A deal outcome from the CRM. Missing amount/stage/close date keep the known ones."""
+    """A deal delivery from the CRM. Fields it leaves out keep the values other deliveries
+    set; deliveries may arrive in any order (the latest ``occurred_at`` wins per field)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Ids are taken exactly as sent (no trimming): the schema's lengths are the truth.
+    model_config = ConfigDict(
+        extra="forbid",
+        # A lost deal says why (also checked by the service).
+        json_schema_extra={
+            "if": {"properties": {"event": {"const": "lost"}}},
+            "then": {"required": ["reason"]},
+        },
+    )
 
     webhook_id: Label = Field(description="Unique per delivery; a redelivery changes nothing.")
     event: Literal["opened", "updated", "won", "lost"]
@@ -154,9 +166,9 @@ class DealWebhook(BaseModel):
 
 
 class AccountWebhook(BaseModel):
-    """A customer lifecycle event from billing."""
+    """A customer lifecycle event from billing (ids taken exactly as sent)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
     webhook_id: Label
     event: Literal["activated", "arr_changed", "churned"]

@@ -44,6 +44,8 @@ from lead_intake.models import DealWebhook
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
 MAX_AGE = timedelta(minutes=5)
+# The webhooks API batches at most this many events in one request.
+MAX_EVENTS = 100
 
 # HubSpot's table of URL-encoded characters to decode in the request URI before signing.
 URI_DECODED = {
@@ -153,7 +155,8 @@ def verify_signature(
 class HubSpotEvent(BaseModel):
     """One event of a webhooks API delivery: only the fields we read."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # Strict: a JSON boolean is not an id, nor a string a number.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
     event_id: int = Field(alias="eventId")
     subscription_id: int | None = Field(default=None, alias="subscriptionId")
@@ -209,6 +212,10 @@ def parse_events(body: bytes) -> list[Any]:
             "expected the webhooks API's JSON array of events (a workflow's single-object "
             "webhook is not supported)",
             "model_type",
+        )
+    if len(data) > MAX_EVENTS:
+        raise ConnectorPayloadError(
+            "body", f"HubSpot sends at most {MAX_EVENTS} events per request", "too_many_events"
         )
     return data
 

@@ -158,12 +158,12 @@ class _StripeModel(BaseModel):
 
 class StripeRecurring(_StripeModel):
     interval: Literal["day", "week", "month", "year"]
-    interval_count: int = Field(default=1, ge=1, le=1000)
+    interval_count: int = Field(default=1, ge=1, le=1000, strict=True)
     usage_type: Literal["licensed", "metered"] = "licensed"
 
 
 class StripeTransformQuantity(_StripeModel):
-    divide_by: int = Field(ge=1)
+    divide_by: int = Field(ge=1, strict=True)
     round: Literal["up", "down"]
 
 
@@ -171,7 +171,7 @@ class StripePrice(_StripeModel):
     id: str
     currency: str
     billing_scheme: Literal["per_unit", "tiered"] = "per_unit"
-    unit_amount: int | None = Field(default=None, ge=0)
+    unit_amount: int | None = Field(default=None, ge=0, strict=True)
     unit_amount_decimal: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
     recurring: StripeRecurring | None = None
     transform_quantity: StripeTransformQuantity | None = None
@@ -180,12 +180,12 @@ class StripePrice(_StripeModel):
 class StripeSubscriptionItem(_StripeModel):
     id: str
     price: StripePrice
-    quantity: int | None = Field(default=None, ge=0)
+    quantity: int | None = Field(default=None, ge=0, strict=True)
 
 
 class StripeItemList(_StripeModel):
     data: list[StripeSubscriptionItem]
-    has_more: bool = False
+    has_more: bool = Field(default=False, strict=True)
 
 
 class StripeCustomerRef(_StripeModel):
@@ -213,8 +213,8 @@ class StripeEventData(_StripeModel):
 class StripeEvent(_StripeModel):
     id: str
     type: str
-    created: int = Field(ge=0, le=4_102_444_800)
-    livemode: bool = False
+    created: int = Field(ge=0, le=4_102_444_800, strict=True)
+    livemode: bool = Field(default=False, strict=True)
     data: StripeEventData
 
 
