@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +33,7 @@ from tests.integration.intake.conftest import (
 )
 
 BACKDATED = "2026-10-02T09:30:00Z"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "lead-intake.md"
 
 
 def deal(event: str, webhook_id: str, **fields: object) -> dict[str, object]:
@@ -77,24 +80,22 @@ async def test_a_deal_linked_by_email_carries_the_leads_source_to_won(
     assert last.data.currency == "USD"
 
 
+def _docs_example() -> list[dict[str, Any]]:
+    """The deliveries of docs/lead-intake.md's out-of-order example, in its order."""
+    page = DOCS.read_text()
+    section = page[page.index("### Late, duplicate and out-of-order deliveries") :]
+    block = section[section.index("```json\n") + len("```json\n") : section.index("\n```\n")]
+    return [json.loads(line) for line in block.splitlines()]
+
+
 async def test_a_win_delivered_before_its_opening_is_recorded_and_the_deal_ends_won(
     intake: httpx.AsyncClient, topics: CommonSettings
 ) -> None:
-    # The docs' example (docs/lead-intake.md, "Late, duplicate and out-of-order").
-    won = await intake.post(
-        "/v1/deals",
-        **signed(deal("won", "crm-2", occurred_at="2026-11-20T16:00:00Z"), CRM_SECRET),
-    )
-    opened = await intake.post(
-        "/v1/deals",
-        **signed(deal("opened", "crm-1", amount_cents=1_200_000,
-                      occurred_at="2026-11-02T09:00:00Z"), CRM_SECRET),
-    )  # fmt: skip
-    late_update = await intake.post(
-        "/v1/deals",
-        **signed(deal("updated", "crm-3", amount_cents=1_500_000,
-                      occurred_at="2026-11-21T10:00:00Z"), CRM_SECRET),
-    )  # fmt: skip
+    # The docs' example, as written there (docs/lead-intake.md).
+    won, opened, late_update = [
+        await intake.post("/v1/deals", **signed(delivery, CRM_SECRET))
+        for delivery in _docs_example()
+    ]
 
     assert [a.status_code for a in (won, opened, late_update)] == [200, 200, 200]
     assert [a.json()["state"] for a in (won, opened, late_update)] == ["won", "won", "won"]
