@@ -36,14 +36,15 @@ def _to_utc(value: datetime) -> datetime:
     # 0001-01-01T00:00+01:00 is a valid aware datetime whose UTC form is before year 1:
     # converting it raises OverflowError, which must be a validation error (a 422), not a
     # 500.
+    outside = ValueError(
+        f"must be from {EARLIEST:%Y-%m-%d} up to (not including) {LATEST:%Y-%m-%d}, UTC"
+    )
     try:
         utc = value.astimezone(UTC)
     except OverflowError as error:
-        raise ValueError("the instant is outside the supported range") from error
+        raise outside from error
     if not EARLIEST <= utc < LATEST:
-        raise ValueError(
-            f"must be from {EARLIEST:%Y-%m-%d} up to (not including) {LATEST:%Y-%m-%d}, UTC"
-        )
+        raise outside
     return utc
 
 
