@@ -140,8 +140,10 @@ class DealWebhook(BaseModel):
     set; deliveries may arrive in any order (the latest ``occurred_at`` wins per field)."""
 
     # Ids are taken exactly as sent (no trimming): the schema's lengths are the truth.
+    # Strict: a number, a date or a time of the wrong JSON type is refused, not coerced.
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         # A lost deal says why (also checked by the service).
         json_schema_extra={
             "if": {"properties": {"event": {"const": "lost"}}},
@@ -168,7 +170,7 @@ class DealWebhook(BaseModel):
 class AccountWebhook(BaseModel):
     """A customer lifecycle event from billing (ids taken exactly as sent)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     webhook_id: Label
     event: Literal["activated", "arr_changed", "churned"]
