@@ -34,6 +34,7 @@ from opentelemetry import propagate, trace
 from funnel_common.db import is_unavailable
 from funnel_common.events import Envelope, encode_event
 from funnel_common.kafka import RecordsWatch, ensure_topics, new_producer
+from funnel_common.retry import Backoff
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics
 
@@ -171,8 +172,8 @@ class OutboxRelay:
         self.is_leader = False
 
     async def run(self) -> None:
-        """Relay forever; every outage is waited out with capped backoff."""
-        backoff = 0.1
+        """Relay forever; every outage is waited out with capped, jittered backoff."""
+        backoff = Backoff(first=0.1, cap=_MAX_BACKOFF_SECONDS)
         try:
             while True:
                 try:
@@ -180,6 +181,9 @@ class OutboxRelay:
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:
+                    # A relay that was publishing had recovered: start from a short wait.
+                    if self.is_leader:
+                        backoff.reset()
                     self.is_leader = False
                     if not (is_unavailable(error) or isinstance(error, KafkaError)):
                         log.exception(
@@ -191,10 +195,9 @@ class OutboxRelay:
                             extra={"schema": self._schema, "error": type(error).__name__},
                         )
                     await self._drop_producer()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+                    await backoff.wait()
                 else:
-                    backoff = 0.1
+                    backoff.reset()
         finally:
             await self._drop_producer()
 

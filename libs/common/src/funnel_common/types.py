@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer, Strict
 
@@ -81,6 +81,9 @@ Count = Annotated[int, Strict(), Field(ge=0, le=10_000_000)]
 """A count of things (employees, seats): a JSON integer, never a string or a boolean."""
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+Role = Literal["rep", "manager", "admin"]
+"""What an API token lets its holder do (funnel_common.auth)."""
 
 
 def utc_now() -> datetime:

@@ -8,7 +8,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from funnel_common.settings import CommonSettings, require_real_secret
+from funnel_common.settings import CommonSettings, require_real_secrets
 from lead_intake.connectors.hubspot import HubSpotSettings
 from lead_intake.connectors.salesforce import SalesforceSettings
 from lead_intake.connectors.stripe import StripeSettings
@@ -45,7 +45,7 @@ class IntakeSettings(BaseSettings):
         default=REPO_CONFIG / "qualification.yaml", description="the MQL rules"
     )
 
-    # One secret per integration; "dev-" placeholders are refused in production.
+    # One secret per integration; placeholders, short and shared ones are refused in production.
     crm_webhook_secret: SecretStr = Field(
         default=SecretStr("dev-crm-webhook-secret"), description="signs `POST /v1/deals`"
     )
@@ -125,22 +125,17 @@ class IntakeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _real_secrets_outside_development(self) -> Self:
-        environment = self.common.environment
-        for name in ("crm_webhook_secret", "billing_webhook_secret", "import_secret"):
-            require_real_secret(
-                getattr(self, name), name=f"FUNNEL_INTAKE_{name.upper()}", environment=environment
-            )
+        secrets = {
+            "FUNNEL_AUTH_SECRET": self.common.auth_secret,
+            "FUNNEL_INTAKE_CRM_WEBHOOK_SECRET": self.crm_webhook_secret,
+            "FUNNEL_INTAKE_BILLING_WEBHOOK_SECRET": self.billing_webhook_secret,
+            "FUNNEL_INTAKE_IMPORT_SECRET": self.import_secret,
+        }
         # A connector's secret matters only where the connector is switched on.
         if self.hubspot.enabled:
-            require_real_secret(
-                self.hubspot.client_secret,
-                name="FUNNEL_INTAKE_HUBSPOT_CLIENT_SECRET",
-                environment=environment,
-            )
+            secrets["FUNNEL_INTAKE_HUBSPOT_CLIENT_SECRET"] = self.hubspot.client_secret
         if self.stripe.enabled:
-            require_real_secret(
-                self.stripe.webhook_secret,
-                name="FUNNEL_INTAKE_STRIPE_WEBHOOK_SECRET",
-                environment=environment,
-            )
+            secrets["FUNNEL_INTAKE_STRIPE_WEBHOOK_SECRET"] = self.stripe.webhook_secret
+        # Checked together: one value used for two integrations is refused too.
+        require_real_secrets(secrets, environment=self.common.environment)
         return self
