@@ -55,8 +55,8 @@ class ConnectorDisabled(ConnectorError):
 
 
 def _label(reason: str) -> str:
-    # Reasons and codes are the connectors' fixed names; anything else (a vendor's new
-    # event kind) is counted as "other", so a label never takes a sender's text.
+    # Reasons and codes are the connectors' fixed names (and pydantic's error types); the
+    # pattern is a second guard, so a label can never carry a sender's free text.
     return reason if _LABEL.fullmatch(reason) else "other"
 
 

@@ -97,9 +97,10 @@ class LeadSubmission(BaseModel):
         if not extra:
             return data
         kept = {k: v for k, v in data.items() if k in known}
-        given = kept.get("extra")
-        merged = {**given, **extra} if isinstance(given, dict) else extra
-        return {**kept, "extra": merged}
+        given = kept.get("extra", {})
+        if not isinstance(given, dict):
+            return kept  # an `extra` that is no object is refused as sent, not replaced
+        return {**kept, "extra": {**given, **extra}}
 
     @field_validator("phone")
     @classmethod

@@ -54,6 +54,11 @@ URI_DECODED = {
 }  # fmt: skip
 _URI_ENCODED = re.compile("|".join(URI_DECODED), re.IGNORECASE)
 
+# Deal event kinds the funnel does not map (HubSpot's webhooks API documents these).
+_UNMAPPED_KINDS = frozenset(
+    {"deletion", "merge", "restore", "associationchange", "privacydeletion"}
+)
+
 # The object type id HubSpot's generic ("object.*") subscriptions give deals.
 DEAL_OBJECT_TYPE_ID = "0-3"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -254,7 +259,11 @@ def _map_event(
     if kind == "creation":
         return Mapped(source_id, _deal(source_id, {**common, "event": "opened"}))
     if kind != "propertyChange":
-        return Ignored(source_id, f"deal_{kind.lower()}_not_mapped")
+        # The reason is a metric label: HubSpot's known kinds by name, any other as one.
+        known = kind.lower() in _UNMAPPED_KINDS
+        return Ignored(
+            source_id, f"deal_{kind.lower()}_not_mapped" if known else "deal_other_not_mapped"
+        )
     name = event.property_name
     value = "" if event.property_value is None else str(event.property_value).strip()
     if name not in ("dealstage", "amount", "closedate", "deal_currency_code"):
