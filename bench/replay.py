@@ -122,7 +122,8 @@ def run_replay(platform: DevPlatform) -> ReplayRun:
     env = {
         **os.environ,
         "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": platform.bootstrap_servers,
-        "FUNNEL_METRICS_DATABASE_URL": platform.database_url,
+        # metrics' own role: the schemas a replay creates and renames must stay its own.
+        "FUNNEL_METRICS_DATABASE_URL": platform.service_database_url("metrics"),
         "FUNNEL_LOG_LEVEL": "WARNING",
         "COLUMNS": "200",
     }

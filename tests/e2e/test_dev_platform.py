@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -60,6 +61,11 @@ def test_killed_services_are_restarted_and_no_lead_is_lost_or_counted_twice(
     wait_until(lambda: dev.captured() == accepted, timeout=30, what=f"{accepted} leads counted")
     assert accepted == 18
     assert "restarting" in dev.output.read_text()
+    # The supervisor's own messages are JSON lines in its log file too.
+    supervised = (dev.data_dir / "logs" / "supervisor.log").read_text().splitlines()
+    restarts = [json.loads(line) for line in supervised if "restarting" in line]
+    assert {entry["program"] for entry in restarts} == {"lead-intake", "metrics", "handoff"}
+    assert all(entry["returncode"] == -signal.SIGKILL for entry in restarts)
 
     dev.stop()
 
@@ -96,3 +102,6 @@ def test_a_killed_broker_is_restarted_and_what_it_held_is_restored(dev: DevPlatf
 
     wait_until(lambda: dev.captured() == accepted, timeout=60, what=f"{accepted} leads counted")
     assert "broker exited" in dev.output.read_text()
+    broker_log = (dev.data_dir / "logs" / "broker.log").read_text().splitlines()
+    assert [json.loads(line)["service"] for line in broker_log].count("broker") == len(broker_log)
+    assert sum("listening on" in line for line in broker_log) == 2  # before and after the kill

@@ -1,13 +1,20 @@
 """``funnel dev``: the embedded platform, supervised, in the foreground.
 
-Starts PostgreSQL (data kept under ``.funnel/``), the broker, creates the topics, runs
-each service as two processes (``web`` and ``worker``), restarts a process that dies,
-and on Ctrl-C stops everything: the services first, then the broker, then PostgreSQL.
+Starts PostgreSQL (data kept under ``.funnel/``) with one role per service
+(``pgroles``), the broker, creates the topics, runs each service as two processes
+(``web`` and ``worker``), restarts a process that dies, and on Ctrl-C stops everything:
+the services first, then the broker, then PostgreSQL.
+
+Once every process is ready it writes ``<data dir>/platform.json`` (how the other
+``funnel`` commands find this platform, ``funnel_cli.platform``) and
+``<data dir>/prometheus.yml`` (a scrape config for these ports). Everything it says
+goes to the terminal and, as JSON lines, to ``<data dir>/logs/supervisor.log``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -22,9 +29,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from funnel_cli.platform import STATE_FILE, PlatformState
 from funnel_common.kafka import ensure_topics
 from funnel_common.settings import CommonSettings
+from funnel_tools import devlogs
 from funnel_tools.embedded import (
     EmbeddedBroker,
     EmbeddedPostgres,
@@ -32,6 +42,8 @@ from funnel_tools.embedded import (
     port_open,
     wait_until,
 )
+from funnel_tools.pgroles import SERVICE_ROLES, provisioning_sql, role_dsn
+from funnel_tools.prometheus import write_dev_prometheus_config
 
 console = Console(stderr=True)
 
@@ -58,7 +70,9 @@ class DevSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FUNNEL_DEV_", extra="ignore")
 
     data_dir: Path = Field(
-        default=Path(".funnel"), description="where PostgreSQL data and the logs are kept"
+        default=Path(".funnel"),
+        description="where PostgreSQL data, the logs and `platform.json` (how the other "
+        "`funnel` commands find this platform) are kept",
     )
     host: str = Field(default="127.0.0.1", description="the address every process listens on")
     postgres_port: int = Field(default=15432, description="embedded PostgreSQL")
@@ -77,10 +91,60 @@ class DevSettings(BaseSettings):
     )
     common: CommonSettings = Field(default_factory=CommonSettings)
 
+    def service_ports(self) -> dict[str, int]:
+        """Each process's port, by the name it runs under (and logs to)."""
+        return {
+            "lead-intake": self.intake_port,
+            "lead-intake-worker": self.intake_worker_port,
+            "handoff": self.handoff_port,
+            "handoff-worker": self.handoff_worker_port,
+            "metrics": self.metrics_port,
+            "metrics-worker": self.metrics_worker_port,
+        }
+
+
+# Each process: its uvicorn factory. The web one keeps the service's name.
+FACTORIES = {
+    "lead-intake": "lead_intake.web:create_app",
+    "lead-intake-worker": "lead_intake.worker:create_app",
+    "handoff": "handoff.web:create_app",
+    "handoff-worker": "handoff.worker:create_app",
+    "metrics": "metrics.web:create_app",
+    "metrics-worker": "metrics.worker:create_app",
+}
+# The settings that give each service its database (its own role, `pgroles`).
+DATABASE_SETTINGS = {
+    "lead-intake": "FUNNEL_INTAKE_DATABASE_URL",
+    "handoff": "FUNNEL_HANDOFF_DATABASE_URL",
+    "metrics": "FUNNEL_METRICS_DATABASE_URL",
+}
+
+
+class Supervisor:
+    """What `funnel dev` says: to the terminal, and as JSON to ``supervisor.log``."""
+
+    def __init__(self, log_path: Path) -> None:
+        self._log = devlogs.json_file_logger("funnel.dev", log_path, service="funnel-dev")
+
+    def say(
+        self, message: str, *, level: int = logging.INFO, terminal: bool = True, **facts: object
+    ) -> None:
+        if terminal:
+            style = {logging.WARNING: "yellow", logging.ERROR: "red"}.get(level, "")
+            console.print(Text(message, style=style))
+        self._log.log(level, message, extra=facts)
+
+    def close(self) -> None:
+        devlogs.close(self._log)
+
+
+class StartFailed(Exception):
+    """`funnel dev` cannot start; the message says why and where to look."""
+
 
 @dataclass
 class ServiceProcess:
-    """One supervised service: how to start it, and its current process."""
+    """One supervised service process: how to start it, and its current process."""
 
     name: str
     factory: str
@@ -135,91 +199,127 @@ def _raise_stop(*_: object) -> None:
     raise Stop
 
 
+def _ports_taken(settings: DevSettings, postgres: EmbeddedPostgres) -> list[str]:
+    ports = {"broker": settings.broker_port, **settings.service_ports()}
+    taken = [f"{port} ({name})" for name, port in ports.items() if port_open(port, settings.host)]
+    # Our own PostgreSQL may still run (a `funnel dev` killed with -9): it is reused.
+    # Anything else on its port is another server, never to be written into.
+    if port_open(settings.postgres_port) and not postgres.is_running():
+        taken.append(f"{settings.postgres_port} (PostgreSQL)")
+    return taken
+
+
 def run() -> None:
     """Start the platform and supervise it until Ctrl-C."""
     settings = DevSettings()
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    taken = [
-        port
-        for port in (
-            settings.broker_port,
-            settings.intake_port,
-            settings.handoff_port,
-            settings.metrics_port,
-            settings.intake_worker_port,
-            settings.handoff_worker_port,
-            settings.metrics_worker_port,
-        )
-        if port_open(port, settings.host)
-    ]
+    supervisor = Supervisor(logs / "supervisor.log")
+    postgres = EmbeddedPostgres(data_dir / "pgdata", settings.postgres_port)
+    taken = _ports_taken(settings, postgres)
     if taken:
-        console.print(
-            f"[red]Port(s) {taken} already in use[/red]: is another `funnel dev` running?"
+        supervisor.say(
+            f"Port(s) already in use: {', '.join(taken)}. Is another `funnel dev` running? "
+            "Stop it, or choose other ports with the FUNNEL_DEV_*_PORT settings.",
+            level=logging.ERROR,
         )
+        supervisor.close()
         raise SystemExit(1)
 
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
-    postgres = EmbeddedPostgres(data_dir / "pgdata", settings.postgres_port)
     broker = EmbeddedBroker(settings.broker_port, log_path=logs / "broker.log")
     services: list[ServiceProcess] = []
+    state_file = data_dir / STATE_FILE
     try:
         with console.status("Starting PostgreSQL…"):
-            postgres.start()
-            postgres.create_database(DATABASE)
+            _start_postgres(postgres)
         with console.status("Starting the broker and creating topics…"):
             broker.start()
             common = settings.common.model_copy(
                 update={"kafka_bootstrap_servers": broker.bootstrap_servers}
             )
             asyncio.run(ensure_topics(common))
-        services = _service_processes(
-            settings, postgres.dsn(DATABASE), broker.bootstrap_servers, logs
-        )
+        env = _service_env(postgres.dsn(DATABASE), broker.bootstrap_servers, settings)
+        services = _service_processes(settings, env, logs)
         for service in services:
             service.start(settings.host)
         with console.status("Waiting for the services to be ready…"):
             _wait_ready(settings.host, services, timeout=60)
-        _print_banner(settings, postgres, broker, services, logs)
-        _supervise(settings.host, services, broker, postgres)
+        PlatformState(pid=os.getpid(), env=env, urls=_urls(settings)).write(data_dir)
+        scrape_config = write_dev_prometheus_config(data_dir, settings.host, _ports(settings))
+        _print_banner(settings, postgres, broker, services, logs, scrape_config)
+        supervisor.say("ready", terminal=False, state_file=str(state_file))
+        _supervise(settings.host, services, broker, postgres, supervisor)
     except Stop:
-        console.print("\nStopping…")
+        supervisor.say("Stopping…")
+    except StartFailed as error:
+        supervisor.say(str(error), level=logging.ERROR)
+        raise SystemExit(1) from None
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        state_file.unlink(missing_ok=True)
         for service in services:
             service.stop()
         broker.stop()
         postgres.stop()
-        console.print("Stopped. PostgreSQL data is kept in " + str(data_dir / "pgdata"))
+        supervisor.say(f"Stopped. PostgreSQL data is kept in {data_dir / 'pgdata'}")
+        supervisor.close()
+
+
+def _start_postgres(postgres: EmbeddedPostgres) -> None:
+    try:
+        postgres.start()
+        postgres.create_database(DATABASE)
+        postgres.execute(provisioning_sql(DATABASE), database=DATABASE)
+    except subprocess.CalledProcessError as error:
+        reason = (error.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        raise StartFailed(
+            f"PostgreSQL did not start: {reason[0]} (its log: {postgres.log_file})"
+        ) from error
 
 
 def _service_processes(
-    settings: DevSettings, dsn: str, bootstrap: str, logs: Path
+    settings: DevSettings, env: dict[str, str], logs: Path
 ) -> list[ServiceProcess]:
-    env = {
-        **os.environ,
-        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "FUNNEL_INTAKE_DATABASE_URL": dsn,
-        "FUNNEL_HANDOFF_DATABASE_URL": dsn,
-        "FUNNEL_METRICS_DATABASE_URL": dsn,
-    }
-    specs = [
-        ("lead-intake", "lead_intake.web:create_app", settings.intake_port),
-        ("lead-intake-worker", "lead_intake.worker:create_app", settings.intake_worker_port),
-        ("handoff", "handoff.web:create_app", settings.handoff_port),
-        ("handoff-worker", "handoff.worker:create_app", settings.handoff_worker_port),
-        ("metrics", "metrics.web:create_app", settings.metrics_port),
-        ("metrics-worker", "metrics.worker:create_app", settings.metrics_worker_port),
-    ]
     return [
-        ServiceProcess(
-            name=name, factory=factory, port=port, env=env, log_path=logs / f"{name}.log"
-        )
-        for name, factory, port in specs
+        ServiceProcess(name, FACTORIES[name], port, {**os.environ, **env}, logs / f"{name}.log")
+        for name, port in settings.service_ports().items()
     ]
+
+
+def _service_env(server_dsn: str, bootstrap: str, settings: DevSettings) -> dict[str, str]:
+    """What the services (and the other `funnel` commands) need: each service's own
+    database URL, the broker, the services' URLs."""
+    urls = _urls(settings)
+    env = {
+        setting: role_dsn(server_dsn, SERVICE_ROLES[service])
+        for service, setting in DATABASE_SETTINGS.items()
+    }
+    return {
+        **env,
+        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        # Read by `funnel import` and `funnel seed`.
+        "FUNNEL_INTAKE_URL": urls["lead-intake"],
+        "FUNNEL_SEED_HANDOFF_URL": urls["handoff"],
+        "FUNNEL_SEED_METRICS_URL": urls["metrics"],
+    }
+
+
+def _urls(settings: DevSettings) -> dict[str, str]:
+    return {
+        name: f"http://{settings.host}:{port}" for name, port in settings.service_ports().items()
+    }
+
+
+def _ports(settings: DevSettings) -> dict[str, dict[str, int]]:
+    ports = settings.service_ports()
+    return {
+        service: {"web": ports[service], "worker": ports[f"{service}-worker"]}
+        for service in DATABASE_SETTINGS
+    }
 
 
 def _ready(host: str, port: int) -> bool:
@@ -236,14 +336,23 @@ def _wait_ready(host: str, services: list[ServiceProcess], timeout: float) -> No
     def all_ready() -> bool:
         for service in services:
             if service.process is not None and service.process.poll() is not None:
-                raise RuntimeError(f"{service.name} exited during start-up; see {service.log_path}")
+                raise StartFailed(
+                    f"{service.name} exited during start-up; its log: {service.log_path}"
+                )
         return all(_ready(host, service.port) for service in services)
 
-    wait_until(all_ready, timeout=timeout, what="the services' /readyz", interval=0.2)
+    try:
+        wait_until(all_ready, timeout=timeout, what="the services' /readyz", interval=0.2)
+    except TimeoutError as error:
+        raise StartFailed(f"{error}; the logs are in {services[0].log_path.parent}") from error
 
 
 def _supervise(
-    host: str, services: list[ServiceProcess], broker: EmbeddedBroker, postgres: EmbeddedPostgres
+    host: str,
+    services: list[ServiceProcess],
+    broker: EmbeddedBroker,
+    postgres: EmbeddedPostgres,
+    supervisor: Supervisor,
 ) -> None:
     """Restart whatever dies: a service (with a backoff that resets after a healthy run),
     the broker, or PostgreSQL."""
@@ -251,15 +360,22 @@ def _supervise(
     while True:
         now = time.monotonic()
         if broker.process is not None and broker.process.poll() is not None:
-            console.print(
-                f"[yellow]broker exited ({broker.process.returncode}); restarting[/yellow]"
+            supervisor.say(
+                f"broker exited ({broker.process.returncode}); restarting",
+                level=logging.WARNING,
+                program="broker",
+                returncode=broker.process.returncode,
             )
             broker.stop()
             broker.start()
         if now >= next_postgres_check:
             next_postgres_check = now + _POSTGRES_CHECK_SECONDS
             if not postgres.is_running():
-                console.print("[yellow]PostgreSQL is not running; starting it[/yellow]")
+                supervisor.say(
+                    "PostgreSQL is not running; starting it",
+                    level=logging.WARNING,
+                    program="postgres",
+                )
                 postgres.start()
         for service in services:
             process = service.process
@@ -267,9 +383,12 @@ def _supervise(
                 uptime = now - service.started_at
                 service.restarts = 0 if uptime > _HEALTHY_UPTIME_SECONDS else service.restarts + 1
                 delay = min(0.5 * 2**service.restarts, _MAX_RESTART_DELAY_SECONDS)
-                console.print(
-                    f"[yellow]{service.name} exited ({process.returncode}); "
-                    f"restarting in {delay:.1f}s[/yellow]"
+                supervisor.say(
+                    f"{service.name} exited ({process.returncode}); restarting in {delay:.1f}s",
+                    level=logging.WARNING,
+                    program=service.name,
+                    returncode=process.returncode,
+                    restart_in_seconds=delay,
                 )
                 service.process = None
                 service.restart_at = now + delay
@@ -288,6 +407,7 @@ def _print_banner(
     broker: EmbeddedBroker,
     services: list[ServiceProcess],
     logs: Path,
+    scrape_config: Path,
 ) -> None:
     table = Table(title="Shared Funnel is running", show_lines=False)
     table.add_column("what")
@@ -301,11 +421,17 @@ def _print_banner(
     table.add_row("broker", broker.bootstrap_servers)
     table.add_row("postgresql", postgres.dsn(DATABASE))
     table.add_row("logs", str(logs))
+    table.add_row("prometheus", f"prometheus --config.file={scrape_config}")
     console.print(table)
     body = '{"email": "ada@example.com", "source": "webinar"}'
     console.print(
         f"Try: curl -s -X POST http://{settings.host}:{settings.intake_port}/v1/leads "
         f"-H 'content-type: application/json' -d '{body}'",
+        markup=False,
+    )
+    console.print(
+        "Other commands find this platform: .venv/bin/funnel --help, or "
+        'make funnel ARGS="token create --role admin --subject alice"',
         markup=False,
     )
     console.print("Press Ctrl-C to stop.")

@@ -133,7 +133,13 @@ async def migrate(connection: asyncpg.Connection, *, schema: str, directory: Pat
         await connection.execute(
             "SELECT pg_advisory_xact_lock(hashtext('funnel.migrations'), hashtext($1))", schema
         )
-        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        # Created only when missing: CREATE SCHEMA (even IF NOT EXISTS) needs the right
+        # to create schemas in the database, which a service's own role has not: its
+        # schema is made for it, owned by it (funnel_tools.pgroles, CloudNativePG).
+        if not await connection.fetchval(
+            "SELECT true FROM pg_namespace WHERE nspname = $1", schema
+        ):
+            await connection.execute(f"CREATE SCHEMA {schema}")
         await connection.execute(f"SET LOCAL search_path TO {schema}")
         await connection.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (

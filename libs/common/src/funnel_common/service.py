@@ -337,11 +337,18 @@ async def _postgres_ready(pool: asyncpg.Pool) -> bool:
 def probe_router(
     metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None, *, checks_broker: bool
 ) -> APIRouter:
-    """``/healthz`` (alive), ``/readyz`` (dependencies) and ``/metrics``.
+    """``/healthz`` (alive), ``/readyz`` (serving, and how its dependencies are) and
+    ``/metrics``.
 
-    Only a worker talks to the broker, so only a worker's readiness looks at it: a web
-    process writes to PostgreSQL alone (the outbox), and reporting the broker there
-    would mark it degraded in every deployment where it cannot reach Kafka by design.
+    Readiness is not gated on PostgreSQL or the broker, which every replica shares: when
+    PostgreSQL is away, each replica would fail its probe together, Kubernetes would take
+    every pod out of the Service, and clients would meet the ingress's bare 502/503 (or
+    a refused connection) instead of our ``503`` with ``Retry-After``, and a delay to
+    come back after the database did. A process that has started answers 200 and says
+    in the body what is down (``degraded``). A process that cannot reach PostgreSQL at
+    start-up never starts (its migrations fail), so a rollout with a wrong database URL
+    still stops at its first pod. Only a worker talks to the broker, so only a worker
+    reports it. docs/operations.md, "Readiness", has the reasoning.
     """
     router = APIRouter(tags=["operations"])
 
@@ -354,14 +361,13 @@ def probe_router(
             )
         return JSONResponse({"status": "ok"})
 
-    @router.get("/readyz", summary="Readiness: PostgreSQL (and, for a worker, the broker)")
+    @router.get(
+        "/readyz", summary="Readiness: serving; the body reports PostgreSQL (and the broker)"
+    )
     async def readyz(request: Request) -> JSONResponse:
         runtime = runtime_of(request)
         postgres = await _postgres_ready(runtime.pool)
         broker = await broker_reachable(runtime.settings) if checks_broker else True
-        # Ready means "can take work": with the broker down, the outbox keeps the work,
-        # so the broker only degrades readiness; PostgreSQL gates it.
-        status = "ready" if postgres and broker else "degraded" if postgres else "unavailable"
         checks = {"postgres": "ok" if postgres else "down"}
         if checks_broker:
             checks["broker"] = "ok" if broker else "down"
@@ -370,11 +376,10 @@ def probe_router(
             checks["outbox_relay"] = "leader" if workers.relay.is_leader else "standby"
         if workers is not None and workers.consumer is not None:
             checks["consumer"] = "assigned" if workers.consumer.assigned else "waiting"
-        return JSONResponse(
-            {"status": status, "checks": checks},
-            status_code=200 if postgres else 503,
-            headers=None if postgres else {"Retry-After": "5"},
-        )
+        # With PostgreSQL down, writes answer 503 with Retry-After from this process;
+        # with the broker down, the outbox keeps the work. Either way: degraded, serving.
+        status = "ready" if postgres and broker else "degraded"
+        return JSONResponse({"status": status, "checks": checks})
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:

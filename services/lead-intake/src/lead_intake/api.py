@@ -119,6 +119,8 @@ def response_of(outcome: Outcome) -> Response:
 
 def leads_router(context: IntakeContext) -> APIRouter:
     settings = context.settings
+    # A landing page served from any port of this machine may post (docs/lead-intake.md).
+    development = settings.common.environment == "development"
     router = APIRouter(prefix="/v1", tags=["leads"])
 
     @router.post(
@@ -155,7 +157,7 @@ def leads_router(context: IntakeContext) -> APIRouter:
             raise field_error("form_id", "no enabled form has this id", "unknown_form")
         if form.key is not None and submission.form_key != form.key:
             raise field_error("form_key", "does not match the form's public key", "form_key")
-        if not form.allows_origin(request.headers.get("origin")):
+        if not form.allows_origin(request.headers.get("origin"), any_loopback=development):
             raise OriginNotAllowed
         if (missing := _required_missing(form, submission)) is not None:
             raise missing
@@ -165,7 +167,11 @@ def leads_router(context: IntakeContext) -> APIRouter:
             )
         except CapturedAtRefused as refused:
             raise field_error("captured_at", str(refused), refused.code) from refused
-        redirect_to = form.thank_you_url(submission.thank_you_url) if from_html_form else None
+        redirect_to = (
+            form.thank_you_url(submission.thank_you_url, any_loopback=development)
+            if from_html_form
+            else None
+        )
         if from_html_form and submission.thank_you_url is not None and redirect_to is None:
             raise field_error(
                 "thank_you_url", "not one of the form's thank-you URLs", "redirect_not_allowed"
