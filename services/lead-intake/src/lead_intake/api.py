@@ -29,7 +29,7 @@ from lead_intake.edge import (
 from lead_intake.edge import client_hash as client_hash_of
 from lead_intake.forms import Form, FormRegistry
 from lead_intake.intake import CapturedAtRefused, IntakePolicy
-from lead_intake.models import LeadAccepted, LeadReceived, LeadSubmission
+from lead_intake.models import FORM_NUMBERS, LeadAccepted, LeadReceived, LeadSubmission
 from lead_intake.qualification import Rules
 from lead_intake.settings import IntakeSettings
 from lead_intake.telemetry import IntakeMetrics
@@ -146,7 +146,7 @@ def leads_router(context: IntakeContext) -> APIRouter:
         },
     )
     async def capture_lead(request: Request) -> Response:
-        body, from_html_form = await parsed_body(request)
+        body, from_html_form = await parsed_body(request, FORM_NUMBERS)
         signed = _verify_signed_import(request, await request.body(), settings)
         try:
             submission = LeadSubmission.model_validate(body)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,7 +17,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from funnel_common.http import DomainError
-from lead_intake.models import FORM_NUMBERS
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -206,7 +205,9 @@ def _refusal_page(status: int, problem_body: dict[str, Any]) -> bytes:
     ).encode()
 
 
-async def parsed_body(request: Request) -> tuple[dict[str, Any], bool]:
+async def parsed_body(
+    request: Request, numbers: Mapping[str, type[int] | type[float]]
+) -> tuple[dict[str, Any], bool]:
     """The body as a dict, and whether it came from a plain HTML form (urlencoded)."""
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     raw = await request.body()
@@ -220,7 +221,9 @@ async def parsed_body(request: Request) -> tuple[dict[str, Any], bool]:
         except UnicodeDecodeError as error:
             raise field_error("body", "the form body is not UTF-8", "form_invalid") from error
         # An empty input in a plain form means "not given", not "the empty string".
-        return {name: _form_value(name, value) for name, value in pairs if value.strip()}, True
+        return {
+            name: _form_value(numbers.get(name), value) for name, value in pairs if value.strip()
+        }, True
     if media_type not in ("application/json", "") and not media_type.endswith("+json"):
         raise UnsupportedMediaType
     try:
@@ -232,10 +235,9 @@ async def parsed_body(request: Request) -> tuple[dict[str, Any], bool]:
     return data, False
 
 
-def _form_value(name: str, value: str) -> str | int | float:
+def _form_value(number: type[int] | type[float] | None, value: str) -> str | int | float:
     """A plain form's value: text, or for a numeric field the number it spells (left as
     text when it spells none, so validation names the field)."""
-    number = FORM_NUMBERS.get(name)
     if number is None:
         return value
     try:
