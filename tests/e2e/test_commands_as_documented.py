@@ -62,7 +62,13 @@ def platform(checkout: Path) -> Iterator[DevPlatform]:
 
 def run(command: str, checkout: Path) -> subprocess.CompletedProcess[str]:
     """A command as a person types it in the checkout: no FUNNEL_* variable set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNNEL_")}
+    # Nor make's own variables: under `make test` a nested make would print its
+    # "Entering/Leaving directory" lines around the command's output.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FUNNEL_") and k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
     env.pop("VIRTUAL_ENV", None)
     done = subprocess.run(
         command, shell=True, cwd=checkout, env=env, capture_output=True, text=True, timeout=300
