@@ -308,6 +308,10 @@ def _service_env(server_dsn: str, bootstrap: str, settings: DevSettings) -> dict
         "FUNNEL_INTAKE_URL": urls["lead-intake"],
         "FUNNEL_SEED_HANDOFF_URL": urls["handoff"],
         "FUNNEL_SEED_METRICS_URL": urls["metrics"],
+        # The inbox links in handoff's emails and Slack messages: this handoff, on
+        # whatever port it serves (the setting's default is the default port's), unless
+        # it is set (a tunnel's address, say).
+        "FUNNEL_HANDOFF_PUBLIC_URL": os.environ.get("FUNNEL_HANDOFF_PUBLIC_URL", urls["handoff"]),
     }
 
 
