@@ -8,6 +8,7 @@ within one, never changes the figures.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import asyncpg
@@ -26,6 +27,8 @@ from funnel_common.events import (
 from funnel_common.service import ConsumerSpec
 from metrics import facts, store
 from metrics.state import DealEvent, fold_deal
+
+log = logging.getLogger(__name__)
 
 
 async def record(
@@ -77,6 +80,9 @@ def handlers(reporting_currency: str) -> dict[type[Envelope], Handler]:
 
     async def handle(connection: asyncpg.Connection, event: Envelope) -> None:
         await record(connection, table[type(event)](event))
+        # One line per event, ids only, carrying its trace_id: `grep <trace_id>` follows a
+        # lead from the form post to the funnel count (docs/operations.md, Logs).
+        log.info("event recorded", extra={"event_type": event.type, "event_id": str(event.id)})
 
     return dict.fromkeys(table, handle)
 
