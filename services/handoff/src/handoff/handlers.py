@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 import asyncpg
 
 from funnel_common.events import LEADS_TOPIC, LeadCaptured, LeadMerged, LeadQualified
 from funnel_common.service import ConsumerSpec, handles
 from funnel_common.types import utc_now
 from handoff import assignment, store
-
-log = logging.getLogger(__name__)
 
 
 async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) -> None:
@@ -28,18 +24,7 @@ async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) 
 async def on_lead_qualified(connection: asyncpg.Connection, event: LeadQualified) -> None:
     # The SLA clock starts when handoff hears of the lead, not when it was qualified:
     # a rep cannot act on a lead that has not reached them yet.
-    handoff = await assignment.create_from_lead(connection, event, now=utc_now())
-    if handoff is not None:
-        # Ids only; the line carries the lead's trace_id (docs/operations.md, Logs).
-        log.info(
-            "handoff created",
-            extra={
-                "handoff_id": str(handoff.handoff_id),
-                "lead_id": str(handoff.lead_id),
-                "team_id": handoff.team_id,
-                "status": handoff.status,
-            },
-        )
+    await assignment.create_from_lead(connection, event, now=utc_now())
 
 
 async def on_lead_merged(connection: asyncpg.Connection, event: LeadMerged) -> None:

@@ -28,8 +28,6 @@ from funnel_common.service import ConsumerSpec
 from metrics import facts, store
 from metrics.state import DealEvent, fold_deal
 
-log = logging.getLogger(__name__)
-
 
 async def record(
     connection: asyncpg.Connection, found: Iterable[facts.Fact], *, bulk: bool = False
@@ -71,6 +69,9 @@ async def record(
         await store.record_deal_events(connection, deliveries, bulk=bulk)
         folded = [fold_deal(known) for known in events.values()]
         await store.save_deals(connection, folded, bulk=bulk)
+
+
+log = logging.getLogger(__name__)
 
 
 def handlers(reporting_currency: str) -> dict[type[Envelope], Handler]:
