@@ -157,8 +157,8 @@ async def authenticate(request: Request) -> Principal:
     verified = request.scope.get(_VERIFIED)
     if isinstance(verified, Principal):
         return verified
+    token = bearer_token(request)  # no header: refused without a database round trip
     runtime = runtime_of(request)
-    token = bearer_token(request)
     async with runtime.pool.acquire() as connection:
         return await verify_access(connection, runtime.settings.auth_secret, token)
 
