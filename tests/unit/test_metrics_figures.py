@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metrics import figures
-from metrics.periods import (
+from funnel_common.periods import (
     PATTERN,
     BadPeriod,
     Period,
@@ -20,6 +19,7 @@ from metrics.periods import (
     parse_period,
     period_of_date,
 )
+from metrics import figures
 
 cents = st.integers(min_value=0, max_value=10**12)
 

@@ -13,11 +13,11 @@ from funnel_common.auth import Principal, require_role
 from funnel_common.events import TargetSet
 from funnel_common.http import DomainError
 from funnel_common.outbox import enqueue
+from funnel_common.periods import PATTERN, BadPeriod, Period, parse_period, period_of_instant
 from funnel_common.service import Transaction
 from funnel_common.types import Cents, CurrencyCode, utc_now
 from metrics import facts, handlers, report
 from metrics.documents import FunnelDocument, PlanDocument
-from metrics.periods import PATTERN, BadPeriod, Period, parse_period, period_of_instant
 from metrics.settings import MetricsSettings
 
 

@@ -34,10 +34,10 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from funnel_common.events import REJECTION_REASONS
+from funnel_common.periods import exported_periods, parse_period
 from funnel_common.service import ExtraMetrics, Runtime
 from funnel_common.types import utc_now
 from metrics import figures, report
-from metrics.periods import exported_periods, parse_period
 from metrics.settings import MetricsSettings
 
 COUNTED_STAGES = ("captured", "qualified", "disqualified", "accepted", "rejected")

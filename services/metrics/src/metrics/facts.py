@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from funnel_common.deals import DealEnvelope, DealEvent, deal_event
 from funnel_common.events import (
     AccountActivated,
     AccountArrChanged,
@@ -35,7 +36,7 @@ from funnel_common.events import (
     TokenIssued,
     TokenRevoked,
 )
-from metrics.state import AccountEvent, DealEvent
+from metrics.state import AccountEvent
 
 
 class WrongCurrency(ValueError):
@@ -193,41 +194,9 @@ def breach(event: HandoffSlaBreached) -> list[Fact]:
     return [Breach(event.data.handoff_id, event.data.due_at, event.data.policy)]
 
 
-DealEnvelope = DealOpened | DealUpdated | DealWon | DealLost
-_DEAL_KINDS: dict[type[Envelope], Any] = {
-    DealOpened: "opened",
-    DealUpdated: "updated",
-    DealWon: "won",
-    DealLost: "lost",
-}
-
-
 def deal(event: DealEnvelope, reporting_currency: str) -> list[Fact]:
-    data = event.data
-    _check_currency(data.currency, reporting_currency)
-    kind = _DEAL_KINDS[type(event)]
-    closes = kind in ("won", "lost")
-    return [
-        DealDelivery(
-            event.id,
-            DealEvent(
-                deal_id=data.deal_id,
-                kind=kind,
-                occurred_at=event.time,
-                delivery_id=data.delivery_id,
-                fields_set=None if data.fields_set is None else tuple(sorted(set(data.fields_set))),
-                lead_id=data.lead_id,
-                source=data.attribution.source,
-                campaign=data.attribution.campaign or "",
-                amount_cents=data.amount_cents,
-                stage=data.stage,
-                expected_close_date=data.expected_close_date,
-                # Only the won and lost payloads (DealWonData, DealLostData) carry these.
-                closed_on=getattr(data, "closed_on", None) if closes else None,
-                lost_reason=getattr(data, "reason", None) if kind == "lost" else None,
-            ),
-        )
-    ]
+    _check_currency(event.data.currency, reporting_currency)
+    return [DealDelivery(event.id, deal_event(event))]
 
 
 AccountEnvelope = AccountActivated | AccountArrChanged | AccountChurned

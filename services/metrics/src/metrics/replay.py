@@ -39,11 +39,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from funnel_common.db import create_pool, migrate_dsn
 from funnel_common.events import Envelope, decode_event
 from funnel_common.inbox import record_inbox
+from funnel_common.periods import exported_periods
 from funnel_common.types import utc_now
 from metrics import facts, report, store
 from metrics.batches import Prepared, Tally, apply_prepared, prepare
 from metrics.handlers import TOPICS, record
-from metrics.periods import exported_periods
 from metrics.runtime import MIGRATIONS, SCHEMA
 from metrics.settings import MetricsSettings
 

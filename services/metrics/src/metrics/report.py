@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from funnel_common.periods import Period
 from metrics import documents, figures, store
-from metrics.periods import Period
 from metrics.settings import MetricsSettings
 
 

@@ -27,6 +27,7 @@ from uuid import UUID
 
 import asyncpg
 
+from funnel_common.deals import Deal, DealEvent
 from metrics.facts import (
     AccountDelivery,
     Breach,
@@ -37,7 +38,7 @@ from metrics.facts import (
     LeadStage,
     Target,
 )
-from metrics.state import ACCOUNT_LIFECYCLE, Deal, DealEvent
+from metrics.state import ACCOUNT_LIFECYCLE
 
 
 @dataclass(frozen=True)
