@@ -208,7 +208,9 @@ def card(
         decision=item.last_decision if not is_open else None,
         touches=tuple(_touch(touch) for touch in item.touches),
         waiting_reason=waiting_reason if handoff.status == "queued" else None,
-        can_decide=handoff.rep_id == viewer.subject and handoff.status in ("assigned", "escalated"),
+        can_decide=viewer.role != "marketing"
+        and handoff.rep_id == viewer.subject
+        and handoff.status in ("assigned", "escalated"),
         can_reassign=session.manages and is_open,
         reassign_to=tuple(rep.rep_id for rep in reps if rep.rep_id != handoff.rep_id),
     )
