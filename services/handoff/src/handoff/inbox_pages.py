@@ -48,6 +48,11 @@ class Session:
             self.principal.role == "manager" and self.principal.team is not None
         )
 
+    @property
+    def reads_feedback(self) -> bool:
+        """Marketing, and whoever manages: sales' feedback on marketing's leads."""
+        return self.manages or self.principal.role == "marketing"
+
 
 # --- one handoff, as a card or a table row ------------------------------------------
 

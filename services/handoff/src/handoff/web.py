@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from handoff import api, gauges, inbox, inbox_team, runtime
+from handoff import api, feedback_api, feedback_pages, gauges, inbox, inbox_team, runtime
 from handoff.settings import HandoffSettings
 
 
@@ -28,6 +28,12 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.router, inbox.router, inbox_team.router],
+        routers=[
+            api.router,
+            feedback_api.router(settings),
+            inbox.router,
+            inbox_team.router,
+            feedback_pages.router(settings),
+        ],
         extra_metrics=gauges.renderer(settings),
     )
