@@ -45,7 +45,8 @@ class TargetIn(BaseModel):
     )
 
 
-def _period(text: str | None, settings: MetricsSettings, field: str) -> Period:
+def resolve_period(text: str | None, settings: MetricsSettings, field: str) -> Period:
+    """The quarter asked for (the current one by default), or a 422 naming ``field``."""
     if text is None:
         return period_of_instant(utc_now(), settings.common.reporting_timezone)
     try:
@@ -81,7 +82,7 @@ def router(settings: MetricsSettings) -> APIRouter:
 
     @routes.get("/funnel", summary="Every funnel figure for a quarter")
     async def get_funnel(conn: Transaction, period: PeriodQuery = None) -> FunnelDocument:
-        wanted = _period(period, settings, "period")
+        wanted = resolve_period(period, settings, "period")
         # The figures come from one statement: one snapshot without a transaction's
         # isolation level.
         funnel, (figures,) = await report.read_figures(
@@ -91,7 +92,7 @@ def router(settings: MetricsSettings) -> APIRouter:
 
     @routes.get("/plan", summary="The reverse funnel: what it takes to hit the target")
     async def get_plan(conn: Transaction, period: PeriodQuery = None) -> PlanDocument:
-        wanted = _period(period, settings, "period")
+        wanted = resolve_period(period, settings, "period")
         _, (figures,) = await report.read_figures(conn, [wanted], settings, now=utc_now())
         return report.plan_document(figures, settings)
 
@@ -102,7 +103,7 @@ def router(settings: MetricsSettings) -> APIRouter:
         principal: Annotated[Principal, Depends(may_set_targets)],
         conn: Transaction,
     ) -> dict[str, Any]:
-        wanted = _period(period, settings, "period")
+        wanted = resolve_period(period, settings, "period")
         currency = body.currency or settings.common.reporting_currency
         if currency != settings.common.reporting_currency:
             raise WrongCurrency(

@@ -43,7 +43,9 @@ async def record(
     writers = {
         facts.LeadStage: store.record_lead_stages,
         facts.Decision: store.record_decisions,
+        facts.RejectionNote: store.record_rejection_notes,
         facts.Deadline: store.record_deadlines,
+        facts.HandoffLead: store.record_handoff_leads,
         facts.Breach: store.record_breaches,
         facts.Escalation: store.record_escalations,
         facts.AccountDelivery: store.record_account_events,
