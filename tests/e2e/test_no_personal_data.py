@@ -151,7 +151,7 @@ def _leads_and_decisions(
         }
         answer = intake.post("/v1/leads", json=lead)
         assert answer.status_code == 202, answer.text
-        person["lead_id"] = answer.json()["lead_id"]
+        person["receipt_id"] = answer.json()["receipt_id"]
     # Refusals must not echo what was sent either, in the answer's log or anywhere.
     bad = {"email": f"not-an-email {people[0]['first_name']}", "phone": people[0]["company"]}
     assert intake.post("/v1/leads", json=bad).status_code == 422

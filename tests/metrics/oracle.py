@@ -127,6 +127,7 @@ def deal_state(events: list[DealEvent]) -> dict[str, Any]:
     walk = sorted(events, key=deal_place)
     values: dict[str, Any] = {}
     status, closed_on, reason, reopens = "open", None, None, 0
+    wins = losses = 0
     for event in walk:
         named = DEAL_FIELDS if event.data.fields_set is None else event.data.fields_set
         for name in named:
@@ -136,8 +137,10 @@ def deal_state(events: list[DealEvent]) -> dict[str, Any]:
                 reopens += 1
             status, closed_on, reason = "open", None, None
         elif isinstance(event, DealWon):
+            wins += status != "won"
             status, closed_on, reason = "won", event.data.closed_on, None
         elif isinstance(event, DealLost):
+            losses += status != "lost"
             status, closed_on, reason = "lost", event.data.closed_on, event.data.reason
     for name in DEAL_FIELDS:  # nobody set it: the last event carries the known value
         values.setdefault(name, getattr(walk[-1].data, name))
@@ -149,6 +152,8 @@ def deal_state(events: list[DealEvent]) -> dict[str, Any]:
         "lost_reason": reason,
         "opened_at": openings[0] if openings else walk[0].time,
         "reopens": reopens,
+        "wins": wins,
+        "losses": losses,
     }
 
 
@@ -649,6 +654,12 @@ class Oracle:
             series("funnel_handoff_escalations_total"): sla["escalations"],
             series("funnel_deals_opened_total"): total["opened"],
             series("funnel_deals_reopened_total"): self.reopens(),
+            series("funnel_deals_closed_total", outcome="won"): sum(
+                deal["wins"] for deal in self.deals().values()
+            ),
+            series("funnel_deals_closed_total", outcome="lost"): sum(
+                deal["losses"] for deal in self.deals().values()
+            ),
         }
         for policy, count in sla["breaches_by_policy"].items():
             found[series("funnel_handoff_sla_breaches_total", policy=policy)] = count

@@ -55,8 +55,13 @@ _POSTGRES_CHECK_SECONDS = 2.0
 
 # How uvicorn runs every service, here as in the images and manifests under deploy/ (a
 # test keeps them the same): no access log (a JSON line per request), and uvloop with
-# httptools, which halve the HTTP stack's CPU per request against asyncio and h11.
-SERVER_OPTIONS = ("--no-access-log", "--loop", "uvloop", "--http", "httptools")
+# httptools, which halve the HTTP stack's CPU per request against asyncio and h11; and no
+# proxy headers: uvicorn would otherwise take X-Forwarded-For from any client on
+# 127.0.0.1 as its address. The services decide the client address themselves, trusting
+# only FUNNEL_TRUSTED_PROXIES (funnel_common.service.build_web_app).
+SERVER_OPTIONS = (
+    "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers",
+)  # fmt: skip
 
 
 class DevSettings(BaseSettings):

@@ -132,6 +132,11 @@ class Deal:
     """Its ``opened`` event's time (the earliest, if several), else its first event's."""
     reopens: int
     """How many times an ``opened`` follows a close: never fewer as more events come."""
+    wins: int
+    """How many times the deal became won (a ``won`` after any other status): never fewer
+    as more events come, wherever a late one falls."""
+    losses: int
+    """The same for ``lost``."""
 
 
 def fold_deal(events: Iterable[DealEvent]) -> Deal:
@@ -168,6 +173,9 @@ def fold_deal(events: Iterable[DealEvent]) -> Deal:
         for before, after in itertools.pairwise(statuses)
         if before in ("won", "lost") and after == "opened"
     )
+    changes = list(itertools.pairwise(["opened", *statuses]))
+    wins = sum(1 for before, after in changes if after == "won" and before != "won")
+    losses = sum(1 for before, after in changes if after == "lost" and before != "lost")
     opening = next((event for event in ordered if event.kind == "opened"), ordered[0])
     attribution = of("attribution")
     return Deal(
@@ -183,6 +191,8 @@ def fold_deal(events: Iterable[DealEvent]) -> Deal:
         lost_reason=last_status.lost_reason if status == "lost" and last_status else None,
         opened_at=opening.occurred_at,
         reopens=reopens,
+        wins=wins,
+        losses=losses,
     )
 
 

@@ -28,12 +28,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from funnel_common import outbox
 from funnel_common.consumer import ConsumerRunner, Handler
 from funnel_common.db import create_pool, is_unavailable, migrate_dsn
 from funnel_common.events import Envelope
-from funnel_common.http import install_error_handlers
+from funnel_common.http import BodyLimitMiddleware, install_error_handlers
 from funnel_common.kafka import broker_reachable
 from funnel_common.outbox import OutboxRelay
 from funnel_common.settings import CommonSettings
@@ -166,7 +167,13 @@ async def open_runtime(
     finds nothing to do.
     """
     await migrate_dsn(dsn, schema=schema, directory=migrations)
-    pool = await create_pool(dsn, schema=schema, max_size=pool_max_size)
+    pool = await create_pool(
+        dsn,
+        schema=schema,
+        max_size=pool_max_size,
+        acquire_timeout=settings.db_acquire_timeout_seconds,
+        statement_timeout=settings.db_statement_timeout_seconds,
+    )
     try:
         yield Runtime(service=service, settings=settings, pool=pool, metrics=metrics)
     finally:
@@ -238,9 +245,16 @@ def build_web_app(
     lifespan: Any,
     routers: list[APIRouter],
     extra_metrics: ExtraMetrics | None = None,
+    max_body_bytes: int | None = None,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """A service's web app: its routers, the platform's middleware, error mapping and
-    probe routes."""
+    probe routes.
+
+    Middleware, outermost first: the client's address from trusted proxies only
+    (``trusted_proxies``), the HTTP metrics, then the body limit (``max_body_bytes``,
+    else ``http_max_body_bytes``; ``body_limits`` maps path prefixes to their own),
+    which also keeps an aborted upload from counting as a server error."""
     app = _platform_app(
         service=service, title=title, settings=settings, lifespan=lifespan, docs=True
     )
@@ -252,7 +266,17 @@ def build_web_app(
         # cost a span per chunk on every request.
         exclude_spans=["receive", "send"],
     )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=max_body_bytes or settings.http_max_body_bytes,
+        overrides=body_limits,
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    if settings.trusted_proxies:
+        # uvicorn's own implementation (the rightmost address no trusted proxy added),
+        # configured by our settings: the server runs with --no-proxy-headers, so a
+        # client on the same host cannot choose its address with X-Forwarded-For.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(probe_router(metrics, extra_metrics, checks_broker=False))
     for router in routers:
         app.include_router(router)

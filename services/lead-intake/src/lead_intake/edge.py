@@ -1,11 +1,14 @@
-"""The HTTP edge of lead-intake: body limits, per-form CORS, body parsing, refusals."""
+"""The HTTP edge of lead-intake: per-form CORS, body parsing, refusals.
+
+The body limit, the client's address (from trusted proxies only) and aborted uploads
+are every service's, in ``funnel_common`` (``build_web_app``)."""
 
 from __future__ import annotations
 
 import hashlib
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -13,7 +16,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from funnel_common.http import DomainError, problem
+from funnel_common.http import DomainError
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -65,59 +68,6 @@ class UnsupportedMediaType(DomainError):
 def field_error(field: str, message: str, code: str = "value_error") -> RequestValidationError:
     """A 422 naming one field, in the same shape as pydantic's own errors."""
     return RequestValidationError([{"loc": ("body", field), "msg": message, "type": code}])
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class BodyLimitMiddleware:
-    """413 for bodies over the limit, whether declared (Content-Length) or streamed."""
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self._app = app
-        self._max = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max:
-            await self._refuse(scope, receive, send)
-            return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self._max:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self._app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if started:
-                raise
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(
-            413,
-            "payload-too-large",
-            "The request body is too large",
-            detail=f"At most {self._max} bytes.",
-        )
-        await response(scope, receive, send)
 
 
 class FormCorsMiddleware:
@@ -255,7 +205,9 @@ def _refusal_page(status: int, problem_body: dict[str, Any]) -> bytes:
     ).encode()
 
 
-async def parsed_body(request: Request) -> tuple[dict[str, Any], bool]:
+async def parsed_body(
+    request: Request, numbers: Mapping[str, type[int] | type[float]]
+) -> tuple[dict[str, Any], bool]:
     """The body as a dict, and whether it came from a plain HTML form (urlencoded)."""
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     raw = await request.body()
@@ -269,7 +221,9 @@ async def parsed_body(request: Request) -> tuple[dict[str, Any], bool]:
         except UnicodeDecodeError as error:
             raise field_error("body", "the form body is not UTF-8", "form_invalid") from error
         # An empty input in a plain form means "not given", not "the empty string".
-        return {name: value for name, value in pairs if value.strip()}, True
+        return {
+            name: _form_value(numbers.get(name), value) for name, value in pairs if value.strip()
+        }, True
     if media_type not in ("application/json", "") and not media_type.endswith("+json"):
         raise UnsupportedMediaType
     try:
@@ -281,11 +235,24 @@ async def parsed_body(request: Request) -> tuple[dict[str, Any], bool]:
     return data, False
 
 
-def client_hash(request: Request, trust_forwarded_for: bool) -> str:
-    """The client, hashed: an IP address is personal data and never stored in clear."""
+def _form_value(number: type[int] | type[float] | None, value: str) -> str | int | float:
+    """A plain form's value: text, or for a numeric field the number it spells (left as
+    text when it spells none, so validation names the field)."""
+    if number is None:
+        return value
+    try:
+        parsed = number(value.strip())
+    except ValueError:
+        return value
+    return parsed if parsed == parsed else value  # "nan" is no number
+
+
+def client_hash(request: Request) -> str:
+    """The client, hashed: an IP address is personal data and never stored in clear.
+
+    The address is the platform's one decision (``funnel_common.service.build_web_app``:
+    the peer, or what a trusted proxy says it forwarded for)."""
     client = request.client.host if request.client else "unknown"
-    if trust_forwarded_for and (forwarded := request.headers.get("x-forwarded-for")):
-        client = forwarded.split(",")[0].strip()
     return hashlib.sha256(client.encode()).hexdigest()[:32]
 
 

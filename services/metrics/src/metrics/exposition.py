@@ -92,6 +92,14 @@ def _counters(funnel: report.Funnel, settings: MetricsSettings) -> list[Metric]:
     )
     for policy, count in sla.breaches_by_policy.items():
         breaches.add_metric([policy], count)
+    closings = CounterMetricFamily(
+        "funnel_deals_closed",
+        "Times deals became won or lost, by outcome; a reopened deal's close still "
+        "happened (deals closed in a quarter as they stand now: funnel_deals_closed).",
+        labels=["outcome"],
+    )
+    for outcome in ("won", "lost"):
+        closings.add_metric([outcome], funnel.closings.get(outcome, 0))
     accept = HistogramMetricFamily(
         "funnel_handoff_accept_seconds",
         "Business seconds from handoff to acceptance.",
@@ -139,6 +147,7 @@ def _counters(funnel: report.Funnel, settings: MetricsSettings) -> list[Metric]:
             "Times a closed deal was opened again (an opened after a won or lost).",
             funnel.reopens,
         ),
+        closings,
     ]
 
 

@@ -22,6 +22,8 @@ class Funnel:
 
     all_time: figures.WindowFigures
     reopens: int
+    closings: dict[str, int]
+    """How many times deals became won and lost (``won``, ``lost``), reopens or not."""
 
 
 async def read_figures(
@@ -53,6 +55,7 @@ async def read_figures(
     funnel = Funnel(
         all_time=_window(facts, facts["all_time_cohort"] or [], None, buckets),
         reopens=facts["reopens"],
+        closings=facts["closings"],
     )
     started = set(facts["started"])
     return funnel, [

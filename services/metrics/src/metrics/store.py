@@ -132,7 +132,8 @@ _DEALS_ROWS = _Source(
     (("deal_id", "text"), ("status", "text"), ("lead_id", "uuid"), ("source", "text"),
      ("campaign", "text"), ("amount_cents", "bigint"), ("stage", "text"),
      ("expected_close_date", "date"), ("closed_on", "date"), ("lost_reason", "text"),
-     ("opened_at", "timestamptz"), ("reopens", "integer")),
+     ("opened_at", "timestamptz"), ("reopens", "integer"), ("wins", "integer"),
+     ("losses", "integer")),
 )  # fmt: skip
 _ACCOUNT_EVENTS_ROWS = _Source(
     "account_events",
@@ -387,7 +388,7 @@ async def save_deals(
         connection,
         _DEALS_ROWS,
         """INSERT INTO deals (deal_id, status, lead_id, source, campaign, amount_cents, stage,
-               expected_close_date, closed_on, lost_reason, opened_at, reopens)
+               expected_close_date, closed_on, lost_reason, opened_at, reopens, wins, losses)
            SELECT * FROM {rows}
            ON CONFLICT (deal_id) DO UPDATE
            SET status = excluded.status, lead_id = excluded.lead_id,
@@ -395,7 +396,8 @@ async def save_deals(
                amount_cents = excluded.amount_cents, stage = excluded.stage,
                expected_close_date = excluded.expected_close_date,
                closed_on = excluded.closed_on, lost_reason = excluded.lost_reason,
-               opened_at = excluded.opened_at, reopens = excluded.reopens""",
+               opened_at = excluded.opened_at, reopens = excluded.reopens,
+               wins = excluded.wins, losses = excluded.losses""",
         [
             (
                 deal.deal_id,
@@ -410,6 +412,8 @@ async def save_deals(
                 deal.lost_reason,
                 deal.opened_at,
                 deal.reopens,
+                deal.wins,
+                deal.losses,
             )
             for deal in deals
         ],
@@ -598,6 +602,8 @@ SELECT json_build_object(
 }),
   'all_time_cohort', CASE WHEN $7 THEN ({_COHORT.format(period="''", in_period="")}) END,
   'reopens', (SELECT coalesce(sum(reopens), 0) FROM deals),
+  'closings', (SELECT json_build_object('won', coalesce(sum(wins), 0),
+                                        'lost', coalesce(sum(losses), 0)) FROM deals),
   'targets', (SELECT coalesce(json_object_agg(period, amount_cents), '{{}}')
               FROM targets WHERE period IN (SELECT period FROM p)),
   'open', (SELECT coalesce(json_agg(fact), '[]') FROM (
