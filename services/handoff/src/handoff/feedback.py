@@ -181,6 +181,14 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+def note_of(row: Any) -> str | None:
+    """The rep's note on the rejection, as the list shows and exports it: the one place
+    the feedback reads a note (selected by ``feedback_store``'s rejection join), so a
+    note stored another way (sealed, erased) changes here only."""
+    note: str | None = row["note"]
+    return note
+
+
 def item_of(row: Any) -> FeedbackItem:
     """One row of ``feedback_store``'s list as an item."""
     attribution = row["attribution"]
@@ -205,7 +213,7 @@ def item_of(row: Any) -> FeedbackItem:
         team_id=row["team_id"],
         rep_id=row["rep_id"],
         reason=row["reason"],
-        note=row["note"],
+        note=note_of(row),
         breaches=row["breaches"],
         first_breached_at=row["first_breached_at"],
         score=row["score"],
