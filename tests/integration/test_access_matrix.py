@@ -16,6 +16,7 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -316,7 +317,7 @@ async def test_lead_intake_connectors_take_only_their_vendors_credential(
 
 async def test_metrics_access_matrix(database_url: str, topics: CommonSettings) -> None:
     settings = MetricsSettings(database_url=database_url, common=topics)
-    mismatches = []
+    mismatches: list[tuple[Route, Mapping[str, int | str]]] = []
 
     async with running_metrics(settings) as client:
         credentials = await _credentials(database_url, "metrics", topics)
