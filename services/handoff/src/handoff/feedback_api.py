@@ -13,12 +13,12 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 
 from funnel_common.auth import Principal, authenticate
+from funnel_common.http import problem_responses
 from funnel_common.service import Transaction, runtime_of
 from funnel_common.settings import CommonSettings
 from funnel_common.spreadsheet import Cell, csv_response, csv_stream
 from handoff import feedback, feedback_store
 from handoff.feedback import FeedbackList, FeedbackQuery, Filters
-from handoff.problems import problem_responses
 from handoff.settings import HandoffSettings
 
 _bearer_scheme = HTTPBearer(auto_error=False, description="A token from `POST /v1/tokens`")

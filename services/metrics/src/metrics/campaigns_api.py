@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from funnel_common.http import problem_responses
 from funnel_common.service import Transaction
 from funnel_common.spreadsheet import csv_response, csv_stream
 from funnel_common.types import utc_now
@@ -49,6 +50,7 @@ def router(settings: MetricsSettings) -> APIRouter:
         "in the quarter with their value and win rate, the median business time to accept, "
         "SLA attainment and the top three rejection reasons. Every figure is the campaign's "
         "slice of `/v1/funnel`'s.",
+        responses=problem_responses(422, 503),
     )
     async def get_campaigns(
         conn: Transaction,
@@ -63,7 +65,10 @@ def router(settings: MetricsSettings) -> APIRouter:
         summary="The same rows as CSV, for a spreadsheet",
         description="Text cells a spreadsheet would run as a formula start with `'`.",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/csv": {}}, "description": "The CSV file"}},
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "The CSV file"},
+            **problem_responses(422, 503),
+        },
     )
     async def get_campaigns_csv(
         conn: Transaction,

@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict
 
 from funnel_common.auth import Principal, Unauthenticated, authenticate
-from funnel_common.http import DomainError, NotFound, parse_form
+from funnel_common.http import DomainError, NotFound, parse_form, problem_responses
 from funnel_common.periods import WEEK_PATTERN, BadWeek, Week, parse_week, week_of_instant
 from funnel_common.service import runtime_of
 from funnel_common.types import utc_now
@@ -239,7 +239,10 @@ def routers(settings: MetricsSettings) -> list[APIRouter]:
     @api.get(
         "/review",
         summary="A week's review pack (any token): as sent, or a preview of this week's",
-        responses={404: {"description": "No pack was sent for that past week"}},
+        responses={
+            **problem_responses(401, 422, 503),
+            404: {"description": "No pack was sent for that past week"},
+        },
     )
     async def review_json(
         request: Request,
