@@ -80,9 +80,24 @@ async def test_the_packs_figures_are_the_funnels_at_the_same_instant(
     database_url: str, topics: CommonSettings
 ) -> None:
     settings = review_settings(database_url, topics)
-    async with running_metrics(settings) as client:
-        await produce(topics, three_campaigns(NOW))
-        await _story_applied(client, 8)
+    async with running_metrics(settings, worker=False) as client:
+        # The worker applies the story and stops: its own review timer, scanning every
+        # 0.1 s, would otherwise race this test's worker for the week made due below.
+        async with serving(metrics_worker.create_app(settings), "metrics-worker"):
+            await produce(topics, three_campaigns(NOW))
+            await _story_applied(client, 8)
+
+            async def heard() -> tuple[int, int, int]:
+                funnel = (await client.get("/v1/funnel", params={"period": QUARTER})).json()
+                sla = funnel["handoffs"]["sla"]
+                return (
+                    funnel["revenue"]["won_value_cents"],
+                    funnel["handoffs"]["rejected"],
+                    sla["deadlines"],
+                )
+
+            # Every topic's events, not only the leads, before the worker stops.
+            await eventually(heard, until=lambda n: n == (170_000, 2, 7), what="the whole story")
         pool = await create_pool(database_url, schema="metrics", max_size=2)
         try:
             worker = ReviewWorker(pool, settings, PlatformMetrics("metrics-test"))
