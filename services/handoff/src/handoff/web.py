@@ -9,13 +9,22 @@ from fastapi import FastAPI
 
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from handoff import api, feedback_api, feedback_pages, gauges, inbox, inbox_team, runtime
+from handoff import (
+    SERVICE,
+    api,
+    feedback_api,
+    feedback_pages,
+    inbox,
+    inbox_team,
+    runtime,
+    telemetry,
+)
 from handoff.settings import HandoffSettings
 
 
 def create_app(settings: HandoffSettings | None = None) -> FastAPI:
     settings = settings or HandoffSettings()
-    metrics = PlatformMetrics(runtime.SERVICE, relays=False)
+    metrics = PlatformMetrics(SERVICE, relays=False)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[WebState]:
@@ -23,7 +32,7 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
             yield {"runtime": opened}
 
     return build_web_app(
-        service=runtime.SERVICE,
+        service=SERVICE,
         title="Shared Funnel: handoff",
         settings=settings.common,
         metrics=metrics,
@@ -35,5 +44,5 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
             inbox_team.router,
             feedback_pages.router(settings),
         ],
-        extra_metrics=gauges.renderer(settings),
+        extra_metrics=telemetry.renderer(settings),
     )
