@@ -60,7 +60,9 @@ class ReviewView(BaseModel):
 
 
 def _week(text: str | None, settings: MetricsSettings) -> Week:
-    if not text:
+    # Only an absent week means this week: an empty one is not a week (the documented
+    # pattern refuses it, and so does the route; schemathesis' checks found it).
+    if text is None:
         return week_of_instant(utc_now(), settings.common.reporting_timezone)
     try:
         return parse_week(text)
