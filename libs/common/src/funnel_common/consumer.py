@@ -139,6 +139,10 @@ class ConsumerRunner:
         ones together in one transaction (one commit instead of one per event)."""
         run: list[_Handled] = []
         for record in records:
+            if record.value is None:
+                # A tombstone: compaction's instruction to drop a key (funnel.people after
+                # an erasure), not an event. What it stands for travels as an event.
+                continue
             try:
                 event = decode_event(record.value)
             except EventDecodeError as error:

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import asyncpg
 
-from funnel_common.events import LEADS_TOPIC, LeadCaptured, LeadMerged, LeadQualified
+from funnel_common.events import (
+    LEADS_TOPIC,
+    PEOPLE_TOPIC,
+    LeadCaptured,
+    LeadCapturedV2,
+    LeadMerged,
+    LeadQualified,
+    LeadQualifiedV2,
+    PersonErased,
+    PersonKeyIssued,
+)
 from funnel_common.service import ConsumerSpec, handles
 from funnel_common.types import utc_now
-from handoff import assignment, store
+from handoff import assignment, people, store
 
 
-async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) -> None:
+async def on_lead_captured(
+    connection: asyncpg.Connection, event: LeadCaptured | LeadCapturedV2
+) -> None:
     await store.record_lead(
         connection,
         lead_id=event.data.lead_id,
@@ -21,7 +33,9 @@ async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) 
     )
 
 
-async def on_lead_qualified(connection: asyncpg.Connection, event: LeadQualified) -> None:
+async def on_lead_qualified(
+    connection: asyncpg.Connection, event: LeadQualified | LeadQualifiedV2
+) -> None:
     # The SLA clock starts when handoff hears of the lead, not when it was qualified:
     # a rep cannot act on a lead that has not reached them yet.
     await assignment.create_from_lead(connection, event, now=utc_now())
@@ -40,12 +54,18 @@ async def on_lead_merged(connection: asyncpg.Connection, event: LeadMerged) -> N
     )
 
 
+# v1 lead events (personal data in clear) are events recorded before sealing: still
+# applied, so a topic that holds them is still read.
 HANDLERS = dict(
     [
         handles(LeadCaptured, on_lead_captured),
+        handles(LeadCapturedV2, on_lead_captured),
         handles(LeadQualified, on_lead_qualified),
+        handles(LeadQualifiedV2, on_lead_qualified),
         handles(LeadMerged, on_lead_merged),
+        handles(PersonKeyIssued, people.on_person_key_issued),
+        handles(PersonErased, people.on_person_erased),
     ]
 )
 
-CONSUMER = ConsumerSpec(group_id="handoff", topics=[LEADS_TOPIC], handlers=HANDLERS)
+CONSUMER = ConsumerSpec(group_id="handoff", topics=[LEADS_TOPIC, PEOPLE_TOPIC], handlers=HANDLERS)
