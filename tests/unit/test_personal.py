@@ -58,7 +58,9 @@ def test_a_wrapped_key_opens_only_with_its_kek_and_for_its_person() -> None:
     with pytest.raises(SealBroken):
         RING.unwrap(uuid4(), key.wrapped)  # another person's record
     with pytest.raises(SealBroken):
-        Keyring(SecretStr("another key-encryption key, long enough too")).unwrap(person, key.wrapped)
+        Keyring(SecretStr("another key-encryption key, long enough too")).unwrap(
+            person, key.wrapped
+        )
     assert "data_key" not in repr(key)
 
 
