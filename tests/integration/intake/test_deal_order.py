@@ -3,7 +3,8 @@
 For hypothesis-drawn histories of a deal's (or an account's) webhooks, any arrival
 order with any duplicates gives the same stored state and the same published state
 (the events folded as a consumer folds them: each field from the latest event that set
-it, by ``time`` then ``delivery_id``; the status from the latest opened/won/lost).
+it, by ``time``, then lifecycle step, then ``delivery_id``; the status from the latest
+opened/won/lost).
 
 Hypothesis runs in a worker thread so it can shrink a failure; each example is posted
 through the app on the test's event loop.
@@ -117,10 +118,26 @@ async def _deliver(
         assert answer.status_code == 200, answer.text
 
 
+# At the same instant, events go in lifecycle order before the sender's id decides.
+STEP = {
+    "funnel.deal.opened.v1": 0,
+    "funnel.deal.updated.v1": 1,
+    "funnel.deal.won.v1": 2,
+    "funnel.deal.lost.v1": 2,
+    "funnel.account.activated.v1": 0,
+    "funnel.account.arr_changed.v1": 1,
+    "funnel.account.churned.v1": 2,
+}
+
+
+def _place(event: Envelope) -> tuple[datetime, int, str]:
+    return (event.time, STEP[event.type], event.data.delivery_id)  # type: ignore[attr-defined]
+
+
 def _consumer_fold(events: list[Envelope]) -> dict[str, Any]:
     """What a consumer makes of a deal's published events (ARCHITECTURE.md's rule)."""
     status, fields = "open", dict(DEAL_DEFAULTS)
-    for event in sorted(events, key=lambda e: (e.time, e.data.delivery_id)):  # type: ignore[attr-defined]
+    for event in sorted(events, key=_place):
         if isinstance(event, DealOpened | DealWon | DealLost):
             status = {DealOpened: "open", DealWon: "won", DealLost: "lost"}[type(event)]
         data = event.data.model_dump(mode="json")
@@ -207,10 +224,7 @@ async def test_any_arrival_order_with_duplicates_gives_one_account(
             payloads = await reader.fetch(
                 "SELECT payload FROM intake.outbox WHERE event_key = $1", account_id.encode()
             )
-            events = sorted(
-                (decode_event(r["payload"]) for r in payloads),
-                key=lambda e: (e.time, e.data.delivery_id),  # type: ignore[attr-defined]
-            )
+            events = sorted((decode_event(r["payload"]) for r in payloads), key=_place)
             published = {"status": "active", "arr_cents": 0}
             for event in events:
                 if isinstance(event, AccountChurned):

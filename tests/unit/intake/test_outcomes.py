@@ -160,3 +160,15 @@ def test_a_churn_at_the_same_instant_as_a_change_is_ordered_by_delivery_id() -> 
 
     assert fold_account([churned, changed]).status == "churned"
     assert fold_account([changed, churned]) == fold_account([churned, changed])
+
+
+def test_opened_and_won_at_the_same_instant_is_won_whatever_the_senders_ids() -> None:
+    # CRMs send second precision and opaque ids: the lifecycle decides the tie, as in
+    # metrics, so the two services never disagree on such a deal.
+    for opened_id, won_id in (("a-open", "z-won"), ("z-open", "a-won")):
+        history = [
+            deal(opened_id, "opened", 0, amount_cents=100),
+            deal(won_id, "won", 0, closed_on=date(2026, 10, 1)),
+        ]
+
+        assert fold_deal("D-1", history, "USD").status == "won"

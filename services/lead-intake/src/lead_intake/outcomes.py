@@ -4,8 +4,11 @@ CRMs and billing systems deliver late, twice and out of order (ARCHITECTURE.md, 
 independence"). So a deal's state is a function of the *set* of its recorded deliveries,
 recomputed from all of them on each new one:
 
-- deliveries are ordered by when they happened (``occurred_at``), ties broken by the
-  sender's delivery id (the webhook id, compared as strings), never by arrival;
+- deliveries are ordered by when they happened (``occurred_at``), then by their step in
+  the lifecycle (opened, then updated, then won or lost; activated, then arr_changed,
+  then churned: a deal opened and won in the same second is won, whatever opaque ids
+  the sender gave them), then by the sender's delivery id (the webhook id, compared as
+  strings), never by arrival. metrics folds the events by the same order;
 - each field takes the value of the latest delivery that set it;
 - the status is that of the latest status-changing delivery (``opened``: open, an
   ``opened`` after a close being a reopen; ``won``; ``lost``); an ``updated`` never
@@ -51,6 +54,15 @@ DealStatus = Literal["open", "won", "lost"]
 DealAction = Literal["opened", "updated", "won", "lost"]
 AccountStatus = Literal["active", "churned"]
 AccountAction = Literal["activated", "arr_changed", "churned"]
+
+# Deliveries that happened at the same instant (CRMs send second or day precision) go in
+# lifecycle order before the sender's id breaks the tie.
+DEAL_LIFECYCLE_STEP: dict[DealAction, int] = {"opened": 0, "updated": 1, "won": 2, "lost": 2}
+ACCOUNT_LIFECYCLE_STEP: dict[AccountAction, int] = {
+    "activated": 0,
+    "arr_changed": 1,
+    "churned": 2,
+}
 
 UNATTRIBUTED = Attribution(source="unattributed")
 DEAL_STATUS_OF: dict[DealAction, DealStatus] = {"opened": "open", "won": "won", "lost": "lost"}
@@ -106,9 +118,15 @@ class DealDelivery:
     fields: DealFields
 
     @property
-    def order(self) -> tuple[datetime, str, str]:
-        """When it happened, then the sender's id (then whose: ids are per sender)."""
-        return (self.occurred_at, self.webhook_id, self.integration)
+    def order(self) -> tuple[datetime, int, str, str]:
+        """When it happened, its lifecycle step, then the sender's id (then whose: ids are
+        per sender)."""
+        return (
+            self.occurred_at,
+            DEAL_LIFECYCLE_STEP[self.action],
+            self.webhook_id,
+            self.integration,
+        )
 
 
 @dataclass(frozen=True)
@@ -193,8 +211,13 @@ class AccountDelivery:
     attribution: Attribution | None = None
 
     @property
-    def order(self) -> tuple[datetime, str, str]:
-        return (self.occurred_at, self.webhook_id, self.integration)
+    def order(self) -> tuple[datetime, int, str, str]:
+        return (
+            self.occurred_at,
+            ACCOUNT_LIFECYCLE_STEP[self.action],
+            self.webhook_id,
+            self.integration,
+        )
 
 
 @dataclass(frozen=True)
