@@ -179,12 +179,13 @@ def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevPlatform
     while len(set(ports.values())) < len(ports):  # free_port can hand out one port twice
         ports = free_ports()
     platform = start_dev(tmp_path / "funnel", ports, tmp_path / "dev.out")
-    # What `funnel dev` tells the other commands (`funnel privacy`, `funnel replay`).
-    monkeypatch.setenv("FUNNEL_INTAKE_URL", platform.url("intake", ""))
-    monkeypatch.setenv("FUNNEL_HANDOFF_URL", platform.url("handoff", ""))
-    monkeypatch.setenv("FUNNEL_HANDOFF_DATABASE_URL", platform.service_database_url("handoff"))
-    monkeypatch.setenv("FUNNEL_METRICS_DATABASE_URL", platform.service_database_url("metrics"))
-    monkeypatch.setenv("FUNNEL_KAFKA_BOOTSTRAP_SERVERS", platform.bootstrap_servers)
+    # `funnel privacy`, `funnel token` and `funnel replay` find this platform as they
+    # find any `funnel dev`: by its state file. What they adopt from it into the
+    # environment is undone after the test.
+    monkeypatch.setenv("FUNNEL_DEV_DATA_DIR", str(platform.data_dir))
+    adopted = json.loads((platform.data_dir / "platform.json").read_text())["env"]
+    for name in adopted:
+        monkeypatch.delenv(name, raising=False)
     try:
         yield platform
     finally:
