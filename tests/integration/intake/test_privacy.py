@@ -4,6 +4,7 @@ tests/e2e/test_erasure.py."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -16,7 +17,7 @@ from tests.integration.access import bearer, issued_token
 from tests.integration.intake.conftest import events_on, imported
 from tests.integration.kafka_helpers import read_topic
 
-PERSON = {
+PERSON: dict[str, Any] = {
     "email": "Ada.Lovelace@Engine.example",
     "phone": "+44 20 7946 0958",
     "first_name": "Ada",
