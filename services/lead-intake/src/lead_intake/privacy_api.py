@@ -30,7 +30,7 @@ Email = Annotated[
 _bearer_scheme = HTTPBearer(auto_error=False, description="An admin token")
 
 
-def privacy_router() -> APIRouter:
+def router() -> APIRouter:
     router = APIRouter(
         prefix=PREFIX,
         tags=["privacy"],
