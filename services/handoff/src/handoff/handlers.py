@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncpg
 
+from funnel_common.deals import DealEnvelope, deal_event, fold_deal
 from funnel_common.events import (
+    DEALS_TOPIC,
     LEADS_TOPIC,
     PEOPLE_TOPIC,
+    DealLost,
+    DealOpened,
+    DealUpdated,
+    DealWon,
     LeadCaptured,
     LeadCapturedV2,
     LeadMerged,
@@ -17,7 +23,7 @@ from funnel_common.events import (
 )
 from funnel_common.service import ConsumerSpec, handles
 from funnel_common.types import utc_now
-from handoff import assignment, people, store
+from handoff import assignment, feedback_store, people, store
 
 
 async def on_lead_captured(
@@ -54,6 +60,14 @@ async def on_lead_merged(connection: asyncpg.Connection, event: LeadMerged) -> N
     )
 
 
+async def on_deal(connection: asyncpg.Connection, event: DealEnvelope) -> None:
+    # What became of a lead, for marketing's feedback page: the deal's state is folded
+    # again from all of its events, so arrival order never matters.
+    await feedback_store.record_deal_event(connection, event.id, deal_event(event))
+    events = await feedback_store.deal_events(connection, event.data.deal_id)
+    await feedback_store.save_deal(connection, fold_deal(events))
+
+
 # v1 lead events (personal data in clear) are events recorded before sealing: still
 # applied, so a topic that holds them is still read.
 HANDLERS = dict(
@@ -65,7 +79,13 @@ HANDLERS = dict(
         handles(LeadMerged, on_lead_merged),
         handles(PersonKeyIssued, people.on_person_key_issued),
         handles(PersonErased, people.on_person_erased),
+        handles(DealOpened, on_deal),
+        handles(DealUpdated, on_deal),
+        handles(DealWon, on_deal),
+        handles(DealLost, on_deal),
     ]
 )
 
-CONSUMER = ConsumerSpec(group_id="handoff", topics=[LEADS_TOPIC, PEOPLE_TOPIC], handlers=HANDLERS)
+CONSUMER = ConsumerSpec(
+    group_id="handoff", topics=[LEADS_TOPIC, DEALS_TOPIC, PEOPLE_TOPIC], handlers=HANDLERS
+)
