@@ -102,7 +102,7 @@ async def test_a_person_is_exported_then_erased_once_keeping_what_is_not_persona
     ]
 
     # The person asking again is a new lead.
-    back = await intake.post("/v1/leads", **imported(PERSON))
+    back = await intake.post("/v1/leads", **imported({**PERSON, "utm_campaign": "back"}))
     assert back.status_code == 202, back.text
     assert back.json()["lead_id"] != lead_id
 
