@@ -30,12 +30,27 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from funnel_common.events import ALL_TOPICS
+from funnel_common.events import ALL_TOPICS, PEOPLE_TOPIC
 from funnel_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+
+_HOUR_MS = str(3600 * 1000)
+# funnel.people holds each person's wrapped data key; an erasure's tombstone must make
+# compaction drop it soon, not whenever the log happens to be dirty enough: segments
+# roll hourly (the active one is never compacted), a record waits at most a day to be
+# compacted, and a tombstone is kept an hour after that (docs/privacy.md).
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    PEOPLE_TOPIC: {
+        "cleanup.policy": "compact",
+        "segment.ms": _HOUR_MS,
+        "max.compaction.lag.ms": str(24 * 3600 * 1000),
+        "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": _HOUR_MS,
+    },
+}
 
 
 def new_producer(settings: CommonSettings) -> AIOKafkaProducer:
@@ -80,6 +95,7 @@ async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_T
                     settings.topic(name),
                     num_partitions=settings.kafka_topic_partitions,
                     replication_factor=settings.kafka_replication_factor,
+                    topic_configs=TOPIC_CONFIGS.get(name, {}),
                 )
                 for name in names
             ]
