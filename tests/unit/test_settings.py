@@ -90,8 +90,8 @@ def test_intake_refuses_its_auth_secret_reused_for_a_webhook_in_production() -> 
 
 
 def test_the_personal_data_key_is_required_where_personal_data_is_read() -> None:
-    # lead-intake and handoff read personal data: a placeholder key is refused there in
-    # production; metrics never reads any and is not given the key.
+    # lead-intake, handoff and metrics (the review pack's sealed notes) read personal
+    # data: a placeholder key is refused there in production.
     common = CommonSettings(environment="production", auth_secret=SecretStr(REAL["a"]))
     distinct = {
         "crm_webhook_secret": SecretStr(REAL["b"]),
@@ -102,4 +102,9 @@ def test_the_personal_data_key_is_required_where_personal_data_is_read() -> None
     with pytest.raises(ValidationError, match="FUNNEL_PERSONAL_DATA_KEY") as refused:
         IntakeSettings.model_validate({"common": common, **distinct})
     assert "dev-personal" not in str(refused.value)
-    assert MetricsSettings.model_validate({"common": common})
+    with pytest.raises(ValidationError, match="FUNNEL_PERSONAL_DATA_KEY"):
+        MetricsSettings.model_validate({"common": common})
+    real = common.model_copy(update={"personal_data_key": SecretStr(REAL["e"])})
+    assert MetricsSettings.model_validate({"common": real}).common.personal_data_key == (
+        real.personal_data_key
+    )

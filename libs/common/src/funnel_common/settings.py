@@ -162,14 +162,14 @@ class CommonSettings(BaseSettings):
         description="signs the API's bearer tokens; must be set in production",
     )
     # The services that read personal data share it: lead-intake wraps each person's
-    # data key with it, handoff unwraps the copies it keeps (funnel_common.personal).
-    # Metrics never reads personal data and is not given it; the services that need it
-    # refuse a placeholder in production (their own settings' secret checks).
+    # data key with it, handoff and metrics unwrap the copies they keep (handoff to show
+    # profiles and notes, metrics the review pack's example notes; funnel_common.personal).
+    # Each refuses a placeholder in production (its own settings' secret checks).
     personal_data_key: SecretStr = Field(
         default=SecretStr("dev-personal-data-key-change-me"),
         description="key-encryption key of the per-person data keys that seal personal "
-        "data (docs/privacy.md); the same in lead-intake and handoff, must be set there in "
-        "production, and kept: without it no sealed personal data can be read",
+        "data (docs/privacy.md); the same in lead-intake, handoff and metrics, must be set "
+        "there in production, and kept: without it no sealed personal data can be read",
     )
 
     @model_validator(mode="after")

@@ -27,7 +27,7 @@ from uuid import UUID
 
 import asyncpg
 
-from funnel_common.events import Envelope, EventDecodeError, decode_event
+from funnel_common.events import PEOPLE_TOPIC, Envelope, EventDecodeError, decode_event
 from funnel_common.inbox import record_inbox, record_inbox_many
 from metrics.facts import Fact, FactsOf
 from metrics.handlers import record
@@ -83,6 +83,8 @@ async def prepare(table: dict[type[Envelope], FactsOf], records: list[Any]) -> P
     for position, kafka_record in enumerate(records):
         if position % _YIELD_EVERY == _YIELD_EVERY - 1:
             await asyncio.sleep(0)
+        if kafka_record.value is None and kafka_record.topic.endswith(PEOPLE_TOPIC):
+            continue  # a tombstone: compaction's, not an event (skipped live too)
         try:
             event = decode_event(kafka_record.value)
         except EventDecodeError:

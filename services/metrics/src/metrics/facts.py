@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from funnel_common import personal
 from funnel_common.deals import DealEnvelope, DealEvent, deal_event
 from funnel_common.events import (
     AccountActivated,
@@ -36,6 +37,8 @@ from funnel_common.events import (
     LeadDisqualified,
     LeadQualified,
     LeadQualifiedV2,
+    PersonErased,
+    PersonKeyIssued,
     TargetSet,
     TokenIssued,
     TokenRevoked,
@@ -99,12 +102,31 @@ class HandoffLead:
 @dataclass(frozen=True)
 class RejectionNote:
     """The rep's note on a rejection: personal data, kept for the review pack's examples
-    in one table (``rejection_notes``) that names its lead, for erasure to reach."""
+    in one table (``rejection_notes``) that names its lead, for erasure to reach. Sealed
+    with the lead's key as a ``.v2`` event carries it (opened only to show it), in clear
+    from a ``.v1`` one (before sealing)."""
 
     handoff_id: UUID
     event_id: UUID
     lead_id: UUID
     note: str
+
+
+@dataclass(frozen=True)
+class PersonKey:
+    """A lead's wrapped data key (``funnel.people``): metrics keeps a copy to open the
+    sealed notes it shows in the review pack."""
+
+    person_id: UUID
+    wrapped_key: bytes
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """The person of ``lead_id`` was erased: their key and notes go, for good (a key or
+    note heard later, or replayed, is not kept). Figures do not change."""
+
+    lead_id: UUID
 
 
 @dataclass(frozen=True)
@@ -161,6 +183,8 @@ Fact = (
     | AccountDelivery
     | Target
     | TokenChange
+    | PersonKey
+    | Erasure
 )
 
 
@@ -201,9 +225,13 @@ def lead_stage(event: LeadStageEnvelope) -> list[Fact]:
 def decision(event: HandoffAccepted | HandoffRejected | HandoffRejectedV2) -> list[Fact]:
     data = event.data
     accepted = type(event) is HandoffAccepted
-    # A .v2 rejection's note is sealed with the lead's key, which metrics does not hold:
-    # only notes from before sealing (.v1) are kept here as examples.
-    note = event.data.note if type(event) is HandoffRejected else None
+    # A .v2 rejection's note is kept sealed as it came (opened with metrics' copy of the
+    # lead's key when the pack is shown); a .v1 one is from before sealing, in clear.
+    note: str | None = None
+    if type(event) is HandoffRejected:
+        note = event.data.note
+    elif type(event) is HandoffRejectedV2:
+        note = event.data.sealed_note
     notes: list[Fact] = []
     if note and note.strip():
         notes.append(RejectionNote(data.handoff_id, event.id, data.lead_id, note))
@@ -279,6 +307,14 @@ def target(event: TargetSet) -> list[Fact]:
     return [Target(data.period, data.amount_cents, event.time, event.id)]
 
 
+def person_key(event: PersonKeyIssued) -> list[Fact]:
+    return [PersonKey(event.data.person_id, personal.wrapped_bytes(event.data.wrapped_key))]
+
+
+def erasure(event: PersonErased) -> list[Fact]:
+    return [Erasure(event.data.lead_id)]
+
+
 def token(event: TokenIssued | TokenRevoked) -> list[Fact]:
     return [TokenChange(event)]
 
@@ -322,4 +358,6 @@ def table(reporting_currency: str) -> dict[type[Envelope], FactsOf]:
         TargetSet: target,
         TokenIssued: token,
         TokenRevoked: token,
+        PersonKeyIssued: person_key,
+        PersonErased: erasure,
     }

@@ -22,6 +22,7 @@ from funnel_common.events import (
     DEALS_TOPIC,
     HANDOFFS_TOPIC,
     LEADS_TOPIC,
+    PEOPLE_TOPIC,
     TARGETS_TOPIC,
     Envelope,
 )
@@ -59,6 +60,9 @@ async def record(
     for change in by_kind.get(facts.TokenChange, []):
         if isinstance(change, facts.TokenChange):
             await ACCESS_HANDLERS[type(change.event)](connection, change.event)
+    await store.record_person_keys(connection, by_kind.get(facts.PersonKey, []))  # type: ignore[arg-type]
+    # Erasures last: a batch's note or key of the person is gone with the rest.
+    await store.record_erasures(connection, by_kind.get(facts.Erasure, []))  # type: ignore[arg-type]
     if deliveries:
         events: dict[str, list[DealEvent]] = {}
         for delivery in deliveries:
@@ -90,7 +94,16 @@ def handlers(reporting_currency: str) -> dict[type[Envelope], Handler]:
     return dict.fromkeys(table, handle)
 
 
-TOPICS = [LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC, ACCESS_TOPIC]
+# funnel.people: the leads' keys, which open the sealed notes the review pack shows.
+TOPICS = [
+    LEADS_TOPIC,
+    HANDOFFS_TOPIC,
+    DEALS_TOPIC,
+    ACCOUNTS_TOPIC,
+    TARGETS_TOPIC,
+    ACCESS_TOPIC,
+    PEOPLE_TOPIC,
+]
 
 
 def consumer(reporting_currency: str) -> ConsumerSpec:

@@ -4,14 +4,19 @@ due, and by the page (``review_pages.py``) for a week not sent yet."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import asyncpg
 
+from funnel_common import personal
 from funnel_common.periods import Week, parse_period, period_of_instant
+from funnel_common.personal import PersonKey, SealBroken
 from metrics import campaigns, report, review, review_store, store
 from metrics.review import ReviewPack
 from metrics.settings import MetricsSettings
+
+log = logging.getLogger(__name__)
 
 
 async def prepare(
@@ -51,12 +56,35 @@ async def notes_for(
     connection: asyncpg.Connection, pack: ReviewPack, settings: MetricsSettings
 ) -> dict[str, list[str]]:
     """Example notes of the pack's top rejection reasons, read now (personal data is
-    never stored in a pack): the latest of the quarter up to when the pack was made."""
+    never stored in a pack): the latest of the quarter up to when the pack was made,
+    sealed ones opened with metrics' copies of the leads' keys (docs/privacy.md)."""
     start, _ = parse_period(pack.period).bounds(settings.common.reporting_timezone)
-    return await review_store.example_notes(
+    found = await review_store.example_notes(
         connection,
         [reason.reason for reason in pack.top_rejection_reasons],
         start,
         pack.as_of,
         per_reason=review.NOTES_PER_REASON,
     )
+    ring = personal.keyring(settings.common.personal_data_key)
+    keys = await personal.load_keys(connection, ring, [example.lead_id for example in found])
+    notes: dict[str, list[str]] = {}
+    for example in found:
+        note = open_note(example.note, keys.get(example.lead_id))
+        if note is not None:
+            notes.setdefault(example.reason, []).append(note)
+    return notes
+
+
+def open_note(note: str, key: PersonKey | None) -> str | None:
+    """A stored note opened: None when it cannot be (its person erased meanwhile, or a
+    seal that does not open with the key); a ``.v1`` note, from before sealing, as it is."""
+    if not note.startswith(personal.SEALED_PREFIX):
+        return note
+    if key is None:
+        return None
+    try:
+        return key.open(note, "note")
+    except SealBroken:
+        log.warning("a sealed note did not open", extra={"person_id": str(key.person_id)})
+        return None

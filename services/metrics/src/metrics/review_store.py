@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
+from uuid import UUID
 
 import asyncpg
 
@@ -199,6 +201,15 @@ async def missed_deadlines(
     ]
 
 
+@dataclass(frozen=True)
+class ExampleNote:
+    """A rejection's note as stored: sealed with its lead's key (``.v2``) or in clear."""
+
+    reason: str
+    lead_id: UUID
+    note: str
+
+
 async def example_notes(
     connection: asyncpg.Connection,
     reasons: Sequence[str],
@@ -206,13 +217,14 @@ async def example_notes(
     until: datetime,
     *,
     per_reason: int,
-) -> dict[str, list[str]]:
+) -> list[ExampleNote]:
     """The latest notes of rejections with each reason, decided in [start, until]: only a
     note of the decision that counts (a handoff's latest), read from the one table of
-    notes (``rejection_notes``), so an erased note is shown nowhere."""
+    notes (``rejection_notes``), so an erased note is shown nowhere. A sealed note whose
+    key is not here (not heard yet) is passed over for the next one."""
     rows = await connection.fetch(
-        """SELECT reason, note FROM (
-               SELECT decision.reason, note.note,
+        """SELECT reason, lead_id, note FROM (
+               SELECT decision.reason, note.lead_id, note.note,
                       row_number() OVER (PARTITION BY decision.reason
                                          ORDER BY decision.occurred_at DESC,
                                                   decision.handoff_id) AS rank
@@ -220,7 +232,10 @@ async def example_notes(
                JOIN rejection_notes AS note
                  ON note.handoff_id = decision.handoff_id AND note.event_id = decision.event_id
                WHERE decision.outcome = 'rejected' AND decision.reason = ANY($1::text[])
-                 AND decision.occurred_at >= $2 AND decision.occurred_at <= $3) AS ranked
+                 AND decision.occurred_at >= $2 AND decision.occurred_at <= $3
+                 AND (note.note NOT LIKE 'sealed.v1.%'
+                      OR EXISTS (SELECT FROM person_keys WHERE person_id = note.lead_id))
+               ) AS ranked
            WHERE rank <= $4
            ORDER BY reason, rank""",
         list(reasons),
@@ -228,10 +243,7 @@ async def example_notes(
         until,
         per_reason,
     )
-    found: dict[str, list[str]] = {}
-    for row in rows:
-        found.setdefault(row["reason"], []).append(row["note"])
-    return found
+    return [ExampleNote(row["reason"], row["lead_id"], row["note"]) for row in rows]
 
 
 # --- replay: the timers are metrics' own state, not a projection of events ---------------

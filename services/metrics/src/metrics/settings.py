@@ -20,7 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from funnel_common.delivery import SmtpServer
-from funnel_common.settings import CommonSettings
+from funnel_common.settings import CommonSettings, require_real_secrets
 from funnel_common.types import Label
 
 REPO_CONFIG = Path(__file__).resolve().parents[4] / "config"
@@ -142,6 +142,18 @@ class MetricsSettings(BaseSettings):
 
     common: CommonSettings = Field(default_factory=CommonSettings)
     _sources: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _real_secrets_outside_development(self) -> MetricsSettings:
+        # The key opens the sealed notes the review pack shows (review_packs.py).
+        require_real_secrets(
+            {
+                "FUNNEL_AUTH_SECRET": self.common.auth_secret,
+                "FUNNEL_PERSONAL_DATA_KEY": self.common.personal_data_key,
+            },
+            environment=self.common.environment,
+        )
+        return self
 
     @model_validator(mode="after")
     def _read_sources(self) -> MetricsSettings:

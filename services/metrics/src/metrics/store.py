@@ -27,6 +27,7 @@ from uuid import UUID
 
 import asyncpg
 
+from funnel_common import personal
 from funnel_common.deals import Deal, DealEvent
 from metrics.facts import (
     AccountDelivery,
@@ -34,9 +35,11 @@ from metrics.facts import (
     Deadline,
     DealDelivery,
     Decision,
+    Erasure,
     Escalation,
     HandoffLead,
     LeadStage,
+    PersonKey,
     RejectionNote,
     Target,
 )
@@ -282,14 +285,43 @@ async def record_handoff_leads(
 async def record_rejection_notes(
     connection: asyncpg.Connection, notes: Sequence[RejectionNote], *, bulk: bool = False
 ) -> None:
+    # Not the note of an erased person: a rejection re-delivered or replayed after the
+    # erasure must not bring it back.
     await _upsert(
         connection,
         _NOTES_ROWS,
         """INSERT INTO rejection_notes (handoff_id, event_id, lead_id, note)
-           SELECT * FROM {rows} ON CONFLICT DO NOTHING""",
+           SELECT * FROM {rows}
+           WHERE NOT EXISTS (SELECT FROM erased_people WHERE person_id = fact.lead_id)
+           ON CONFLICT DO NOTHING""",
         [(fact.handoff_id, fact.event_id, fact.lead_id, fact.note) for fact in notes],
         bulk=bulk,
     )
+
+
+async def record_person_keys(connection: asyncpg.Connection, keys: Sequence[PersonKey]) -> None:
+    """Keep copies of the leads' wrapped keys, not an erased person's (few: one per lead,
+    so no staging table; ``funnel_common.personal`` reads them)."""
+    if keys:
+        await connection.execute(
+            """INSERT INTO person_keys (person_id, wrapped_key)
+               SELECT DISTINCT ON (person_id) * FROM unnest($1::uuid[], $2::bytea[])
+                      AS fact (person_id, wrapped_key)
+               WHERE NOT EXISTS (SELECT FROM erased_people WHERE person_id = fact.person_id)
+               ON CONFLICT DO NOTHING""",
+            [key.person_id for key in keys],
+            [key.wrapped_key for key in keys],
+        )
+
+
+async def record_erasures(connection: asyncpg.Connection, erasures: Sequence[Erasure]) -> None:
+    """Forget erased people: their key copies and their notes (every row naming them in
+    ``rejection_notes``, clear ``.v1`` notes too), and remember them as erased so that
+    nothing of theirs is kept again. Only personal data goes: no figure changes."""
+    if erasures:
+        ids = sorted({erasure.lead_id for erasure in erasures})
+        await personal.forget_keys(connection, ids)
+        await connection.execute("DELETE FROM rejection_notes WHERE lead_id = ANY($1::uuid[])", ids)
 
 
 async def record_breaches(
