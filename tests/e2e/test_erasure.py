@@ -304,6 +304,12 @@ def test_an_erased_person_is_nowhere_and_every_figure_stays(
     assert handoff["handoffs"][0]["profile"]["phone"] == person["phone"].replace(" ", "")
     figures = run.figures()
 
+    def pack_notes() -> Any:
+        return run.metrics.get("/v1/review").json()["notes"]
+
+    # The review pack shows the sealed note, opened with metrics' copy of the key.
+    wait_until(lambda: pack_notes() == {"other": [note]}, timeout=60, what="the pack's note")
+
     erased = _funnel("privacy", "erase", person["email"], "--yes", "--token", token)
     assert lead["lead_id"] in erased
 
@@ -312,6 +318,9 @@ def test_an_erased_person_is_nowhere_and_every_figure_stays(
         return bool(answer["erased"])
 
     wait_until(handoff_forgot, timeout=60, what="handoff to hear of the erasure")
+    # metrics forgets the key and the note in one transaction: the note gone from the
+    # pack means no copy of the key is left there either.
+    wait_until(lambda: pack_notes() == {}, timeout=60, what="metrics to hear of the erasure")
     needles = _needles(person, note)
     tables = asyncio.run(_tables(dev.database_url))
     topics = asyncio.run(_topics(dev.bootstrap_servers))
