@@ -7,6 +7,7 @@ figure changes (docs/privacy.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -99,7 +100,7 @@ async def _funnel(client: httpx.AsyncClient) -> Any:
     return (await client.get("/v1/funnel", params={"period": QUARTER})).json()
 
 
-async def _applied(database_url: str, events: list[Envelope]) -> None:
+async def _applied(database_url: str, events: Sequence[Envelope]) -> None:
     ids = [event.id for event in events]
 
     async def seen() -> int:
