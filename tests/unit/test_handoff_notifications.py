@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from funnel_common.delivery import Outcome, http_outcome
 from handoff.models import Team
 from handoff.notifications import (
+    Channels,
     Person,
     email_message,
     notifications_for,
@@ -19,6 +20,7 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LINK = "http://127.0.0.1:8002/inbox/handoffs/6f0"
 ADA = Person("ada", "ada@sales.example", "U024BE7LH")
 MIA = Person("mia", "mia@sales.example", None)
+EMAIL = Channels(email=True)
 
 
 def team(*webhooks: dict[str, object]) -> Team:
@@ -27,16 +29,36 @@ def team(*webhooks: dict[str, object]) -> Team:
 
 def test_nothing_configured_means_no_notification_at_all() -> None:
     rows = notifications_for(
-        team(), handoff(), "assigned", rep=Person("ada"), manager=Person("mia"), now=NOW
+        team(),
+        handoff(),
+        "assigned",
+        rep=Person("ada"),
+        manager=Person("mia"),
+        channels=EMAIL,
+        now=NOW,
     )
 
     assert rows == []
 
 
+def test_no_smtp_server_means_no_email_row_even_for_people_with_addresses() -> None:
+    hooks = team({"url": "https://hooks.slack.test/T/B/x", "format": "slack"})
+
+    rows = [
+        row
+        for kind in ("assigned", "at_risk", "breached", "escalated")
+        for row in notifications_for(
+            hooks, handoff(), kind, rep=ADA, manager=MIA, channels=Channels(), now=NOW
+        )
+    ]
+
+    assert [row.channel for row in rows] == ["slack"] * 4
+
+
 def test_the_rep_is_emailed_on_assignment_at_risk_and_breach_the_manager_on_escalation() -> None:
     recipients = {
         kind: [row.target for row in notifications_for(
-            team(), handoff(), kind, rep=ADA, manager=MIA, now=NOW
+            team(), handoff(), kind, rep=ADA, manager=MIA, channels=EMAIL, now=NOW
         ) if row.channel == "email"]
         for kind in ("assigned", "at_risk", "breached", "escalated")
     }  # fmt: skip
@@ -55,8 +77,12 @@ def test_team_webhooks_get_only_the_happenings_they_subscribed_to() -> None:
         {"url": "https://hooks.slack.test/T/B/x", "format": "slack"},
     )
 
-    assigned = notifications_for(hooks, handoff(), "assigned", rep=ADA, manager=MIA, now=NOW)
-    breached = notifications_for(hooks, handoff(), "breached", rep=ADA, manager=MIA, now=NOW)
+    assigned = notifications_for(
+        hooks, handoff(), "assigned", rep=ADA, manager=MIA, channels=EMAIL, now=NOW
+    )
+    breached = notifications_for(
+        hooks, handoff(), "breached", rep=ADA, manager=MIA, channels=EMAIL, now=NOW
+    )
 
     assert [row.channel for row in assigned] == ["slack", "email"]
     assert [row.channel for row in breached] == ["webhook", "slack", "email"]
@@ -70,6 +96,7 @@ def test_slack_names_the_rep_with_a_mention_the_company_the_sla_state_and_links(
         "assigned",
         rep=ADA,
         manager=MIA,
+        channels=EMAIL,
         now=NOW,
     )[:1]
 
@@ -84,7 +111,13 @@ def test_slack_names_the_rep_with_a_mention_the_company_the_sla_state_and_links(
 def test_json_webhooks_carry_ids_and_the_link_but_no_personal_data() -> None:
     lead = handoff(profile={"company": "Analytical Engines", "email": "ada@lead.example"})
     [row] = notifications_for(
-        team({"url": "https://crm.test/hook"}), lead, "breached", rep=ADA, manager=MIA, now=NOW
+        team({"url": "https://crm.test/hook"}),
+        lead,
+        "breached",
+        rep=ADA,
+        manager=MIA,
+        channels=EMAIL,
+        now=NOW,
     )[:1]
 
     body = webhook_body(row.facts, LINK)
@@ -99,7 +132,9 @@ def test_an_email_says_what_happened_and_links_into_the_handoff() -> None:
     lead = handoff(profile={"company": "Evil\r\nBcc: everyone@example.org"})
     [row] = [
         row
-        for row in notifications_for(team(), lead, "at_risk", rep=ADA, manager=MIA, now=NOW)
+        for row in notifications_for(
+            team(), lead, "at_risk", rep=ADA, manager=MIA, channels=EMAIL, now=NOW
+        )
         if row.channel == "email"
     ]
 

@@ -227,7 +227,9 @@ class Handoffs:
         async with outbox.transaction(self.pool) as connection:
             if (key := PERSON_KEYS.get(event.data.lead_id)) is not None:
                 await personal.store_key(connection, key.person_id, key.wrapped)
-            created = await assignment.create_from_lead(connection, event, now=now or event.time)
+            created = await assignment.create_from_lead(
+                connection, event, channels=self.settings.channels(), now=now or event.time
+            )
         assert created is not None
         return created.handoff_id
 

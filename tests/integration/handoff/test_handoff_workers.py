@@ -7,6 +7,7 @@ happen within the test; waiting is always for a condition with a deadline.
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -325,18 +326,63 @@ async def test_emails_reach_the_rep_and_the_manager_and_a_bounce_is_parked(
 
 
 async def test_no_notifications_configured_means_none_attempted(
-    database_url: str, topics: CommonSettings
+    database_url: str, topics: CommonSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # docs/handoff.md's roster gives people addresses, but `make run` names no SMTP
+    # server: no email is queued, so nothing is parked and nothing warns.
     settings = handoff_settings(database_url, topics)
+    assert settings.smtp_host is None
     async with running_handoffs(settings, worker=True) as handoffs:
-        await handoffs.setup_team("emea", {"ada": {}}, countries=["DE"], minutes=ONE_SECOND)
-        handoff_id = await handoffs.qualify_directly(now=utc_now())
-        await eventually(lambda: handoffs.events(BREACHED, handoff_id), until=bool, what="a breach")
-
-        async with handoffs.pool.acquire() as connection:
-            queued = await connection.fetchval("SELECT count(*) FROM notifications")
+        # Building the apps routed the root logger to their own JSON handler only.
+        logging.getLogger().addHandler(caplog.handler)
+        try:
+            await handoffs.setup_team(
+                "emea",
+                {
+                    "ada": {"email": "ada@sales.example.com"},
+                    "bob": {"email": "bob@sales.example.com"},
+                },
+                countries=["DE"],
+                minutes=ONE_SECOND,
+                reassign_up_to=0,
+            )
+            await handoffs.put(
+                "/v1/teams/emea",
+                {
+                    "manager_id": "emea-manager",
+                    "manager_email": "mia@sales.example.com",
+                    "countries": ["DE"],
+                    "sla_policy": "emea-sla",
+                },
+            )
+            # Assigned, at risk, breached and escalated (by the consumer and the scanner),
+            # then reassigned by the manager over HTTP (the web process).
+            handoff_id = await handoffs.qualify_directly(now=utc_now())
+            await eventually(
+                lambda: handoffs.handoff(handoff_id),
+                until=lambda row: row["status"] == "escalated",
+                what="the escalation",
+            )
+            manager = await handoffs.auth("manager", "emea-manager", "emea")
+            moved = await handoffs.client.post(
+                f"/v1/handoffs/{handoff_id}/reassign", headers=manager
+            )
+            assert moved.status_code == 200, moved.text
+            await eventually(
+                lambda: handoffs.events(BREACHED, handoff_id),
+                until=lambda events: len(events) == 2,
+                what="the new holder's breach",
+            )
+            async with handoffs.pool.acquire() as connection:
+                queued = await connection.fetchval("SELECT count(*) FROM notifications")
+            gauge = await _scrape(handoffs)
+        finally:
+            logging.getLogger().removeHandler(caplog.handler)
 
     assert queued == 0
+    assert 'funnel_handoff_notifications_parked{channel="email"} 0.0' in gauge
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [message for message in warnings if "notification" in message], warnings
 
 
 async def _parked(handoffs: Handoffs) -> list[asyncpg.Record]:

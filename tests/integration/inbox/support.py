@@ -13,7 +13,7 @@ import httpx
 
 from funnel_common import outbox
 from funnel_common.events import Envelope, LeadCapturedV2, LeadMerged, LeadQualifiedV2
-from handoff.handlers import HANDLERS
+from handoff.handlers import handlers
 from tests.integration.handoff.support import Handoffs, key_issued, sealed_profile
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -97,7 +97,7 @@ async def apply(handoffs: Handoffs, *events: Envelope) -> None:
         if isinstance(event, LeadCapturedV2):
             await apply(handoffs, key_issued(event.data.lead_id))
         async with outbox.transaction(handoffs.pool) as connection:
-            await HANDLERS[type(event)](connection, event)
+            await handlers(handoffs.settings.channels())[type(event)](connection, event)
 
 
 async def handoff_id_of(handoffs: Handoffs, lead_id: UUID) -> UUID:

@@ -291,6 +291,7 @@ async def test_history_is_paged_newest_first(handoffs: Handoffs) -> None:
                 RejectIn(reason="not_a_fit"),
                 now=decided_at,
                 keyring=KEYRING,
+                channels=handoffs.settings.channels(),
             )
 
     async with inbox_client(handoffs, ada) as client:

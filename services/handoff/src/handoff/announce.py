@@ -29,7 +29,7 @@ from funnel_common.events import (
 )
 from handoff import SERVICE, store
 from handoff.models import Handoff, NotificationKind, Team
-from handoff.notifications import Person, notifications_for
+from handoff.notifications import Channels, Person, notifications_for
 
 
 class NoDeadline(ValueError):
@@ -174,6 +174,7 @@ async def emit(
     events: list[Envelope],
     notify: list[NotificationKind],
     *,
+    channels: Channels,
     now: datetime,
 ) -> None:
     """The events to the outbox and the notifications to their queue, in the caller's
@@ -192,7 +193,9 @@ async def emit(
     rows = [
         row
         for kind in notify
-        for row in notifications_for(team, handoff, kind, rep=rep, manager=manager, now=now)
+        for row in notifications_for(
+            team, handoff, kind, rep=rep, manager=manager, channels=channels, now=now
+        )
     ]
     if rows:
         await store.enqueue_notifications(connection, rows)

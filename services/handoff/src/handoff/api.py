@@ -34,6 +34,8 @@ from handoff.models import (
     TokenIn,
     TokenOut,
 )
+from handoff.notifications import Channels
+from handoff.runtime import channels_of
 from handoff.sla import SlaPolicy
 
 Connection = Transaction
@@ -47,6 +49,8 @@ def _keyring(request: Request) -> Keyring:
 
 Keys = Annotated[Keyring, Depends(_keyring)]
 """Opens the leads' sealed data for the answer (people.py)."""
+Notifies = Annotated[Channels, Depends(channels_of)]
+"""Where a decision's notifications may go (email only with an SMTP server)."""
 
 
 async def _out(conn: Connection, keys: Keyring, handoff: Handoff) -> HandoffOut:
@@ -130,10 +134,15 @@ async def accept(handoff_id: UUID, principal: Caller, conn: Connection, keys: Ke
     responses=problem_responses(403, 404, 409),
 )
 async def reject(
-    handoff_id: UUID, body: RejectIn, principal: Caller, conn: Connection, keys: Keys
+    handoff_id: UUID,
+    body: RejectIn,
+    principal: Caller,
+    conn: Connection,
+    keys: Keys,
+    channels: Notifies,
 ) -> Decision:
     handoff, seconds, within = await decisions.reject(
-        conn, handoff_id, principal, body, now=utc_now(), keyring=keys
+        conn, handoff_id, principal, body, now=utc_now(), keyring=keys, channels=channels
     )
     return Decision(
         handoff=await _out(conn, keys, handoff),
@@ -153,10 +162,16 @@ async def reassign(
     principal: Caller,
     conn: Connection,
     keys: Keys,
+    channels: Notifies,
     body: ReassignIn | None = None,
 ) -> Decision:
     handoff = await decisions.reassign(
-        conn, handoff_id, principal, body.rep_id if body else None, now=utc_now()
+        conn,
+        handoff_id,
+        principal,
+        body.rep_id if body else None,
+        now=utc_now(),
+        channels=channels,
     )
     return Decision(handoff=await _out(conn, keys, handoff))
 

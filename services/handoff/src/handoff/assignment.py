@@ -17,6 +17,7 @@ import asyncpg
 from funnel_common.events import LeadQualified, LeadQualifiedV2
 from handoff import announce, store
 from handoff.models import Handoff, Team
+from handoff.notifications import Channels
 from handoff.routing import UNROUTED_TEAM, RepChoice, choose_rep, choose_team, segment_of
 from handoff.sla import DEFAULT_POLICY, DEFAULT_POLICY_NAME, SlaPolicy, deadlines
 
@@ -112,7 +113,11 @@ async def route_team(
 
 
 async def create_from_lead(
-    connection: asyncpg.Connection, event: LeadQualified | LeadQualifiedV2, *, now: datetime
+    connection: asyncpg.Connection,
+    event: LeadQualified | LeadQualifiedV2,
+    *,
+    channels: Channels,
+    now: datetime,
 ) -> Handoff | None:
     """A qualified lead becomes a handoff, assigned or waiting in its team's queue; its
     profile is kept as the event carries it (``.v2``: the personal part sealed).
@@ -153,6 +158,7 @@ async def create_from_lead(
         chosen.team,
         [announce.assigned(handoff, now)],
         ["assigned"] if handoff.rep_id else [],
+        channels=channels,
         now=now,
     )
     return handoff

@@ -20,6 +20,7 @@ from funnel_common.personal import Keyring
 from handoff import announce, assignment, people, store
 from handoff.errors import HandoffConflict, UnknownRep
 from handoff.models import Handoff, RejectIn, Status
+from handoff.notifications import Channels
 from handoff.permissions import ACTING_ROLES, load_for, require_role
 from handoff.routing import RepChoice
 from handoff.sla import business_seconds_between
@@ -86,6 +87,7 @@ async def reject(
     *,
     now: datetime,
     keyring: Keyring,
+    channels: Channels,
 ) -> Decided:
     require_role(principal, *ACTING_ROLES)
     handoff = await load_for(connection, handoff_id, principal, lock=True)
@@ -132,6 +134,7 @@ async def reject(
         plan.team,
         [event, announce.reassigned(handoff, after, "wrong_territory", now)],
         ["assigned"] if after.rep_id else [],
+        channels=channels,
         now=now,
     )
     return Decided(after, seconds, within)
@@ -144,6 +147,7 @@ async def reassign(
     rep_id: str | None,
     *,
     now: datetime,
+    channels: Channels,
 ) -> Handoff:
     """A manager's (or admin's) move: to a named rep, or to the team's next eligible rep."""
     require_role(principal, "manager", "admin")
@@ -188,6 +192,7 @@ async def reassign(
         plan.team,
         [announce.reassigned(handoff, after, "manager", now, by=principal)],
         ["assigned"],
+        channels=channels,
         now=now,
     )
     return after

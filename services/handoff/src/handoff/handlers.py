@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 
+from funnel_common.consumer import Handler
 from funnel_common.deals import DealEnvelope, deal_event, fold_deal
 from funnel_common.events import (
     DEALS_TOPIC,
@@ -13,6 +16,7 @@ from funnel_common.events import (
     DealOpened,
     DealUpdated,
     DealWon,
+    Envelope,
     LeadCaptured,
     LeadCapturedV2,
     LeadMerged,
@@ -24,6 +28,7 @@ from funnel_common.events import (
 from funnel_common.service import ConsumerSpec, handles
 from funnel_common.types import utc_now
 from handoff import assignment, feedback_store, people, store
+from handoff.notifications import Channels
 
 
 async def on_lead_captured(
@@ -39,12 +44,19 @@ async def on_lead_captured(
     )
 
 
-async def on_lead_qualified(
-    connection: asyncpg.Connection, event: LeadQualified | LeadQualifiedV2
-) -> None:
-    # The SLA clock starts when handoff hears of the lead, not when it was qualified:
-    # a rep cannot act on a lead that has not reached them yet.
-    await assignment.create_from_lead(connection, event, now=utc_now())
+def on_lead_qualified(
+    channels: Channels,
+) -> Callable[[asyncpg.Connection, LeadQualified | LeadQualifiedV2], Awaitable[None]]:
+    """The handler that turns a qualified lead into a handoff, notifying on ``channels``."""
+
+    async def handle(
+        connection: asyncpg.Connection, event: LeadQualified | LeadQualifiedV2
+    ) -> None:
+        # The SLA clock starts when handoff hears of the lead, not when it was qualified:
+        # a rep cannot act on a lead that has not reached them yet.
+        await assignment.create_from_lead(connection, event, channels=channels, now=utc_now())
+
+    return handle
 
 
 async def on_lead_merged(connection: asyncpg.Connection, event: LeadMerged) -> None:
@@ -68,24 +80,33 @@ async def on_deal(connection: asyncpg.Connection, event: DealEnvelope) -> None:
     await feedback_store.save_deal(connection, fold_deal(events))
 
 
-# v1 lead events (personal data in clear) are events recorded before sealing: still
-# applied, so a topic that holds them is still read.
-HANDLERS = dict(
-    [
-        handles(LeadCaptured, on_lead_captured),
-        handles(LeadCapturedV2, on_lead_captured),
-        handles(LeadQualified, on_lead_qualified),
-        handles(LeadQualifiedV2, on_lead_qualified),
-        handles(LeadMerged, on_lead_merged),
-        handles(PersonKeyIssued, people.on_person_key_issued),
-        handles(PersonErased, people.on_person_erased),
-        handles(DealOpened, on_deal),
-        handles(DealUpdated, on_deal),
-        handles(DealWon, on_deal),
-        handles(DealLost, on_deal),
-    ]
-)
+def handlers(channels: Channels) -> dict[type[Envelope], Handler]:
+    """The handler table; ``channels`` (from the settings) says which notifications a
+    new assignment may queue."""
+    qualified = on_lead_qualified(channels)
+    # v1 lead events (personal data in clear) are events recorded before sealing: still
+    # applied, so a topic that holds them is still read.
+    return dict(
+        [
+            handles(LeadCaptured, on_lead_captured),
+            handles(LeadCapturedV2, on_lead_captured),
+            handles(LeadQualified, qualified),
+            handles(LeadQualifiedV2, qualified),
+            handles(LeadMerged, on_lead_merged),
+            handles(PersonKeyIssued, people.on_person_key_issued),
+            handles(PersonErased, people.on_person_erased),
+            handles(DealOpened, on_deal),
+            handles(DealUpdated, on_deal),
+            handles(DealWon, on_deal),
+            handles(DealLost, on_deal),
+        ]
+    )
 
-CONSUMER = ConsumerSpec(
-    group_id="handoff", topics=[LEADS_TOPIC, DEALS_TOPIC, PEOPLE_TOPIC], handlers=HANDLERS
-)
+
+def consumer(channels: Channels) -> ConsumerSpec:
+    """What the worker consumes, and how it handles each event."""
+    return ConsumerSpec(
+        group_id="handoff",
+        topics=[LEADS_TOPIC, DEALS_TOPIC, PEOPLE_TOPIC],
+        handlers=handlers(channels),
+    )

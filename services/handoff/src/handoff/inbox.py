@@ -36,6 +36,7 @@ from handoff.inbox_render import (
     to_sign_in,
 )
 from handoff.models import RejectIn
+from handoff.runtime import channels_of
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 20
@@ -304,10 +305,13 @@ async def decide(handoff_id: UUID, action: str, request: Request) -> Response:
                     rejection,
                     now=utc_now(),
                     keyring=keyring_of(request),
+                    channels=channels_of(request),
                 )
             else:
                 to = form.get("rep_id") or None
-                await decisions.reassign(conn, handoff_id, principal, to, now=utc_now())
+                await decisions.reassign(
+                    conn, handoff_id, principal, to, now=utc_now(), channels=channels_of(request)
+                )
     except DomainError as refused:
         if refused.status in (403, 404) and not isinstance(refused, sessions.CsrfRefused):
             return refusal(request, refused, session)

@@ -30,6 +30,7 @@ from handoff.inbox_render import (
     to_sign_in,
 )
 from handoff.routing import UNROUTED_TEAM
+from handoff.runtime import channels_of
 
 MAX_BULK = 200
 
@@ -148,7 +149,14 @@ async def bulk_reassign(request: Request) -> Response:
     for handoff_id in selected:
         try:
             async with outbox.transaction(runtime_of(request).pool) as conn:
-                await decisions.reassign(conn, handoff_id, session.principal, to, now=utc_now())
+                await decisions.reassign(
+                    conn,
+                    handoff_id,
+                    session.principal,
+                    to,
+                    now=utc_now(),
+                    channels=channels_of(request),
+                )
             moved += 1
         except DomainError as refused:
             failures.append((handoff_id, refused))

@@ -6,7 +6,9 @@ subscribed to it (JSON or Slack), and an email to the person it concerns (the re
 assignment, at risk and breach; the manager on escalation) when the roster has their
 address. A row holds the facts; the notifier renders them when it delivers
 (:func:`webhook_body`, :func:`slack_body`, :func:`email_message`), with a link into the
-inbox under ``FUNNEL_HANDOFF_PUBLIC_URL``. No webhook, no address: no row, nothing tried.
+inbox under ``FUNNEL_HANDOFF_PUBLIC_URL``. No webhook, no address: no row, nothing tried;
+and no email row at all while the deployment names no SMTP server (:class:`Channels`), so
+a roster with addresses under ``make run`` leaves nothing parked and logs no warning.
 
 What leaves: JSON webhooks carry ids and times, never the lead's personal data; Slack
 messages and emails, read by people at work, name the lead's company (not the person).
@@ -58,6 +60,15 @@ class Person:
 
 
 @dataclass(frozen=True)
+class Channels:
+    """What this deployment can deliver besides the teams' own webhooks (those are
+    configured per team in the roster): built from the settings by whoever holds them
+    (``HandoffSettings.channels``) and passed down to where notifications are queued."""
+
+    email: bool = False
+
+
+@dataclass(frozen=True)
 class Notification:
     """One row of the notification queue: a channel, where to, and the facts to tell."""
 
@@ -89,9 +100,11 @@ def notifications_for(
     *,
     rep: Person | None,
     manager: Person | None,
+    channels: Channels,
     now: datetime,
 ) -> list[Notification]:
-    """The rows for one happening: the team's subscribed webhooks and the email."""
+    """The rows for one happening: the team's subscribed webhooks and, when email is
+    configured, the email."""
     roles: dict[Audience, Person | None] = {"rep": rep, "manager": manager}
     concerned = [(role, person) for role in _CONCERNS[kind] if (person := roles[role])]
     facts: dict[str, Any] = {
@@ -118,7 +131,7 @@ def notifications_for(
             channel: Channel = "slack" if hook.format == "slack" else "webhook"
             rows.append(Notification(handoff.handoff_id, kind, channel, str(hook.url), facts))
     addressee = roles[_EMAIL_TO[kind]]
-    if addressee is not None and addressee.email:
+    if channels.email and addressee is not None and addressee.email:
         rows.append(Notification(handoff.handoff_id, kind, "email", addressee.email, facts))
     return rows
 

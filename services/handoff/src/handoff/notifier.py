@@ -9,8 +9,10 @@ share the work), delivers them concurrently and records each outcome:
   SMTP 4xx): tried again after a backoff that doubles, with jitter
   (:class:`funnel_common.retry.Backoff`), until the attempts are used up;
 - a refusal that will not pass (an HTTP 4xx, a redirect, an address the mail server
-  bounces with 5xx, email with no SMTP server configured): parked at once with its
-  reason, never retried.
+  bounces with 5xx, an email row this worker has no SMTP server for): parked at once
+  with its reason, never retried. Email rows are queued only where a server is set
+  (``HandoffSettings.channels``), so the last means the host was unset since they were
+  queued, or the web's settings differ from the worker's: worth the warning it logs.
 
 A parked row keeps its reason in ``last_error``; ``funnel_handoff_notifications_parked``
 counts them by channel and ``funnel_handoff_notifications_total`` counts outcomes.

@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from fastapi import Request
+
 from funnel_common.service import Runtime, open_runtime
 from funnel_common.telemetry import PlatformMetrics
 from handoff import SERVICE
+from handoff.notifications import Channels
 from handoff.settings import HandoffSettings
 
 SCHEMA = "handoff"
@@ -30,3 +33,9 @@ async def opened(
         pool_max_size=pool_max_size,
     ) as runtime:
         yield runtime
+
+
+def channels_of(request: Request) -> Channels:
+    """What a decision made over HTTP may notify on (the web lifespan's ``channels``)."""
+    channels: Channels = request.state.channels
+    return channels

@@ -68,27 +68,34 @@ async def scan_once(
     falls due meanwhile is claimed at once.
     """
     limit = settings.scan_batch_size
+    channels = settings.channels()
     result = ScanResult()
     async with outbox.transaction(pool) as connection:
         at_risk_now = now or utc_now()
         rows = await store.claim_at_risk(connection, now=at_risk_now, limit=limit)
         with work_span(tracer, "sla at_risk", rows):
             result.at_risk = await _each(
-                connection, rows, lambda h: timers.fire_at_risk(connection, h, now=at_risk_now)
+                connection,
+                rows,
+                lambda h: timers.fire_at_risk(connection, h, channels=channels, now=at_risk_now),
             )
     async with outbox.transaction(pool) as connection:
         breach_now = now or utc_now()
         rows = await store.claim_breached(connection, now=breach_now, limit=limit)
         with work_span(tracer, "sla breach", rows):
             result.breached = await _each(
-                connection, rows, lambda h: timers.fire_breach(connection, h, now=breach_now)
+                connection,
+                rows,
+                lambda h: timers.fire_breach(connection, h, channels=channels, now=breach_now),
             )
     async with outbox.transaction(pool) as connection:
         queue_now = now or utc_now()
         rows = await store.claim_queued(connection, limit=limit)
         with work_span(tracer, "sla queue", rows):
             result.assigned_from_queue = await _each(
-                connection, rows, lambda h: timers.drain_queue(connection, h, now=queue_now)
+                connection,
+                rows,
+                lambda h: timers.drain_queue(connection, h, channels=channels, now=queue_now),
             )
     return result
 

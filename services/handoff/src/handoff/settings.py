@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from funnel_common.settings import CommonSettings, require_real_secrets
+from handoff.notifications import Channels
 
 
 class HandoffSettings(BaseSettings):
@@ -100,6 +101,10 @@ class HandoffSettings(BaseSettings):
     )
 
     common: CommonSettings = Field(default_factory=CommonSettings)
+
+    def channels(self) -> Channels:
+        """What notifications can be delivered here: email only once a server is named."""
+        return Channels(email=self.smtp_host is not None)
 
     @model_validator(mode="after")
     def _real_secrets_outside_development(self) -> Self:

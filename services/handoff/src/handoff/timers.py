@@ -9,20 +9,29 @@ import asyncpg
 
 from handoff import announce, assignment, store
 from handoff.models import Handoff, Team
+from handoff.notifications import Channels
 from handoff.routing import UNROUTED_TEAM
 
 
-async def fire_at_risk(connection: asyncpg.Connection, handoff: Handoff, *, now: datetime) -> None:
+async def fire_at_risk(
+    connection: asyncpg.Connection, handoff: Handoff, *, channels: Channels, now: datetime
+) -> None:
     """Once per assignment, after the policy's at-risk share of the window."""
     await store.mark_at_risk_fired(connection, handoff.handoff_id)
     team = await store.get_team(connection, handoff.team_id)
     await announce.emit(
-        connection, handoff, team, [announce.at_risk(handoff, now)], ["at_risk"], now=now
+        connection,
+        handoff,
+        team,
+        [announce.at_risk(handoff, now)],
+        ["at_risk"],
+        channels=channels,
+        now=now,
     )
 
 
 async def fire_breach(
-    connection: asyncpg.Connection, handoff: Handoff, *, now: datetime
+    connection: asyncpg.Connection, handoff: Handoff, *, channels: Channels, now: datetime
 ) -> Handoff:
     """Breached: say so, then reassign to the next eligible rep or escalate to the manager."""
     breached = announce.breached(handoff, now)
@@ -37,13 +46,21 @@ async def fire_breach(
             connection, handoff, plan, now=now, previous_rep_ids=previous, breaches=breaches
         )
         moved = announce.reassigned(handoff, after, "sla_breach", now)
-        await announce.emit(connection, handoff, plan.team, [breached], ["breached"], now=now)
-        await announce.emit(connection, after, plan.team, [moved], ["assigned"], now=now)
+        await announce.emit(
+            connection, handoff, plan.team, [breached], ["breached"], channels=channels, now=now
+        )
+        await announce.emit(
+            connection, after, plan.team, [moved], ["assigned"], channels=channels, now=now
+        )
         return after
     after = await _escalate(connection, handoff, plan.team, previous=previous, breaches=breaches)
     escalated = announce.reassigned(handoff, after, "escalation", now)
-    await announce.emit(connection, handoff, plan.team, [breached], ["breached"], now=now)
-    await announce.emit(connection, after, plan.team, [escalated], ["escalated"], now=now)
+    await announce.emit(
+        connection, handoff, plan.team, [breached], ["breached"], channels=channels, now=now
+    )
+    await announce.emit(
+        connection, after, plan.team, [escalated], ["escalated"], channels=channels, now=now
+    )
     return after
 
 
@@ -73,7 +90,9 @@ async def _escalate(
     )
 
 
-async def drain_queue(connection: asyncpg.Connection, handoff: Handoff, *, now: datetime) -> bool:
+async def drain_queue(
+    connection: asyncpg.Connection, handoff: Handoff, *, channels: Channels, now: datetime
+) -> bool:
     """Try again to assign a queued handoff; True when a rep took it."""
     team_id = handoff.team_id
     if team_id == UNROUTED_TEAM:
@@ -92,6 +111,12 @@ async def drain_queue(connection: asyncpg.Connection, handoff: Handoff, *, now: 
         return False
     after = await assignment.apply_plan(connection, handoff, plan, now=now)
     await announce.emit(
-        connection, after, plan.team, [announce.assigned(after, now)], ["assigned"], now=now
+        connection,
+        after,
+        plan.team,
+        [announce.assigned(after, now)],
+        ["assigned"],
+        channels=channels,
+        now=now,
     )
     return True

@@ -19,7 +19,13 @@ from handoff import (
     runtime,
     telemetry,
 )
+from handoff.notifications import Channels
 from handoff.settings import HandoffSettings
+
+
+class HandoffWebState(WebState):
+    # A reassignment over HTTP queues notifications too: only on channels configured here.
+    channels: Channels
 
 
 def create_app(settings: HandoffSettings | None = None) -> FastAPI:
@@ -27,9 +33,9 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
     metrics = PlatformMetrics(SERVICE, relays=False)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[WebState]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[HandoffWebState]:
         async with runtime.opened(settings, metrics) as opened:
-            yield {"runtime": opened}
+            yield {"runtime": opened, "channels": settings.channels()}
 
     return build_web_app(
         service=SERVICE,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from funnel_common.service import WorkerState, build_worker_app, run_workers
 from funnel_common.telemetry import PlatformMetrics
 from handoff import SERVICE, runtime
-from handoff.handlers import CONSUMER
+from handoff.handlers import consumer
 from handoff.notifier import Notifier
 from handoff.scanner import run_scanner
 from handoff.settings import HandoffSettings
@@ -32,7 +32,7 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
                 dsn=settings.database_url,
                 schema=runtime.SCHEMA,
                 publishes=True,
-                consumes=CONSUMER,
+                consumes=consumer(settings.channels()),
                 more={
                     "sla-scanner": lambda: run_scanner(opened.pool, settings),
                     "notifier": Notifier(opened.pool, settings, opened.metrics).run,
