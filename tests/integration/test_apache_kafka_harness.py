@@ -6,6 +6,7 @@ Skipped where Java 17+ or Maven is missing, failed instead in CI
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,8 +20,10 @@ from aiokafka.errors import KafkaError
 from funnel_tools.apache_kafka import (
     ApacheKafkaCluster,
     ApacheKafkaNode,
+    KafkaJarsMismatch,
     KafkaToolsMissing,
     ensure_jars,
+    verify_jars,
 )
 
 from tests.helpers import eventually
@@ -116,6 +119,32 @@ def java_processes_under(directory: Path) -> list[int]:
         if any(str(directory) in argument for argument in cmdline):
             found.append(process.info["pid"])
     return found
+
+
+def test_installed_jars_are_reused_without_maven(
+    kafka_lib_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PATH without mvn: any attempt to fetch again would raise KafkaToolsMissing.
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+    assert ensure_jars(REPO_ROOT) == kafka_lib_dir
+
+
+def test_a_changed_jar_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "kafka-clients-4.4.0.jar").write_bytes(b"not the pinned bytes")
+    (tmp_path / "extra-1.0.jar").write_bytes(b"")
+    pinned = {
+        "kafka-clients-4.4.0.jar": hashlib.sha256(b"the pinned bytes").hexdigest(),
+        "slf4j-api-1.7.36.jar": "0" * 64,
+    }
+
+    with pytest.raises(KafkaJarsMismatch) as refused:
+        verify_jars(tmp_path, pinned)
+
+    message = str(refused.value)
+    assert "kafka-clients-4.4.0.jar: sha256" in message
+    assert "slf4j-api-1.7.36.jar: missing" in message
+    assert "extra-1.0.jar: not pinned" in message
 
 
 async def test_single_node_round_trips_an_idempotent_acks_all_record(

@@ -724,7 +724,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
             f"at {cluster.bootstrap_servers} (storage in {data}); Ctrl-C stops",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # Both stop it, even where a shell started it with SIGINT ignored.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, signal.default_int_handler)
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 signal.pause()
