@@ -17,14 +17,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from funnel_tools.apache_kafka import (
-    ApacheKafkaCluster,
-    ApacheKafkaNode,
-    KafkaJarsMismatch,
-    KafkaToolsMissing,
-    ensure_jars,
-    verify_jars,
-)
+from funnel_tools.apache_kafka import ApacheKafkaCluster, ApacheKafkaNode
+from funnel_tools.kafka_jars import KafkaJarsMismatch, KafkaToolsMissing, ensure_jars, verify_jars
 
 from tests.helpers import eventually
 

@@ -1,18 +1,16 @@
-"""Apache Kafka itself, no Docker: the pinned broker jars and KRaft nodes run from them.
+"""Apache Kafka itself, no Docker: KRaft nodes run from the pinned jars.
 
-``ensure_jars`` fetches the jars named by ``tools/kafka/pom.xml`` into ``.tools/kafka/lib``
-once (Maven, from Maven Central) and checks them against ``tools/kafka/jars.sha256``.
 ``ApacheKafkaCluster`` formats KRaft storage and runs one JVM per node, each a combined
 broker and controller: one node for the everyday tests, three (replication 3,
 ``min.insync.replicas=2``) for failover. Nodes can be killed and started again on the
-same storage.
+same storage. The jars come from ``funnel_tools.kafka_jars.ensure_jars``.
 
 Set-up and process control are synchronous, like the embedded servers; questions to the
 running cluster (who leads what) are ``async``, since the tests asking them are.
 
 ``python -m funnel_tools.apache_kafka run [--nodes 3]`` keeps a cluster up by hand;
-``python -m funnel_tools.apache_kafka pin`` rewrites the checksum file after a version
-change in the pom.
+``prepare`` does the one-time set-up (jars, class archive) ahead of a test run, outside
+any test's timeout; ``pin`` rewrites the checksum file after a version change in the pom.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -38,17 +35,19 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Coroutine, Iterator, Sequence
-from functools import cache
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-POM = Path("tools/kafka/pom.xml")
-CHECKSUMS = Path("tools/kafka/jars.sha256")
-INSTALL_DIR = Path(".tools/kafka")
-MINIMUM_JAVA = 17
+from funnel_tools.kafka_jars import (
+    classpath,
+    ensure_jars,
+    find_java,
+    java_version_banner,
+    pin_jars,
+)
 
 # Start-up dominates a test run's cost (a JVM per node on two shared cores), so the
 # nodes trade peak throughput for a fast start: the client compiler only, the serial
@@ -86,176 +85,6 @@ logger.request.level = WARN
 
 _PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
-
-
-class KafkaToolsMissing(RuntimeError):
-    """Java 17+ or Maven is not installed: Apache Kafka cannot run on this machine."""
-
-
-class KafkaJarsMismatch(RuntimeError):
-    """The downloaded jars differ from the checked-in checksums."""
-
-
-# --- the jars ---------------------------------------------------------------------------
-
-
-def find_java() -> str:
-    """The ``java`` to run (``$JAVA_HOME`` first), checked to be Java 17 or newer."""
-    return _java_runtime()[0]
-
-
-@cache
-def _java_runtime() -> tuple[str, str]:
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if java is None or not Path(java).exists():
-        raise KafkaToolsMissing("java is not installed (Apache Kafka 4 needs Java 17+)")
-    banner = subprocess.run(
-        [java, "-version"], capture_output=True, text=True, check=False, timeout=30
-    ).stderr
-    found = re.search(r'version "(\d+)(?:\.(\d+))?', banner)
-    major = int(found.group(1)) if found else 0
-    if major == 1 and found and found.group(2):  # "1.8.0_392" is Java 8
-        major = int(found.group(2))
-    if major < MINIMUM_JAVA:
-        raise KafkaToolsMissing(
-            f"{java} is Java {major or '?'}; Apache Kafka 4 needs Java {MINIMUM_JAVA}+"
-        )
-    return java, banner
-
-
-def read_checksums(path: Path) -> dict[str, str]:
-    """``{jar name: sha256}`` from a ``sha256sum``-format file."""
-    pinned: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            digest, name = line.split(maxsplit=1)
-            pinned[name.lstrip("*")] = digest
-    return pinned
-
-
-def jar_checksums(lib_dir: Path) -> dict[str, str]:
-    """``{jar name: sha256}`` of the jars in ``lib_dir``."""
-    return {
-        jar.name: hashlib.sha256(jar.read_bytes()).hexdigest()
-        for jar in sorted(lib_dir.glob("*.jar"))
-    }
-
-
-def verify_jars(lib_dir: Path, pinned: dict[str, str]) -> None:
-    """Raise ``KafkaJarsMismatch`` naming every jar that is missing, extra or changed."""
-    actual = jar_checksums(lib_dir)
-    problems = [f"{name}: missing" for name in sorted(pinned.keys() - actual.keys())]
-    problems += [f"{name}: not pinned" for name in sorted(actual.keys() - pinned.keys())]
-    problems += [
-        f"{name}: sha256 {actual[name]}, pinned {pinned[name]}"
-        for name in sorted(pinned.keys() & actual.keys())
-        if actual[name] != pinned[name]
-    ]
-    if problems:
-        raise KafkaJarsMismatch(
-            f"the Apache Kafka jars differ from {CHECKSUMS}: " + "; ".join(problems)
-        )
-
-
-def _classpath(lib_dir: Path) -> list[Path]:
-    # Spelled out and sorted, not "lib/*": a class-data archive is only used by a JVM
-    # whose class path is the one it was dumped with, in the same order.
-    return sorted(lib_dir.glob("*.jar"))
-
-
-def _maven_copy(repo_root: Path, target: Path) -> None:
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise KafkaToolsMissing("mvn is not installed (it fetches the Apache Kafka jars)")
-    command = [
-        mvn, "-q", "-B", "--strict-checksums", "-f", str(repo_root / POM),
-        "dependency:copy-dependencies", f"-DoutputDirectory={target}",
-    ]  # fmt: skip
-    # Offline first: a machine whose ~/.m2 already holds the jars needs no network.
-    for offline in (["-o"], []):
-        result = subprocess.run(
-            [*command, *offline], capture_output=True, text=True, check=False, timeout=900
-        )
-        if result.returncode == 0:
-            return
-    output = (result.stdout + result.stderr).strip().splitlines()[-15:]
-    raise RuntimeError("mvn could not fetch the Apache Kafka jars:\n" + "\n".join(output))
-
-
-def ensure_jars(repo_root: Path) -> Path:
-    """The directory of the pinned broker jars, fetched by Maven on first use.
-
-    A stamp keyed on the pom and the checksum file makes later calls free; a fetch whose
-    jars differ from the checksums raises ``KafkaJarsMismatch`` and installs nothing.
-    Raises ``KafkaToolsMissing`` when Java 17+ (or, for a fetch, Maven) is absent.
-    """
-    find_java()
-    repo_root = repo_root.resolve()
-    pom, checksums = repo_root / POM, repo_root / CHECKSUMS
-    install_dir = repo_root / INSTALL_DIR
-    lib_dir, stamp = install_dir / "lib", install_dir / "installed.stamp"
-    key = hashlib.sha256(pom.read_bytes() + checksums.read_bytes()).hexdigest()
-    install_dir.mkdir(parents=True, exist_ok=True)
-    # Two test sessions from one checkout may arrive here together.
-    with open(install_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (stamp.exists() and stamp.read_text().strip() == key and lib_dir.is_dir()):
-            with tempfile.TemporaryDirectory(dir=install_dir, prefix="fetch-") as scratch:
-                fetched = Path(scratch) / "lib"
-                _maven_copy(repo_root, fetched)
-                verify_jars(fetched, read_checksums(checksums))
-                shutil.rmtree(lib_dir, ignore_errors=True)
-                fetched.rename(lib_dir)
-            stamp.write_text(key + "\n")
-        if not class_archive(lib_dir).exists():
-            _record_class_archive(lib_dir)
-    return lib_dir
-
-
-def class_archive(lib_dir: Path) -> Path:
-    """Where the broker's class-data sharing archive for this JDK and jar set lives."""
-    java, banner = _java_runtime()
-    installed = (lib_dir.parent / "installed.stamp").read_text()
-    key = hashlib.sha256(f"{java}\n{banner}\n{installed}".encode()).hexdigest()[:16]
-    return lib_dir.parent / f"classes-{key}.jsa"
-
-
-def _record_class_archive(lib_dir: Path) -> None:
-    # A JVM spends most of its start-up loading and verifying Kafka's and Scala's classes;
-    # an AppCDS archive of them, dumped at the exit of one throwaway broker, roughly
-    # halves that for every later format and start (the JDK checks the archive matches
-    # its own build and the class path, and ignores it otherwise).
-    archive = class_archive(lib_dir)
-    with tempfile.TemporaryDirectory(prefix="kafka-cds-") as scratch:
-        dumped = Path(scratch) / "classes.jsa"
-        cluster = ApacheKafkaCluster(
-            Path(scratch) / "cluster", lib_dir=lib_dir, size=1,
-            jvm_options=[*FAST_START_JVM_OPTIONS, f"-XX:ArchiveClassesAtExit={dumped}"],
-        )  # fmt: skip
-        try:
-            cluster.start(timeout=180)
-        finally:
-            cluster.stop(grace=60)
-        if dumped.exists():
-            for stale in archive.parent.glob("classes-*.jsa"):
-                stale.unlink()
-            shutil.move(dumped, archive)
-
-
-def pin_jars(repo_root: Path) -> Path:
-    """Fetch the pom's jars afresh and write their checksums to ``tools/kafka/jars.sha256``."""
-    repo_root = repo_root.resolve()
-    with tempfile.TemporaryDirectory(prefix="kafka-pin-") as scratch:
-        fetched = Path(scratch) / "lib"
-        _maven_copy(repo_root, fetched)
-        lines = [f"{digest}  {name}" for name, digest in jar_checksums(fetched).items()]
-    target = repo_root / CHECKSUMS
-    target.write_text("\n".join(lines) + "\n")
-    return target
-
-
-# --- processes --------------------------------------------------------------------------
 
 
 def _die_with_parent() -> None:
@@ -315,6 +144,42 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def class_archive(lib_dir: Path) -> Path:
+    """Where the brokers' class-data sharing archive for this JDK and jar set lives."""
+    installed = (lib_dir.parent / "installed.stamp").read_text()
+    key = f"{find_java()}\n{java_version_banner()}\n{installed}"
+    return lib_dir.parent / f"classes-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
+
+
+def ensure_class_archive(lib_dir: Path) -> Path:
+    """The class-data sharing archive of a broker's classes, recorded on first use.
+
+    A JVM spends most of its start-up loading and verifying Kafka's and Scala's classes;
+    an AppCDS archive of them, dumped at the exit of one throwaway broker, saves about
+    40% of every later format and start (the JDK checks that the archive matches its own
+    build and the class path, and ignores it otherwise).
+    """
+    archive = class_archive(lib_dir)
+    with open(lib_dir.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one recording per checkout, not one per session
+        if archive.exists():
+            return archive
+        with tempfile.TemporaryDirectory(prefix="kafka-cds-") as scratch:
+            dumped = Path(scratch) / "classes.jsa"
+            cluster = ApacheKafkaCluster(
+                Path(scratch) / "cluster", lib_dir=lib_dir, share_classes=False,
+                jvm_options=[*FAST_START_JVM_OPTIONS, f"-XX:ArchiveClassesAtExit={dumped}"],
+            )  # fmt: skip
+            try:
+                cluster.start(timeout=300)
+            finally:
+                cluster.stop(grace=60)
+            for stale in archive.parent.glob("classes-*.jsa"):
+                stale.unlink()
+            shutil.move(dumped, archive)
+    return archive
+
+
 @dataclasses.dataclass(frozen=True)
 class NodeAddress:
     """Where one node listens: clients on ``client_port``, the quorum on ``controller_port``."""
@@ -343,6 +208,7 @@ class ApacheKafkaNode:
         quorum: Sequence[NodeAddress],
         config: dict[str, str],
         jvm_options: Sequence[str] = FAST_START_JVM_OPTIONS,
+        share_classes: bool = True,
     ) -> None:
         self.address = address
         self.data_dir = data_dir.resolve()
@@ -351,6 +217,7 @@ class ApacheKafkaNode:
         self.quorum = list(quorum)
         self.config = config
         self.jvm_options = list(jvm_options)
+        self.share_classes = share_classes
         self.process: subprocess.Popen[bytes] | None = None
         self._console: IO[bytes] | None = None
 
@@ -381,12 +248,11 @@ class ApacheKafkaNode:
 
     def _java(self, main_class: str, *args: str) -> list[str]:
         archive = class_archive(self.lib_dir)
-        dumping = any(option.startswith("-XX:ArchiveClassesAtExit") for option in self.jvm_options)
-        sharing = [f"-XX:SharedArchiveFile={archive}"] if archive.exists() and not dumping else []
+        sharing = [f"-XX:SharedArchiveFile={archive}"] if self.share_classes else []
         return [
             find_java(), *self.jvm_options, *sharing,
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-            "-cp", ":".join(map(str, _classpath(self.lib_dir))), main_class, *args,
+            "-cp", ":".join(map(str, classpath(self.lib_dir))), main_class, *args,
         ]  # fmt: skip
 
     def write_config(self) -> Path:
@@ -569,6 +435,7 @@ class ApacheKafkaCluster:
         config: dict[str, str] | None = None,
         jvm_options: Sequence[str] = FAST_START_JVM_OPTIONS,
         client_ports: Sequence[int] | None = None,
+        share_classes: bool = True,
     ) -> None:
         if size < 1:
             raise ValueError("a cluster has at least one node")
@@ -579,7 +446,7 @@ class ApacheKafkaCluster:
             ApacheKafkaNode(
                 address, self.root / f"node-{address.node_id}", lib_dir=lib_dir,
                 cluster_id=self.cluster_id, quorum=addresses, config=settings,
-                jvm_options=jvm_options,
+                jvm_options=jvm_options, share_classes=share_classes,
             )
             for address in addresses
         ]  # fmt: skip
@@ -624,6 +491,8 @@ class ApacheKafkaCluster:
 
     def start(self, *, timeout: float = 180) -> None:
         """Format what is new, start every node, and wait until each serves clients."""
+        if self.nodes[0].share_classes:
+            ensure_class_archive(self.nodes[0].lib_dir)
         self._write_layout()
         for node in self.nodes:
             node.write_config()
@@ -711,9 +580,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--nodes", type=int, default=1)
     run.add_argument("--data", type=Path, help="storage directory (default: a temporary one)")
     commands.add_parser("pin", help="rewrite tools/kafka/jars.sha256 from the pom's jars")
+    commands.add_parser(
+        "prepare", help="fetch the jars and record the class archive (one-time set-up)"
+    )
     args = parser.parse_args(argv)
     if args.command == "pin":
         print(f"wrote {pin_jars(args.repo)}")  # noqa: T201
+        return 0
+    if args.command == "prepare":
+        print(f"ready: {ensure_class_archive(ensure_jars(args.repo))}")  # noqa: T201
         return 0
     with contextlib.ExitStack() as stack:
         data = args.data or Path(stack.enter_context(tempfile.TemporaryDirectory()))
