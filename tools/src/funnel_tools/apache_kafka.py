@@ -20,7 +20,6 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
-import ctypes
 import dataclasses
 import fcntl
 import hashlib
@@ -28,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +39,7 @@ from typing import IO, Any, TypeVar
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from funnel_tools.embedded import die_with_parent, distinct_free_ports, port_open
 from funnel_tools.kafka_jars import (
     classpath,
     ensure_jars,
@@ -83,30 +82,13 @@ logger.request.name = kafka.request.logger
 logger.request.level = WARN
 """
 
-_PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
 
 
 def _die_with_parent() -> None:
     # SIGKILL, not SIGTERM: with its parent gone nobody waits for a broker's controlled
     # shutdown, which can block for minutes when the rest of the quorum is gone too.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _free_ports(count: int) -> list[int]:
-    # All held open at once, so the ports are distinct.
-    with contextlib.ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+    die_with_parent(signal.SIGKILL)
 
 
 def new_uuid() -> str:
@@ -321,7 +303,7 @@ class ApacheKafkaNode:
     async def serves_clients(self) -> bool:
         """True when this node's client listener answers Metadata and lists itself: a
         KRaft broker opens that listener only once the controller has unfenced it."""
-        if not self.is_running() or not _port_open(self.address.client_port):
+        if not self.is_running() or not port_open(self.address.client_port, timeout=0.5):
             return False  # not listening yet: spares a client that logs every refusal
         try:
             cluster = await describe_cluster(self.bootstrap_servers)
@@ -468,7 +450,7 @@ class ApacheKafkaCluster:
             return layout["cluster_id"], addresses
         if client_ports is not None and len(client_ports) != size:
             raise ValueError(f"{size} nodes need {size} client ports")
-        free = _free_ports(2 * size)
+        free = distinct_free_ports(2 * size)
         clients = list(client_ports) if client_ports is not None else free[size:]
         return new_uuid(), [
             NodeAddress(i + 1, clients[i], free[i], new_uuid()) for i in range(size)

