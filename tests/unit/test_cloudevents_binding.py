@@ -90,7 +90,9 @@ def test_an_event_without_specversion_is_not_a_cloudevent(mode: str) -> None:
     attributes = json.loads(encode_event(_captured()))
     del attributes["specversion"]
 
-    with pytest.raises(EventDecodeError, match="specversion"):
+    # Binary mode is told by ce_specversion: without it the value (the data alone) is
+    # read as a structured event, and is not one.
+    with pytest.raises(EventDecodeError, match="specversion" if mode == "structured" else ""):
         if mode == "structured":
             decode_record(json.dumps(attributes).encode())
         else:

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar
 
 PG_SYSTEM_USER = "embedded_postgres"
 _PR_SET_PDEATHSIG = 1
@@ -181,6 +181,27 @@ class EmbeddedPostgres:
 
 class EmbeddedBroker:
     """The Tansu broker (memory storage) listening on 127.0.0.1:``port``."""
+
+    CLIENT_SETTINGS: ClassVar[dict[str, object]] = {
+        "kafka_volatile_broker": True,
+        "kafka_enable_idempotence": False,
+        "kafka_fetch_max_wait_ms": 20,
+        "kafka_session_timeout_ms": 2000,
+        "kafka_heartbeat_interval_ms": 300,
+        "kafka_rebalance_timeout_ms": 1000,
+    }
+    """What clients of this broker set (CommonSettings fields): it loses its records when
+    it dies, has no idempotent producer, scans a partition per fetch and ignores
+    LeaveGroup (see ``funnel_common.kafka``). ``funnel dev`` and the test fixtures set
+    them; every other broker gets the platform's defaults, which are Kafka's."""
+
+    @classmethod
+    def client_environment(cls) -> dict[str, str]:
+        """:attr:`CLIENT_SETTINGS` as the ``FUNNEL_*`` variables of a child process."""
+        return {
+            f"FUNNEL_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+            for name, value in cls.CLIENT_SETTINGS.items()
+        }
 
     def __init__(self, port: int, *, log_path: Path | None = None) -> None:
         self.port = port

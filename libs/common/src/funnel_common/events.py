@@ -561,11 +561,9 @@ def decode_record(value: bytes | None, headers: Headers = ()) -> Envelope:
             content_type = raw.decode(errors="replace")
         elif key.startswith(_BINARY_PREFIX):
             attributes[key.removeprefix(_BINARY_PREFIX)] = raw.decode(errors="replace")
-    if attributes and "specversion" not in attributes:
-        raise EventDecodeError(
-            "ce_* headers without ce_specversion: the record is not a CloudEvent"
-        )
-    if not attributes:
+    # Binary mode is told by its ce_specversion header; any other record is structured
+    # (a stray ce_* header does not make it binary).
+    if "specversion" not in attributes:
         if content_type is not None and content_type.startswith("application/cloudevents-batch"):
             raise EventDecodeError("CloudEvents batches are not accepted: one event per record")
         return decode_event(value or b"")

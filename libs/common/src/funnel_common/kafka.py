@@ -1,21 +1,28 @@
 """Kafka clients configured for this platform, and the one place for broker workarounds.
 
-Gaps of the embedded Tansu broker (memory storage), handled here and only here:
+Production runs Apache Kafka: idempotent producer, ``acks=all``, topics created with
+the configured partitions and replication (and the replayed ones kept forever), the
+consumer's timing at Kafka's defaults. None of the workarounds below runs there.
 
-- no idempotent producer (InitProducerId fails): idempotence is a setting;
-- topics do not survive a broker restart, and are not created on first produce:
-  :func:`ensure_topics` creates them, and the relay calls it again after an outage;
-- memory storage loses every record when the broker dies: the relay compares what
-  :class:`RecordsWatch` says the broker holds with what its outbox sent, and publishes
-  again when the broker holds fewer (never the case on Apache Kafka);
+Gaps of the embedded Tansu broker (memory storage), handled here and only here. Each
+workaround is switched on by a setting that ``funnel dev`` and the test fixtures set for
+Tansu alone (``EmbeddedBroker.CLIENT_SETTINGS``):
+
+- no idempotent producer (InitProducerId fails): ``kafka_enable_idempotence`` off;
+- memory storage loses every record (and topic) when the broker dies
+  (``kafka_volatile_broker``): the relay keeps its sent outbox rows, compares what
+  :class:`RecordsWatch` says the broker holds with what it sent, and publishes them
+  again when the broker holds fewer; it creates the topics again after every outage;
+  a consumer whose position is past a partition's new end reads it again from the
+  start (``consumer.rewind_if_log_was_reset``);
 - a metadata request for a missing topic auto-creates it with the broker's default
   partition count, so after a restart partition counts may differ from the setting:
   nothing here assumes them;
-- each fetch scans the whole partition: ``fetch_max_wait_ms`` stays in tens of ms;
-- ListOffsets(latest) answers the last batch's base offset + 1, not the end: the true
-  end is read from a fetch's high watermark (:meth:`RecordsWatch.held`);
+- each fetch scans the whole partition: ``kafka_fetch_max_wait_ms`` is 20 ms there;
+- ListOffsets(latest) answers the last batch's base offset + 1, not the end: the
+  watch reads the true end from a fetch's high watermark (:meth:`RecordsWatch.held`);
 - LeaveGroup is not honoured: a restarted group member waits for the old member's
-  session to expire, so the session timeout is a setting, short by default;
+  session to expire, so the session, heartbeat and rebalance timeouts are short there;
 - a rebalance can redeliver a record, read_committed is not honoured, ListOffsets by
   timestamp is wrong and DeleteRecords is missing: nothing here relies on those, and
   the inbox makes redelivery harmless.
@@ -30,16 +37,36 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from funnel_common.events import ALL_TOPICS
+from funnel_common.events import (
+    ACCOUNTS_TOPIC,
+    ALL_TOPICS,
+    DEALS_TOPIC,
+    DLQ_TOPIC,
+    HANDOFFS_TOPIC,
+    LEADS_TOPIC,
+    TARGETS_TOPIC,
+)
 from funnel_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
 
+# `funnel replay` rebuilds metrics from these topics, so they keep every record (Kafka's
+# default would drop them after 7 days); the DLQ keeps a month, as in deploy/.
+KEPT_FOREVER = "-1"
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    **{
+        name: {"retention.ms": KEPT_FOREVER}
+        for name in (LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC)
+    },
+    DLQ_TOPIC: {"retention.ms": str(30 * 24 * 3600 * 1000)},
+}
+
 
 def new_producer(settings: CommonSettings) -> AIOKafkaProducer:
-    """A producer with ``acks=all`` set explicitly (aiokafka's default is 1)."""
+    """A producer with ``acks=all`` set explicitly (aiokafka's default is 1), idempotent
+    unless the broker cannot be (the embedded one)."""
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         acks="all",
@@ -67,7 +94,9 @@ def new_consumer(settings: CommonSettings, *, group_id: str, topics: list[str]) 
 
 
 async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_TOPICS) -> None:
-    """Create the platform's topics if missing; an existing topic is left as it is."""
+    """Create the platform's topics if missing, with the configured partitions and
+    replication and their retention (:data:`TOPIC_CONFIGS`); an existing topic is left
+    as it is."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         request_timeout_ms=settings.kafka_request_timeout_ms,
@@ -80,6 +109,7 @@ async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_T
                     settings.topic(name),
                     num_partitions=settings.kafka_topic_partitions,
                     replication_factor=settings.kafka_replication_factor,
+                    topic_configs=TOPIC_CONFIGS.get(name, {}),
                 )
                 for name in names
             ]
@@ -92,11 +122,13 @@ async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_T
 
 
 class RecordsWatch:
-    """Tells how many records the broker holds per topic.
+    """Tells how many records a volatile broker holds per topic.
 
-    This platform never deletes records, so a healthy broker always holds at least as
-    many records of a topic as were published to it; fewer means it lost some (the
-    embedded broker keeps records in memory and dies with them).
+    Only for a broker declared volatile (``kafka_volatile_broker``): there nothing is
+    ever deleted, so a healthy broker holds at least as many records of a topic as were
+    published to it, and fewer means it lost some (the embedded broker keeps records in
+    memory and dies with them). On Apache Kafka retention deletes records by design and
+    nothing is lost, so the relay never builds one.
     """
 
     def __init__(self, settings: CommonSettings) -> None:
