@@ -102,6 +102,11 @@ INBOX: dict[Route, tuple[int | str, ...]] = {
         *["sign-in"] * 3,
     ),
     ("POST", "/inbox/sign-out"): ("sign-in",) * 8,
+    ("GET", "/inbox/accepted"): (200, 200, 200, 200, 200, *["sign-in"] * 3),
+    ("GET", "/inbox/history"): (200, 200, 200, 200, 200, *["sign-in"] * 3),
+    ("GET", "/inbox/team"): (403, 403, 200, 200, 200, *["sign-in"] * 3),
+    ("GET", "/inbox/team/rows"): (403, 403, 200, 200, 200, 401, 401, 401),
+    ("POST", "/inbox/team/reassign"): (403, 403, "done", 403, "done", *["sign-in"] * 3),
 }
 # Open to anyone: the probes and docs, and what a browser needs before signing in.
 PUBLIC: frozenset[Route] = PLATFORM_PUBLIC | {
@@ -158,12 +163,13 @@ async def test_inbox_access_matrix(handoffs: Handoffs) -> None:
                 base_url="http://handoff",
                 cookies={"funnel_inbox": token} if token else None,
             ) as client:
+                handoff_id = str(await handoffs.qualify_directly())
                 data = {}
                 if method == "POST" and caller not in ("nobody", *REFUSED):
                     data["csrf"] = csrf_of(await client.get("/inbox"))
-                path = template.replace("{action}", "accept").replace(
-                    "{handoff_id}", str(await handoffs.qualify_directly())
-                )
+                    # What the team's bulk reassign reads (the other forms ignore it).
+                    data.update(handoff_id=handoff_id, rep_id="cyd")
+                path = template.replace("{action}", "accept").replace("{handoff_id}", handoff_id)
                 answer = await client.request(method, path, data=data or None)
             if _outcome(answer) != want:
                 mismatches.append((method, template, caller, want, _outcome(answer)))

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 from urllib.parse import quote
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 
 from funnel_common.events import LeadQualified
 from tests.hostile import HOSTILE, UNSTORABLE, is_problem, json_bytes
 from tests.integration.handoff.support import ALWAYS_HOURS, Handoffs, lead_event, policy_body
-from tests.integration.inbox.test_inbox_session import csrf_of, sign_in
+from tests.integration.inbox.support import csrf_of, inbox_client
 
 JSON = {"content-type": "application/json"}
 REJECTED = "funnel.handoff.rejected.v1"
@@ -103,21 +103,27 @@ async def test_the_inbox_escapes_hostile_text_and_refuses_unstorable_notes(
 ) -> None:
     await handoffs.setup_team("emea", {"ada": {"capacity": 1000}}, countries=["DE"])
     handoff_id = await handoffs.qualify_directly(_hostile_lead())
-    client: httpx.AsyncClient = handoffs.client
-    await sign_in(client, await handoffs.token("admin", "root"))
-
-    pages = [
-        await client.get("/inbox"),
-        await client.get("/inbox/queue"),
-        await client.get(f"/inbox/handoffs/{handoff_id}"),
-    ]
+    async with inbox_client(handoffs, await handoffs.token("admin", "root")) as admin:
+        team = await admin.get("/inbox/team")
+    async with inbox_client(handoffs, await handoffs.token("rep", "ada")) as client:
+        pages = [
+            team,
+            await client.get("/inbox"),
+            await client.get("/inbox/queue"),
+            await client.get(f"/inbox/handoffs/{handoff_id}"),
+        ]
+        await _refuses_unstorable_notes(handoffs, client, csrf_of(pages[1]), handoff_id)
 
     for page in pages:
         assert page.status_code == 200
         assert "<script" not in page.text.lower().replace('<script src="/inbox/static/', "")
         assert "<img" not in page.text
         assert "&lt;script&gt;" in page.text
-    csrf = csrf_of(pages[0])
+
+
+async def _refuses_unstorable_notes(
+    handoffs: Handoffs, client: httpx.AsyncClient, csrf: str, handoff_id: UUID
+) -> None:
     for note in ("nul \x00 byte", HOSTILE["long"]):
         refused = await client.post(
             f"/inbox/handoffs/{handoff_id}/reject",

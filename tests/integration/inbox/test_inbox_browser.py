@@ -1,73 +1,139 @@
-"""The inbox in headless Chromium against a real handoff: broker in, decisions out."""
+"""The inbox in headless Chromium against a real handoff (web over HTTP, and its worker
+consuming the broker and running the SLA scanner), as a rep and a manager use it.
+
+One handoff and one browser serve the whole module; each test has its own team, reps
+and leads (routed by country), and its own browser contexts.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
-from uuid import UUID, uuid4
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
+import pytest_asyncio
 import uvicorn
 
 from funnel_common.db import create_pool
 from funnel_common.events import (
     HANDOFFS_TOPIC,
     LEADS_TOPIC,
+    Envelope,
+    HandoffAccepted,
     HandoffRejected,
-    LeadQualified,
     decode_event,
     encode_event,
 )
 from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
+from funnel_common.types import utc_now
 from funnel_tools.embedded import free_port
 from handoff import worker as handoff_worker
 from handoff.web import create_app
 from tests.conftest import require_system_tool
-from tests.helpers import eventually, parse_metric
+from tests.helpers import eventually
 from tests.integration.handoff.support import Handoffs, handoff_settings
+from tests.integration.inbox.support import a_lead, a_touch, apply, handoff_id_of
 from tests.integration.intake.test_landing_page import CHROMIUM_ARGS
 from tests.integration.kafka_helpers import read_topic
 from tests.platform import serving
 
-# The README's screenshot; refreshed with FUNNEL_UPDATE_SCREENSHOTS=1, else kept in tmp.
-SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "inbox.png"
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Page
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+UPDATE_SCREENSHOTS = os.environ.get("FUNNEL_UPDATE_SCREENSHOTS") == "1"
 WAIT_MS = 20_000
 
 
-def qualified(first_name: str, company: str, title: str) -> LeadQualified:
-    lead_id = uuid4()
-    return LeadQualified.new(
-        source="lead-intake",
-        subject=lead_id,
-        data={
-            "lead_id": lead_id,
-            "score": 80,
-            "reasons": [{"rule": "company_size", "points": 40}],
-            "rules_version": "test",
-            "attribution": {"source": "webinar", "campaign": "q4-launch"},
-            "profile": {
-                "email": f"{first_name.lower()}@example.com",
-                "first_name": first_name,
-                "last_name": "Example",
-                "company": company,
-                "title": title,
-                "company_size": 200,
-                "country": "DE",
-            },
-        },
-    )
+@dataclass
+class Served:
+    """handoff over real HTTP, its worker, and one Chromium, for the whole module."""
+
+    handoffs: Handoffs
+    base: str
+    browser: Browser
+    topics: CommonSettings
+    axe: str
+    contexts: list[BrowserContext] = field(default_factory=list)
+
+    async def browse(self, *, zone: str = "UTC", width: int = 900) -> Page:
+        context = await self.browser.new_context(
+            viewport={"width": width, "height": 1000}, timezone_id=zone, locale="en-US"
+        )
+        self.contexts.append(context)
+        return await context.new_page()
+
+    async def sign_in(self, page: Page, role: Any, subject: str, team: str | None = None) -> None:
+        """On the sign-in page (wherever it was reached from): paste a token, submit."""
+        token = await self.handoffs.token(role, subject, team)
+        await page.get_by_label("Your token").fill(token)
+        await page.get_by_role("button", name="Sign in").click()
+        await page.wait_for_load_state()
+
+    async def signed_in(self, role: Any, subject: str, team: str | None = None, **kw: Any) -> Page:
+        page = await self.browse(**kw)
+        await page.goto(f"{self.base}/inbox/sign-in")
+        await self.sign_in(page, role, subject, team)
+        return page
+
+    async def publish(self, *events: Envelope) -> None:
+        producer = new_producer(self.topics)
+        await producer.start()
+        try:
+            for event in events:
+                topic = self.topics.topic(LEADS_TOPIC)
+                await producer.send_and_wait(topic, encode_event(event), key=event.key)
+        finally:
+            await producer.stop()
+
+    async def handoff_of(self, lead_id: UUID) -> UUID:
+        return await eventually(
+            lambda: handoff_id_of(self.handoffs, lead_id), what="the lead's handoff", timeout=30
+        )
+
+    async def reassign(self, handoff_id: UUID, rep_id: str) -> None:
+        answer = await self.handoffs.client.post(
+            f"/v1/handoffs/{handoff_id}/reassign",
+            json={"rep_id": rep_id},
+            headers=await self.handoffs.admin(),
+        )
+        assert answer.status_code == 200, answer.text
+
+    async def row(self, handoff_id: UUID) -> dict[str, Any]:
+        return dict(await self.handoffs.handoff(handoff_id))
+
+    async def assert_accessible(self, page: Page, what: str) -> None:
+        """axe-core on the page as it is now: no serious or critical violation."""
+        if not await page.evaluate("typeof window.axe !== 'undefined'"):
+            await page.evaluate(self.axe)
+        result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        found = [
+            (violation["id"], violation["impact"], [node["target"] for node in violation["nodes"]])
+            for violation in result["violations"]
+            if violation["impact"] in ("serious", "critical")
+        ]
+        assert found == [], f"{what}: {found}"
 
 
-@contextlib.asynccontextmanager
-async def serving_handoff(database_url: str, topics: CommonSettings) -> AsyncIterator[Handoffs]:
-    """handoff's web app over real HTTP (for the browser) and its worker, which consumes
-    the leads the test publishes."""
-    settings = handoff_settings(database_url, topics)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(
+    module_database_url: str, module_topics: CommonSettings, axe_source: str
+) -> AsyncIterator[Served]:
+    chromium = require_system_tool("chromium", "drives the rep inbox")
+    from playwright.async_api import async_playwright
+
+    settings = handoff_settings(module_database_url, module_topics)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -78,10 +144,21 @@ async def serving_handoff(database_url: str, topics: CommonSettings) -> AsyncIte
             await eventually(
                 lambda: asyncio.sleep(0, server.started), what="handoff listening", timeout=30
             )
-            pool = await create_pool(database_url, schema="handoff", max_size=5)
+            pool = await create_pool(module_database_url, schema="handoff", max_size=5)
+            base = f"http://127.0.0.1:{port}"
             try:
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                    yield Handoffs(client=client, settings=settings, pool=pool)
+                async with (
+                    httpx.AsyncClient(base_url=base) as client,
+                    async_playwright() as playwright,
+                ):
+                    browser = await playwright.chromium.launch(
+                        executable_path=chromium, args=CHROMIUM_ARGS
+                    )
+                    handoffs = Handoffs(client=client, settings=settings, pool=pool)
+                    try:
+                        yield Served(handoffs, base, browser, module_topics, axe_source)
+                    finally:
+                        await browser.close()
             finally:
                 await pool.close()
         finally:
@@ -89,112 +166,250 @@ async def serving_handoff(database_url: str, topics: CommonSettings) -> AsyncIte
             await task
 
 
-async def publish(topics: CommonSettings, *events: LeadQualified) -> None:
-    producer = new_producer(topics)
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                topics.topic(LEADS_TOPIC), encode_event(event), key=event.key
-            )
-    finally:
-        await producer.stop()
+@pytest_asyncio.fixture(loop_scope="module")
+async def inbox(served: Served) -> AsyncIterator[Served]:
+    """The module's handoff and browser; this test's browser contexts close after it."""
+    yield served
+    for context in served.contexts:
+        await context.close()
+    served.contexts.clear()
 
 
-async def handoff_of(handoffs: Handoffs, event: LeadQualified) -> dict[str, Any]:
-    async with handoffs.pool.acquire() as connection:
-        row = await connection.fetchrow(
-            "SELECT handoff_id, rep_id, status FROM handoffs WHERE lead_id = $1",
-            event.data.lead_id,
-        )
-    return dict(row) if row else {}
-
-
-async def test_reps_and_a_manager_work_the_inbox_in_chromium(
-    database_url: str, topics: CommonSettings, tmp_path: Path
+async def test_a_rep_comes_from_an_email_link_reaches_the_lead_and_decides(
+    inbox: Served, tmp_path: Path
 ) -> None:
-    chromium = require_system_tool("chromium", "drives the rep inbox")
-    from playwright.async_api import Page, async_playwright, expect
+    from playwright.async_api import expect
 
-    async with serving_handoff(database_url, topics) as handoffs, async_playwright() as pw:
-        base = str(handoffs.client.base_url).rstrip("/")
-        await handoffs.setup_team(
-            "emea", {"ada": {}, "bob": {"capacity": 0}}, countries=["DE"], minutes=30
-        )
-        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    await inbox.handoffs.setup_team("north", {"nia": {"capacity": 10}}, countries=["NO"])
+    captured, qualified = a_lead("Grace", "Compilers Ltd", title="CTO", country="NO")
+    touch = a_touch(
+        captured.data.lead_id,
+        source="ads",
+        campaign="spring",
+        form_id="pricing",
+        time=utc_now() - timedelta(days=2),
+    )
+    await inbox.publish(captured, touch, qualified)
+    handoff_id = await inbox.handoff_of(captured.data.lead_id)
+    link = f"{inbox.base}/inbox/handoffs/{handoff_id}"
 
-        async def signed_in(role: Any, subject: str) -> Page:
-            context = await browser.new_context(viewport={"width": 900, "height": 1100})
-            page = await context.new_page()
-            await page.goto(f"{base}/inbox")
-            await page.get_by_label("Your token").fill(await handoffs.token(role, subject, "emea"))
-            await page.get_by_role("button", name="Sign in").click()
-            await page.wait_for_url(f"{base}/inbox")
-            return page
+    # The notification email: a page on another site with the link to the handoff.
+    page = await inbox.browse(zone="America/New_York")
+    mail = f'<!doctype html><title>Mail</title><a href="{link}">Open the lead</a>'
+    await page.route(
+        "http://mail.example/**",
+        lambda route: route.fulfill(body=mail, content_type="text/html"),
+    )
+    await page.goto("http://mail.example/")
+    await page.get_by_role("link", name="Open the lead").click()
+    await expect(page.get_by_role("heading", name="Sign in to the inbox")).to_be_visible()
+    await inbox.sign_in(page, "rep", "nia")
+    assert page.url == link
 
-        try:
-            ada = await signed_in("rep", "ada")
-            await expect(ada.get_by_text("Nothing waiting")).to_be_visible()
+    # Everything needed to reach the lead, on the handoff's own page.
+    card = page.locator(f"#h-{handoff_id}")
+    await expect(card.get_by_role("link", name="grace@compilers.example")).to_have_attribute(
+        "href", "mailto:grace@compilers.example"
+    )
+    await expect(card.get_by_role("link", name="+49 30 1234567")).to_have_attribute(
+        "href", "tel:+49301234567"
+    )
+    await expect(card).to_contain_text("CTO at Compilers Ltd")
+    await expect(card).to_contain_text("NO")
+    await expect(card).to_contain_text("landing-page · demo_request")
+    await expect(card).to_contain_text("company_size +40, title +40")
+    await expect(card).to_contain_text("Earlier touches (1)")
+    await expect(card).to_contain_text("ads / spring · form pricing")
 
-            leads = [
-                qualified("Grace", "Compilers Ltd", "CTO"),
-                qualified("Alan", "Bletchley Systems", "Head of Data"),
-                qualified("Edsger", "Semaphore GmbH", "VP Engineering"),
-            ]
-            await publish(topics, *leads)
-            # They appear without a reload: the page polls its queue fragment.
-            cards = ada.locator("article.handoff")
-            await expect(cards).to_have_count(3, timeout=WAIT_MS)
-            await expect(ada.locator("#queue-news")).to_contain_text("new handoff")
-            await expect(ada.locator(".sla-on-time").first).to_contain_text("On time")
-            await expect(ada.locator(".sla-countdown").first).to_contain_text("left")
-            update = os.environ.get("FUNNEL_UPDATE_SCREENSHOTS") == "1"
-            shot = SCREENSHOT if update else tmp_path / "inbox.png"
-            await ada.screenshot(path=str(shot), full_page=True)
+    # Times in the viewer's zone, UTC on hover.
+    assigned_at = (await inbox.row(handoff_id))["assigned_at"]
+    shown = card.locator(".status time")
+    in_new_york = assigned_at.astimezone(ZoneInfo("America/New_York"))
+    await expect(shown).to_contain_text(f"{in_new_york:%-I:%M} {in_new_york:%p}")
+    await expect(shown).to_contain_text("E")  # EST or EDT
+    await expect(shown).to_have_attribute("title", f"{assigned_at:%Y-%m-%d %H:%M} UTC")
+    await inbox.assert_accessible(page, "a handoff's page")
 
-            first, second, third = [
-                UUID(str((await handoff_of(handoffs, lead))["handoff_id"])) for lead in leads
-            ]
-            await ada.locator(f"#h-{first}").get_by_role("button", name="Accept").click()
-            await expect(ada.get_by_role("status")).to_contain_text("Accepted.")
-            card = ada.locator(f"#h-{second}")
-            await card.get_by_label("Reason").select_option("not_a_fit")
-            await card.get_by_role("button", name="Reject").click()
-            await expect(ada.get_by_role("status")).to_contain_text("Rejected.")
-            await expect(cards).to_have_count(1)
+    # A new lead arrives while the rep works; the queue shows it without a reload.
+    await page.get_by_role("link", name="My queue", exact=True).click()
+    second_captured, second = a_lead("Alan", "Bletchley Systems", country="NO")
+    await inbox.publish(second_captured, second)
+    await expect(page.locator("article.handoff")).to_have_count(2, timeout=WAIT_MS)
+    await expect(page.locator("#queue-news")).to_contain_text("1 new handoff")
+    second_id = await inbox.handoff_of(second.data.lead_id)
 
-            # Another rep is refused ada's handoff, on a page that says so.
-            bob = await signed_in("rep", "bob")
-            answer = await bob.goto(f"{base}/inbox/handoffs/{third}")
-            assert answer is not None
-            assert answer.status == 403
-            await expect(bob.get_by_role("alert")).to_contain_text("not yours")
+    # Reject: no reason is preselected, and the browser will not send the form without one.
+    rejecting = page.locator(f"#h-{second_id}")
+    await expect(rejecting.get_by_label("Reason")).to_have_value("")
+    await rejecting.get_by_role("button", name="Reject").click()
+    assert not await rejecting.get_by_label("Reason").evaluate("select => select.checkValidity()")
+    assert (await inbox.row(second_id))["status"] == "assigned"
+    await rejecting.get_by_label("Reason").select_option("no_budget")
+    await rejecting.get_by_label("Note").fill("Budget frozen until Q3")
+    await rejecting.get_by_role("button", name="Reject").click()
+    await expect(page.get_by_role("status")).to_contain_text("Rejected.")
+    await inbox.assert_accessible(page, "the queue")
 
-            # The manager sees the team's queue with its holder and reassigns.
-            manager = await signed_in("manager", "emea-manager")
-            await expect(manager.get_by_role("heading", name="Team emea queue")).to_be_visible()
-            card = manager.locator(f"#h-{third}")
-            await expect(card).to_contain_text("ada")
-            await card.get_by_label("Reassign to").select_option("bob")
-            await card.get_by_role("button", name="Reassign").click()
-            await expect(manager.get_by_role("status")).to_contain_text("Reassigned.")
-        finally:
-            await browser.close()
+    # Accept with the keyboard alone.
+    on_accept = "document.activeElement.textContent.trim() === 'Accept'"
+    for _ in range(40):
+        await page.keyboard.press("Tab")
+        if await page.evaluate(on_accept):
+            break
+    assert await page.evaluate(on_accept), "Tab never reached the Accept button"
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("status")).to_contain_text("Accepted. The lead is yours")
+    assert page.url.startswith(link)
+    await expect(page.locator(".status")).to_contain_text("Accepted by you")
+    await expect(page.get_by_text("Waiting for a rep")).to_have_count(0)
 
-        assert (await handoff_of(handoffs, leads[2]))["rep_id"] == "bob"
-        records = await read_topic(topics, HANDOFFS_TOPIC, expect=6, timeout=30)
-        metrics = (await handoffs.client.get("/metrics")).text
+    # The lead stays at hand in "My accepted"; the history keeps both decisions.
+    await page.get_by_role("link", name="My accepted").click()
+    await expect(page.locator(f"#h-{handoff_id}")).to_contain_text("+49 30 1234567")
+    await inbox.assert_accessible(page, "my accepted leads")
+    await page.get_by_role("link", name="History").click()
+    rows = page.locator("table.history tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(0)).to_contain_text("Accepted")
+    await expect(rows.nth(1)).to_contain_text("No budget")
+    await expect(rows.nth(1)).to_contain_text("Budget frozen until Q3")
+    await inbox.assert_accessible(page, "the decided history")
 
-    events = [decode_event(record.value) for record in records]
-    assert sorted(type(event).__name__ for event in events) == [
-        "HandoffAccepted",
-        "HandoffAssigned",
-        "HandoffAssigned",
-        "HandoffAssigned",
-        "HandoffReassigned",
-        "HandoffRejected",
+    # Signed in, the email's link opens the handoff straight away (a Lax cookie).
+    await page.goto("http://mail.example/")
+    await page.get_by_role("link", name="Open the lead").click()
+    await page.wait_for_url(link)
+
+    records = await read_topic(inbox.topics, HANDOFFS_TOPIC, expect=4, timeout=30)
+    decisions = [decode_event(record.value) for record in records]
+    [accepted] = [event for event in decisions if isinstance(event, HandoffAccepted)]
+    [rejected] = [event for event in decisions if isinstance(event, HandoffRejected)]
+    assert (accepted.data.rep_id, accepted.data.handoff_id) == ("nia", handoff_id)
+    assert (rejected.data.reason, rejected.data.note) == ("no_budget", "Budget frozen until Q3")
+
+
+async def test_what_is_on_fire_comes_first_in_a_reps_queue(inbox: Served, tmp_path: Path) -> None:
+    from playwright.async_api import expect
+
+    handoffs = inbox.handoffs
+    await handoffs.setup_team(
+        "south", {"fay": {"capacity": 10}, "gus": {"capacity": 10}}, countries=["FR"]
+    )
+    now = utc_now()
+    # Two hours past due: the worker's scanner breaches it and hands it to the other rep.
+    captured, late = a_lead("Barbara", "Liskov Labs", title="Head of Platform", country="FR")
+    lead_id = captured.data.lead_id
+    await apply(
+        handoffs, captured, a_touch(lead_id, source="ads", campaign="q3", form_id="pricing")
+    )
+    breached = await handoffs.qualify_directly(late, now=now - timedelta(hours=3))
+    await eventually(lambda: inbox.row(breached), until=lambda row: row["breaches"] == 1)
+    if (await inbox.row(breached))["rep_id"] != "fay":
+        await inbox.reassign(breached, "fay")
+    await handoffs.put("/v1/reps/gus", {"team_id": "south", "capacity": 0})
+    _, risky = a_lead("Edsger", "Semaphore GmbH", title="VP Engineering", country="FR")
+    at_risk = await handoffs.qualify_directly(risky, now=now - timedelta(minutes=40))
+    _, fresh = a_lead("Margaret", "Apollo Guidance", title="Director of IT", country="FR")
+    on_time = await handoffs.qualify_directly(fresh, now=now)
+
+    page = await inbox.signed_in("rep", "fay")
+    cards = page.locator("article.handoff")
+    await expect(cards).to_have_count(3)
+    assert [await card.get_attribute("id") for card in await cards.all()] == [
+        f"h-{breached}",
+        f"h-{at_risk}",
+        f"h-{on_time}",
     ]
-    [rejected] = [event for event in events if isinstance(event, HandoffRejected)]
-    assert (rejected.data.rep_id, rejected.data.reason) == ("ada", "not_a_fit")
-    # Left open: the reassigned one, now bob's.
-    assert parse_metric(metrics, "funnel_handoff_open", 'status="assigned",team="emea"') == 1
+    headings = page.locator("h2.group")
+    await expect(headings).to_have_text(["On fire (1)", "At risk (1)", "On time (1)"])
+    fire = page.locator(f"#h-{breached} .sla")
+    await expect(fire).to_contain_text("Breached")
+    await expect(fire).to_contain_text("1 breach")
+    await expect(fire).to_contain_text(r"2h")
+    await expect(fire).to_contain_text("past due")
+    await expect(fire).to_contain_text("next deadline in")
+    await expect(fire.locator(".sla-icon")).to_have_text("⚠")  # colour is never the only signal
+    await expect(page.locator(f"#h-{at_risk} .sla")).to_contain_text("At risk")
+    await expect(page.locator(f"#h-{on_time} .sla")).to_contain_text("left")
+    await inbox.assert_accessible(page, "a queue with work on fire")
+    shot = DOCS / "inbox.png" if UPDATE_SCREENSHOTS else tmp_path / "inbox.png"
+    await page.screenshot(path=str(shot), full_page=True)
+
+    # On a phone: one column, nothing wider than the screen.
+    phone = await inbox.signed_in("rep", "fay", width=390)
+    assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+async def test_a_manager_sees_fire_first_in_a_table_and_reassigns_in_bulk(
+    inbox: Served, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    handoffs = inbox.handoffs
+    segments = {"segments": ["smb", "mid_market"], "capacity": 10}
+    # No reassignment on breach: the first one escalates to the manager.
+    await handoffs.setup_team(
+        "west", {"wes": segments, "wyn": segments}, countries=["ES"], reassign_up_to=0
+    )
+    now = utc_now()
+    _, late = a_lead("Frances", "Allen Compilers", country="ES")
+    escalated = await handoffs.qualify_directly(late, now=now - timedelta(hours=3))
+    await eventually(lambda: inbox.row(escalated), until=lambda row: row["status"] == "escalated")
+    _, big = a_lead("Jean", "Sammet Enterprises", country="ES", company_size=5000)
+    waiting = await handoffs.qualify_directly(big, now=now)
+    _, risky = a_lead("Sophie", "Wilson Chips", country="ES")
+    at_risk = await handoffs.qualify_directly(risky, now=now - timedelta(minutes=40))
+    others = [
+        await handoffs.qualify_directly(a_lead(name, f"{name} Corp", country="ES")[1], now=now)
+        for name in ("Ada", "Radia", "Hedy", "Karen")
+    ]
+    held_by_wes = [one for one in others if (await inbox.row(one))["rep_id"] == "wes"]
+    assert len(held_by_wes) == 2  # round robin alternates
+    wes_rows = len(held_by_wes) + ((await inbox.row(at_risk))["rep_id"] == "wes")
+
+    page = await inbox.signed_in("manager", "west-manager", "west", width=1100)
+    assert page.url == f"{inbox.base}/inbox/team"
+    rows = page.locator("table.team tbody tr")
+    await expect(rows).to_have_count(7)
+    first, last = rows.nth(0), rows.nth(6)
+    await expect(first).to_have_id(f"r-{escalated}")
+    await expect(rows.nth(1)).to_have_id(f"r-{at_risk}")
+    await expect(rows.nth(1)).to_contain_text("At risk")
+    await expect(first).to_contain_text("west-manager (manager)")
+    await expect(first).to_contain_text("Escalated")
+    await expect(first).to_contain_text("1 breach")
+    await expect(first).to_contain_text("past due")
+    await expect(last).to_have_id(f"r-{waiting}")
+    await expect(last).to_contain_text(
+        "No eligible rep: wes does not cover enterprise; wyn does not cover enterprise."
+    )
+    await inbox.assert_accessible(page, "the team table")
+    shot = DOCS / "inbox-manager.png" if UPDATE_SCREENSHOTS else tmp_path / "inbox-manager.png"
+    await page.screenshot(path=str(shot), full_page=True)
+
+    # Filters: by holder, by SLA state.
+    await page.get_by_label("Holder").select_option("wes")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(wes_rows)
+    await page.get_by_label("Holder").select_option("")
+    await page.get_by_label("SLA state").select_option("on-fire")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_id(f"r-{escalated}")
+
+    # Bulk: wes's two handoffs to wyn, in one go.
+    await page.get_by_label("SLA state").select_option("")
+    await page.get_by_label("Holder").select_option("wes")
+    await page.get_by_role("button", name="Filter").click()
+    for one in held_by_wes:
+        await page.locator(f"#pick-{one}").check()
+    await page.get_by_label("To", exact=True).select_option("wyn")
+    await page.get_by_role("button", name="Reassign selected").click()
+    await expect(page.get_by_role("status")).to_contain_text("Reassigned 2 handoffs.")
+    assert [(await inbox.row(one))["rep_id"] for one in held_by_wes] == ["wyn", "wyn"]
+
+    # The escalated handoff is the manager's own to decide, and says so.
+    await page.get_by_role("link", name="My queue", exact=True).click()
+    card = page.locator(f"#h-{escalated}")
+    await expect(card).to_contain_text("Escalated to you, the team's manager")
+    await expect(card.get_by_role("button", name="Accept")).to_be_visible()

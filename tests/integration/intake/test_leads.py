@@ -104,6 +104,7 @@ async def test_a_second_touch_merges_and_rescoring_qualifies_the_lead(
     assert [type(e) for e in events] == [LeadCaptured, LeadMerged, LeadQualified, LeadMerged]
     merges = [e for e in events if isinstance(e, LeadMerged)]
     assert [m.data.matched_on for m in merges] == ["email", "phone"]
+    assert [m.data.form_id for m in merges] == [LANDING["form_id"], "default"]
     assert merges[0].data.attribution.campaign == "webinar-7"
     qualified = next(e for e in events if isinstance(e, LeadQualified))
     assert qualified.data.score == 70

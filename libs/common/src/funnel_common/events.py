@@ -207,6 +207,9 @@ class LeadMergedData(Payload):
     submission_id: UUID
     matched_on: Literal["email", "phone"]
     attribution: Attribution
+    form_id: Label | None = Field(
+        default=None, description="The form of this submission (absent from older senders)."
+    )
 
 
 class LeadMerged(Envelope):

@@ -272,6 +272,7 @@ async def fire_breach(
         time=now,
         data=_deadline_data(handoff),
     )
+    await store.record_breach(connection, handoff, now=now)
     breaches = handoff.breaches + 1
     previous = (*handoff.previous_rep_ids, handoff.rep_id)
     plan = await _plan(
@@ -426,6 +427,7 @@ async def accept(
     handoff = await load_for(connection, handoff_id, principal, lock=True)
     _require_open(handoff, allowed=("assigned", "escalated"), action="accept")
     seconds, within = _timing(handoff, now)
+    await store.record_decision(connection, handoff, principal.subject, None, now=now)
     after = await store.save_decision(
         connection,
         handoff_id=handoff_id,
@@ -463,6 +465,7 @@ async def reject(
     handoff = await load_for(connection, handoff_id, principal, lock=True)
     _require_open(handoff, allowed=("assigned", "escalated"), action="reject")
     seconds, within = _timing(handoff, now)
+    await store.record_decision(connection, handoff, principal.subject, body, now=now)
     event = HandoffRejected.new(
         source=SERVICE,
         subject=handoff_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from funnel_common.consumer import Handler
-from funnel_common.events import LEADS_TOPIC, Envelope, LeadCaptured, LeadQualified
+from funnel_common.events import LEADS_TOPIC, Envelope, LeadCaptured, LeadMerged, LeadQualified
 from funnel_common.service import ConsumerSpec
 from funnel_common.types import utc_now
 from handoff import flows, store
@@ -18,6 +18,7 @@ async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) 
         source=event.data.attribution.source,
         campaign=event.data.attribution.campaign,
         captured_at=event.time,
+        form_id=event.data.form_id,
     )
 
 
@@ -27,9 +28,23 @@ async def on_lead_qualified(connection: asyncpg.Connection, event: LeadQualified
     await flows.create_from_lead(connection, event, now=utc_now())
 
 
+async def on_lead_merged(connection: asyncpg.Connection, event: LeadMerged) -> None:
+    # A returning person's later submission: the rep sees every campaign that reached them.
+    await store.record_touch(
+        connection,
+        lead_id=event.data.lead_id,
+        submission_id=event.data.submission_id,
+        matched_on=event.data.matched_on,
+        form_id=event.data.form_id,
+        attribution=event.data.attribution,
+        touched_at=event.time,
+    )
+
+
 HANDLERS: dict[type[Envelope], Handler] = {
     LeadCaptured: on_lead_captured,
     LeadQualified: on_lead_qualified,
+    LeadMerged: on_lead_merged,
 }
 
 CONSUMER = ConsumerSpec(group_id="handoff", topics=[LEADS_TOPIC], handlers=HANDLERS)

@@ -1,163 +1,67 @@
-"""The rep inbox: server-rendered pages over the same flows the API uses.
+"""The rep inbox: server-rendered pages (Jinja2, autoescaped) over the flows the API uses.
 
-A rep (or manager) signs in by pasting a token from ``funnel token create``; the token
-is checked exactly as the API checks a bearer token (signature, expiry, revocation) and
-kept in an HttpOnly, SameSite=Strict cookie (Secure over https). Every form post carries
-a CSRF token derived from the session's token id with the platform's auth secret, so a
-page on another site cannot decide handoffs for a signed-in rep. Decisions go through
-:mod:`handoff.flows` in one transaction each, like the API's routes.
+A rep's queue (on fire first), their accepted leads and decided history, and one
+handoff's page with everything needed to reach the lead; sign-in and sign-out. The
+manager's team view is ``inbox_team.py``. Decisions go through :mod:`handoff.flows` in
+one transaction each, like the API's routes. Sessions and CSRF: ``inbox_session.py``;
+what a page says about a handoff: ``inbox_pages.py``; rendering: ``inbox_render.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from html import escape
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import parse_qs
+from typing import Any
 from uuid import UUID
 
-import asyncpg
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from funnel_common import outbox
-from funnel_common.auth import Principal, Unauthenticated, token_hash, verify_token
+from funnel_common.auth import Unauthenticated
 from funnel_common.http import DomainError
 from funnel_common.service import runtime_of
 from funnel_common.types import utc_now
 from handoff import flows, store
 from handoff import inbox_pages as pages
-from handoff.models import OPEN_STATUSES, RejectIn, Rep
+from handoff import inbox_session as sessions
+from handoff.inbox_pages import Session
+from handoff.inbox_render import here, load_cards, refusal, render_page, to_sign_in
+from handoff.models import RejectIn
 
-SESSION_COOKIE = "funnel_inbox"
-SIGN_IN_COOKIE = "funnel_inbox_signin"
 STATIC = Path(__file__).parent / "static"
-
-_NOTICES = {
-    "accepted": "Accepted. The lead is yours.",
-    "rejected": "Rejected. Thank you for the reason.",
-    "reassigned": "Reassigned.",
-    "signed-out": "You are signed out.",
-}
+PAGE_SIZE = 20
 
 router = APIRouter(prefix="/inbox", include_in_schema=False)
 
 
-class CsrfRefused(DomainError):
-    status = 403
-    slug = "csrf"
-    title = "The form is stale or did not come from the inbox; reload the page and try again"
-
-
-# --- sessions -------------------------------------------------------------------------
-
-
-def _csrf_for(request: Request, principal: Principal) -> str:
-    secret = runtime_of(request).settings.auth_secret.get_secret_value().encode()
-    message = f"inbox-csrf:{principal.token_id}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
-
-
-async def _principal_of(request: Request, token: str) -> Principal:
-    """The token's principal, checked exactly as the API checks a bearer token."""
-    principal = verify_token(runtime_of(request).settings.auth_secret, token)
-    async with runtime_of(request).pool.acquire() as conn:
-        if not await store.token_usable(conn, token_hash(token)):
-            raise Unauthenticated("token revoked")
-    return principal
-
-
-async def _session(request: Request) -> pages.Session | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        return None
-    try:
-        principal = await _principal_of(request, token)
-    except Unauthenticated:
-        return None
-    return pages.Session(principal, _csrf_for(request, principal))
-
-
-class FormNotUtf8(DomainError):
-    status = 422
-    slug = "form-invalid"
-    title = "The form was not sent as UTF-8; reload the page and try again"
-
-
-async def _form(request: Request) -> dict[str, str]:
-    # Strict: a replaced byte would store a note the rep never wrote.
-    try:
-        body = (await request.body()).decode("utf-8")
-        fields = parse_qs(body, max_num_fields=20, errors="strict")
-    except UnicodeDecodeError as error:
-        raise FormNotUtf8() from error
-    return {key: values[0] for key, values in fields.items()}
-
-
-def _check_csrf(form: dict[str, str], expected: str) -> None:
-    if not hmac.compare_digest(form.get("csrf", ""), expected):
-        raise CsrfRefused()
-
-
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
-
-
-@asynccontextmanager
-async def _transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    async with outbox.transaction(runtime_of(request).pool) as conn:
-        yield conn
-
-
-async def _queue_html(request: Request, session: pages.Session) -> str:
-    principal = session.principal
-    rep_id, team_id = flows.queue_scope(principal)
-    async with runtime_of(request).pool.acquire() as conn:
-        handoffs = await store.list_handoffs(
-            conn, rep_id=rep_id, team_id=team_id, statuses=OPEN_STATUSES, limit=200
-        )
-        reps = await _reps_for(conn, principal)
-    if not handoffs:
-        return '<p class="empty">Nothing waiting. New leads appear here by themselves.</p>'
+async def _queue(request: Request, session: Session) -> dict[str, Any]:
     now = utc_now()
-    return "\n".join(pages.card(handoff, session, reps, now) for handoff in handoffs)
+    async with runtime_of(request).pool.acquire() as conn:
+        items = await store.inbox_open_handoffs(
+            conn, rep_id=session.principal.subject, team_id=None, limit=200
+        )
+        cards = await load_cards(conn, session, items, now)
+    return {"groups": pages.groups(cards)}
 
 
-async def _reps_for(conn: asyncpg.Connection, principal: Principal) -> list[Rep]:
-    if principal.role == "manager" and principal.team:
-        return await store.list_reps(conn, principal.team)
-    if principal.role == "admin":
-        return await store.list_reps(conn, None)
-    return []
-
-
-async def _inbox(
-    request: Request, session: pages.Session, *, message: str = "", status: int = 200
+async def _queue_page(
+    request: Request, session: Session, *, status: int = 200, alerts: Sequence[str] = ()
 ) -> Response:
-    notice = _NOTICES.get(request.query_params.get("notice", ""), "")
-    flash = pages.alert(message) if message else ""
-    if notice:
-        flash += f'<p class="notice" role="status">{escape(notice)}</p>'
-    team = session.principal.role == "manager" and session.principal.team
-    title = f"Team {session.principal.team} queue" if team else "My queue"
-    body = (
-        f'{flash}<p id="queue-news" aria-live="polite" class="news"></p>'
-        f'<section id="queue" aria-label="Handoffs, soonest due first" '
-        f'data-fragment="/inbox/queue">{await _queue_html(request, session)}</section>'
+    return render_page(
+        request,
+        "queue.html",
+        session=session,
+        title="My queue",
+        current="queue",
+        status=status,
+        alerts=alerts,
+        **await _queue(request, session),
     )
-    return pages.page(title, body, session=session, status=status)
 
 
-def _to_sign_in() -> Response:
-    return RedirectResponse("/inbox/sign-in", status_code=303)
-
-
-# --- routes ---------------------------------------------------------------------------
+# --- sign-in --------------------------------------------------------------------------
 
 
 @router.get("/static/{name}")
@@ -168,149 +72,211 @@ async def static(name: str) -> Response:
     return FileResponse(STATIC / name, media_type=media, headers={"Cache-Control": "max-age=300"})
 
 
+def _sign_in_form(
+    request: Request, *, next_path: str | None, status: int = 200, alerts: Sequence[str] = ()
+) -> Response:
+    nonce = sessions.new_nonce()
+    response = render_page(
+        request,
+        "sign_in.html",
+        session=None,
+        title="Sign in to the inbox",
+        status=status,
+        alerts=alerts,
+        nonce=nonce,
+        next=sessions.safe_next(next_path),
+    )
+    sessions.set_sign_in_nonce(response, request, nonce)
+    return response
+
+
 @router.get("/sign-in")
 async def sign_in_page(request: Request) -> Response:
-    return _sign_in_form(request)
-
-
-def _sign_in_form(request: Request, *, message: str = "", status: int = 200) -> Response:
-    nonce = secrets.token_urlsafe(24)
-    notice = _NOTICES.get(request.query_params.get("notice", ""), "")
-    body = (
-        (pages.alert(message) if message else "")
-        + (f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "")
-        + f"""<form method="post" action="/inbox/sign-in" class="sign-in">
-<input type="hidden" name="csrf" value="{nonce}">
-<label for="token">Your token (from <code>funnel token create</code>)</label>
-<input id="token" name="token" type="password" autocomplete="off" required autofocus>
-<button type="submit">Sign in</button>
-</form>"""
-    )
-    response = pages.page("Sign in to the inbox", body, status=status)
-    response.set_cookie(
-        SIGN_IN_COOKIE,
-        nonce,
-        httponly=True,
-        samesite="strict",
-        secure=_secure(request),
-        path="/inbox",
-        max_age=3600,
-    )
-    return response
+    return _sign_in_form(request, next_path=request.query_params.get("next"))
 
 
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
-    form = await _form(request)
-    nonce = request.cookies.get(SIGN_IN_COOKIE, "")
-    if not nonce or not hmac.compare_digest(form.get("csrf", ""), nonce):
-        return _sign_in_form(request, message=CsrfRefused.title, status=403)
-    token = form.get("token", "").strip()
     try:
-        principal = await _principal_of(request, token)
+        form = await sessions.form_of(request)
+    except DomainError as refused:
+        return _sign_in_form(request, next_path=None, status=refused.status, alerts=[str(refused)])
+    next_path = sessions.safe_next(form.get("next"))
+    if not sessions.sign_in_nonce_matches(request, form):
+        title = sessions.CsrfRefused.title
+        return _sign_in_form(request, next_path=next_path, status=403, alerts=[title])
+    token = form.get("token").strip()
+    try:
+        principal = await sessions.principal_of(request, token)
     except Unauthenticated:
-        return _sign_in_form(request, message="That token was not accepted.", status=401)
-    response = RedirectResponse("/inbox", status_code=303)
-    lifetime = int((principal.expires_at - utc_now()).total_seconds())
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=_secure(request),
-        path="/inbox",
-        max_age=max(lifetime, 0),
-    )
-    response.delete_cookie(SIGN_IN_COOKIE, path="/inbox")
+        alerts = ["That token was not accepted."]
+        return _sign_in_form(request, next_path=next_path, status=401, alerts=alerts)
+    # Back where a notification's link pointed; else a manager's day starts at the team.
+    landing = next_path or ("/inbox/team" if Session(principal, "").manages else "/inbox")
+    response = RedirectResponse(landing, status_code=303)
+    sessions.set_session(response, request, token, principal.expires_at)
+    response.delete_cookie(sessions.SIGN_IN_COOKIE, path=sessions.COOKIE_PATH)
     return response
 
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    session = await _session(request)
+    session = await sessions.session_of(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     try:
-        _check_csrf(await _form(request), session.csrf)
-    except CsrfRefused as refused:
-        return await _inbox(request, session, message=str(refused), status=403)
+        sessions.check_csrf(await sessions.form_of(request), session)
+    except DomainError as refused:
+        return await _queue_page(request, session, status=refused.status, alerts=[str(refused)])
     response = RedirectResponse("/inbox/sign-in?notice=signed-out", status_code=303)
-    response.delete_cookie(
-        SESSION_COOKIE, path="/inbox", httponly=True, samesite="strict", secure=_secure(request)
-    )
+    sessions.clear_session(response, request)
     return response
+
+
+# --- a rep's pages --------------------------------------------------------------------
 
 
 @router.get("")
 async def inbox(request: Request) -> Response:
-    session = await _session(request)
+    session = await sessions.session_of(request)
     if session is None:
-        return _to_sign_in()
-    return await _inbox(request, session)
+        return to_sign_in(here(request))
+    return await _queue_page(request, session)
 
 
 @router.get("/queue")
 async def queue_fragment(request: Request) -> Response:
-    """The queue's HTML alone; the page polls it every few seconds."""
-    session = await _session(request)
+    """The queue's HTML alone; the page fetches it every few seconds."""
+    session = await sessions.session_of(request)
     if session is None:
         return Response(status_code=401)
-    return HTMLResponse(await _queue_html(request, session), headers={"Cache-Control": "no-store"})
+    context = await _queue(request, session)
+    return render_page(request, "_queue.html", session=session, **context)
+
+
+@router.get("/accepted")
+async def accepted(request: Request) -> Response:
+    session = await sessions.session_of(request)
+    if session is None:
+        return to_sign_in(here(request))
+    number = pages.page_number(request.query_params.get("page"))
+    now = utc_now()
+    async with runtime_of(request).pool.acquire() as conn:
+        items = await store.inbox_accepted(
+            conn,
+            rep_id=session.principal.subject,
+            limit=PAGE_SIZE + 1,
+            offset=(number - 1) * PAGE_SIZE,
+        )
+    cards = [pages.card(item, session, now) for item in items[:PAGE_SIZE]]
+    paging = pages.Paging(number, PAGE_SIZE, has_next=len(items) > PAGE_SIZE)
+    return render_page(
+        request,
+        "accepted.html",
+        session=session,
+        title="My accepted leads",
+        current="accepted",
+        cards=cards,
+        paging=paging,
+    )
+
+
+@router.get("/history")
+async def history(request: Request) -> Response:
+    session = await sessions.session_of(request)
+    if session is None:
+        return to_sign_in(here(request))
+    principal = session.principal
+    number = pages.page_number(request.query_params.get("page"))
+    decided_by: str | None = principal.subject
+    team_id = None
+    scope = "Your decisions"
+    if principal.role == "manager" and principal.team:
+        decided_by, team_id, scope = None, principal.team, f"Team {principal.team}'s decisions"
+    elif principal.role == "admin":
+        decided_by, scope = None, "Every decision"
+    async with runtime_of(request).pool.acquire() as conn:
+        found = await store.decision_history(
+            conn,
+            decided_by=decided_by,
+            team_id=team_id,
+            limit=PAGE_SIZE + 1,
+            offset=(number - 1) * PAGE_SIZE,
+        )
+    rows = [pages.history_row(decision, handoff) for decision, handoff in found[:PAGE_SIZE]]
+    return render_page(
+        request,
+        "history.html",
+        session=session,
+        title="Decided",
+        current="history",
+        rows=rows,
+        scope=scope,
+        paging=pages.Paging(number, PAGE_SIZE, has_next=len(found) > PAGE_SIZE),
+    )
 
 
 @router.get("/handoffs/{handoff_id}")
 async def one_handoff(handoff_id: UUID, request: Request) -> Response:
-    session = await _session(request)
+    session = await sessions.session_of(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in(here(request))
+    now = utc_now()
+    async with runtime_of(request).pool.acquire() as conn:
+        try:
+            await flows.load_for(conn, handoff_id, session.principal, lock=False)
+        except DomainError as refused:
+            return refusal(request, refused, session)
+        item = await store.inbox_handoff(conn, handoff_id)
+        assert item is not None  # load_for found it
+        [card] = await load_cards(conn, session, [item], now)
+        breaches = await store.breaches_of(conn, handoff_id)
+    return render_page(
+        request, "handoff.html", session=session, title="Handoff", c=card, breaches=breaches
+    )
+
+
+def _rejection(form: sessions.Form) -> RejectIn:
+    if not form.get("reason"):
+        raise sessions.FormInvalid("Choose a reason for the rejection.", field="reason")
     try:
-        async with runtime_of(request).pool.acquire() as conn:
-            handoff = await flows.load_for(conn, handoff_id, session.principal, lock=False)
-            reps = await _reps_for(conn, session.principal)
-    except DomainError as refused:
-        return _refusal(refused, session)
-    body = pages.card(handoff, session, reps, utc_now()) + pages.BACK
-    return pages.page("Handoff", body, session=session)
-
-
-def _refusal(refused: DomainError, session: pages.Session) -> Response:
-    titles = {403: "Not yours", 404: "No such handoff", 409: "Too late"}
-    body = pages.alert(str(refused)) + pages.BACK
-    title = titles.get(refused.status, "Refused")
-    return pages.page(title, body, session=session, status=refused.status)
+        return RejectIn.model_validate(
+            {"reason": form.get("reason"), "note": form.get("note") or None}
+        )
+    except ValidationError as error:
+        problem = error.errors()[0]
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        # "other" without a note fails the model as a whole: the note is what is missing.
+        field = str(problem["loc"][0]) if problem["loc"] else "note"
+        raise sessions.FormInvalid(message, field=field) from error
 
 
 @router.post("/handoffs/{handoff_id}/{action}")
 async def decide(handoff_id: UUID, action: str, request: Request) -> Response:
-    session = await _session(request)
+    session = await sessions.session_of(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in(f"/inbox/handoffs/{handoff_id}")
+    if action not in ("accept", "reject", "reassign"):
+        return Response(status_code=404)
     principal = session.principal
     try:
-        form = await _form(request)
-        _check_csrf(form, session.csrf)
-        async with _transaction(request) as conn:
+        form = await sessions.form_of(request)
+        sessions.check_csrf(form, session)
+        rejection = _rejection(form) if action == "reject" else None
+        async with outbox.transaction(runtime_of(request).pool) as conn:
             if action == "accept":
                 await flows.accept(conn, handoff_id, principal, now=utc_now())
-                notice = "accepted"
-            elif action == "reject":
-                try:
-                    body = RejectIn(reason=form.get("reason", ""), note=form.get("note") or None)  # type: ignore[arg-type]
-                except ValidationError as error:
-                    problem = error.errors()[0]["msg"].removeprefix("Value error, ")
-                    return await _inbox(request, session, message=problem, status=422)
-                await flows.reject(conn, handoff_id, principal, body, now=utc_now())
-                notice = "rejected"
-            elif action == "reassign":
+            elif rejection is not None:
+                await flows.reject(conn, handoff_id, principal, rejection, now=utc_now())
+            else:
                 to = form.get("rep_id") or None
                 await flows.reassign(conn, handoff_id, principal, to, now=utc_now())
-                notice = "reassigned"
-            else:
-                return Response(status_code=404)
     except DomainError as refused:
-        if isinstance(refused, CsrfRefused):
-            return await _inbox(request, session, message=str(refused), status=403)
-        if refused.status == 409:
-            return await _inbox(request, session, message=str(refused), status=409)
-        return _refusal(refused, session)
-    return RedirectResponse(f"/inbox?notice={notice}", status_code=303)
+        if refused.status in (403, 404) and not isinstance(refused, sessions.CsrfRefused):
+            return refusal(request, refused, session)
+        return await _queue_page(request, session, status=refused.status, alerts=[str(refused)])
+    if action == "accept":
+        return RedirectResponse(f"/inbox/handoffs/{handoff_id}?notice=accepted", status_code=303)
+    if action == "reject":
+        return RedirectResponse("/inbox?notice=rejected", status_code=303)
+    return RedirectResponse("/inbox/team?notice=reassigned", status_code=303)

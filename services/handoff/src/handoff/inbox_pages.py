@@ -1,27 +1,39 @@
-"""The rep inbox's HTML: pages and queue cards, escaped, with no I/O of their own."""
+"""What the inbox shows about each handoff: views computed from rows and the time (no I/O).
+
+The routes (``inbox.py``, ``inbox_team.py``) load rows and hand them here; the templates
+(``templates/``) print what these views say, escaped by Jinja2. What is on fire and in
+which order is ``inbox_urgency.py``.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
-from typing import Literal
-
-from fastapi.responses import HTMLResponse, Response
+from urllib.parse import quote
+from uuid import UUID
 
 from funnel_common.auth import Principal
 from funnel_common.events import REJECTION_REASONS
-from handoff.models import OPEN_STATUSES, Handoff, Rep
+from handoff.inbox_urgency import (
+    OPEN_URGENCIES,
+    URGENCIES,
+    URGENCY_TEXT,
+    Badge,
+    Urgency,
+    badge,
+)
+from handoff.models import DecisionRecord, Handoff, InboxHandoff, LeadTouch, Rep
+from handoff.routing import UNROUTED_TEAM
 
-BACK = '<p><a href="/inbox">Back to the queue</a></p>'
+# The team view's holder filter for "nobody holds it" (queued handoffs).
+NOBODY = "-"
 
-SlaState = Literal["on-time", "at-risk", "breached", "none"]
-_SLA_TEXT: dict[SlaState, str] = {
-    "on-time": "On time",
-    "at-risk": "At risk",
-    "breached": "Breached",
-    "none": "Waiting for a rep",
-}
+REASON_CHOICES: tuple[tuple[str, str], ...] = tuple(
+    (reason, reason.replace("_", " ").capitalize()) for reason in REJECTION_REASONS
+)
+_REASON_TEXT = dict(REASON_CHOICES)
 
 
 @dataclass(frozen=True)
@@ -29,67 +41,29 @@ class Session:
     principal: Principal
     csrf: str
 
-
-def page(title: str, body: str, *, session: Session | None = None, status: int = 200) -> Response:
-    header = ""
-    if session is not None:
-        who = session.principal
-        team = f", team {escape(who.team)}" if who.team else ""
-        header = (
-            f"<header><p>Signed in as <strong>{escape(who.subject)}</strong> "
-            f"({escape(who.role)}{team})</p>"
-            f'<form method="post" action="/inbox/sign-out">{csrf_field(session)}'
-            '<button type="submit">Sign out</button></form></header>'
+    @property
+    def manages(self) -> bool:
+        """A manager with a team, or an admin: they get the team view."""
+        return self.principal.role == "admin" or (
+            self.principal.role == "manager" and self.principal.team is not None
         )
-    html = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)} · Shared Funnel inbox</title>
-<link rel="stylesheet" href="/inbox/static/inbox.css">
-</head>
-<body>
-{header}
-<main>
-<h1>{escape(title)}</h1>
-{body}
-</main>
-<script src="/inbox/static/inbox.js" defer></script>
-</body>
-</html>"""
-    return HTMLResponse(
-        html,
-        status_code=status,
-        headers={
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
-            "X-Frame-Options": "DENY",
-        },
-    )
 
 
-def csrf_field(session: Session) -> str:
-    return f'<input type="hidden" name="csrf" value="{escape(session.csrf)}">'
+# --- one handoff, as a card or a table row ------------------------------------------
 
 
-def alert(message: str) -> str:
-    return f'<p class="alert" role="alert">{escape(message)}</p>'
+def mailto(email: str | None) -> str | None:
+    return f"mailto:{quote(email, safe='@.+-_')}" if email else None
 
 
-def sla_state(handoff: Handoff, now: datetime) -> SlaState:
-    """on-time, at-risk (past the policy's at-risk threshold) or breached (past due)."""
-    if handoff.due_at is None:
-        return "none"
-    if now >= handoff.due_at:
-        return "breached"
-    if handoff.at_risk_at is not None and now >= handoff.at_risk_at:
-        return "at-risk"
-    return "on-time"
-
-
-def _text(value: object) -> str:
-    return escape(str(value)) if value not in (None, "") else "—"
+def tel(phone: str | None) -> str | None:
+    """A click-to-call link: the digits and a leading plus, nothing a dialer chokes on."""
+    if not phone:
+        return None
+    digits = re.sub(r"[^0-9]", "", phone)
+    if not digits:
+        return None
+    return f"tel:{'+' if phone.strip().startswith('+') else ''}{digits}"
 
 
 def lead_name(handoff: Handoff) -> str:
@@ -98,79 +72,234 @@ def lead_name(handoff: Handoff) -> str:
     return " ".join(parts) or str(profile.get("email") or "Unnamed lead")
 
 
-def sla_badge(handoff: Handoff, now: datetime) -> str:
-    state = sla_state(handoff, now)
-    if handoff.due_at is None:
-        return f'<p class="sla sla-none"><span class="sla-state">{_SLA_TEXT[state]}</span></p>'
-    at_risk = handoff.at_risk_at.isoformat() if handoff.at_risk_at else ""
-    return (
-        f'<p class="sla sla-{state}" data-due="{handoff.due_at.isoformat()}" '
-        f'data-at-risk="{at_risk}">SLA: <span class="sla-state">{_SLA_TEXT[state]}</span> · '
-        f'<span class="sla-countdown">due {handoff.due_at:%Y-%m-%d %H:%M} UTC</span></p>'
+def reason_text(reason: str | None) -> str:
+    return _REASON_TEXT.get(reason or "", reason or "")
+
+
+@dataclass(frozen=True)
+class Touch:
+    when: datetime
+    source: str
+    form_id: str | None
+    matched_on: str
+
+
+def _source(attribution_source: str, campaign: str | None, medium: str | None) -> str:
+    text = attribution_source + (f" / {campaign}" if campaign else "")
+    return text + (f" ({medium})" if medium else "")
+
+
+def _touch(touch: LeadTouch) -> Touch:
+    attribution = touch.attribution
+    return Touch(
+        when=touch.touched_at,
+        source=_source(attribution.source, attribution.campaign, attribution.utm.get("utm_medium")),
+        form_id=touch.form_id,
+        matched_on=touch.matched_on,
     )
 
 
-def actions(handoff: Handoff, session: Session, reps: list[Rep]) -> str:
-    hid = handoff.handoff_id
-    csrf = csrf_field(session)
-    parts: list[str] = []
-    mine = handoff.rep_id == session.principal.subject
-    if mine and handoff.status in ("assigned", "escalated"):
-        options = "".join(
-            f'<option value="{reason}">{reason.replace("_", " ")}</option>'
-            for reason in REJECTION_REASONS
-        )
-        parts.append(
-            f'<form method="post" action="/inbox/handoffs/{hid}/accept" class="inline">{csrf}'
-            f'<button type="submit" class="accept">Accept</button></form>'
-            f'<form method="post" action="/inbox/handoffs/{hid}/reject" class="reject">{csrf}'
-            f'<label for="reason-{hid}">Reason</label>'
-            f'<select id="reason-{hid}" name="reason" required>{options}</select>'
-            f'<label for="note-{hid}">Note (required for “other”)</label>'
-            f'<input id="note-{hid}" name="note" maxlength="2000">'
-            f'<button type="submit">Reject</button></form>'
-        )
-    if session.principal.role in ("manager", "admin") and handoff.status in OPEN_STATUSES:
-        choices = "".join(
-            f'<option value="{escape(rep.rep_id)}">{escape(rep.rep_id)}</option>'
-            for rep in reps
-            if rep.rep_id != handoff.rep_id
-        )
-        parts.append(
-            f'<form method="post" action="/inbox/handoffs/{hid}/reassign" class="reassign">'
-            f'{csrf}<label for="to-{hid}">Reassign to</label>'
-            f'<select id="to-{hid}" name="rep_id"><option value="">next eligible rep</option>'
-            f'{choices}</select><button type="submit">Reassign</button></form>'
-        )
-    return "".join(parts)
+@dataclass(frozen=True)
+class Card:
+    """Everything a page says about one handoff."""
+
+    handoff_id: UUID
+    team_id: str
+    name: str
+    email: str | None
+    email_href: str | None
+    phone: str | None
+    phone_href: str | None
+    company: str | None
+    title: str | None
+    country: str | None
+    form: str | None
+    source: str
+    score: int
+    score_reasons: str
+    badge: Badge
+    status: str
+    status_at: datetime | None
+    holder: str | None
+    escalated: bool
+    assigned_at: datetime | None
+    decision: DecisionRecord | None
+    touches: tuple[Touch, ...]
+    waiting_reason: str | None
+    can_decide: bool
+    can_reassign: bool
+    reassign_to: tuple[str, ...]
+
+    @property
+    def holder_label(self) -> str:
+        if self.holder is None:
+            return "Nobody"
+        return f"{self.holder} (manager)" if self.escalated else self.holder
+
+    @property
+    def decision_reason(self) -> str:
+        return reason_text(self.decision.reason if self.decision else None)
 
 
-def card(handoff: Handoff, session: Session, reps: list[Rep], now: datetime) -> str:
+def _status(item: InboxHandoff, viewer: Principal) -> tuple[str, datetime | None]:
+    handoff = item.handoff
+
+    def who(person: str | None) -> str:
+        return "you" if person == viewer.subject else (person or "nobody")
+
+    if handoff.status == "queued":
+        team = "a team" if handoff.team_id == UNROUTED_TEAM else "a rep"
+        return f"Waiting for {team}", None
+    if handoff.status == "assigned":
+        return f"Assigned to {who(handoff.rep_id)}", handoff.assigned_at
+    if handoff.status == "escalated":
+        if handoff.rep_id is None:
+            return "Escalated, but the team has no manager to hold it", None
+        return f"Escalated to {who(handoff.rep_id)}, the team's manager", None
+    decided_by = who(handoff.decided_by)
+    verb = "Accepted" if handoff.status == "accepted" else "Rejected"
+    return f"{verb} by {decided_by}", handoff.decided_at
+
+
+def card(
+    item: InboxHandoff,
+    session: Session,
+    now: datetime,
+    *,
+    reps: Sequence[Rep] = (),
+    waiting_reason: str | None = None,
+) -> Card:
+    handoff = item.handoff
     profile = handoff.profile
     attribution = handoff.attribution
-    source = escape(attribution.source) + (
-        f" / {escape(attribution.campaign)}" if attribution.campaign else ""
+    viewer = session.principal
+    is_open = handoff.status in ("queued", "assigned", "escalated")
+    status, status_at = _status(item, viewer)
+    form = " · ".join(part for part in (item.form_id, handoff.form_type) if part) or None
+
+    def text(key: str) -> str | None:
+        value = profile.get(key)
+        return str(value) if value not in (None, "") else None
+
+    return Card(
+        handoff_id=handoff.handoff_id,
+        team_id=handoff.team_id,
+        name=lead_name(handoff),
+        email=text("email"),
+        email_href=mailto(text("email")),
+        phone=text("phone"),
+        phone_href=tel(text("phone")),
+        company=text("company"),
+        title=text("title"),
+        country=text("country"),
+        form=form,
+        source=_source(attribution.source, attribution.campaign, attribution.utm.get("utm_medium")),
+        score=handoff.score,
+        score_reasons=", ".join(
+            f"{reason.get('rule', '?')} {int(reason.get('points', 0)):+d}"
+            for reason in handoff.score_reasons
+        ),
+        badge=badge(item, now),
+        status=status,
+        status_at=status_at,
+        holder=handoff.rep_id,
+        escalated=handoff.status == "escalated",
+        assigned_at=handoff.assigned_at,
+        decision=item.last_decision if not is_open else None,
+        touches=tuple(_touch(touch) for touch in item.touches),
+        waiting_reason=waiting_reason if handoff.status == "queued" else None,
+        can_decide=handoff.rep_id == viewer.subject and handoff.status in ("assigned", "escalated"),
+        can_reassign=session.manages and is_open,
+        reassign_to=tuple(rep.rep_id for rep in reps if rep.rep_id != handoff.rep_id),
     )
-    assigned = f"{handoff.assigned_at:%Y-%m-%d %H:%M} UTC" if handoff.assigned_at else "—"
-    reasons = ", ".join(
-        f"{reason.get('rule', '?')} {int(reason.get('points', 0)):+d}"
-        for reason in handoff.score_reasons
+
+
+@dataclass(frozen=True)
+class Group:
+    urgency: Urgency
+    title: str
+    cards: list[Card]
+
+
+def groups(cards: Sequence[Card]) -> list[Group]:
+    """Cards (already in order) under a heading per state: what is on fire first."""
+    found: dict[Urgency, list[Card]] = {}
+    for item in cards:
+        found.setdefault(item.badge.urgency, []).append(item)
+    return [
+        Group(urgency, URGENCY_TEXT[urgency], found[urgency])
+        for urgency in URGENCIES
+        if urgency in found
+    ]
+
+
+# --- the team view's filters, and paging --------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeamFilter:
+    rep: str | None = None
+    """A rep id, ``NOBODY`` for handoffs nobody holds, or None for all."""
+    state: Urgency | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.rep is not None or self.state is not None
+
+    @property
+    def query(self) -> dict[str, str | None]:
+        return {"rep": self.rep, "state": self.state}
+
+    def keeps(self, item: Card) -> bool:
+        if self.state is not None and item.badge.urgency != self.state:
+            return False
+        if self.rep == NOBODY:
+            return item.holder is None
+        return self.rep is None or item.holder == self.rep
+
+
+def team_filter(rep: str | None, state: str | None) -> TeamFilter:
+    """The filter a query string asks for; unknown values filter nothing."""
+    chosen = next((urgency for urgency in OPEN_URGENCIES if urgency == state), None)
+    return TeamFilter(rep=rep or None, state=chosen)
+
+
+@dataclass(frozen=True)
+class Paging:
+    number: int
+    size: int
+    has_next: bool
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+
+def page_number(text: str | None) -> int:
+    """``?page=`` as a number from 1; anything else is the first page."""
+    return int(text) if text and text.isdigit() and 0 < int(text) < 100_000 else 1
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    handoff_id: UUID
+    name: str
+    company: str | None
+    outcome: str
+    reason: str
+    note: str | None
+    decided_by: str
+    decided_at: datetime
+
+
+def history_row(decision: DecisionRecord, handoff: Handoff) -> HistoryRow:
+    return HistoryRow(
+        handoff_id=handoff.handoff_id,
+        name=lead_name(handoff),
+        company=handoff.profile.get("company") or None,
+        outcome=decision.outcome.capitalize(),
+        reason=reason_text(decision.reason),
+        note=decision.note,
+        decided_by=decision.decided_by,
+        decided_at=decision.decided_at,
     )
-    why = f" ({escape(reasons)})" if reasons else ""
-    hid = handoff.handoff_id
-    name = escape(lead_name(handoff))
-    return f"""<article class="handoff" id="h-{hid}" aria-labelledby="n-{hid}">
-<h2 id="n-{hid}"><a href="/inbox/handoffs/{hid}">{name}</a></h2>
-{sla_badge(handoff, now)}
-<dl>
-<dt>Company</dt><dd>{_text(profile.get("company"))}</dd>
-<dt>Title</dt><dd>{_text(profile.get("title"))}</dd>
-<dt>Source / campaign</dt><dd>{source}</dd>
-<dt>Score</dt><dd>{handoff.score}{why}</dd>
-<dt>Assigned</dt><dd>{assigned}</dd>
-<dt>Holder</dt><dd>{_text(handoff.rep_id)}</dd>
-<dt>Status</dt><dd>{escape(handoff.status)}</dd>
-<dt>Breaches</dt><dd>{handoff.breaches}</dd>
-</dl>
-{actions(handoff, session, reps)}
-</article>"""

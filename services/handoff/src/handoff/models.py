@@ -207,3 +207,43 @@ class Decision(Body):
     handoff: HandoffOut
     business_seconds_to_decision: int | None = None
     within_sla: bool | None = None
+
+
+# --- what the inbox reads beside a handoff ---------------------------------------------
+
+Outcome = Literal["accepted", "rejected"]
+
+
+@dataclass(frozen=True)
+class LeadTouch:
+    """A later submission of the same person (a merged duplicate): where it came from."""
+
+    touched_at: datetime
+    matched_on: str
+    form_id: str | None
+    attribution: Attribution
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One accept or reject, with who decided and why."""
+
+    handoff_id: UUID
+    decided_by: str
+    outcome: Outcome
+    reason: str | None
+    note: str | None
+    decided_at: datetime
+
+
+@dataclass(frozen=True)
+class InboxHandoff:
+    """A handoff with what the inbox shows beside it."""
+
+    handoff: Handoff
+    form_id: str | None
+    """The form of the lead's first submission."""
+    first_missed_due_at: datetime | None
+    """The earliest deadline the handoff missed (escalation and reassignment replace it)."""
+    last_decision: DecisionRecord | None
+    touches: tuple[LeadTouch, ...] = ()

@@ -11,7 +11,19 @@ from uuid import UUID
 import asyncpg
 
 from funnel_common.events import Attribution
-from handoff.models import Handoff, Rep, RepIn, Status, Team, TeamIn, TokenOut
+from handoff.models import (
+    DecisionRecord,
+    Handoff,
+    InboxHandoff,
+    LeadTouch,
+    RejectIn,
+    Rep,
+    RepIn,
+    Status,
+    Team,
+    TeamIn,
+    TokenOut,
+)
 from handoff.routing import RepState, TeamRule
 from handoff.sla import BusinessCalendar, SlaPolicy
 
@@ -23,14 +35,17 @@ async def record_lead(
     source: str,
     campaign: str | None,
     captured_at: datetime,
+    form_id: str | None = None,
 ) -> None:
     await connection.execute(
-        """INSERT INTO leads (lead_id, source, campaign, captured_at) VALUES ($1, $2, $3, $4)
+        """INSERT INTO leads (lead_id, source, campaign, captured_at, form_id)
+           VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (lead_id) DO NOTHING""",
         lead_id,
         source,
         campaign,
         captured_at,
+        form_id,
     )
 
 
@@ -581,3 +596,205 @@ async def revoke_token(connection: asyncpg.Connection, token_id: UUID) -> bool:
         token_id,
     )
     return bool(revoked)
+
+
+# --- the inbox: what a rep or manager sees beside a handoff -------------------------
+
+
+async def record_touch(
+    connection: asyncpg.Connection,
+    *,
+    lead_id: UUID,
+    submission_id: UUID,
+    matched_on: str,
+    form_id: str | None,
+    attribution: Attribution,
+    touched_at: datetime,
+) -> None:
+    await connection.execute(
+        """INSERT INTO lead_touches (submission_id, lead_id, matched_on, form_id, attribution,
+                                     touched_at)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+           ON CONFLICT (submission_id) DO NOTHING""",
+        submission_id,
+        lead_id,
+        matched_on,
+        form_id,
+        attribution.model_dump_json(),
+        touched_at,
+    )
+
+
+async def record_decision(
+    connection: asyncpg.Connection,
+    handoff: Handoff,
+    decided_by: str,
+    rejection: RejectIn | None,
+    *,
+    now: datetime,
+) -> None:
+    """An accept (``rejection`` None) or a reject, kept for the decider's history."""
+    await connection.execute(
+        """INSERT INTO decisions (handoff_id, team_id, decided_by, outcome, reason, note,
+                                  decided_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        handoff.handoff_id,
+        handoff.team_id,
+        decided_by,
+        "accepted" if rejection is None else "rejected",
+        None if rejection is None else rejection.reason,
+        None if rejection is None else rejection.note,
+        now,
+    )
+
+
+async def record_breach(connection: asyncpg.Connection, handoff: Handoff, *, now: datetime) -> None:
+    """A missed deadline, before the breach reassigns or escalates the handoff."""
+    await connection.execute(
+        """INSERT INTO sla_breaches (handoff_id, rep_id, due_at, breached_at)
+           VALUES ($1, $2, $3, $4)""",
+        handoff.handoff_id,
+        handoff.rep_id,
+        handoff.due_at,
+        now,
+    )
+
+
+_INBOX_SELECT = """
+    SELECT h.*, l.form_id AS lead_form_id,
+           (SELECT min(b.due_at) FROM sla_breaches b
+            WHERE b.handoff_id = h.handoff_id) AS first_missed_due_at,
+           d.decided_by AS d_decided_by, d.outcome AS d_outcome, d.reason AS d_reason,
+           d.note AS d_note, d.decided_at AS d_decided_at
+    FROM handoffs h
+    LEFT JOIN leads l ON l.lead_id = h.lead_id
+    LEFT JOIN LATERAL (SELECT * FROM decisions
+                       WHERE decisions.handoff_id = h.handoff_id
+                       ORDER BY id DESC LIMIT 1) d ON true"""
+
+
+def _decision(row: asyncpg.Record, handoff_id: UUID) -> DecisionRecord | None:
+    if row["d_outcome"] is None:
+        return None
+    return DecisionRecord(
+        handoff_id=handoff_id,
+        decided_by=row["d_decided_by"],
+        outcome=row["d_outcome"],
+        reason=row["d_reason"],
+        note=row["d_note"],
+        decided_at=row["d_decided_at"],
+    )
+
+
+async def _with_touches(
+    connection: asyncpg.Connection, rows: Sequence[asyncpg.Record]
+) -> list[InboxHandoff]:
+    handoffs = [_handoff(row) for row in rows]
+    touches: dict[UUID, list[LeadTouch]] = {}
+    found = await connection.fetch(
+        """SELECT * FROM lead_touches WHERE lead_id = ANY($1::uuid[])
+           ORDER BY touched_at DESC, submission_id""",
+        [handoff.lead_id for handoff in handoffs],
+    )
+    for touch in found:
+        touches.setdefault(touch["lead_id"], []).append(
+            LeadTouch(
+                touched_at=touch["touched_at"],
+                matched_on=touch["matched_on"],
+                form_id=touch["form_id"],
+                attribution=Attribution.model_validate_json(touch["attribution"]),
+            )
+        )
+    return [
+        InboxHandoff(
+            handoff=handoff,
+            form_id=row["lead_form_id"],
+            first_missed_due_at=row["first_missed_due_at"],
+            last_decision=_decision(row, handoff.handoff_id),
+            touches=tuple(touches.get(handoff.lead_id, ())),
+        )
+        for handoff, row in zip(handoffs, rows, strict=True)
+    ]
+
+
+async def inbox_handoff(connection: asyncpg.Connection, handoff_id: UUID) -> InboxHandoff | None:
+    rows = await connection.fetch(f"{_INBOX_SELECT} WHERE h.handoff_id = $1", handoff_id)
+    found = await _with_touches(connection, rows)
+    return found[0] if found else None
+
+
+async def inbox_open_handoffs(
+    connection: asyncpg.Connection, *, rep_id: str | None, team_id: str | None, limit: int
+) -> list[InboxHandoff]:
+    """Open handoffs of a rep or a team; past due and escalated ones first, so a long
+    queue never pushes them past the limit (the page orders them exactly)."""
+    rows = await connection.fetch(
+        f"""{_INBOX_SELECT}
+            WHERE ($1::text IS NULL OR h.rep_id = $1)
+              AND ($2::text IS NULL OR h.team_id = $2)
+              AND h.status IN ('queued', 'assigned', 'escalated')
+            ORDER BY (h.status = 'escalated' OR h.breaches > 0) DESC,
+                     h.due_at ASC NULLS LAST, h.created_at, h.handoff_id
+            LIMIT $3""",
+        rep_id,
+        team_id,
+        limit,
+    )
+    return await _with_touches(connection, rows)
+
+
+async def inbox_accepted(
+    connection: asyncpg.Connection, *, rep_id: str, limit: int, offset: int
+) -> list[InboxHandoff]:
+    """The leads a rep holds as accepted, most recently accepted first."""
+    rows = await connection.fetch(
+        f"""{_INBOX_SELECT}
+            WHERE h.rep_id = $1 AND h.status = 'accepted'
+            ORDER BY h.decided_at DESC, h.handoff_id
+            LIMIT $2 OFFSET $3""",
+        rep_id,
+        limit,
+        offset,
+    )
+    return await _with_touches(connection, rows)
+
+
+async def decision_history(
+    connection: asyncpg.Connection,
+    *,
+    decided_by: str | None,
+    team_id: str | None,
+    limit: int,
+    offset: int,
+) -> list[tuple[DecisionRecord, Handoff]]:
+    """Decisions by one person or in one team (neither: all), newest first."""
+    rows = await connection.fetch(
+        """SELECT h.*, d.decided_by AS d_decided_by, d.outcome AS d_outcome,
+                  d.reason AS d_reason, d.note AS d_note, d.decided_at AS d_decided_at
+           FROM decisions d JOIN handoffs h ON h.handoff_id = d.handoff_id
+           WHERE ($1::text IS NULL OR d.decided_by = $1)
+             AND ($2::text IS NULL OR d.team_id = $2)
+           ORDER BY d.decided_at DESC, d.id DESC
+           LIMIT $3 OFFSET $4""",
+        decided_by,
+        team_id,
+        limit,
+        offset,
+    )
+    history = []
+    for row in rows:
+        decision = _decision(row, row["handoff_id"])
+        assert decision is not None
+        history.append((decision, _handoff(row)))
+    return history
+
+
+async def breaches_of(
+    connection: asyncpg.Connection, handoff_id: UUID
+) -> list[tuple[str | None, datetime]]:
+    """(rep who held it, deadline missed) for each breach, oldest first."""
+    rows = await connection.fetch(
+        "SELECT rep_id, due_at FROM sla_breaches WHERE handoff_id = $1 ORDER BY due_at, id",
+        handoff_id,
+    )
+    return [(row["rep_id"], row["due_at"]) for row in rows]

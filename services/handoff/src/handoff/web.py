@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from handoff import api, gauges, inbox, runtime
+from handoff import api, gauges, inbox, inbox_team, runtime
 from handoff.settings import HandoffSettings
 
 
@@ -28,6 +28,6 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.router, inbox.router],
+        routers=[api.router, inbox.router, inbox_team.router],
         extra_metrics=gauges.renderer(settings),
     )

@@ -213,6 +213,7 @@ def merge(
                 submission_id=submission_id,
                 matched_on="email" if matched_on == "email" else "phone",
                 attribution=attribution,
+                form_id=form_id,
             ),
         )
     ]
