@@ -1,6 +1,8 @@
 """``funnel dev``: the embedded platform, supervised, in the foreground.
 
-Starts PostgreSQL (data kept under ``.funnel/``), the broker, creates the topics, runs
+Starts PostgreSQL (data kept under ``.funnel/``), the broker (the embedded Tansu broker,
+or with ``--broker kafka`` Apache Kafka: ``funnel_tools.dev_broker``), creates the
+topics, runs
 each service as two processes (``web`` and ``worker``), restarts a process that dies,
 and on Ctrl-C stops everything: the services first, then the broker, then PostgreSQL.
 """
@@ -15,9 +17,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Annotated
 
 import httpx
+import typer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
@@ -25,8 +28,8 @@ from rich.table import Table
 
 from funnel_common.kafka import ensure_topics
 from funnel_common.settings import CommonSettings
+from funnel_tools.dev_broker import BrokerName, DevBroker, dev_broker
 from funnel_tools.embedded import (
-    EmbeddedBroker,
     EmbeddedPostgres,
     die_with_parent,
     port_open,
@@ -57,6 +60,12 @@ class DevSettings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="the address every process listens on")
     postgres_port: int = Field(default=15432, description="embedded PostgreSQL")
+    broker: BrokerName = Field(
+        default=BrokerName.tansu,
+        description="`tansu` (embedded, memory only, nothing but Python needed) or `kafka` "
+        "(Apache Kafka, one KRaft node, data kept in `<data_dir>/kafka`; needs Java 17+, and "
+        "Maven the first time); `funnel dev --broker` sets it too",
+    )
     broker_port: int = Field(default=9092, description="the broker")
     intake_port: int = Field(default=8001, description="lead-intake's web process")
     handoff_port: int = Field(default=8002, description="handoff's web process")
@@ -130,9 +139,19 @@ def _raise_stop(*_: object) -> None:
     raise Stop
 
 
-def run() -> None:
+def run(
+    broker_name: Annotated[
+        BrokerName | None,
+        typer.Option(
+            "--broker",
+            help="tansu (embedded, the default) or kafka (Apache Kafka; Java 17+ and Maven)",
+        ),
+    ] = None,
+) -> None:
     """Start the platform and supervise it until Ctrl-C."""
     settings = DevSettings()
+    if broker_name is not None:
+        settings = settings.model_copy(update={"broker": broker_name})
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -158,21 +177,20 @@ def run() -> None:
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     postgres = EmbeddedPostgres(data_dir / "pgdata", settings.postgres_port)
-    broker = EmbeddedBroker(settings.broker_port, log_path=logs / "broker.log")
+    broker = dev_broker(settings.broker, data_dir=data_dir, port=settings.broker_port, logs=logs)
     services: list[ServiceProcess] = []
     try:
         with console.status("Starting PostgreSQL…"):
             postgres.start()
             postgres.create_database(DATABASE)
-        with console.status("Starting the broker and creating topics…"):
+        with console.status(f"Starting {broker.description} and creating topics…"):
             broker.start()
-            common = settings.common.model_copy(
-                update={"kafka_bootstrap_servers": broker.bootstrap_servers}
-            )
+            # The broker's client settings, unless the environment already sets them.
+            for name, value in broker.client_environment().items():
+                os.environ.setdefault(name, value)
+            common = CommonSettings(kafka_bootstrap_servers=broker.bootstrap_servers)
             asyncio.run(ensure_topics(common))
-        services = _service_processes(
-            settings, postgres.dsn(DATABASE), broker.bootstrap_servers, logs
-        )
+        services = _service_processes(settings, postgres.dsn(DATABASE), broker, logs)
         for service in services:
             service.start(settings.host)
         with console.status("Waiting for the services to be ready…"):
@@ -192,11 +210,11 @@ def run() -> None:
 
 
 def _service_processes(
-    settings: DevSettings, dsn: str, bootstrap: str, logs: Path
+    settings: DevSettings, dsn: str, broker: DevBroker, logs: Path
 ) -> list[ServiceProcess]:
     env = {
         **os.environ,
-        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "FUNNEL_INTAKE_DATABASE_URL": dsn,
         "FUNNEL_HANDOFF_DATABASE_URL": dsn,
         "FUNNEL_METRICS_DATABASE_URL": dsn,
@@ -238,19 +256,17 @@ def _wait_ready(host: str, services: list[ServiceProcess], timeout: float) -> No
 
 
 def _supervise(
-    host: str, services: list[ServiceProcess], broker: EmbeddedBroker, postgres: EmbeddedPostgres
+    host: str, services: list[ServiceProcess], broker: DevBroker, postgres: EmbeddedPostgres
 ) -> None:
     """Restart whatever dies: a service (with a backoff that resets after a healthy run),
     the broker, or PostgreSQL."""
     next_postgres_check = 0.0
     while True:
         now = time.monotonic()
-        if broker.process is not None and broker.process.poll() is not None:
-            console.print(
-                f"[yellow]broker exited ({broker.process.returncode}); restarting[/yellow]"
-            )
-            broker.stop()
-            broker.start()
+        exit_code = broker.exit_code()
+        if exit_code is not None:
+            console.print(f"[yellow]broker exited ({exit_code}); restarting[/yellow]")
+            broker.restart()
         if now >= next_postgres_check:
             next_postgres_check = now + _POSTGRES_CHECK_SECONDS
             if not postgres.is_running():
@@ -280,7 +296,7 @@ def _supervise(
 def _print_banner(
     settings: DevSettings,
     postgres: EmbeddedPostgres,
-    broker: EmbeddedBroker,
+    broker: DevBroker,
     services: list[ServiceProcess],
     logs: Path,
 ) -> None:
@@ -293,7 +309,7 @@ def _print_banner(
             table.add_row(service.name, f"{base}  (health {base}/healthz, metrics {base}/metrics)")
         else:
             table.add_row(service.name, f"{base}  (docs {base}/docs, metrics {base}/metrics)")
-    table.add_row("broker", broker.bootstrap_servers)
+    table.add_row("broker", f"{broker.bootstrap_servers}  ({broker.description})")
     table.add_row("postgresql", postgres.dsn(DATABASE))
     table.add_row("logs", str(logs))
     console.print(table)

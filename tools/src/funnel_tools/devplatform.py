@@ -37,6 +37,8 @@ class DevPlatform:
     ports: dict[str, int]
     data_dir: Path
     output: Path
+    broker: str = "tansu"
+    """Which broker `funnel dev` runs: ``tansu`` or ``kafka`` (``funnel dev --broker``)."""
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -87,10 +89,17 @@ def free_ports() -> dict[str, int]:
 
 
 def start_dev(
-    data_dir: Path, ports: dict[str, int], output: Path, extra_env: dict[str, str] | None = None
+    data_dir: Path,
+    ports: dict[str, int],
+    output: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    broker: str = "tansu",
 ) -> DevPlatform:
-    """Start `funnel dev` and wait for its banner (all services ready, consumers assigned)."""
+    """Start `funnel dev` (on ``broker``: ``tansu`` or ``kafka``) and wait for its banner
+    (all services ready, consumers assigned)."""
     env = {
+        "FUNNEL_DEV_BROKER": broker,
         **os.environ,
         "FUNNEL_DEV_DATA_DIR": str(data_dir),
         "FUNNEL_DEV_POSTGRES_PORT": str(ports["postgres"]),
@@ -111,8 +120,9 @@ def start_dev(
     )
     wait_until(
         lambda: "Press Ctrl-C" in output.read_text() or process.poll() is not None,
-        timeout=90,
+        # A Kafka node's JVM takes 5-60 s to start on a loaded 2-core machine.
+        timeout=90 if broker == "tansu" else 180,
         what="funnel dev to be ready",
     )
     assert process.poll() is None, output.read_text()
-    return DevPlatform(process, ports, data_dir, output)
+    return DevPlatform(process, ports, data_dir, output, broker)
