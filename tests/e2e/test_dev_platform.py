@@ -17,7 +17,8 @@ from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
 from funnel_tools.embedded import port_open, wait_until
 from tests.brokers import BrokerKind, kafka_lib_dir_or_skip
 
-pytestmark = [pytest.mark.e2e, pytest.mark.both_brokers]
+# funnel dev starts twice in the first test; a Kafka node starts in 5-60 s.
+pytestmark = [pytest.mark.e2e, pytest.mark.both_brokers, pytest.mark.timeout(400)]
 
 LEAD = {"email": "katherine@example.com", "source": "webinar"}
 

@@ -85,18 +85,18 @@ def test_the_partitionkey_extension_is_accepted_in_both_modes() -> None:
     assert json.loads(encode_event(structured))["partitionkey"] == "lead-42"
 
 
-@pytest.mark.parametrize("mode", ["structured", "binary"])
-def test_an_event_without_specversion_is_not_a_cloudevent(mode: str) -> None:
+def test_an_event_without_specversion_is_not_a_cloudevent() -> None:
     attributes = json.loads(encode_event(_captured()))
     del attributes["specversion"]
-
+    structured = json.dumps(attributes).encode()
     # Binary mode is told by ce_specversion: without it the value (the data alone) is
     # read as a structured event, and is not one.
-    with pytest.raises(EventDecodeError, match="specversion" if mode == "structured" else ""):
-        if mode == "structured":
-            decode_record(json.dumps(attributes).encode())
-        else:
-            decode_record(*_binary(attributes))
+    binary = _binary(attributes)
+
+    with pytest.raises(EventDecodeError, match="specversion"):
+        decode_record(structured)
+    with pytest.raises(EventDecodeError):
+        decode_record(*binary)
 
 
 def test_binary_data_of_another_content_type_and_batches_are_refused() -> None:

@@ -64,7 +64,8 @@ class DevSettings(BaseSettings):
         default=BrokerName.tansu,
         description="`tansu` (embedded, memory only, nothing but Python needed) or `kafka` "
         "(Apache Kafka, one KRaft node, data kept in `<data_dir>/kafka`; needs Java 17+, and "
-        "Maven the first time); `funnel dev --broker` sets it too",
+        "Maven the first time) or `external` (your own Kafka at `FUNNEL_KAFKA_BOOTSTRAP_SERVERS`, "
+        "neither started nor restarted); `funnel dev --broker` sets it too",
     )
     broker_port: int = Field(default=9092, description="the broker")
     intake_port: int = Field(default=8001, description="lead-intake's web process")
@@ -155,10 +156,12 @@ def run(
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    # An external broker is not ours to start: its port is expected to be taken.
+    own_broker = () if settings.broker is BrokerName.external else (settings.broker_port,)
     taken = [
         port
         for port in (
-            settings.broker_port,
+            *own_broker,
             settings.intake_port,
             settings.handoff_port,
             settings.metrics_port,
@@ -177,7 +180,13 @@ def run(
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     postgres = EmbeddedPostgres(data_dir / "pgdata", settings.postgres_port)
-    broker = dev_broker(settings.broker, data_dir=data_dir, port=settings.broker_port, logs=logs)
+    broker = dev_broker(
+        settings.broker,
+        data_dir=data_dir,
+        port=settings.broker_port,
+        logs=logs,
+        external=settings.common.kafka_bootstrap_servers,
+    )
     services: list[ServiceProcess] = []
     try:
         with console.status("Starting PostgreSQL…"):
@@ -190,7 +199,9 @@ def run(
                 os.environ.setdefault(name, value)
             common = CommonSettings(kafka_bootstrap_servers=broker.bootstrap_servers)
             asyncio.run(ensure_topics(common))
-        services = _service_processes(settings, postgres.dsn(DATABASE), broker, logs)
+        services = _service_processes(
+            settings, postgres.dsn(DATABASE), broker.bootstrap_servers, logs
+        )
         for service in services:
             service.start(settings.host)
         with console.status("Waiting for the services to be ready…"):
@@ -210,11 +221,12 @@ def run(
 
 
 def _service_processes(
-    settings: DevSettings, dsn: str, broker: DevBroker, logs: Path
+    settings: DevSettings, dsn: str, bootstrap: str, logs: Path
 ) -> list[ServiceProcess]:
+    # os.environ holds the broker's client settings too (run() sets them).
     env = {
         **os.environ,
-        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "FUNNEL_INTAKE_DATABASE_URL": dsn,
         "FUNNEL_HANDOFF_DATABASE_URL": dsn,
         "FUNNEL_METRICS_DATABASE_URL": dsn,

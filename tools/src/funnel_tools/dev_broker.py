@@ -1,6 +1,7 @@
 """The broker ``funnel dev`` runs: the embedded Tansu broker (the default, nothing but
-Python needed) or Apache Kafka (one KRaft node from the pinned jars: Java 17+ and, the
-first time, Maven).
+Python needed), Apache Kafka (one KRaft node from the pinned jars: Java 17+ and, the
+first time, Maven), or none: a Kafka cluster of your own (``external``, at
+``FUNNEL_KAFKA_BOOTSTRAP_SERVERS``), which ``funnel dev`` neither starts nor restarts.
 
 Tansu keeps records in memory and lacks a few Kafka features, so its clients get the
 settings that say so (``EmbeddedBroker.CLIENT_SETTINGS``); Apache Kafka's get the
@@ -24,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 class BrokerName(enum.StrEnum):
     tansu = "tansu"
     kafka = "kafka"
+    external = "external"
 
 
 class DevBroker(Protocol):
@@ -118,8 +120,41 @@ class KafkaBroker:
         return {}
 
 
-def dev_broker(name: BrokerName, *, data_dir: Path, port: int, logs: Path) -> DevBroker:
-    """The broker ``funnel dev`` was asked for, not started yet."""
+class ExternalBroker:
+    """A Kafka cluster run by someone else: its clients get the platform's defaults."""
+
+    description = "Kafka at FUNNEL_KAFKA_BOOTSTRAP_SERVERS (not supervised)"
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self._bootstrap_servers
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def exit_code(self) -> int | None:
+        return None
+
+    def restart(self) -> None:
+        pass
+
+    def client_environment(self) -> dict[str, str]:
+        return {}
+
+
+def dev_broker(
+    name: BrokerName, *, data_dir: Path, port: int, logs: Path, external: str
+) -> DevBroker:
+    """The broker ``funnel dev`` was asked for, not started yet (``external``: the
+    bootstrap servers of a cluster of one's own)."""
     if name is BrokerName.kafka:
         return KafkaBroker(data_dir / "kafka", port)
+    if name is BrokerName.external:
+        return ExternalBroker(external)
     return TansuBroker(port, logs / "broker.log")

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from funnel_tools.embedded import EmbeddedPostgres, free_port, wait_until
+from funnel_common.settings import CommonSettings
+from funnel_tools.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_until
 
 SERVICES = ("intake", "handoff", "metrics")
 WORKERS = tuple(f"{service}_worker" for service in SERVICES)
@@ -38,7 +39,10 @@ class DevPlatform:
     data_dir: Path
     output: Path
     broker: str = "tansu"
-    """Which broker `funnel dev` runs: ``tansu`` or ``kafka`` (``funnel dev --broker``)."""
+    """Which broker `funnel dev` runs: ``tansu``, ``kafka`` or ``external``
+    (``funnel dev --broker``)."""
+    external_bootstrap: str | None = None
+    """An external broker's bootstrap servers."""
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -49,7 +53,15 @@ class DevPlatform:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.ports['broker']}"
+        return self.external_bootstrap or f"127.0.0.1:{self.ports['broker']}"
+
+    def client_settings(self) -> CommonSettings:
+        """Settings for a Kafka client of this platform's broker, as its services have
+        them (the embedded broker's clients set what it lacks)."""
+        overrides = EmbeddedBroker.CLIENT_SETTINGS if self.broker == "tansu" else {}
+        return CommonSettings.model_validate(
+            {**overrides, "kafka_bootstrap_servers": self.bootstrap_servers}
+        )
 
     @property
     def postgres(self) -> EmbeddedPostgres:
@@ -95,11 +107,13 @@ def start_dev(
     extra_env: dict[str, str] | None = None,
     *,
     broker: str = "tansu",
+    external_bootstrap: str | None = None,
 ) -> DevPlatform:
     """Start `funnel dev` (on ``broker``: ``tansu`` or ``kafka``) and wait for its banner
     (all services ready, consumers assigned)."""
     env = {
         "FUNNEL_DEV_BROKER": broker,
+        **({"FUNNEL_KAFKA_BOOTSTRAP_SERVERS": external_bootstrap} if external_bootstrap else {}),
         **os.environ,
         "FUNNEL_DEV_DATA_DIR": str(data_dir),
         "FUNNEL_DEV_POSTGRES_PORT": str(ports["postgres"]),
@@ -125,4 +139,4 @@ def start_dev(
         what="funnel dev to be ready",
     )
     assert process.poll() is None, output.read_text()
-    return DevPlatform(process, ports, data_dir, output, broker)
+    return DevPlatform(process, ports, data_dir, output, broker, external_bootstrap)

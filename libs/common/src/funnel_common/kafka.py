@@ -121,6 +121,23 @@ async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_T
         await admin.close()
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` (physical names), from fresh metadata, for a
+    consumer that assigns partitions itself.
+
+    ``consumer.partitions_for_topic()`` knows only the topics its client bootstrapped
+    with: Apache Kafka answers that first metadata request (an empty topic list) with no
+    topics at all, Tansu with all of them; and ``consumer.topics()`` fetches metadata but
+    keeps it to itself. The client's own fetch answers for every topic.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    return [
+        TopicPartition(topic, partition)
+        for topic in topics
+        for partition in sorted(cluster.partitions_for_topic(topic) or ())
+    ]
+
+
 class RecordsWatch:
     """Tells how many records a volatile broker holds per topic.
 
@@ -152,15 +169,9 @@ class RecordsWatch:
             )
             await client.start()
             self._client = client
-        physical = self._settings.topic(topic)
-        # Fresh metadata: partitions may differ after a restart. consumer.topics() fetches
-        # it but keeps it to itself, and partitions_for_topic() knows only the topics this
-        # consumer was assigned, so a second topic looked empty (a false loss, republished
-        # forever). The client's own fetch answers for every topic.
-        cluster = await self._client._client.fetch_all_metadata()
-        partitions = [
-            TopicPartition(physical, p) for p in cluster.partitions_for_topic(physical) or ()
-        ]
+        # Fresh metadata: partitions may differ after a restart; a topic this consumer has
+        # no metadata for once looked empty (a false loss, republished forever).
+        partitions = await partitions_of(self._client, [self._settings.topic(topic)])
         if not partitions:
             return 0
         lower_bounds = await self._client.end_offsets(partitions)
