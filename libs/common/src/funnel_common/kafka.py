@@ -10,11 +10,13 @@ Tansu alone (``EmbeddedBroker.CLIENT_SETTINGS``):
 
 - no idempotent producer (InitProducerId fails): ``kafka_enable_idempotence`` off;
 - memory storage loses every record (and topic) when the broker dies
-  (``kafka_volatile_broker``): the relay keeps its sent outbox rows, compares what
-  :class:`RecordsWatch` says the broker holds with what it sent, and publishes them
-  again when the broker holds fewer; it creates the topics again after every outage;
-  a consumer whose position is past a partition's new end reads it again from the
-  start (``consumer.rewind_if_log_was_reset``);
+  (``kafka_volatile_broker``): the relay keeps its sent outbox rows and publishes them
+  all again when the broker is a new one (:meth:`RecordsWatch.cluster_id`: the embedded
+  broker takes a new cluster id at each start), or when the broker holds fewer records
+  than were sent to it (:meth:`RecordsWatch.held`, for a volatile broker whose id does
+  not change); it creates the topics again after every outage; a consumer whose
+  position is past a partition's new end reads it again from the start
+  (``consumer.rewind_if_log_was_reset``);
 - a metadata request for a missing topic auto-creates it with the broker's default
   partition count, so after a restart partition counts may differ from the setting:
   nothing here assumes them;
@@ -151,6 +153,21 @@ class RecordsWatch:
     def __init__(self, settings: CommonSettings) -> None:
         self._settings = settings
         self._client: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def cluster_id(self) -> str | None:
+        """The broker's cluster id. The embedded broker takes a new one at each start,
+        because it starts empty: another id than before means every record is gone."""
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                request_timeout_ms=self._settings.kafka_request_timeout_ms,
+            )
+            await admin.start()
+            self._admin = admin
+        described = await self._admin.describe_cluster()
+        cluster_id = described.get("cluster_id")
+        return str(cluster_id) if cluster_id else None
 
     async def held(self, topic: str) -> int | None:
         """Records the broker holds for ``topic`` (the sum of its partitions' ends), or
@@ -189,8 +206,11 @@ class RecordsWatch:
 
     async def close(self) -> None:
         client, self._client = self._client, None
+        admin, self._admin = self._admin, None
         if client is not None:
             await client.stop()
+        if admin is not None:
+            await admin.close()
 
 
 async def broker_reachable(settings: CommonSettings, within_seconds: float = 1.0) -> bool:

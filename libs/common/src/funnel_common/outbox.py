@@ -15,8 +15,9 @@ it returns. Each record follows the CloudEvents Kafka binding in structured mode
 What happens to sent rows depends on the broker. A durable one (Apache Kafka) keeps the
 events, so sent rows older than ``outbox_retention_seconds`` are deleted, a bounded
 batch at a time. A volatile one (the embedded broker, ``kafka_volatile_broker``) may
-come back empty: rows are kept, and when the broker holds fewer records than were sent
-to it the relay publishes them again.
+come back empty: rows are kept, and when the broker is a new one (another cluster id
+than the one the rows went to, kept in ``outbox_broker``) or holds fewer records than
+were sent to it, the relay publishes them again.
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ class OutboxRelay:
         # Only a volatile broker is watched for lost records (see kafka.py).
         self._watch = RecordsWatch(settings) if settings.kafka_volatile_broker else None
         self._last_watch = 0.0
+        self._cluster_id: str | None = None
         self._next_prune = 0.0
         # Rows this outbox has marked sent, per topic: counted at (re)connection, then
         # kept up to date as rows are sent, to compare with what the broker holds.
@@ -257,6 +259,19 @@ class OutboxRelay:
     async def _republish_what_was_lost(
         self, connection: asyncpg.Connection, watch: RecordsWatch
     ) -> None:
+        """Mark unsent again what the volatile broker no longer holds: everything, when
+        it is another broker than the one the rows went to (a new cluster id); else the
+        rows of each topic of which it holds fewer records than were sent."""
+        cluster_id = await watch.cluster_id()
+        sent_to = await connection.fetchval("SELECT cluster_id FROM outbox_broker")
+        if cluster_id is not None and sent_to is not None and cluster_id != sent_to:
+            # Exact, even for a topic other outboxes write to as well (funnel.dlq), where
+            # counting records cannot tell whose were lost.
+            log.warning(
+                "the broker is a new one, without the events sent before; republishing them",
+                extra={"schema": self._schema},
+            )
+            await connection.execute("UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
         sent = await connection.fetch(
             "SELECT topic, count(*) AS rows FROM outbox WHERE sent_at IS NOT NULL GROUP BY topic"
         )
@@ -275,12 +290,25 @@ class OutboxRelay:
                     row["topic"],
                 )
                 self._sent[row["topic"]] = 0
+        if cluster_id is not None:
+            await connection.execute(
+                """INSERT INTO outbox_broker (cluster_id) VALUES ($1)
+                   ON CONFLICT (singleton) DO UPDATE SET cluster_id = excluded.cluster_id""",
+                cluster_id,
+            )
+        self._cluster_id = cluster_id
 
     async def _check_for_loss(self, watch: RecordsWatch) -> None:
-        """Every few seconds: does the volatile broker still hold what was sent to it?"""
+        """Every few seconds: is the volatile broker the same one, and does it still hold
+        what was sent to it?"""
         if not self._topics_ready or time.monotonic() - self._last_watch <= _WATCH_SECONDS:
             return
         self._last_watch = time.monotonic()
+        async with self._broker_deadline():
+            cluster_id = await watch.cluster_id()
+        if cluster_id is not None and cluster_id != self._cluster_id:
+            self._topics_ready = False  # a new broker: see _republish_what_was_lost
+            return
         for topic, sent in self._sent.items():
             async with self._broker_deadline():
                 held = await watch.held(topic)
