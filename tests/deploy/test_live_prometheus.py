@@ -26,7 +26,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from funnel_common.auth import issue_token
+from bench.breach import admin_token
 from funnel_common.events import (
     HANDOFFS_TOPIC,
     AccountActivated,
@@ -167,14 +167,24 @@ def _send_traffic(platform: DevPlatform) -> None:
     asyncio.run(_produce_undecodable_record(platform.client_settings()))
     asyncio.run(_produce_funnel_events(platform.client_settings()))
     period, _, _ = _this_quarter()
-    _, token = issue_token(CommonSettings().auth_secret, subject="vp-sales", role="manager")
-    target = httpx.put(
-        platform.url("metrics", f"/v1/targets/{period}"),
-        json={"amount_cents": 500_000_00},
-        headers={"authorization": f"Bearer {token}"},
-        timeout=10,
-    )
-    assert target.status_code == 200, target.text
+    # An admin token as an operator mints it; metrics takes it once its worker has heard
+    # of it on funnel.access (one consumer hop).
+    token = admin_token(platform)
+    answers: list[httpx.Response] = []
+
+    def target_set() -> bool:
+        answers.append(
+            httpx.put(
+                platform.url("metrics", f"/v1/targets/{period}"),
+                json={"amount_cents": 500_000_00},
+                headers={"authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+        )
+        return answers[-1].status_code != 401
+
+    wait_until(target_set, timeout=30, what="metrics to know the new admin token")
+    assert answers[-1].status_code == 200, answers[-1].text
 
 
 @pytest.fixture(scope="module")

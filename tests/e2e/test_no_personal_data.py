@@ -40,7 +40,7 @@ LEADS = 4
 # Label name -> the shape every value must have: bounded, never free text.
 BOUNDED_LABELS = {
     "service": r"lead-intake|handoff|metrics",
-    "method": r"GET|POST|PUT|other",
+    "method": r"GET|POST|PUT|DELETE|other",
     "route": r"(/[a-z0-9{}_.-]*)+|unmatched",
     "status": r"[1-5]\d\d|queued|assigned|escalated|accepted|rejected",
     "stage": r"[a-z_]+",
@@ -53,6 +53,7 @@ BOUNDED_LABELS = {
     "form": r"[a-z0-9_-]+",
     "form_id": r"[a-z0-9_-]+",
     "integration": r"crm|billing",
+    "channel": r"webhook|slack|email",
     "kind": r"[a-z_]+",
     "basis": r"count|value",
     "period": r"\d{4}-Q[1-4]",

@@ -94,13 +94,22 @@ def set_up(dev: DevPlatform, settings: CommonSettings) -> Streams:
     secrets = ImportSettings()
     tokens = asyncio.run(roster(dev, settings))
     admin = {"authorization": f"Bearer {tokens.pop('faults-admin')}"}
-    target = httpx.put(
-        dev.url("metrics", f"/v1/targets/{PERIOD}"),
-        json={"amount_cents": 5_000_000_00},
-        headers=admin,
-        timeout=30,
-    )
-    assert target.is_success, target.text
+    targets: list[httpx.Response] = []
+
+    def target_set() -> bool:
+        # metrics takes the new token once its worker has heard of it (funnel.access).
+        targets.append(
+            httpx.put(
+                dev.url("metrics", f"/v1/targets/{PERIOD}"),
+                json={"amount_cents": 5_000_000_00},
+                headers=admin,
+                timeout=30,
+            )
+        )
+        return targets[-1].status_code != 401
+
+    wait_until(target_set, timeout=30, what="metrics to know the admin token")
+    assert targets[-1].is_success, targets[-1].text
     leads = LeadStream(dev.url("intake", ""), secrets.secret_for(Kind.leads))
     decisions = DecisionStream(dev.url("handoff", ""), tokens)
     webhooks = WebhookStream(

@@ -32,9 +32,11 @@ async def roster(platform: DevPlatform, settings: CommonSettings) -> dict[str, s
         tokens = {}
         subjects: list[tuple[str, Role]] = [("faults-admin", "admin"), *((r, "rep") for r in REPS)]
         for subject, role in subjects:
-            _, tokens[subject] = await create_token(
-                connection, settings.auth_secret, subject=subject, role=role
-            )
+            # Issued in a transaction: the token is announced through handoff's outbox.
+            async with connection.transaction():
+                _, tokens[subject] = await create_token(
+                    connection, settings.auth_secret, subject=subject, role=role
+                )
     finally:
         await connection.close()
     admin = {"authorization": f"Bearer {tokens['faults-admin']}"}

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import asyncpg
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from pydantic import SecretStr
 
+from funnel_common import access
 from funnel_common.auth import Role, issue_token
+from funnel_common.events import TokenIssuedData
 from funnel_common.types import utc_now
 
 Route = tuple[str, str]
@@ -66,3 +69,42 @@ def forged_token(secret: SecretStr) -> str:
 
 def bearer(token: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"} if token else {}
+
+
+def unissued_token(secret: SecretStr, role: Role = "admin", team: str | None = None) -> str:
+    """Signed with the platform's own secret, but never issued (nowhere recorded): what a
+    leaked secret would let someone make."""
+    _, token = issue_token(secret, subject="root", role=role, team=team)
+    return token
+
+
+async def issued_token(
+    database_url: str,
+    schema: str,
+    secret: SecretStr,
+    *,
+    role: Role,
+    subject: str | None = None,
+    team: str | None = None,
+) -> str:
+    """A token as handoff issues one, already in the token projection of the service on
+    ``schema`` (as after its worker applied the ``funnel.token.issued.v1`` event). The
+    service must have started once (its schema migrated)."""
+    principal, token = issue_token(secret, subject=subject or f"{role}-1", role=role, team=team)
+    connection = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    try:
+        await access.record_issued(
+            connection,
+            TokenIssuedData(
+                token_id=principal.token_id,
+                subject=principal.subject,
+                role=role,
+                team=team,
+                issued_at=principal.issued_at,
+                expires_at=principal.expires_at,
+                issued_by=None,
+            ),
+        )
+    finally:
+        await connection.close()
+    return token

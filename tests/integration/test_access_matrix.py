@@ -1,10 +1,12 @@
-"""Who may call what on lead-intake and metrics, for every route of both apps.
+"""Who may call what on lead-intake and metrics, for every route of both apps, and a
+token's life across the three services.
 
 handoff's matrix (roles, owners, the inbox) is in handoff/test_handoff_auth.py; both
 fail when a route is added without an entry. Public routes answer the same whatever
 credential comes along; signed webhooks take only a fresh, unreplayed signature with
-their own integration's secret; bearer routes refuse missing, expired and forged
-tokens (401) and the wrong role (403).
+their own integration's secret; bearer routes refuse missing, expired, forged, revoked
+and never-issued tokens (401) and the wrong role (403). A token handoff issues works in
+metrics once metrics has heard of it, and stops working there once handoff revokes it.
 """
 
 from __future__ import annotations
@@ -14,21 +16,30 @@ import json
 import time
 from typing import Any
 
+import asyncpg
 import httpx
 
-from funnel_common.auth import Role, issue_token
+from funnel_common import access, outbox
+from funnel_common.auth import Role, issue_token, verify_token
+from funnel_common.db import create_pool
+from funnel_common.events import TokenIssued, TokenIssuedData, TokenRevokedData
 from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
+from funnel_common.types import utc_now
+from handoff import tokens
 from lead_intake.web import create_app as create_intake
 from metrics.settings import MetricsSettings
 from metrics.web import create_app as create_metrics
+from tests.helpers import eventually
 from tests.integration.access import (
     PLATFORM_PUBLIC,
     Route,
     bearer,
     expired_token,
     forged_token,
+    issued_token,
     routes_of,
+    unissued_token,
 )
 from tests.integration.intake.conftest import (
     BILLING_SECRET,
@@ -36,7 +47,8 @@ from tests.integration.intake.conftest import (
     intake_settings,
     running_intake,
 )
-from tests.metrics.support import running_metrics
+from tests.metrics.support import produce, running_metrics
+from tests.platform import Platform
 
 _numbers = itertools.count()
 
@@ -55,20 +67,57 @@ METRICS_PUBLIC: frozenset[Route] = PLATFORM_PUBLIC | {
 }
 # Bearer-token routes: the roles allowed (any other role is a 403).
 METRICS_BEARER: dict[Route, tuple[Role, ...]] = {
-    ("PUT", "/v1/targets/{period}"): ("manager", "admin"),
+    # The company-wide target: an admin's, not any team manager's.
+    ("PUT", "/v1/targets/{period}"): ("admin",),
 }
 ROLES: tuple[Role, ...] = ("rep", "manager", "admin")
+REFUSED = ("nobody", "expired", "forged", "revoked", "unissued")
 
 
-def _credentials(settings: CommonSettings) -> dict[str, dict[str, str]]:
-    """Headers per caller; a public route must answer them all alike."""
+async def _credentials(
+    database_url: str, schema: str, settings: CommonSettings
+) -> dict[str, dict[str, str]]:
+    """Headers per caller, tokens as the service on ``schema`` knows them (issued, or
+    issued and then revoked); a public route must answer them all alike."""
     secret = settings.auth_secret
+    issued = {
+        role: await issued_token(database_url, schema, secret, role=role, subject=role)
+        for role in ROLES
+    }
+    revoked = await issued_token(database_url, schema, secret, role="admin", subject="gone")
+    await _revoke_in_projection(database_url, schema, settings, revoked)
     return {
         "nobody": {},
         "expired": bearer(expired_token(secret)),
         "forged": bearer(forged_token(secret)),
-        **{role: bearer(issue_token(secret, subject=role, role=role)[1]) for role in ROLES},
+        "revoked": bearer(revoked),
+        "unissued": bearer(unissued_token(secret)),
+        **{role: bearer(token) for role, token in issued.items()},
     }
+
+
+async def _revoke_in_projection(
+    database_url: str, schema: str, settings: CommonSettings, token: str
+) -> None:
+    """As the service's worker applies a ``funnel.token.revoked.v1``."""
+    principal = verify_token(settings.auth_secret, token)
+    connection = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    try:
+        await access.record_revoked(
+            connection,
+            TokenRevokedData(
+                token_id=principal.token_id,
+                subject=principal.subject,
+                role=principal.role,
+                team=principal.team,
+                issued_at=principal.issued_at,
+                expires_at=principal.expires_at,
+                revoked_at=utc_now(),
+                revoked_by="root",
+            ),
+        )
+    finally:
+        await connection.close()
 
 
 async def _call(client: httpx.AsyncClient, route: Route, headers: dict[str, str]) -> int:
@@ -120,11 +169,11 @@ def _webhook(path: str) -> dict[str, Any]:
 
 async def test_lead_intake_access_matrix(database_url: str, topics: CommonSettings) -> None:
     settings = intake_settings(database_url, topics)
-    credentials = _credentials(topics)
     stale = int(time.time()) - settings.signature_tolerance_seconds - 60
     mismatches: list[tuple[object, dict[str, int]]] = []
 
     async with running_intake(settings) as client:
+        credentials = await _credentials(database_url, "intake", topics)
         for route in sorted(INTAKE_PUBLIC):
             statuses = {name: await _call(client, route, h) for name, h in credentials.items()}
             if len(set(statuses.values())) != 1 or max(statuses.values()) >= 300:
@@ -155,10 +204,10 @@ async def test_lead_intake_access_matrix(database_url: str, topics: CommonSettin
 
 async def test_metrics_access_matrix(database_url: str, topics: CommonSettings) -> None:
     settings = MetricsSettings(database_url=database_url, common=topics)
-    credentials = _credentials(topics)
     mismatches = []
 
     async with running_metrics(settings) as client:
+        credentials = await _credentials(database_url, "metrics", topics)
         for route in sorted(METRICS_PUBLIC):
             statuses = {name: await _call(client, route, h) for name, h in credentials.items()}
             if len(set(statuses.values())) != 1 or max(statuses.values()) >= 300:
@@ -166,10 +215,95 @@ async def test_metrics_access_matrix(database_url: str, topics: CommonSettings) 
 
         for route, allowed in METRICS_BEARER.items():
             statuses = {name: await _call(client, route, h) for name, h in credentials.items()}
-            expected = {"nobody": 401, "expired": 401, "forged": 401} | {
+            expected = dict.fromkeys(REFUSED, 401) | {
                 role: 200 if role in allowed else 403 for role in ROLES
             }
             if statuses != expected:
                 mismatches.append((route, statuses))
 
     assert mismatches == []
+
+
+async def test_a_token_handoff_issues_and_revokes_reaches_metrics_and_lead_intake(
+    database_url: str, platform: Platform, topics: CommonSettings
+) -> None:
+    handoff_pool = await create_pool(database_url, schema="handoff", max_size=2)
+    try:
+        async with outbox.transaction(handoff_pool) as connection:
+            _, root = await tokens.create_token(
+                connection, topics.auth_secret, subject="root", role="admin"
+            )
+    finally:
+        await handoff_pool.close()
+    minted = await platform.handoff.post(
+        "/v1/tokens", json={"subject": "cfo", "role": "admin"}, headers=bearer(root)
+    )
+    assert minted.status_code == 201, minted.text
+    cfo = bearer(minted.json()["token"])
+
+    async def set_target() -> int:
+        answer = await platform.metrics.put(
+            "/v1/targets/2026-Q4", json={"amount_cents": 100_000}, headers=cfo
+        )
+        return answer.status_code
+
+    # Heard on funnel.access: metrics takes the new token within a consumer hop.
+    await eventually(set_target, until=lambda status: status == 200, what="metrics knows it")
+
+    revoked = await platform.handoff.delete(
+        f"/v1/tokens/{minted.json()['token_id']}", headers=bearer(root)
+    )
+    assert revoked.status_code == 200
+    await eventually(set_target, until=lambda status: status == 401, what="metrics refuses it")
+
+    async def intake_knows_it_revoked() -> bool:
+        connection = await asyncpg.connect(database_url)
+        try:
+            revoked_at = await connection.fetchval(
+                "SELECT revoked_at FROM intake.access_tokens WHERE token_id = $1",
+                verify_token(topics.auth_secret, minted.json()["token"]).token_id,
+            )
+        finally:
+            await connection.close()
+        return revoked_at is not None
+
+    # lead-intake has no bearer route today, but keeps the same projection, ready.
+    await eventually(intake_knows_it_revoked, what="lead-intake's projection has it revoked")
+
+
+async def test_the_tokens_metrics_heard_of_survive_a_replay(
+    database_url: str, topics: CommonSettings
+) -> None:
+    from metrics.replay import replay
+
+    settings = MetricsSettings(database_url=database_url, common=topics)
+    principal, token = issue_token(topics.auth_secret, subject="cfo", role="admin")
+    issued = TokenIssued.new(
+        source="handoff",
+        subject=principal.token_id,
+        data=TokenIssuedData(
+            token_id=principal.token_id,
+            subject="cfo",
+            role="admin",
+            team=None,
+            issued_at=principal.issued_at,
+            expires_at=principal.expires_at,
+            issued_by="root",
+        ),
+    )
+    async with running_metrics(settings) as client:
+
+        async def set_target() -> int:
+            answer = await client.put(
+                "/v1/targets/2026-Q4", json={"amount_cents": 100_000}, headers=bearer(token)
+            )
+            return answer.status_code
+
+        await produce(topics, [issued])
+        await eventually(set_target, until=lambda status: status == 200, what="metrics knows it")
+
+        # The projection is rebuilt from funnel.access with everything else.
+        result = await replay(settings)
+
+        assert (result.switched, result.missing) == (True, 0)
+        assert await set_target() == 200

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from uuid import uuid4
 
 import asyncpg
+import httpx
 import jsonschema
 import pytest
 
@@ -136,16 +137,25 @@ async def fill_every_topic(platform: Platform, settings: CommonSettings, databas
         assert answer.is_success, answer.text
     connection = await asyncpg.connect(database_url, server_settings={"search_path": "handoff"})
     try:
-        _, token = await create_token(
-            connection, settings.auth_secret, subject="kcat-manager", role="manager"
-        )
+        # Issued in a transaction: the token is announced through handoff's outbox.
+        async with connection.transaction():
+            _, token = await create_token(
+                connection, settings.auth_secret, subject="kcat-manager", role="manager"
+            )
     finally:
         await connection.close()
     period, _ = quarter_of(utc_now())
-    target = await platform.metrics.put(
-        f"/v1/targets/{period}",
-        json={"amount_cents": 1_000_000},
-        headers={"authorization": f"Bearer {token}"},
+
+    async def set_target() -> httpx.Response:
+        return await platform.metrics.put(
+            f"/v1/targets/{period}",
+            json={"amount_cents": 1_000_000},
+            headers={"authorization": f"Bearer {token}"},
+        )
+
+    # metrics takes the new token once its worker has heard of it (funnel.access).
+    target = await eventually(
+        set_target, until=lambda answer: answer.status_code != 401, what="a target set"
     )
     assert target.is_success, target.text
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from funnel_common.auth import issue_token
 from funnel_common.settings import CommonSettings
 from metrics.settings import MetricsSettings
 from tests.hostile import HOSTILE, is_problem, json_bytes
+from tests.integration.access import issued_token
 from tests.metrics.support import running_metrics
 
 
@@ -15,11 +15,11 @@ async def test_hostile_periods_and_currencies_are_a_precise_422(
     database_url: str, settings: CommonSettings
 ) -> None:
     config = MetricsSettings(database_url=database_url, common=settings)
-    _, token = issue_token(settings.auth_secret, subject="root", role="admin")
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
     unexpected: list[tuple[str, str, int]] = []
 
     async with running_metrics(config) as client:
+        token = await issued_token(database_url, "metrics", settings.auth_secret, role="admin")
+        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
         for name, value in HOSTILE.items():
             period = quote(value.encode("utf-8", "surrogatepass"), safe="")
             answers = [

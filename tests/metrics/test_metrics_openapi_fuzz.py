@@ -8,30 +8,36 @@ tests/contract and tests/integration/handoff.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import schemathesis
 
-from funnel_common.auth import issue_token
 from funnel_common.settings import CommonSettings
 from metrics.settings import MetricsSettings
 from metrics.web import create_app
 from tests.helpers import served_in_thread
+from tests.integration.access import issued_token
 from tests.openapi_fuzz import fuzz_operation
 
 
 @pytest.fixture
-def served(database_url: str, settings: CommonSettings) -> Iterator[tuple[str, MetricsSettings]]:
+def served(
+    database_url: str, settings: CommonSettings
+) -> Iterator[tuple[str, MetricsSettings, str]]:
     config = MetricsSettings(database_url=database_url, common=settings)
     with served_in_thread(create_app(config), what="metrics") as url:
-        yield url, config
+        # Once the app has migrated its schema, the token is known to it.
+        token = asyncio.run(
+            issued_token(database_url, "metrics", settings.auth_secret, role="admin")
+        )
+        yield url, config, token
 
 
-def test_no_input_makes_metrics_answer_5xx(served: tuple[str, MetricsSettings]) -> None:
-    base_url, config = served
-    _, token = issue_token(config.common.auth_secret, subject="root", role="admin")
+def test_no_input_makes_metrics_answer_5xx(served: tuple[str, MetricsSettings, str]) -> None:
+    base_url, config, token = served
     schema = schemathesis.openapi.from_dict(create_app(config).openapi())
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     failures: list[str] = []

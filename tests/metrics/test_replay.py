@@ -116,7 +116,7 @@ async def test_funnel_replay_rebuilds_identical_figures_and_switches_under_a_liv
         target = await client.put(
             f"/v1/targets/{CURRENT}",
             json={"amount_cents": 60_000_00},
-            headers=bearer(topics, "admin"),
+            headers=await bearer(database_url, topics, "admin"),
         )
         assert target.status_code == 200
         published = [

@@ -4,11 +4,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr, ValidationError
+from starlette.requests import Request
 
-from funnel_common.auth import Unauthenticated, issue_token, token_hash, verify_token
-from funnel_common.settings import CommonSettings
+from funnel_common.auth import Unauthenticated, issue_token, session_cookie_secure, verify_token
+from funnel_common.settings import CommonSettings, Environment
 
 SECRET = SecretStr("test-secret")
+REAL = "Vq3kR9xZ2mT7bW4nY8cF1hJ6pL0sD5gA"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
@@ -48,14 +50,26 @@ def test_other_secret_and_expiry_are_refused() -> None:
         verify_token(SECRET, token, now=NOW + timedelta(hours=1))
 
 
-def test_only_the_hash_is_meant_to_be_stored() -> None:
-    _, token = issue_token(SECRET, subject="a", role="admin", now=NOW)
-
-    assert token_hash(token) != token
-    assert len(token_hash(token)) == 64
-
-
 def test_the_placeholder_auth_secret_is_refused_in_production() -> None:
     with pytest.raises(ValidationError, match="FUNNEL_AUTH_SECRET"):
         CommonSettings(environment="production")
-    assert CommonSettings(environment="production", auth_secret=SecretStr("s3cr3t-from-vault"))
+    assert CommonSettings(environment="production", auth_secret=SecretStr(REAL))
+
+
+@pytest.mark.parametrize(
+    ("environment", "scheme", "secure"),
+    [
+        ("production", "http", True),  # TLS ends at the ingress: the app sees http
+        ("production", "https", True),
+        ("development", "http", False),  # http://127.0.0.1 keeps working on a laptop
+        ("development", "https", True),
+        ("test", "http", True),
+    ],
+)
+def test_the_session_cookie_is_secure_in_production_behind_a_tls_ingress(
+    environment: Environment, scheme: str, secure: bool
+) -> None:
+    scope = {"type": "http", "scheme": scheme, "server": ("handoff", 80), "path": "/"}
+    request = Request({**scope, "headers": [], "query_string": b""})
+
+    assert session_cookie_secure(request, environment) is secure

@@ -88,7 +88,7 @@ def test_every_event_type_decodes_to_its_own_class() -> None:
     )
 
     assert type(decode_event(encode_event(won))) is DealWon
-    assert len(EVENT_BY_TYPE) == 19
+    assert len(EVENT_BY_TYPE) == 24
     assert all(name.startswith("funnel.") and name.endswith(".v1") for name in EVENT_BY_TYPE)
 
 

@@ -20,7 +20,7 @@ from handoff.inbox_render import TEMPLATES
 from handoff.inbox_session import safe_next
 from handoff.inbox_urgency import by_urgency, duration_text, urgency, why_not, why_waiting
 from handoff.models import DecisionRecord, Handoff, InboxHandoff, LeadTouch
-from handoff.notify import with_inbox_link
+from handoff.notifications import inbox_link
 from handoff.routing import UNROUTED_TEAM, RepState
 from handoff.settings import HandoffSettings
 from handoff.sla import DEFAULT_POLICY, BusinessCalendar, Span
@@ -318,13 +318,11 @@ def test_templates_escape_what_leads_wrote_and_preselect_no_reason() -> None:
     assert 'name="csrf" value="csrf-token"' in html
 
 
-def test_notifications_link_to_the_inbox_only_when_the_public_url_is_known() -> None:
+def test_notifications_link_into_the_inbox_under_the_public_url() -> None:
     handoff_id = uuid4()
-    body = {"type": "handoff.assigned", "handoff_id": str(handoff_id)}
-    assert with_inbox_link(body, handoff_id, HandoffSettings()) == body
 
-    settings = HandoffSettings(public_url="https://handoff.example.com/")
-    link = f"https://handoff.example.com/inbox/handoffs/{handoff_id}"
-    assert with_inbox_link(body, handoff_id, settings)["inbox_url"] == link
-    slack = with_inbox_link({"text": "New lead assigned"}, handoff_id, settings)
-    assert slack == {"text": f"New lead assigned <{link}|open in the inbox>"}
+    default = inbox_link(HandoffSettings().public_url, handoff_id)
+    deployed = inbox_link("https://handoff.example.com/", handoff_id)
+
+    assert default == f"http://127.0.0.1:8002/inbox/handoffs/{handoff_id}"
+    assert deployed == f"https://handoff.example.com/inbox/handoffs/{handoff_id}"

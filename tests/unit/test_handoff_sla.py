@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from handoff.sla import (
     WEEKDAYS,
@@ -207,3 +208,28 @@ def test_wall_clock_to_utc_never_runs_backwards_across_dst(zone: str) -> None:
             instants_of_day = [local_to_utc(day, minute, ZoneInfo(zone)) for minute in range(1441)]
 
             assert instants_of_day == sorted(instants_of_day), (zone, day)
+
+
+def test_a_policy_whose_window_can_never_elapse_is_refused_naming_the_calendar() -> None:
+    one_hour_on_mondays = {"mon": [{"start": "09:00", "end": "10:00"}]}
+    every_monday = [date(2026, 12, 7) + timedelta(weeks=n) for n in range(600)]
+
+    for calendar, minutes in [
+        ({"weekly_hours": one_hour_on_mondays, "holidays": every_monday}, 60),
+        ({"weekly_hours": one_hour_on_mondays}, 60 * 24 * 365),
+    ]:
+        with pytest.raises(ValidationError) as refused:
+            SlaPolicy.model_validate({"business_minutes": minutes, "calendar": calendar})
+        assert [error["loc"] for error in refused.value.errors()] == [("calendar",)]
+        assert "can never elapse" in str(refused.value)
+
+    # The same hours with a window they can hold, and a few holidays, are fine.
+    policy = SlaPolicy.model_validate(
+        {
+            "business_minutes": 120,
+            "calendar": {"weekly_hours": one_hour_on_mondays, "holidays": every_monday[:5]},
+        }
+    )
+    assert deadlines(policy, datetime(2026, 12, 7, 9, tzinfo=UTC)).due_at == datetime(
+        2027, 1, 18, 10, tzinfo=UTC
+    )

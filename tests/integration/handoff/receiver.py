@@ -24,6 +24,9 @@ class Receiver:
     port: int
     failures_left: int = 0
     """Answer 500 to this many requests first (a receiver having trouble)."""
+    refusing: dict[str, int] = field(default_factory=dict)
+    """Paths answered with this status every time (a hook that was deleted: 404)."""
+    refused: list[Received] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     _server: asyncio.Server | None = None
 
@@ -47,7 +50,11 @@ class Receiver:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
-            if self.failures_left > 0:
+            path = request_line.split(" ")[1]
+            if path in self.refusing:
+                self.refused.append(Received(path, headers, body))
+                status = f"{self.refusing[path]} Refused"
+            elif self.failures_left > 0:
                 self.failures_left -= 1
                 status = "500 Internal Server Error"
             else:

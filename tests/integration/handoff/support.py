@@ -18,7 +18,7 @@ from funnel_common.auth import Role
 from funnel_common.db import create_pool
 from funnel_common.events import LeadQualified
 from funnel_common.settings import CommonSettings
-from handoff import flows, tokens
+from handoff import assignment, tokens
 from handoff import worker as handoff_worker
 from handoff.scanner import ScanResult, scan_once
 from handoff.settings import HandoffSettings
@@ -92,7 +92,7 @@ class Handoffs:
     async def token(self, role: Role, subject: str, team: str | None = None) -> str:
         key = (role, subject, team)
         if key not in self.tokens:
-            async with self.pool.acquire() as connection:
+            async with outbox.transaction(self.pool) as connection:
                 _, self.tokens[key] = await tokens.create_token(
                     connection,
                     self.settings.common.auth_secret,
@@ -149,7 +149,7 @@ class Handoffs:
         """Apply a LeadQualified through the handler's flow (no broker): the handoff id."""
         event = event or lead_event()
         async with outbox.transaction(self.pool) as connection:
-            created = await flows.create_from_lead(connection, event, now=now or event.time)
+            created = await assignment.create_from_lead(connection, event, now=now or event.time)
         assert created is not None
         return created.handoff_id
 

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 import httpx
 
 from funnel_common.events import LeadQualified
+from handoff.inbox_session import MAX_FORM_FIELDS
 from tests.hostile import HOSTILE, UNSTORABLE, is_problem, json_bytes
 from tests.integration.handoff.support import ALWAYS_HOURS, Handoffs, lead_event, policy_body
 from tests.integration.inbox.support import csrf_of, inbox_client
@@ -138,3 +139,26 @@ async def _refuses_unstorable_notes(
     )
     assert not_utf8.status_code == 422, not_utf8.text[:300]
     assert (await handoffs.handoff(handoff_id))["status"] == "assigned"
+
+
+async def test_a_form_with_too_many_fields_is_a_413_not_a_500(
+    handoffs: Handoffs,
+) -> None:
+    client: httpx.AsyncClient = handoffs.client
+    crowded = "&".join(f"field{number}=x" for number in range(MAX_FORM_FIELDS + 1))
+
+    answers = [
+        await client.post(
+            "/inbox/sign-in",
+            content=crowded.encode(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
+        await client.post(
+            "/inbox/sign-in",
+            content=b"token=%FF",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
+    ]
+
+    # The inbox shows the refusal on its sign-in page (HTML); the status says what it is.
+    assert [answer.status_code for answer in answers] == [413, 422]

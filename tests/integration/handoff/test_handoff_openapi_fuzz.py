@@ -1,4 +1,5 @@
-"""schemathesis over handoff's OpenAPI: whatever a client sends, never a 5xx.
+"""schemathesis over handoff's OpenAPI: whatever a client sends, never a 5xx, and every
+answer is what the document says (schemathesis' ``--checks all``).
 
 The app runs under uvicorn (a real socket) on a fresh database with a roster and
 handoffs to act on; every operation is fuzzed with valid and invalid input as an
@@ -23,7 +24,7 @@ from tests.integration.handoff.support import (
     lead_event,
     running_handoffs,
 )
-from tests.openapi_fuzz import fuzz_operation
+from tests.openapi_fuzz import all_checks, fuzz_operation
 
 
 @pytest.fixture
@@ -68,3 +69,37 @@ def test_no_input_makes_handoff_answer_5xx(served: tuple[str, str, list[UUID]]) 
         "POST /v1/handoffs/{handoff_id}/accept",
         "GET /v1/handoffs",
     } <= reached, statuses
+
+
+# Seeds the first test does not use (it draws a new one each run): a fixed, repeatable
+# second look, with every check schemathesis has but one. positive_data_acceptance wants
+# a 2xx for all schema-valid input, and a few rules are beyond JSON Schema: a span's
+# start before its end, an email domain that can receive mail, a rep that exists, a
+# window that fits its calendar. Those answer a documented 422 problem naming the field.
+CONFORMANCE_SEEDS = (20_261_205,)  # 7_919 passed too, run by hand
+BEYOND_JSON_SCHEMA = ("positive_data_acceptance",)
+
+
+@pytest.mark.parametrize("seed", CONFORMANCE_SEEDS)
+def test_every_answer_of_handoff_is_what_its_document_says(
+    served: tuple[str, str, list[UUID]], seed: int
+) -> None:
+    base_url, token, seeded = served
+    schema = schemathesis.openapi.from_dict(create_app().openapi())
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    failures: list[str] = []
+    statuses: Counter[tuple[str, int]] = Counter()
+
+    for operation in operations:
+        failures += fuzz_operation(
+            operation,
+            base_url=base_url,
+            token=token,
+            real_values=("handoff_id", [str(handoff_id) for handoff_id in seeded]),
+            statuses=statuses,
+            checks=all_checks(leaving_out=BEYOND_JSON_SCHEMA),
+            seed=seed,
+        )
+
+    found = sorted(set(failures))
+    assert not found, "\n".join(found)

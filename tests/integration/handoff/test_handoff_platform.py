@@ -22,12 +22,13 @@ async def test_decisions_and_breaches_reach_the_funnel_metrics(
 ) -> None:
     connection = await asyncpg.connect(database_url, server_settings={"search_path": "handoff"})
     try:
-        _, admin_token = await tokens.create_token(
-            connection, topics.auth_secret, subject="root", role="admin"
-        )
-        _, ada_token = await tokens.create_token(
-            connection, topics.auth_secret, subject="ada", role="rep"
-        )
+        async with connection.transaction():  # a token is announced in its transaction
+            _, admin_token = await tokens.create_token(
+                connection, topics.auth_secret, subject="root", role="admin"
+            )
+            _, ada_token = await tokens.create_token(
+                connection, topics.auth_secret, subject="ada", role="rep"
+            )
     finally:
         await connection.close()
     admin = {"authorization": f"Bearer {admin_token}"}

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta
 
+import asyncpg
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from funnel_common.events import (
     HANDOFFS_TOPIC,
@@ -22,13 +24,14 @@ from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
 from funnel_common.types import utc_now
 from funnel_tools.embedded import free_port
-from handoff.notify import SIGNATURE_HEADER, verify
 from tests.helpers import eventually
+from tests.integration.handoff.mailbox import mailbox
 from tests.integration.handoff.receiver import Receiver
 from tests.integration.handoff.support import (
     Handoffs,
     handoff_settings,
     lead_event,
+    policy_body,
     running_handoffs,
 )
 from tests.integration.kafka_helpers import read_topic
@@ -81,7 +84,9 @@ async def test_breaches_fire_once_with_two_replicas_scanning(
             "emea",
             {"ada": {}, "bob": {}},
             countries=["DE"],
-            minutes=2 * ONE_SECOND,
+            # At risk after 0.3 s, due after 3 s: a scan pass late by seconds on a loaded
+            # machine still sees each assignment at risk before it breaches.
+            minutes=3 * ONE_SECOND,
             reassign_up_to=1,
             at_risk_percent=10,
         )
@@ -95,7 +100,8 @@ async def test_breaches_fire_once_with_two_replicas_scanning(
                 timeout=15,
                 what="escalated after two breaches",
             )
-        records = await read_topic(topics, HANDOFFS_TOPIC, expect=3 * 5, timeout=20)
+        # Per handoff: assigned, then at risk, breached, reassigned for each of its two reps.
+        records = await read_topic(topics, HANDOFFS_TOPIC, expect=3 * 7, timeout=20)
 
     events = [decode_event(record.value) for record in records]
     for handoff_id in ids:
@@ -158,13 +164,13 @@ async def test_webhooks_are_signed_retried_and_survive_a_receiver_that_is_down(
     ):
         await handoffs.setup_team(
             "emea",
-            {"ada": {}},
+            {"ada": {"slack_member_id": "U024BE7LH"}},
             countries=["DE"],
             minutes=ONE_SECOND,
             reassign_up_to=0,
             webhooks=[
                 {"url": f"{receiver.url}/hook"},
-                {"url": f"{receiver.url}/slack", "format": "slack", "events": ["escalated"]},
+                {"url": f"{receiver.url}/slack", "format": "slack", "events": ["assigned"]},
             ],
         )
         handoff_id = await handoffs.qualify_directly(now=utc_now())
@@ -199,14 +205,159 @@ async def test_webhooks_are_signed_retried_and_survive_a_receiver_that_is_down(
     assert by_type["handoff.assigned"]["to"] == ["rep:ada"]
     assert by_type["handoff.breached"]["to"] == ["rep:ada", "manager:emea-manager"]
     assert by_type["handoff.escalated"]["to"] == ["manager:emea-manager"]
-    assert [list(r.json) for r in slack] == [["text"]]
-    assert str(handoff_id) in slack[0].json["text"]
+    link = f"http://127.0.0.1:8002/inbox/handoffs/{handoff_id}"
+    assert {r.json["inbox_url"] for r in hook} == {link}
+    # Slack: the rep is mentioned, the lead's company and SLA state named, the inbox linked.
+    [message] = [r.json["text"] for r in slack]
+    assert message.startswith("New lead assigned: Analytical Engines (team emea) for <@U024BE7LH")
+    assert "on time, due" in message
+    assert message.endswith(f"<{link}|Open in the inbox>")
+    # Standard Webhooks: the receiver verifies with the off-the-shelf library.
+    receiver_side = Webhook(settings.webhook_secret.get_secret_value())
     for request in receiver.received:
-        assert verify(
-            settings.webhook_secret, request.body, request.headers[SIGNATURE_HEADER.lower()]
-        )
+        assert receiver_side.verify(request.body, request.headers) == request.json
         assert b"example.com" not in request.body  # no personal data leaves in a webhook
-    assert not verify(settings.webhook_secret, b"{}", hook[0].headers[SIGNATURE_HEADER.lower()])
+    assert len({request.headers["webhook-id"] for request in receiver.received}) == 5
+    tampered = {**hook[0].headers, "webhook-id": "ntf_forged"}
+    with pytest.raises(WebhookVerificationError):
+        receiver_side.verify(hook[0].body, tampered)
+
+
+async def test_a_hook_that_answers_4xx_is_parked_with_the_reason_not_retried(
+    database_url: str, topics: CommonSettings
+) -> None:
+    receiver = Receiver(port=free_port(), refusing={"/gone": 404})
+    await receiver.start()
+    settings = handoff_settings(database_url, topics)
+    try:
+        async with running_handoffs(settings, worker=True) as handoffs:
+            await handoffs.setup_team(
+                "emea",
+                {"ada": {}},
+                countries=["DE"],
+                webhooks=[{"url": f"{receiver.url}/gone", "events": ["assigned"]}],
+            )
+            await handoffs.qualify_directly(now=utc_now())
+
+            [parked] = await eventually(
+                lambda: _parked(handoffs), until=bool, what="the notification parked"
+            )
+            attempts_then = await _attempts(handoffs)
+            gauge = await eventually(
+                lambda: _scrape(handoffs),
+                until=lambda text: (
+                    'funnel_handoff_notifications_parked{channel="webhook"} 1.0' in text
+                ),
+                what="the parked gauge",
+            )
+    finally:
+        await receiver.stop()
+
+    assert parked["last_error"] == "HTTP 404"
+    assert parked["attempts"] == attempts_then == 1
+    assert len(receiver.refused) == 1
+    assert "funnel_handoff_notifications_pending 0.0" in gauge
+
+
+async def test_emails_reach_the_rep_and_the_manager_and_a_bounce_is_parked(
+    database_url: str, topics: CommonSettings
+) -> None:
+    with mailbox() as box:
+        box.bouncing.add("left-the-company@sales.example.com")
+        settings = handoff_settings(
+            database_url,
+            topics,
+            smtp_host="127.0.0.1",
+            smtp_port=box.port,
+            smtp_tls="none",
+            email_from="Shared Funnel <funnel@sales.example.com>",
+            public_url="https://handoff.sales.example.com",
+        )
+        async with running_handoffs(settings, worker=True) as handoffs:
+            await handoffs.setup_team(
+                "emea",
+                {"ada": {"email": "ada@sales.example.com"}},
+                countries=["DE"],
+                minutes=ONE_SECOND,
+                reassign_up_to=0,
+            )
+            await handoffs.put(
+                "/v1/teams/emea",
+                {
+                    "manager_id": "emea-manager",
+                    "manager_email": "mia@sales.example.com",
+                    "countries": ["DE"],
+                    "sla_policy": "emea-sla",
+                },
+            )
+            handoff_id = await handoffs.qualify_directly(now=utc_now())
+            await eventually(
+                lambda: _delivered(handoffs), until=lambda n: n == 4, what="four emails sent"
+            )
+            # A rep whose address bounces: parked with the reason, not retried.
+            await handoffs.put(
+                "/v1/reps/ada",
+                {"team_id": "emea", "capacity": 5, "email": "left-the-company@sales.example.com"},
+            )
+            await handoffs.put("/v1/sla-policies/emea-sla", policy_body(60))
+            await handoffs.qualify_directly(now=utc_now())
+            [parked] = await eventually(
+                lambda: _parked(handoffs), until=bool, what="the bounce parked"
+            )
+
+    by_subject = {message["Subject"]: message for message in box.messages}
+    assert sorted(by_subject) == [
+        "Lead SLA at risk: Analytical Engines",
+        "Lead SLA breached: Analytical Engines",
+        "Lead escalated to the manager: Analytical Engines",
+        "New lead assigned: Analytical Engines",
+    ]
+    assert by_subject["New lead assigned: Analytical Engines"]["To"] == "ada@sales.example.com"
+    escalated = by_subject["Lead escalated to the manager: Analytical Engines"]
+    assert escalated["To"] == "mia@sales.example.com"
+    assert escalated["From"] == "Shared Funnel <funnel@sales.example.com>"
+    body = escalated.get_content()
+    assert f"https://handoff.sales.example.com/inbox/handoffs/{handoff_id}" in body
+    assert "escalated after 1 breach" in body
+    assert parked["channel"] == "email"
+    assert parked["last_error"] == "SMTP 550 recipient refused"
+    assert parked["attempts"] == 1
+    assert box.refused == ["left-the-company@sales.example.com"]
+
+
+async def test_no_notifications_configured_means_none_attempted(
+    database_url: str, topics: CommonSettings
+) -> None:
+    settings = handoff_settings(database_url, topics)
+    async with running_handoffs(settings, worker=True) as handoffs:
+        await handoffs.setup_team("emea", {"ada": {}}, countries=["DE"], minutes=ONE_SECOND)
+        handoff_id = await handoffs.qualify_directly(now=utc_now())
+        await eventually(lambda: handoffs.events(BREACHED, handoff_id), until=bool, what="a breach")
+
+        async with handoffs.pool.acquire() as connection:
+            queued = await connection.fetchval("SELECT count(*) FROM notifications")
+
+    assert queued == 0
+
+
+async def _parked(handoffs: Handoffs) -> list[asyncpg.Record]:
+    async with handoffs.pool.acquire() as connection:
+        rows: list[asyncpg.Record] = await connection.fetch(
+            "SELECT * FROM notifications WHERE failed_at IS NOT NULL"
+        )
+    return rows
+
+
+async def _delivered(handoffs: Handoffs) -> int:
+    async with handoffs.pool.acquire() as connection:
+        value: int = await connection.fetchval(
+            "SELECT count(*) FROM notifications WHERE delivered_at IS NOT NULL"
+        )
+    return value
+
+
+async def _scrape(handoffs: Handoffs) -> str:
+    return (await handoffs.client.get("/metrics")).text
 
 
 async def _attempts(handoffs: Handoffs) -> int:

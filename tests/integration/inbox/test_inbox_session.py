@@ -12,7 +12,7 @@ import pytest
 from funnel_common import outbox
 from funnel_common.auth import verify_token
 from funnel_common.types import utc_now
-from handoff import flows
+from handoff import decisions
 from handoff.models import RejectIn
 from handoff.web import create_app
 from tests.integration.handoff.support import Handoffs, handoff_settings, lead_event
@@ -83,10 +83,10 @@ async def test_bad_and_revoked_tokens_are_refused(handoffs: Handoffs) -> None:
         assert "That token was not accepted." in refused.text
         assert "funnel_inbox=" not in refused.headers.get("set-cookie", "")
 
-        # A token revoked in handoff's table is refused like the API refuses it.
+        # A revoked token (its projection row, as handoff revokes it) is refused.
         token = await handoffs.token("rep", "ada", "emea")
         async with handoffs.pool.acquire() as connection:
-            await connection.execute("UPDATE api_tokens SET revoked_at = now()")
+            await connection.execute("UPDATE access_tokens SET revoked_at = now()")
         assert (await sign_in(client, token)).status_code == 401
 
 
@@ -272,7 +272,7 @@ async def test_history_is_paged_newest_first(handoffs: Handoffs) -> None:
     for number, handoff_id in enumerate(ids):
         async with outbox.transaction(handoffs.pool) as connection:
             decided_at = start + timedelta(seconds=number)
-            await flows.reject(
+            await decisions.reject(
                 connection, handoff_id, principal, RejectIn(reason="not_a_fit"), now=decided_at
             )
 
@@ -303,7 +303,7 @@ async def test_the_team_view_is_for_managers_and_explains_what_waits(handoffs: H
     ada = await handoffs.token("rep", "ada")
     async with outbox.transaction(handoffs.pool) as connection:
         principal = verify_token(handoffs.settings.common.auth_secret, ada)
-        await flows.accept(connection, decided, principal, now=utc_now())
+        await decisions.accept(connection, decided, principal, now=utc_now())
 
     async with inbox_client(handoffs, ada) as rep:
         refused = await rep.get("/inbox/team")

@@ -28,8 +28,11 @@ def test_a_forms_file_without_the_default_form_stops_start_up(tmp_path: Path) ->
         create_app(IntakeSettings(forms_file=forms))
 
 
+REAL_AUTH_SECRET = "Vq3kR9xZ2mT7bW4nY8cF1hJ6pL0sD5gA"  # 32 bytes, not a placeholder
+
+
 def test_placeholder_webhook_secrets_are_refused_in_production() -> None:
     with pytest.raises(ValidationError, match="FUNNEL_INTAKE_CRM_WEBHOOK_SECRET"):
         IntakeSettings.model_validate(
-            {"common": {"environment": "production", "auth_secret": "a-real-auth-secret"}}
+            {"common": {"environment": "production", "auth_secret": REAL_AUTH_SECRET}}
         )

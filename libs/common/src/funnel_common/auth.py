@@ -1,10 +1,12 @@
-"""Bearer tokens with roles, verifiable by every service without a shared table.
+"""Bearer tokens with roles, and the one verifier every service uses.
 
 A token is ``fnl_<claims>.<signature>``: base64url JSON claims (token id, subject,
 role, team, issue and expiry times) and an HMAC-SHA256 over them with the platform's
-``FUNNEL_AUTH_SECRET``. Any service can check a token; the service that issues them
-(handoff, through ``funnel token create``) stores only a SHA-256 hash of each, so it
-can list and revoke tokens without ever holding one.
+``FUNNEL_AUTH_SECRET``. handoff issues and revokes tokens (``/v1/tokens``, or
+``funnel token`` for the first one) and announces each on ``funnel.access``; every
+service keeps the projection (:mod:`funnel_common.access`), so :func:`verify_access`
+checks the same four things everywhere: the signature, the expiry, that the token was
+issued, and that it is not revoked. No service keeps a token's text or hash.
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Literal
 from uuid import UUID, uuid4
 
+import asyncpg
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from funnel_common import access
 from funnel_common.http import DomainError
+from funnel_common.service import runtime_of
+from funnel_common.settings import Environment
+from funnel_common.types import Role as Role  # re-exported: the roles live with the tokens
 from funnel_common.types import UtcDatetime, utc_now
 
-Role = Literal["rep", "manager", "admin"]
 ROLES: tuple[Role, ...] = ("rep", "manager", "admin")
 TOKEN_PREFIX = "fnl_"
 DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
@@ -107,13 +112,30 @@ def verify_token(secret: SecretStr, token: str, *, now: datetime | None = None) 
     return principal
 
 
-def token_hash(token: str) -> str:
-    """What is stored of a token: its SHA-256, hex."""
-    return hashlib.sha256(token.encode()).hexdigest()
+async def verify_access(
+    connection: asyncpg.Connection, secret: SecretStr, token: str, *, now: datetime | None = None
+) -> Principal:
+    """The one check of a token, in every service: well signed, unexpired, issued (its id
+    is in the ``access_tokens`` projection with the same claims) and not revoked.
+
+    :class:`Unauthenticated` otherwise. A token signed with the secret but never issued
+    (a leaked secret, a hand-made token) is refused like a forged one.
+    """
+    principal = verify_token(secret, token, now=now)
+    issued = await access.find_token(connection, principal.token_id)
+    if issued is None or (issued["subject"], issued["role"], issued["team"]) != (
+        principal.subject,
+        principal.role,
+        principal.team,
+    ):
+        raise Unauthenticated("token not issued")
+    if issued["revoked_at"] is not None:
+        raise Unauthenticated("token revoked")
+    return principal
 
 
 def bearer_token(request: Request) -> str:
-    """The token of an ``Authorization: Bearer`` header (or the inbox's session cookie)."""
+    """The token of an ``Authorization: Bearer`` header."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
@@ -121,30 +143,30 @@ def bearer_token(request: Request) -> str:
     raise Unauthenticated("missing bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticator(
-    secret_of: Callable[[Request], SecretStr],
-    *,
-    revoked: Callable[[Request, Principal], Awaitable[bool]] | None = None,
-) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency that yields the caller's :class:`Principal` or answers 401.
+async def authenticate(request: Request) -> Principal:
+    """A FastAPI dependency: the caller's :class:`Principal` (:func:`verify_access` with
+    the service's secret and projection), or a 401."""
+    runtime = runtime_of(request)
+    token = bearer_token(request)
+    async with runtime.pool.acquire() as connection:
+        return await verify_access(connection, runtime.settings.auth_secret, token)
 
-    ``revoked`` lets the issuing service also check its token table.
+
+def session_cookie_secure(request: Request, environment: Environment) -> bool:
+    """Whether a session cookie must be marked ``Secure``: over https, and in every
+    environment but development.
+
+    Development serves plain http on a laptop, where a browser would never send a Secure
+    cookie back. Behind a TLS-terminating ingress the request itself says http, so
+    outside development the cookie is Secure regardless of the scheme it arrived on
+    (trusting ``X-Forwarded-Proto`` instead would need the list of trusted proxies).
     """
-
-    async def principal(request: Request) -> Principal:
-        token = bearer_token(request)
-        found = verify_token(secret_of(request), token)
-        if revoked is not None and await revoked(request, found):
-            raise Unauthenticated("token revoked")
-        return found
-
-    return principal
+    return request.url.scheme == "https" or environment != "development"
 
 
-def require_role(
-    authenticate: Callable[[Request], Awaitable[Principal]], *roles: Role
-) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency that lets only ``roles`` through (403 for the others)."""
+def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that lets only authenticated callers with ``roles`` through (401 for
+    no valid token, 403 for another role)."""
 
     # Depends() sits in the default, not in the annotation: this module's annotations
     # are strings (PEP 563), and FastAPI cannot resolve a local name inside one.

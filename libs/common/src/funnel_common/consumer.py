@@ -44,6 +44,7 @@ from funnel_common.events import (
 )
 from funnel_common.inbox import InboxRow, record_inbox, record_inbox_many
 from funnel_common.kafka import new_consumer
+from funnel_common.retry import Backoff
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics
 
@@ -86,13 +87,13 @@ class ConsumerRunner:
                 metrics.events_consumed.labels(self._group_id, topic, outcome)
 
     async def run(self) -> None:
-        """Consume forever; broker outages are waited out with capped backoff."""
-        backoff = 0.1
+        """Consume forever; broker outages are waited out with capped, jittered backoff."""
+        backoff = Backoff(first=0.1, cap=_MAX_BACKOFF_SECONDS)
         while True:
             consumer = new_consumer(self._settings, group_id=self._group_id, topics=self._topics)
             try:
                 await consumer.start()
-                backoff = 0.1
+                backoff.reset()
                 await self._consume(consumer)
             except KafkaError as error:
                 log.warning(
@@ -105,8 +106,7 @@ class ConsumerRunner:
             finally:
                 self.assigned = False
                 await _stop_quietly(consumer)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+            await backoff.wait()
 
     async def _consume(self, consumer: Any) -> None:
         while True:
@@ -240,15 +240,18 @@ class ConsumerRunner:
         *,
         failures: int = 0,
     ) -> None:
-        outage_backoff = 0.1
+        outage_backoff = Backoff(first=0.1, cap=_MAX_BACKOFF_SECONDS)
+        retry_backoff = Backoff(
+            first=self._settings.consumer_retry_backoff_seconds,
+            cap=max(self._settings.consumer_retry_backoff_seconds, _MAX_BACKOFF_SECONDS),
+        )
         while True:
             try:
                 applied = await self._apply(record, event, handler)
             except Exception as error:
                 if is_unavailable(error):
                     log.warning("consumer waiting for PostgreSQL", extra={"group": self._group_id})
-                    await asyncio.sleep(outage_backoff)
-                    outage_backoff = min(outage_backoff * 2, _MAX_BACKOFF_SECONDS)
+                    await outage_backoff.wait()
                     continue
                 failures += 1
                 if failures >= self._settings.consumer_max_attempts:
@@ -263,9 +266,7 @@ class ConsumerRunner:
                     )
                     await self._park(record, kind="handler_failed", error=repr(error))
                     return
-                await asyncio.sleep(
-                    self._settings.consumer_retry_backoff_seconds * 2 ** (failures - 1)
-                )
+                await asyncio.sleep(retry_backoff.delay(failures))
                 continue
             self._count(record, applied)
             return

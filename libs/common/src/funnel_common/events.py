@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     TypeAdapter,
     ValidationError,
 )
@@ -37,6 +38,7 @@ from funnel_common.types import (
     CurrencyCode,
     Label,
     NoteText,
+    Role,
     ShortText,
     UtcDatetime,
     refuse_nul,
@@ -50,8 +52,22 @@ ACCOUNTS_TOPIC = "funnel.accounts"
 # Revenue targets set by managers (metrics writes them through its outbox and reads
 # them back, so a replay of the topics rebuilds the targets with everything else).
 TARGETS_TOPIC = "funnel.targets"
+# API tokens issued and revoked by handoff: every service keeps a projection of them,
+# so one verifier (funnel_common.auth) checks "issued and not revoked" everywhere.
+ACCESS_TOPIC = "funnel.access"
+# Who changed which rep, team or SLA policy, and how: the roster's audit trail.
+ROSTER_TOPIC = "funnel.roster"
 DLQ_TOPIC = "funnel.dlq"
-ALL_TOPICS = (LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC, DLQ_TOPIC)
+ALL_TOPICS = (
+    LEADS_TOPIC,
+    HANDOFFS_TOPIC,
+    DEALS_TOPIC,
+    ACCOUNTS_TOPIC,
+    TARGETS_TOPIC,
+    ACCESS_TOPIC,
+    ROSTER_TOPIC,
+    DLQ_TOPIC,
+)
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 """The ``content-type`` header of a structured-mode CloudEvent on Kafka."""
@@ -285,14 +301,22 @@ class HandoffRejected(Envelope):
     data: HandoffRejectedData
 
 
+ReassignReason = Literal["sla_breach", "manager", "wrong_territory", "escalation"]
+
+
 class HandoffReassignedData(Payload):
     handoff_id: UUID
     lead_id: UUID
     team: Label
     from_rep_id: Label | None
     to_rep_id: Label | None
-    reason: Literal["sla_breach", "manager", "wrong_territory", "escalation"]
+    reason: ReassignReason
     due_at: UtcDatetime | None
+    by: Label | None = Field(
+        default=None,
+        description="Who moved it (the manager's or admin's token subject) when reason is "
+        "`manager`; None when handoff moved it by itself.",
+    )
 
 
 class HandoffReassigned(Envelope):
@@ -465,6 +489,98 @@ class TargetSet(Envelope):
     data: TargetSetData
 
 
+# --- access (funnel.access, key = token id) -------------------------------------------
+# No secret material: a token is checked by its signature, and these say only that a
+# token id was issued (to whom, with what role, until when) or revoked.
+
+
+class TokenIssuedData(Payload):
+    token_id: UUID
+    subject: Label
+    role: Role
+    team: Label | None
+    issued_at: UtcDatetime
+    expires_at: UtcDatetime
+    issued_by: Label | None = Field(
+        description="The admin who minted it; None for the local bootstrap (`funnel token`)."
+    )
+
+
+class TokenIssued(Envelope):
+    topic: ClassVar[str] = ACCESS_TOPIC
+    type: Literal["funnel.token.issued.v1"] = "funnel.token.issued.v1"
+    data: TokenIssuedData
+
+
+class TokenRevokedData(Payload):
+    """The whole token as issued, so a service that missed the issue still refuses it."""
+
+    token_id: UUID
+    subject: Label
+    role: Role
+    team: Label | None
+    issued_at: UtcDatetime
+    expires_at: UtcDatetime
+    revoked_at: UtcDatetime
+    revoked_by: Label | None
+
+
+class TokenRevoked(Envelope):
+    topic: ClassVar[str] = ACCESS_TOPIC
+    type: Literal["funnel.token.revoked.v1"] = "funnel.token.revoked.v1"
+    data: TokenRevokedData
+
+
+# --- roster (funnel.roster, key = rep id, team id or policy name) ---------------------
+
+
+class FieldChange(Payload):
+    """One field of a roster entry, before and after. Contact details and webhook URLs
+    (personal data, secrets) are named as changed with their values left out."""
+
+    field: Label
+    before: JsonValue = None
+    after: JsonValue = None
+
+
+class RosterChangeData(Payload):
+    changed_by: Label
+    changed_by_role: Role
+    created: bool = Field(description="True when the entry did not exist before.")
+    changes: list[FieldChange] = Field(description="Only the fields whose value changed.")
+
+
+class RepChangedData(RosterChangeData):
+    rep_id: Label
+    team: Label
+
+
+class RepChanged(Envelope):
+    topic: ClassVar[str] = ROSTER_TOPIC
+    type: Literal["funnel.roster.rep_changed.v1"] = "funnel.roster.rep_changed.v1"
+    data: RepChangedData
+
+
+class TeamChangedData(RosterChangeData):
+    team: Label
+
+
+class TeamChanged(Envelope):
+    topic: ClassVar[str] = ROSTER_TOPIC
+    type: Literal["funnel.roster.team_changed.v1"] = "funnel.roster.team_changed.v1"
+    data: TeamChangedData
+
+
+class SlaPolicyChangedData(RosterChangeData):
+    policy: Label
+
+
+class SlaPolicyChanged(Envelope):
+    topic: ClassVar[str] = ROSTER_TOPIC
+    type: Literal["funnel.roster.sla_policy_changed.v1"] = "funnel.roster.sla_policy_changed.v1"
+    data: SlaPolicyChangedData
+
+
 # --- dead letters (funnel.dlq, key = the record's key) ---------------------------------
 
 
@@ -513,6 +629,11 @@ AnyEvent: TypeAlias = Annotated[
     | AccountArrChanged
     | AccountChurned
     | TargetSet
+    | TokenIssued
+    | TokenRevoked
+    | RepChanged
+    | TeamChanged
+    | SlaPolicyChanged
     | RecordDeadLettered,
     Field(discriminator="type"),
 ]

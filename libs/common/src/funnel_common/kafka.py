@@ -40,12 +40,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from funnel_common.events import (
+    ACCESS_TOPIC,
     ACCOUNTS_TOPIC,
     ALL_TOPICS,
     DEALS_TOPIC,
     DLQ_TOPIC,
     HANDOFFS_TOPIC,
     LEADS_TOPIC,
+    ROSTER_TOPIC,
     TARGETS_TOPIC,
 )
 from funnel_common.settings import CommonSettings
@@ -55,13 +57,23 @@ log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36
 
 # `funnel replay` rebuilds metrics from these topics, so they keep every record (Kafka's
-# default would drop them after 7 days); the DLQ keeps a month, as in deploy/.
+# default would drop them after 7 days), as does the roster's audit trail; the tokens
+# are compacted (the latest word on each token is kept for good); the DLQ keeps a
+# month. As in deploy/ (Strimzi's KafkaTopics, compose).
 KEPT_FOREVER = "-1"
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     **{
         name: {"retention.ms": KEPT_FOREVER}
-        for name in (LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC)
+        for name in (
+            LEADS_TOPIC,
+            HANDOFFS_TOPIC,
+            DEALS_TOPIC,
+            ACCOUNTS_TOPIC,
+            TARGETS_TOPIC,
+            ROSTER_TOPIC,
+        )
     },
+    ACCESS_TOPIC: {"cleanup.policy": "compact"},
     DLQ_TOPIC: {"retention.ms": str(30 * 24 * 3600 * 1000)},
 }
 

@@ -40,6 +40,7 @@ from opentelemetry import propagate, trace
 from funnel_common.db import is_unavailable
 from funnel_common.events import STRUCTURED_CONTENT_TYPE, Envelope, encode_event
 from funnel_common.kafka import RecordsWatch, ensure_topics, new_producer
+from funnel_common.retry import Backoff
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics
 
@@ -187,8 +188,8 @@ class OutboxRelay:
         self.is_leader = False
 
     async def run(self) -> None:
-        """Relay forever; every outage is waited out with capped backoff."""
-        backoff = 0.1
+        """Relay forever; every outage is waited out with capped, jittered backoff."""
+        backoff = Backoff(first=0.1, cap=_MAX_BACKOFF_SECONDS)
         try:
             while True:
                 try:
@@ -196,6 +197,9 @@ class OutboxRelay:
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:
+                    # A relay that was publishing had recovered: start from a short wait.
+                    if self.is_leader:
+                        backoff.reset()
                     self.is_leader = False
                     # A broker that does not answer within the deadline (TimeoutError)
                     # is an outage like one that refuses.
@@ -210,10 +214,9 @@ class OutboxRelay:
                             extra={"schema": self._schema, "error": type(error).__name__},
                         )
                     await self._drop_producer()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+                    await backoff.wait()
                 else:
-                    backoff = 0.1
+                    backoff.reset()
         finally:
             await self._drop_producer()
 

@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -50,6 +50,20 @@ _SHUTDOWN_GRACE_SECONDS = 3.0
 
 ExtraMetrics = Callable[["Runtime"], Awaitable[bytes]]
 """Renders a service's own metrics (e.g. projections read from PostgreSQL) per scrape."""
+
+
+EventT = TypeVar("EventT", bound=Envelope)
+
+
+def handles(
+    event_type: type[EventT], handler: Callable[[asyncpg.Connection, EventT], Awaitable[None]]
+) -> tuple[type[Envelope], Handler]:
+    """One row of a handler table: mypy checks that ``handler`` takes ``event_type``.
+
+    A table is ``dict([handles(LeadQualified, on_lead_qualified), ...])``: a plain
+    ``{LeadQualified: on_lead_qualified}`` would type every handler as taking any event.
+    """
+    return event_type, handler
 
 
 @dataclass(frozen=True)

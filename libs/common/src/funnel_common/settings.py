@@ -7,6 +7,8 @@ inside factories, never at import.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +18,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Environment = Literal["development", "test", "production"]
 
 PLACEHOLDER_SECRET_PREFIX = "dev-"
+MIN_SECRET_BYTES = 32
+# What a secret copied from a README, a sample .env or a default looks like (any case).
+_PLACEHOLDER_WORDS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace-me",
+    "replace_me",
+    "placeholder",
+    "example",
+    "dummy",
+    "insecure",
+)
+_PLACEHOLDER_STARTS = ("dev-", "dev_", "test-", "test_", "secret", "password", "example")
+STANDARD_WEBHOOKS_PREFIX = "whsec_"
 
 
 class CommonSettings(BaseSettings):
@@ -25,7 +42,8 @@ class CommonSettings(BaseSettings):
 
     environment: Environment = Field(
         default="development",
-        description="`development`, `test` or `production`; production refuses placeholder secrets",
+        description="`development`, `test` or `production`; production refuses blank, short, "
+        "placeholder-looking and shared secrets",
     )
 
     kafka_bootstrap_servers: str = Field(
@@ -99,7 +117,9 @@ class CommonSettings(BaseSettings):
         default=5, ge=1, description="handler attempts before an event is parked in `funnel.dlq`"
     )
     consumer_retry_backoff_seconds: float = Field(
-        default=0.2, ge=0, description="first retry delay (doubles each attempt)"
+        default=0.2,
+        ge=0,
+        description="first retry delay of a failing event (doubles each attempt, with jitter)",
     )
 
     log_level: str = Field(default="INFO", description="log level")
@@ -148,9 +168,57 @@ class CommonSettings(BaseSettings):
         return f"{self.kafka_topic_prefix}{name}"
 
 
+def _key_texts(value: str) -> list[str]:
+    """The secret as written and, for a Standard Webhooks secret, the key it encodes."""
+    texts = [value]
+    if value.startswith(STANDARD_WEBHOOKS_PREFIX):
+        encoded = value.removeprefix(STANDARD_WEBHOOKS_PREFIX)
+        with contextlib.suppress(ValueError):
+            texts.append(base64.b64decode(encoded + "==").decode("utf-8", errors="replace"))
+    return texts
+
+
+def secret_problem(value: str) -> str | None:
+    """Why ``value`` is not a real secret (blank, short, placeholder-looking), or None."""
+    if not value.strip():
+        return "is blank"
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    for text in _key_texts(value):
+        lowered = text.lower()
+        if any(word in lowered for word in _PLACEHOLDER_WORDS) or lowered.startswith(
+            _PLACEHOLDER_STARTS
+        ):
+            return "looks like a placeholder"
+    return None
+
+
+def require_real_secrets(secrets: dict[str, SecretStr], *, environment: Environment) -> None:
+    """Outside development and tests, refuse a blank, short (< 32 bytes) or
+    placeholder-looking secret, and one value used for two secrets (a key shared by two
+    integrations lets either forge the other's messages). ``secrets`` maps each
+    setting's environment name to its value; the error names the settings, never a value.
+    """
+    if environment != "production":
+        return
+    problems = []
+    seen: dict[str, str] = {}
+    for name, secret in secrets.items():
+        value = secret.get_secret_value()
+        problem = secret_problem(value)
+        if problem is not None:
+            problems.append(f"{name} {problem}")
+        for text in _key_texts(value):
+            if text in seen and seen[text] != name:
+                problems.append(f"{name} has the same value as {seen[text]}")
+            seen.setdefault(text, name)
+    if problems:
+        raise ValueError(
+            "real secrets are required in production: " + "; ".join(dict.fromkeys(problems))
+        )
+
+
 def require_real_secret(secret: SecretStr, *, name: str, environment: Environment) -> SecretStr:
-    """Refuse a placeholder secret (``dev-…``) or an empty one outside development and tests."""
-    value = secret.get_secret_value()
-    if environment == "production" and (not value or value.startswith(PLACEHOLDER_SECRET_PREFIX)):
-        raise ValueError(f"{name} must be set to a real secret in production")
+    """:func:`require_real_secrets` for one secret."""
+    require_real_secrets({name: secret}, environment=environment)
     return secret

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer
 
@@ -55,6 +55,9 @@ Cents = Annotated[int, Field(ge=0, le=10**15)]
 """Money in integer minor units of the reporting currency."""
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+Role = Literal["rep", "manager", "admin"]
+"""What an API token lets its holder do (funnel_common.auth)."""
 
 
 def utc_now() -> datetime:

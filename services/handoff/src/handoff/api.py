@@ -2,57 +2,53 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPBearer
 
-from funnel_common.auth import Forbidden, Principal, authenticator, bearer_token, token_hash
+from funnel_common.auth import Forbidden, Principal, authenticate
 from funnel_common.http import NotFound
 from funnel_common.service import Transaction, runtime_of
 from funnel_common.types import utc_now
-from handoff import flows, store
+from handoff import decisions, permissions, roster, store, tokens
 from handoff.models import (
     OPEN_STATUSES,
     Decision,
     HandoffList,
     HandoffOut,
-    Identifier,
     Policy,
+    QueueQuery,
     ReassignIn,
     RejectIn,
     Rep,
     RepIn,
-    Status,
     Team,
     TeamIn,
+    TokenCreated,
+    TokenIn,
+    TokenOut,
 )
+from handoff.problems import problem_responses
 from handoff.sla import SlaPolicy
 
 Connection = Transaction
 PathId = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._@:-]+$")]
-
-
-async def _revoked(request: Request, _: Principal) -> bool:
-    async with runtime_of(request).pool.acquire() as conn:
-        return not await store.token_usable(conn, token_hash(bearer_token(request)))
-
-
-authenticate = authenticator(
-    lambda request: runtime_of(request).settings.auth_secret, revoked=_revoked
-)
 Caller = Annotated[Principal, Depends(authenticate)]
 
 # Only documents the scheme in /docs ("Authorize"); authenticate does the checking.
-_bearer_scheme = HTTPBearer(auto_error=False, description="A token from `funnel token create`")
+_bearer_scheme = HTTPBearer(auto_error=False, description="A token from `POST /v1/tokens`")
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(_bearer_scheme)])
-
-
-def _require(principal: Principal, *roles: str) -> None:
-    if principal.role not in roles:
-        raise Forbidden(f"requires role {' or '.join(roles)}")
+# Every route: a token is needed, input is validated, and the database may be down.
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(_bearer_scheme)],
+    responses=problem_responses(400, 401, 422, 503),
+)
+ROLE = problem_responses(403)
+ROLE_AND_ID = problem_responses(403, 404)
 
 
 # --- the rep's queue and decisions ----------------------------------------------------
@@ -71,32 +67,34 @@ async def me(principal: Caller) -> Principal:
     "Without `status`, open handoffs (queued, assigned, escalated) are listed.",
 )
 async def list_handoffs(
-    principal: Caller,
-    conn: Connection,
-    status: Annotated[list[Status] | None, Query()] = None,
-    team: Annotated[Identifier | None, Query(description="admin only: one team")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    principal: Caller, conn: Connection, query: Annotated[QueueQuery, Query()]
 ) -> HandoffList:
-    rep_id, team_id = flows.queue_scope(principal, team)
+    rep_id, team_id = permissions.queue_scope(principal, query.team)
     handoffs = await store.list_handoffs(
-        conn, rep_id=rep_id, team_id=team_id, statuses=status or OPEN_STATUSES, limit=limit
+        conn,
+        rep_id=rep_id,
+        team_id=team_id,
+        statuses=query.status or OPEN_STATUSES,
+        limit=query.limit,
     )
     return HandoffList(items=[HandoffOut.of(handoff) for handoff in handoffs])
 
 
-@router.get("/handoffs/{handoff_id}", tags=["handoffs"], summary="One handoff")
+@router.get(
+    "/handoffs/{handoff_id}", tags=["handoffs"], summary="One handoff", responses=ROLE_AND_ID
+)
 async def get_handoff(handoff_id: UUID, principal: Caller, conn: Connection) -> HandoffOut:
-    return HandoffOut.of(await flows.load_for(conn, handoff_id, principal, lock=False))
+    return HandoffOut.of(await permissions.load_for(conn, handoff_id, principal, lock=False))
 
 
 @router.post(
     "/handoffs/{handoff_id}/accept",
     tags=["handoffs"],
     summary="Accept: the lead becomes sales-accepted",
-    responses={409: {"description": "Already decided, reassigned away, or still queued"}},
+    responses=problem_responses(403, 404, 409),
 )
 async def accept(handoff_id: UUID, principal: Caller, conn: Connection) -> Decision:
-    handoff, seconds, within = await flows.accept(conn, handoff_id, principal, now=utc_now())
+    handoff, seconds, within = await decisions.accept(conn, handoff_id, principal, now=utc_now())
     return Decision(
         handoff=HandoffOut.of(handoff), business_seconds_to_decision=seconds, within_sla=within
     )
@@ -106,10 +104,12 @@ async def accept(handoff_id: UUID, principal: Caller, conn: Connection) -> Decis
     "/handoffs/{handoff_id}/reject",
     tags=["handoffs"],
     summary="Reject with a reason; wrong_territory routes the lead again",
-    responses={409: {"description": "Already decided, reassigned away, or still queued"}},
+    responses=problem_responses(403, 404, 409),
 )
 async def reject(handoff_id: UUID, body: RejectIn, principal: Caller, conn: Connection) -> Decision:
-    handoff, seconds, within = await flows.reject(conn, handoff_id, principal, body, now=utc_now())
+    handoff, seconds, within = await decisions.reject(
+        conn, handoff_id, principal, body, now=utc_now()
+    )
     return Decision(
         handoff=HandoffOut.of(handoff), business_seconds_to_decision=seconds, within_sla=within
     )
@@ -119,12 +119,12 @@ async def reject(handoff_id: UUID, body: RejectIn, principal: Caller, conn: Conn
     "/handoffs/{handoff_id}/reassign",
     tags=["handoffs"],
     summary="Reassign (manager, admin): to a named rep or the next eligible one",
-    responses={409: {"description": "Already decided, or nobody else is eligible"}},
+    responses=problem_responses(403, 404, 409),
 )
 async def reassign(
     handoff_id: UUID, principal: Caller, conn: Connection, body: ReassignIn | None = None
 ) -> Decision:
-    handoff = await flows.reassign(
+    handoff = await decisions.reassign(
         conn, handoff_id, principal, body.rep_id if body else None, now=utc_now()
     )
     return Decision(handoff=HandoffOut.of(handoff))
@@ -133,30 +133,33 @@ async def reassign(
 # --- roster and rules -----------------------------------------------------------------
 
 
-@router.put("/reps/{rep_id}", tags=["roster"], summary="Add or change a rep (admin, manager)")
+@router.put(
+    "/reps/{rep_id}",
+    tags=["roster"],
+    summary="Add or change a rep (admin, manager); audited on funnel.roster",
+    responses=ROLE,
+)
 async def put_rep(rep_id: PathId, body: RepIn, principal: Caller, conn: Connection) -> Rep:
-    _require(principal, "admin", "manager")
-    if principal.role == "manager":
-        existing = await store.get_rep(conn, rep_id)
-        teams = {body.team_id} | ({existing.team_id} if existing else set())
-        if teams != {principal.team}:
-            raise Forbidden("a manager changes only reps of their own team")
-    await store.upsert_rep(conn, rep_id, body)
-    stored = await store.get_rep(conn, rep_id)
-    assert stored is not None
-    return stored
+    return await roster.save_rep(conn, rep_id, body, principal, now=utc_now())
 
 
-@router.get("/reps", tags=["roster"], summary="The roster (admin: all, manager: own team)")
+@router.get(
+    "/reps", tags=["roster"], summary="The roster (admin: all, manager: own team)", responses=ROLE
+)
 async def list_reps(principal: Caller, conn: Connection) -> list[Rep]:
-    _require(principal, "admin", "manager")
+    permissions.require_role(principal, "admin", "manager")
     team = principal.team if principal.role == "manager" else None
     if principal.role == "manager" and team is None:
         return []
     return await store.list_reps(conn, team)
 
 
-@router.get("/reps/{rep_id}", tags=["roster"], summary="One rep (admin, their manager, self)")
+@router.get(
+    "/reps/{rep_id}",
+    tags=["roster"],
+    summary="One rep (admin, their manager, self)",
+    responses=ROLE_AND_ID,
+)
 async def get_rep(rep_id: PathId, principal: Caller, conn: Connection) -> Rep:
     rep = await store.get_rep(conn, rep_id)
     allowed = principal.role == "admin" or principal.subject == rep_id
@@ -169,29 +172,38 @@ async def get_rep(rep_id: PathId, principal: Caller, conn: Connection) -> Rep:
     return rep
 
 
-@router.put("/teams/{team_id}", tags=["roster"], summary="Add or change a team (admin)")
+@router.put(
+    "/teams/{team_id}",
+    tags=["roster"],
+    summary="Add or change a team (admin); audited on funnel.roster",
+    responses=ROLE,
+)
 async def put_team(team_id: PathId, body: TeamIn, principal: Caller, conn: Connection) -> Team:
-    _require(principal, "admin")
-    await store.upsert_team(conn, team_id, body)
-    stored = await store.get_team(conn, team_id)
-    assert stored is not None
-    return stored
+    return await roster.save_team(conn, team_id, body, principal, now=utc_now())
 
 
-@router.get("/teams", tags=["roster"], summary="Teams and their rules (admin, manager)")
+@router.get(
+    "/teams", tags=["roster"], summary="Teams and their rules (admin, manager)", responses=ROLE
+)
 async def list_teams(principal: Caller, conn: Connection) -> list[Team]:
-    _require(principal, "admin", "manager")
+    permissions.require_role(principal, "admin", "manager")
     teams = await store.list_teams(conn)
     if principal.role == "manager":
         teams = [team for team in teams if team.team_id == principal.team]
     return teams
 
 
-@router.put("/sla-policies/{name}", tags=["sla"], summary="Add or change an SLA policy (admin)")
+@router.put(
+    "/sla-policies/{name}",
+    tags=["sla"],
+    summary="Add or change an SLA policy (admin); audited on funnel.roster",
+    description="A policy whose window can never elapse in its calendar (too few working "
+    "hours, holidays covering them) is refused: 422 naming `calendar`.",
+    responses=ROLE,
+)
 async def put_policy(name: PathId, body: SlaPolicy, principal: Caller, conn: Connection) -> Policy:
-    _require(principal, "admin")
-    await store.upsert_policy(conn, name, body)
-    return Policy(name=name, **body.model_dump())
+    saved = await roster.save_policy(conn, name, body, principal, now=utc_now())
+    return Policy(name=name, **saved.model_dump())
 
 
 @router.get("/sla-policies", tags=["sla"], summary="All SLA policies")
@@ -199,3 +211,65 @@ async def list_policies(principal: Caller, conn: Connection) -> list[Policy]:
     return [
         Policy(name=name, **policy.model_dump()) for name, policy in await store.list_policies(conn)
     ]
+
+
+# --- API tokens (admin) ---------------------------------------------------------------
+
+
+@router.post(
+    "/tokens",
+    tags=["tokens"],
+    status_code=201,
+    summary="Mint a token (admin); its text is in this answer only",
+    responses=ROLE,
+    description="Every service accepts it once it has heard of it on `funnel.access`: "
+    "handoff at once, lead-intake and metrics one consumer hop later.",
+)
+async def create_token(
+    body: TokenIn, principal: Caller, conn: Connection, request: Request
+) -> TokenCreated:
+    permissions.require_role(principal, "admin")
+    issued, token = await tokens.create_token(
+        conn,
+        runtime_of(request).settings.auth_secret,
+        subject=body.subject,
+        role=body.role,
+        team=body.team,
+        lifetime=timedelta(days=body.days),
+        issued_by=principal.subject[:80],
+    )
+    return TokenCreated(
+        token=token,
+        token_id=issued.token_id,
+        subject=issued.subject,
+        role=issued.role,
+        team=issued.team,
+        issued_at=issued.issued_at,
+        expires_at=issued.expires_at,
+        issued_by=principal.subject[:80],
+        revoked_at=None,
+        revoked_by=None,
+    )
+
+
+@router.get(
+    "/tokens", tags=["tokens"], summary="Issued tokens, never their text (admin)", responses=ROLE
+)
+async def list_tokens(principal: Caller, conn: Connection) -> list[TokenOut]:
+    permissions.require_role(principal, "admin")
+    return await tokens.list_tokens(conn)
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    tags=["tokens"],
+    summary="Revoke a token (admin); revoking again changes nothing",
+    responses=ROLE_AND_ID,
+    description="handoff refuses it at once, lead-intake and metrics one consumer hop later.",
+)
+async def revoke_token(token_id: UUID, principal: Caller, conn: Connection) -> TokenOut:
+    permissions.require_role(principal, "admin")
+    revoked = await tokens.revoke_token(conn, token_id, revoked_by=principal.subject[:80])
+    if revoked is None:
+        raise NotFound(f"no token {token_id}")
+    return revoked

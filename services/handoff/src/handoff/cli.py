@@ -1,14 +1,19 @@
 """handoff's operator commands: ``funnel token`` (issue, list and revoke the API's bearer
 tokens) and ``funnel migrate handoff``.
 
-Tokens are stored in handoff's schema as a hash only; ``create`` prints the token once.
-The database is ``FUNNEL_HANDOFF_DATABASE_URL`` and the signing secret
-``FUNNEL_AUTH_SECRET``, the same settings the handoff service reads.
+``funnel token create`` is the local bootstrap for the very first admin token: it needs
+database access (``FUNNEL_HANDOFF_DATABASE_URL``) and the signing secret
+(``FUNNEL_AUTH_SECRET``), the settings the handoff service reads. With an admin token,
+everything else is over HTTP (``POST``/``GET``/``DELETE /v1/tokens``), no database access
+needed. Either way a token is announced on ``funnel.access`` (through handoff's outbox),
+so every service learns of it; the token's text is printed once and kept nowhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
     from handoff.models import TokenOut
     from handoff.settings import HandoffSettings
 
-tokens_app = typer.Typer(help="Bearer tokens for the handoff API (stored hashed, revocable).")
+tokens_app = typer.Typer(help="Bearer tokens for the platform's APIs (revocable, never stored).")
 
 
 # handoff is imported when a token command runs, not for every `funnel` invocation.
@@ -34,24 +39,28 @@ def _settings() -> HandoffSettings:
     return HandoffSettings()
 
 
-async def _connect(settings: HandoffSettings) -> asyncpg.Connection:
-    from funnel_common.db import migrate_dsn
+@contextlib.asynccontextmanager
+async def _unit_of_work(settings: HandoffSettings) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on handoff's schema that wakes handoff's outbox relay after it."""
+    from funnel_common import outbox
+    from funnel_common.db import create_pool, migrate_dsn
     from handoff.runtime import MIGRATIONS, SCHEMA
 
-    # The service may never have started: the token table is created here if needed.
+    # The service may never have started: its schema is created here if needed.
     await migrate_dsn(settings.database_url, schema=SCHEMA, directory=MIGRATIONS)
-    connection: asyncpg.Connection = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": "handoff"}
-    )
-    return connection
+    pool = await create_pool(settings.database_url, schema=SCHEMA, max_size=1)
+    try:
+        async with outbox.transaction(pool) as connection:
+            yield connection
+    finally:
+        await pool.close()
 
 
 async def _create(role: Role, subject: str, team: str | None, days: int) -> str:
     from handoff import tokens
 
     settings = _settings()
-    connection = await _connect(settings)
-    try:
+    async with _unit_of_work(settings) as connection:
         _, token = await tokens.create_token(
             connection,
             settings.common.auth_secret,
@@ -60,8 +69,6 @@ async def _create(role: Role, subject: str, team: str | None, days: int) -> str:
             team=team,
             lifetime=timedelta(days=days),
         )
-    finally:
-        await connection.close()
     return token
 
 
@@ -72,22 +79,29 @@ def create(
     team: Annotated[str | None, typer.Option(help="The manager's team")] = None,
     days: Annotated[int, typer.Option(min=1, max=3650, help="Lifetime in days")] = 90,
 ) -> None:
-    """Issue a token and print it once; only its hash is stored."""
+    """Issue a token and print it once (the bootstrap; then ``POST /v1/tokens``)."""
+    from pydantic import ValidationError
+
+    from handoff.models import TokenIn
+
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
-    if role == "manager" and team is None:
-        raise typer.BadParameter("a manager token needs --team", param_hint="--team")
-    typer.echo(asyncio.run(_create(role, subject, team, days)))
+    try:
+        wanted = TokenIn.model_validate(
+            {"subject": subject, "role": role, "team": team, "days": days}
+        )
+    except ValidationError as error:
+        problem = error.errors()[0]
+        field = str(problem["loc"][0]) if problem["loc"] else "subject"
+        raise typer.BadParameter(problem["msg"], param_hint=f"--{field}") from error
+    typer.echo(asyncio.run(_create(wanted.role, wanted.subject, wanted.team, wanted.days)))
 
 
 async def _list() -> list[TokenOut]:
     from handoff import tokens
 
-    connection = await _connect(_settings())
-    try:
+    async with _unit_of_work(_settings()) as connection:
         return await tokens.list_tokens(connection)
-    finally:
-        await connection.close()
 
 
 @tokens_app.command("list")
@@ -100,28 +114,26 @@ def list_() -> None:
             str(token.token_id),
             token.subject,
             token.role,
-            token.team_id or "-",
+            token.team or "-",
             token.expires_at.isoformat(timespec="seconds"),
             token.revoked_at.isoformat(timespec="seconds") if token.revoked_at else "-",
         )
         typer.echo("\t".join(fields))
 
 
-async def _revoke(token_id: UUID) -> bool:
+async def _revoke(token_id: UUID) -> TokenOut | None:
     from handoff import tokens
 
-    connection = await _connect(_settings())
-    try:
+    async with _unit_of_work(_settings()) as connection:
         return await tokens.revoke_token(connection, token_id)
-    finally:
-        await connection.close()
 
 
 @tokens_app.command("revoke")
 def revoke(token_id: UUID) -> None:
     """Revoke a token by its id (from ``funnel token list``)."""
-    if not asyncio.run(_revoke(token_id)):
-        typer.echo(f"no active token {token_id}", err=True)
+    revoked = asyncio.run(_revoke(token_id))
+    if revoked is None:
+        typer.echo(f"no token {token_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {token_id}")
 

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from funnel_common.service import ExtraMetrics, Runtime
 from funnel_common.types import utc_now
 from handoff import store
+from handoff.notifications import CHANNELS
 from handoff.settings import HandoffSettings
 
 
@@ -34,7 +35,13 @@ def renderer(settings: HandoffSettings) -> ExtraMetrics:
         )
         pending = Gauge(
             "funnel_handoff_notifications_pending",
-            "Webhook notifications waiting for delivery.",
+            "Notifications (webhooks, Slack, email) waiting for delivery.",
+            registry=registry,
+        )
+        parked = Gauge(
+            "funnel_handoff_notifications_parked",
+            "Notifications parked for good (refused, bounced, attempts used up), by channel.",
+            ["channel"],
             registry=registry,
         )
         async with runtime.pool.acquire() as connection:
@@ -46,6 +53,9 @@ def renderer(settings: HandoffSettings) -> ExtraMetrics:
             ):
                 due_soon.labels(team).set(count)
             pending.set(await store.pending_notifications(connection))
+            counts = dict(await store.parked_notifications(connection))
+            for channel in CHANNELS:
+                parked.labels(channel).set(counts.get(channel, 0))
         return generate_latest(registry)
 
     return render

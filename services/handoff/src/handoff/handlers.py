@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncpg
 
-from funnel_common.consumer import Handler
-from funnel_common.events import LEADS_TOPIC, Envelope, LeadCaptured, LeadMerged, LeadQualified
-from funnel_common.service import ConsumerSpec
+from funnel_common.events import LEADS_TOPIC, LeadCaptured, LeadMerged, LeadQualified
+from funnel_common.service import ConsumerSpec, handles
 from funnel_common.types import utc_now
-from handoff import flows, store
+from handoff import assignment, store
 
 
 async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) -> None:
@@ -25,7 +24,7 @@ async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) 
 async def on_lead_qualified(connection: asyncpg.Connection, event: LeadQualified) -> None:
     # The SLA clock starts when handoff hears of the lead, not when it was qualified:
     # a rep cannot act on a lead that has not reached them yet.
-    await flows.create_from_lead(connection, event, now=utc_now())
+    await assignment.create_from_lead(connection, event, now=utc_now())
 
 
 async def on_lead_merged(connection: asyncpg.Connection, event: LeadMerged) -> None:
@@ -41,10 +40,12 @@ async def on_lead_merged(connection: asyncpg.Connection, event: LeadMerged) -> N
     )
 
 
-HANDLERS: dict[type[Envelope], Handler] = {
-    LeadCaptured: on_lead_captured,
-    LeadQualified: on_lead_qualified,
-    LeadMerged: on_lead_merged,
-}
+HANDLERS = dict(
+    [
+        handles(LeadCaptured, on_lead_captured),
+        handles(LeadQualified, on_lead_qualified),
+        handles(LeadMerged, on_lead_merged),
+    ]
+)
 
 CONSUMER = ConsumerSpec(group_id="handoff", topics=[LEADS_TOPIC], handlers=HANDLERS)

@@ -2,7 +2,7 @@
 
 A rep's queue (on fire first), their accepted leads and decided history, and one
 handoff's page with everything needed to reach the lead; sign-in and sign-out. The
-manager's team view is ``inbox_team.py``. Decisions go through :mod:`handoff.flows` in
+manager's team view is ``inbox_team.py``. Decisions go through :mod:`handoff.decisions` in
 one transaction each, like the API's routes. Sessions and CSRF: ``inbox_session.py``;
 what a page says about a handoff: ``inbox_pages.py``; rendering: ``inbox_render.py``.
 """
@@ -20,10 +20,10 @@ from pydantic import ValidationError
 
 from funnel_common import outbox
 from funnel_common.auth import Unauthenticated
-from funnel_common.http import DomainError
+from funnel_common.http import DomainError, NotFound
 from funnel_common.service import runtime_of
 from funnel_common.types import utc_now
-from handoff import flows, store
+from handoff import decisions, permissions, store
 from handoff import inbox_pages as pages
 from handoff import inbox_session as sessions
 from handoff.inbox_pages import Session
@@ -224,11 +224,12 @@ async def one_handoff(handoff_id: UUID, request: Request) -> Response:
     now = utc_now()
     async with runtime_of(request).pool.acquire() as conn:
         try:
-            await flows.load_for(conn, handoff_id, session.principal, lock=False)
+            await permissions.load_for(conn, handoff_id, session.principal, lock=False)
         except DomainError as refused:
             return refusal(request, refused, session)
         item = await store.inbox_handoff(conn, handoff_id)
-        assert item is not None  # load_for found it
+        if item is None:  # gone since load_for found it (never deleted today)
+            raise NotFound(f"no handoff {handoff_id}")
         [card] = await load_cards(conn, session, [item], now)
         breaches = await store.breaches_of(conn, handoff_id)
     return render_page(
@@ -265,12 +266,12 @@ async def decide(handoff_id: UUID, action: str, request: Request) -> Response:
         rejection = _rejection(form) if action == "reject" else None
         async with outbox.transaction(runtime_of(request).pool) as conn:
             if action == "accept":
-                await flows.accept(conn, handoff_id, principal, now=utc_now())
+                await decisions.accept(conn, handoff_id, principal, now=utc_now())
             elif rejection is not None:
-                await flows.reject(conn, handoff_id, principal, rejection, now=utc_now())
+                await decisions.reject(conn, handoff_id, principal, rejection, now=utc_now())
             else:
                 to = form.get("rep_id") or None
-                await flows.reassign(conn, handoff_id, principal, to, now=utc_now())
+                await decisions.reassign(conn, handoff_id, principal, to, now=utc_now())
     except DomainError as refused:
         if refused.status in (403, 404) and not isinstance(refused, sessions.CsrfRefused):
             return refusal(request, refused, session)

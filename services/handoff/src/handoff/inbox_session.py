@@ -1,7 +1,7 @@
 """The inbox's session: a token in a cookie, a CSRF token per session, and form bodies.
 
-A rep signs in by pasting a token; it is checked exactly as the API checks a bearer
-token (signature, expiry, revocation) on every request, so revoking it signs the
+A rep signs in by pasting a token; it is checked by the verifier the API uses
+(signature, expiry, issued, not revoked) on every request, so revoking it signs the
 session out. The cookie is HttpOnly and SameSite=Lax: Lax, not Strict, so that a link in
 a notification email opens the handoff for a rep already signed in (a Strict cookie is
 not sent on a navigation that starts on another site). Every form post carries a CSRF
@@ -18,14 +18,17 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qs
 
 from fastapi import Request, Response
 
-from funnel_common.auth import Principal, Unauthenticated, token_hash, verify_token
-from funnel_common.http import DomainError
+from funnel_common.auth import (
+    Principal,
+    Unauthenticated,
+    session_cookie_secure,
+    verify_access,
+)
+from funnel_common.http import DomainError, parse_form
 from funnel_common.service import runtime_of
-from handoff import store
 from handoff.inbox_pages import Session
 
 SESSION_COOKIE = "funnel_inbox"
@@ -62,17 +65,9 @@ class Form:
 
 
 async def form_of(request: Request) -> Form:
-    # Strict: a replaced byte would store a note the rep never wrote.
-    try:
-        body = (await request.body()).decode("utf-8")
-        fields = parse_qs(body, max_num_fields=MAX_FORM_FIELDS, errors="strict")
-    except UnicodeDecodeError as error:
-        raise FormInvalid(
-            "The form was not sent as UTF-8; reload the page and try again"
-        ) from error
-    except ValueError as error:  # parse_qs: more fields than any inbox form has
-        raise FormInvalid("The form has more fields than any inbox form") from error
-    return Form(fields)
+    # The platform's form parser: bytes that are not UTF-8 are a 422 (a replaced byte
+    # would store a note the rep never wrote), more fields than any inbox form a 413.
+    return Form(parse_form(await request.body(), max_fields=MAX_FORM_FIELDS))
 
 
 def csrf_for(request: Request, principal: Principal) -> str:
@@ -87,12 +82,10 @@ def check_csrf(form: Form, session: Session) -> None:
 
 
 async def principal_of(request: Request, token: str) -> Principal:
-    """The token's principal, checked exactly as the API checks a bearer token."""
-    principal = verify_token(runtime_of(request).settings.auth_secret, token)
-    async with runtime_of(request).pool.acquire() as conn:
-        if not await store.token_usable(conn, token_hash(token)):
-            raise Unauthenticated("token revoked")
-    return principal
+    """The token's principal, checked by the one verifier the API uses too."""
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn:
+        return await verify_access(conn, runtime.settings.auth_secret, token)
 
 
 async def session_of(request: Request) -> Session | None:
@@ -107,14 +100,8 @@ async def session_of(request: Request) -> Session | None:
 
 
 def secure_cookies(request: Request) -> bool:
-    """Secure over https, and in every environment but development.
-
-    Development serves plain http on a laptop, where a Secure cookie would never come
-    back from a browser other than to localhost. Behind a TLS-terminating proxy the
-    request itself says http, so outside development the cookie is Secure regardless.
-    """
-    environment = runtime_of(request).settings.environment
-    return request.url.scheme == "https" or environment != "development"
+    """The platform's rule (funnel_common.auth.session_cookie_secure)."""
+    return session_cookie_secure(request, runtime_of(request).settings.environment)
 
 
 def set_session(response: Response, request: Request, token: str, expires_at: datetime) -> None:

@@ -16,7 +16,7 @@ from funnel_common.auth import Forbidden
 from funnel_common.http import DomainError
 from funnel_common.service import runtime_of
 from funnel_common.types import utc_now
-from handoff import flows, store
+from handoff import decisions, store
 from handoff import inbox_pages as pages
 from handoff import inbox_session as sessions
 from handoff import inbox_urgency as urgency
@@ -141,7 +141,7 @@ async def bulk_reassign(request: Request) -> Response:
     for handoff_id in selected:
         try:
             async with outbox.transaction(runtime_of(request).pool) as conn:
-                await flows.reassign(conn, handoff_id, session.principal, to, now=utc_now())
+                await decisions.reassign(conn, handoff_id, session.principal, to, now=utc_now())
             moved += 1
         except DomainError as refused:
             failures.append((handoff_id, refused))

@@ -7,17 +7,27 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from funnel_common.events import Attribution, RejectionReason
-from funnel_common.types import NoteText, UtcDatetime
+from funnel_common.types import NoteText, Role, UtcDatetime
 from handoff.routing import Segment
 from handoff.sla import (
     DEFAULT_POLICY_NAME,
     BusinessCalendar,
     SlaPolicy,
     TimeZoneName,
-    WeeklyHours,
+    WorkingWeek,
 )
 
 Status = Literal["queued", "assigned", "escalated", "accepted", "rejected"]
@@ -25,7 +35,11 @@ OPEN_STATUSES: tuple[Status, ...] = ("queued", "assigned", "escalated")
 NotificationKind = Literal["assigned", "at_risk", "breached", "escalated"]
 NOTIFICATION_KINDS: tuple[NotificationKind, ...] = ("assigned", "at_risk", "breached", "escalated")
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
-Identifier = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._@:-]+$")]
+SlackMemberId = Annotated[
+    str, Field(pattern=r"^[UW][A-Z0-9]{2,20}$", description="A Slack member id, e.g. U024BE7LH")
+]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._@:-]+$"
+Identifier = Annotated[str, Field(min_length=1, max_length=80, pattern=IDENTIFIER_PATTERN)]
 
 
 class Body(BaseModel):
@@ -46,11 +60,24 @@ class TeamIn(Body):
     """A team: its manager, routing rule, SLA policies and notification webhooks."""
 
     manager_id: Identifier | None = None
+    manager_email: EmailStr | None = Field(
+        default=None, description="Where escalations are emailed (when SMTP is configured)."
+    )
+    manager_slack_member_id: SlackMemberId | None = Field(
+        default=None, description="Mentioned in the team's Slack messages about escalations."
+    )
     priority: int = Field(default=100, ge=0, le=10_000)
     segments: list[Segment] = Field(default_factory=list, max_length=4)
     countries: list[CountryCode] = Field(default_factory=list, max_length=250)
     sla_policy: Identifier = DEFAULT_POLICY_NAME
-    form_type_policies: dict[Identifier, Identifier] = Field(default_factory=dict, max_length=50)
+    form_type_policies: dict[Identifier, Identifier] = Field(
+        default_factory=dict,
+        max_length=50,
+        # The keys' rule, in the document too (pydantic states only the values').
+        json_schema_extra={
+            "propertyNames": {"minLength": 1, "maxLength": 80, "pattern": IDENTIFIER_PATTERN}
+        },
+    )
     webhooks: list[Webhook] = Field(default_factory=list, max_length=10)
 
 
@@ -67,8 +94,15 @@ class RepIn(Body):
     weight: int = Field(default=1, ge=1, le=100)
     # Checked even without working hours: it is stored, and shown back.
     time_zone: TimeZoneName = "UTC"
-    working_hours: WeeklyHours | None = None
+    working_hours: WorkingWeek | None = None
     active: bool = True
+    email: EmailStr | None = Field(
+        default=None,
+        description="Where the rep's assignments, at-risk and breach emails go (SMTP needed).",
+    )
+    slack_member_id: SlackMemberId | None = Field(
+        default=None, description="Mentioned (`<@U…>`) in the team's Slack messages."
+    )
 
     @model_validator(mode="after")
     def _valid_hours(self) -> RepIn:
@@ -92,14 +126,30 @@ class Policy(SlaPolicy):
 
 
 class RejectIn(Body):
-    reason: RejectionReason
-    note: NoteText | None = None
+    """Why the lead goes back to marketing; ``other`` needs a note saying why."""
 
-    @model_validator(mode="after")
-    def _other_needs_a_note(self) -> RejectIn:
-        if self.reason == "other" and not (self.note and self.note.strip()):
-            raise ValueError("reason 'other' needs a note")
-        return self
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        # The cross-field rule in the OpenAPI document too, so clients (and fuzzers) know it.
+        json_schema_extra={
+            "if": {"properties": {"reason": {"const": "other"}}, "required": ["reason"]},
+            "then": {
+                "required": ["note"],
+                "properties": {"note": {"type": "string", "pattern": r"\S"}},
+            },
+        },
+    )
+
+    reason: RejectionReason
+    note: NoteText | None = Field(default=None, validate_default=True)
+
+    @field_validator("note")
+    @classmethod
+    def _other_needs_a_note(cls, note: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("reason") == "other" and not (note and note.strip()):
+            raise PydanticCustomError("note_required", "reason 'other' needs a note")
+        return note
 
 
 class ReassignIn(Body):
@@ -108,14 +158,53 @@ class ReassignIn(Body):
     rep_id: Identifier | None = None
 
 
+class TokenIn(Body):
+    """A token to mint: who it speaks for, in what role, for how long."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        # The cross-field rule, in the OpenAPI document too: a manager token needs a team.
+        json_schema_extra={
+            "if": {"properties": {"role": {"const": "manager"}}},
+            "then": {"required": ["team"], "properties": {"team": {"type": "string"}}},
+        },
+    )
+
+    subject: Identifier = Field(description="The rep's or manager's id (`ada`), or an admin's.")
+    role: Role
+    team: Identifier | None = Field(
+        default=None, validate_default=True, description="A manager's team (required)."
+    )
+    days: int = Field(default=90, ge=1, le=3650, description="Lifetime in days.")
+
+    @field_validator("team")
+    @classmethod
+    def _manager_needs_a_team(cls, team: str | None, info: ValidationInfo) -> str | None:
+        # A field validator, not a model one: the 422 then names the field, `team`.
+        if team is None and info.data.get("role") == "manager":
+            raise PydanticCustomError("manager_needs_team", "a manager token needs a team")
+        return team
+
+
 class TokenOut(Body):
+    """An issued token as listed: never the token itself."""
+
     token_id: UUID
     subject: str
-    role: str
-    team_id: str | None
-    issued_at: datetime
-    expires_at: datetime
-    revoked_at: datetime | None
+    role: Role
+    team: str | None
+    issued_at: UtcDatetime
+    expires_at: UtcDatetime
+    issued_by: str | None
+    revoked_at: UtcDatetime | None
+    revoked_by: str | None
+
+
+class TokenCreated(TokenOut):
+    """A new token: ``token`` is shown this once and kept nowhere."""
+
+    token: str
 
 
 @dataclass(frozen=True)
@@ -195,6 +284,16 @@ class HandoffOut(Body):
             decided_at=handoff.decided_at,
             reject_reason=handoff.reject_reason,
         )
+
+
+class QueueQuery(Body):
+    """``GET /v1/handoffs``'s query; an unknown parameter is a 422, not silently ignored."""
+
+    status: list[Status] | None = Field(
+        default=None, description="repeatable; default: the open ones"
+    )
+    team: Identifier | None = Field(default=None, description="admin only: one team")
+    limit: int = Field(default=100, ge=1, le=500)
 
 
 class HandoffList(Body):

@@ -20,7 +20,7 @@ import asyncpg
 from funnel_common import outbox
 from funnel_common.db import is_unavailable
 from funnel_common.types import utc_now
-from handoff import flows, store
+from handoff import store, timers
 from handoff.models import Handoff
 from handoff.settings import HandoffSettings
 
@@ -70,19 +70,19 @@ async def scan_once(
         at_risk_now = now or utc_now()
         rows = await store.claim_at_risk(connection, now=at_risk_now, limit=limit)
         result.at_risk = await _each(
-            connection, rows, lambda h: flows.fire_at_risk(connection, h, now=at_risk_now)
+            connection, rows, lambda h: timers.fire_at_risk(connection, h, now=at_risk_now)
         )
     async with outbox.transaction(pool) as connection:
         breach_now = now or utc_now()
         rows = await store.claim_breached(connection, now=breach_now, limit=limit)
         result.breached = await _each(
-            connection, rows, lambda h: flows.fire_breach(connection, h, now=breach_now)
+            connection, rows, lambda h: timers.fire_breach(connection, h, now=breach_now)
         )
     async with outbox.transaction(pool) as connection:
         queue_now = now or utc_now()
         rows = await store.claim_queued(connection, limit=limit)
         result.assigned_from_queue = await _each(
-            connection, rows, lambda h: flows.drain_queue(connection, h, now=queue_now)
+            connection, rows, lambda h: timers.drain_queue(connection, h, now=queue_now)
         )
     return result
 

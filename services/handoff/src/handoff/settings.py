@@ -1,9 +1,13 @@
+"""handoff settings, env prefix ``FUNNEL_HANDOFF_``."""
+
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from funnel_common.settings import CommonSettings, require_real_secret
+from funnel_common.settings import CommonSettings, require_real_secrets
 
 
 class HandoffSettings(BaseSettings):
@@ -29,9 +33,10 @@ class HandoffSettings(BaseSettings):
     )
 
     webhook_secret: SecretStr = Field(
-        default=SecretStr("dev-webhook-secret-change-me"),
-        description="signs outbound webhooks; in production the placeholder holds every "
-        "notification until a real secret is set",
+        default=SecretStr("whsec_ZGV2LWhhbmRvZmYtd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"),
+        description="signs outbound webhooks (Standard Webhooks: `whsec_` + base64 of 24-64 "
+        "random bytes, which receivers pass to their Standard Webhooks library as is); "
+        "refused in production while a placeholder, short or shared with another secret",
     )
     webhook_timeout_seconds: float = Field(
         default=5.0, gt=0, le=60, description="per-request timeout of an outbound webhook"
@@ -40,41 +45,61 @@ class HandoffSettings(BaseSettings):
         default=0.5, gt=0, le=60, description="how often the notification queue is checked"
     )
     webhook_batch_size: int = Field(
-        default=20, ge=1, le=1000, description="deliveries in flight per pass"
+        default=20, ge=1, le=1000, description="notifications (webhooks, emails) in flight per pass"
     )
     webhook_max_attempts: int = Field(
-        default=12, ge=1, le=100, description="attempts before a notification is given up"
+        default=12,
+        ge=1,
+        le=100,
+        description="attempts before a notification (webhook or email) is parked for good",
     )
     webhook_backoff_seconds: float = Field(
-        default=1.0, gt=0, description="first retry delay of a notification (doubles)"
+        default=1.0,
+        gt=0,
+        description="first retry delay of a notification (doubles each attempt, with jitter)",
     )
     webhook_backoff_max_seconds: float = Field(
-        default=300.0, gt=0, description="the retry delay's cap"
+        default=300.0, gt=0, description="the notification retry delay's cap"
     )
 
-    public_url: str | None = Field(
-        default=None,
+    public_url: str = Field(
+        default="http://127.0.0.1:8002",
         pattern=r"^https?://[^\s]+$",
-        description="where reps reach handoff (e.g. https://handoff.example.com); webhook "
-        "bodies then carry `inbox_url`",
+        description="where people reach handoff: notifications link to "
+        "`<public url>/inbox/handoffs/<id>` (e.g. https://handoff.example.com)",
+    )
+
+    # Email is off until a server is named: no host, no email attempted.
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for notification emails; unset: no emails"
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="`starttls` (port 587), `tls` (implicit TLS, port 465) or `none` "
+        "(a local relay only)",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login, if any")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password, if any")
+    smtp_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="per-message SMTP timeout"
+    )
+    email_from: str = Field(
+        default="Shared Funnel <funnel@localhost>",
+        min_length=3,
+        max_length=200,
+        description="the From of notification emails",
     )
 
     common: CommonSettings = Field(default_factory=CommonSettings)
 
-    @property
-    def webhooks_can_be_signed(self) -> bool:
-        """False for the placeholder secret in production: notifications are then held.
-
-        Not a startup refusal (as FUNNEL_AUTH_SECRET is): handoff's decisions must not
-        stop for want of a notification key, and held notifications are delivered once
-        the secret is set.
-        """
-        try:
-            require_real_secret(
-                self.webhook_secret,
-                name="FUNNEL_HANDOFF_WEBHOOK_SECRET",
-                environment=self.common.environment,
-            )
-        except ValueError:
-            return False
-        return True
+    @model_validator(mode="after")
+    def _real_secrets_outside_development(self) -> Self:
+        require_real_secrets(
+            {
+                "FUNNEL_AUTH_SECRET": self.common.auth_secret,
+                "FUNNEL_HANDOFF_WEBHOOK_SECRET": self.webhook_secret,
+            },
+            environment=self.common.environment,
+        )
+        return self

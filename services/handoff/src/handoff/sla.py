@@ -15,9 +15,19 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -64,7 +74,24 @@ def _valid_zone(value: str) -> str:
     return value
 
 
-TimeZoneName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_valid_zone)]
+def _loadable_zones() -> list[str]:
+    zones = []
+    for name in available_timezones():
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        zones.append(name)
+    return sorted(zones)
+
+
+TimeZoneName = Annotated[
+    str,
+    # The zones this machine knows, listed in the OpenAPI document: a client (or a
+    # fuzzer) can tell a valid zone from the schema alone.
+    Field(min_length=1, max_length=64, json_schema_extra={"enum": _loadable_zones()}),
+    AfterValidator(_valid_zone),
+]
 """An IANA zone name that exists here; anything else (a NUL, a path) is a 422."""
 
 WeeklyHours = dict[Weekday, list[Span]]
@@ -80,13 +107,25 @@ def _check_weekly_hours(hours: WeeklyHours) -> WeeklyHours:
     return hours
 
 
+# "At least one day with at least one span", in the OpenAPI document as in the model.
+_SOME_WORKING_DAY: JsonDict = {
+    "minProperties": 1,
+    "anyOf": [
+        {"required": [day], "properties": {day: {"type": "array", "minItems": 1}}}
+        for day in WEEKDAYS
+    ],
+}
+WorkingWeek = Annotated[WeeklyHours, Field(json_schema_extra=_SOME_WORKING_DAY)]
+"""Weekly hours with at least one working span."""
+
+
 class BusinessCalendar(BaseModel):
     """When business time runs: a time zone, weekly hours, and holidays (local dates)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     time_zone: TimeZoneName = "UTC"
-    weekly_hours: WeeklyHours
+    weekly_hours: WorkingWeek
     holidays: list[date] = Field(default_factory=list, max_length=1000)
 
     @field_validator("weekly_hours")
@@ -99,6 +138,17 @@ class BusinessCalendar(BaseModel):
     @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+    def working_minutes_scanned_at_least(self) -> float:
+        """A lower bound of the working time, in minutes, that any scan of business time
+        (ten years from any start) finds: the weekly hours over the whole weeks scanned,
+        less two weeks (DST days, the partial first week) and every holiday's hours."""
+        weekly = {
+            day: sum(span.end_minute - span.start_minute for span in spans)
+            for day, spans in self.weekly_hours.items()
+        }
+        lost = sum(weekly.get(WEEKDAYS[day.weekday()], 0) for day in self.holiday_set)
+        return sum(weekly.values()) * (_MAX_DAYS_SCANNED // 7 - 2) - lost
 
     @cached_property
     def holiday_set(self) -> frozenset[date]:
@@ -126,6 +176,24 @@ class SlaPolicy(BaseModel):
     at_risk_percent: int = Field(default=75, ge=1, le=99)
     calendar: BusinessCalendar
     on_breach: BreachAction = Field(default_factory=BreachAction)
+
+    @field_validator("calendar")
+    @classmethod
+    def _window_can_elapse(
+        cls, calendar: BusinessCalendar, info: ValidationInfo
+    ) -> BusinessCalendar:
+        # Refused when set, not later: a policy whose window cannot elapse would fail
+        # every lead routed under it (each one parked in the DLQ).
+        minutes = info.data.get("business_minutes")
+        available = calendar.working_minutes_scanned_at_least()
+        if minutes is not None and available < minutes:
+            raise PydanticCustomError(
+                "window_cannot_elapse",
+                "{minutes} business minutes can never elapse in this calendar: its weekly "
+                "hours less its holidays leave too little working time",
+                {"minutes": minutes},
+            )
+        return calendar
 
     @property
     def window(self) -> timedelta:

@@ -22,8 +22,8 @@ from handoff.models import (
     Status,
     Team,
     TeamIn,
-    TokenOut,
 )
+from handoff.notifications import Notification
 from handoff.routing import RepState, TeamRule
 from handoff.sla import BusinessCalendar, SlaPolicy
 
@@ -58,6 +58,7 @@ async def count_leads(connection: asyncpg.Connection) -> int:
 
 
 async def upsert_policy(connection: asyncpg.Connection, name: str, policy: SlaPolicy) -> None:
+    """Add or replace a policy (handoffs keep the copy they were assigned under)."""
     await connection.execute(
         """INSERT INTO sla_policies (name, policy) VALUES ($1, $2::jsonb)
            ON CONFLICT (name) DO UPDATE SET policy = EXCLUDED.policy, updated_at = now()""",
@@ -90,21 +91,27 @@ def _team(row: asyncpg.Record) -> Team:
             "sla_policy": row["sla_policy"],
             "form_type_policies": json.loads(row["form_type_policies"]),
             "webhooks": json.loads(row["webhooks"]),
+            "manager_email": row["manager_email"],
+            "manager_slack_member_id": row["manager_slack_member_id"],
         }
     )
 
 
-async def upsert_team(connection: asyncpg.Connection, team_id: str, team: TeamIn) -> None:
-    await connection.execute(
+async def upsert_team(connection: asyncpg.Connection, team_id: str, team: TeamIn) -> Team:
+    row = await connection.fetchrow(
         """INSERT INTO teams (team_id, manager_id, priority, segments, countries, sla_policy,
-                              form_type_policies, webhooks)
-           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)
+                              form_type_policies, webhooks, manager_email,
+                              manager_slack_member_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10)
            ON CONFLICT (team_id) DO UPDATE SET
                manager_id = EXCLUDED.manager_id, priority = EXCLUDED.priority,
                segments = EXCLUDED.segments, countries = EXCLUDED.countries,
                sla_policy = EXCLUDED.sla_policy,
                form_type_policies = EXCLUDED.form_type_policies,
-               webhooks = EXCLUDED.webhooks, updated_at = now()""",
+               webhooks = EXCLUDED.webhooks, manager_email = EXCLUDED.manager_email,
+               manager_slack_member_id = EXCLUDED.manager_slack_member_id,
+               updated_at = now()
+           RETURNING *""",
         team_id,
         team.manager_id,
         team.priority,
@@ -113,7 +120,10 @@ async def upsert_team(connection: asyncpg.Connection, team_id: str, team: TeamIn
         team.sla_policy,
         json.dumps(team.form_type_policies),
         json.dumps([hook.model_dump(mode="json") for hook in team.webhooks]),
+        team.manager_email,
+        team.manager_slack_member_id,
     )
+    return _team(row)
 
 
 async def get_team(connection: asyncpg.Connection, team_id: str) -> Team | None:
@@ -147,16 +157,23 @@ async def team_rules(connection: asyncpg.Connection) -> list[TeamRule]:
 # --- reps ------------------------------------------------------------------------------
 
 
-async def upsert_rep(connection: asyncpg.Connection, rep_id: str, rep: RepIn) -> None:
-    await connection.execute(
-        """INSERT INTO reps (rep_id, team_id, segments, capacity, weight, time_zone,
-                             working_hours, active)
-           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
-           ON CONFLICT (rep_id) DO UPDATE SET
-               team_id = EXCLUDED.team_id, segments = EXCLUDED.segments,
-               capacity = EXCLUDED.capacity, weight = EXCLUDED.weight,
-               time_zone = EXCLUDED.time_zone, working_hours = EXCLUDED.working_hours,
-               active = EXCLUDED.active, updated_at = now()""",
+async def upsert_rep(connection: asyncpg.Connection, rep_id: str, rep: RepIn) -> Rep:
+    row = await connection.fetchrow(
+        """WITH saved AS (
+               INSERT INTO reps (rep_id, team_id, segments, capacity, weight, time_zone,
+                                 working_hours, active, email, slack_member_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
+               ON CONFLICT (rep_id) DO UPDATE SET
+                   team_id = EXCLUDED.team_id, segments = EXCLUDED.segments,
+                   capacity = EXCLUDED.capacity, weight = EXCLUDED.weight,
+                   time_zone = EXCLUDED.time_zone, working_hours = EXCLUDED.working_hours,
+                   active = EXCLUDED.active, email = EXCLUDED.email,
+                   slack_member_id = EXCLUDED.slack_member_id, updated_at = now()
+               RETURNING *)
+           SELECT saved.*, (SELECT count(*) FROM handoffs h
+                            WHERE h.rep_id = saved.rep_id AND h.status = 'assigned')
+                           AS open_handoffs
+           FROM saved""",
         rep_id,
         rep.team_id,
         list(rep.segments),
@@ -169,7 +186,10 @@ async def upsert_rep(connection: asyncpg.Connection, rep_id: str, rep: RepIn) ->
             {day: [span.model_dump() for span in spans] for day, spans in rep.working_hours.items()}
         ),
         rep.active,
+        rep.email,
+        rep.slack_member_id,
     )
+    return _rep(row)
 
 
 _REP_WITH_LOAD = """
@@ -191,6 +211,8 @@ def _rep(row: asyncpg.Record) -> Rep:
             if row["working_hours"] is None
             else json.loads(row["working_hours"]),
             "active": row["active"],
+            "email": row["email"],
+            "slack_member_id": row["slack_member_id"],
             "open_handoffs": row["open_handoffs"],
         }
     )
@@ -483,13 +505,25 @@ async def due_soon_by_team(
 # --- notifications ---------------------------------------------------------------------
 
 
+async def contact_of(connection: asyncpg.Connection, rep_id: str) -> tuple[str | None, str | None]:
+    """A rep's (email, Slack member id); (None, None) for someone not on the roster."""
+    row = await connection.fetchrow(
+        "SELECT email, slack_member_id FROM reps WHERE rep_id = $1", rep_id
+    )
+    return (None, None) if row is None else (row["email"], row["slack_member_id"])
+
+
 async def enqueue_notifications(
-    connection: asyncpg.Connection, rows: Sequence[tuple[UUID, str, str, dict[str, Any]]]
+    connection: asyncpg.Connection, rows: Sequence[Notification]
 ) -> None:
-    """(handoff id, kind, url, body) rows, delivered later by the notifier."""
+    """Queue notifications, delivered later by the notifier."""
     await connection.executemany(
-        "INSERT INTO notifications (handoff_id, kind, url, body) VALUES ($1, $2, $3, $4::jsonb)",
-        [(handoff_id, kind, url, json.dumps(body)) for handoff_id, kind, url, body in rows],
+        """INSERT INTO notifications (handoff_id, kind, channel, target, body)
+           VALUES ($1, $2, $3, $4, $5::jsonb)""",
+        [
+            (row.handoff_id, row.kind, row.channel, row.target, json.dumps(row.facts))
+            for row in rows
+        ],
     )
 
 
@@ -504,7 +538,7 @@ async def claim_notifications(
                         WHERE delivered_at IS NULL AND failed_at IS NULL
                           AND next_attempt_at <= $1
                         ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
-           RETURNING id, handoff_id, kind, url, body, attempts""",
+           RETURNING id, handoff_id, kind, channel, target, body, attempts""",
         now,
         lease,
         limit,
@@ -526,7 +560,8 @@ async def mark_attempt_failed(
     error: str,
     retry_at: datetime | None,
 ) -> None:
-    """Schedule the next attempt, or give up (``retry_at`` None)."""
+    """Schedule the next attempt, or park the notification with its reason (``retry_at``
+    None): a parked one is never tried again."""
     await connection.execute(
         """UPDATE notifications SET last_error = $2,
                next_attempt_at = coalesce($3, next_attempt_at),
@@ -545,57 +580,13 @@ async def pending_notifications(connection: asyncpg.Connection) -> int:
     return count
 
 
-# --- API tokens ------------------------------------------------------------------------
-
-
-async def insert_token(
-    connection: asyncpg.Connection,
-    *,
-    token_id: UUID,
-    token_hash: str,
-    subject: str,
-    role: str,
-    team_id: str | None,
-    issued_at: datetime,
-    expires_at: datetime,
-) -> None:
-    await connection.execute(
-        """INSERT INTO api_tokens (token_id, token_hash, subject, role, team_id, issued_at,
-                                   expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        token_id,
-        token_hash,
-        subject,
-        role,
-        team_id,
-        issued_at,
-        expires_at,
-    )
-
-
-async def token_usable(connection: asyncpg.Connection, token_hash: str) -> bool:
-    """True when the token was issued here and is not revoked."""
-    found = await connection.fetchval(
-        "SELECT true FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", token_hash
-    )
-    return bool(found)
-
-
-async def list_tokens(connection: asyncpg.Connection) -> list[TokenOut]:
+async def parked_notifications(connection: asyncpg.Connection) -> list[tuple[str, int]]:
+    """(channel, how many) of the notifications parked for good."""
     rows = await connection.fetch(
-        """SELECT token_id, subject, role, team_id, issued_at, expires_at, revoked_at
-           FROM api_tokens ORDER BY issued_at"""
+        """SELECT channel, count(*) AS n FROM notifications WHERE failed_at IS NOT NULL
+           GROUP BY channel ORDER BY channel"""
     )
-    return [TokenOut.model_validate(dict(row)) for row in rows]
-
-
-async def revoke_token(connection: asyncpg.Connection, token_id: UUID) -> bool:
-    revoked = await connection.fetchval(
-        """UPDATE api_tokens SET revoked_at = now()
-           WHERE token_id = $1 AND revoked_at IS NULL RETURNING true""",
-        token_id,
-    )
-    return bool(revoked)
+    return [(row["channel"], row["n"]) for row in rows]
 
 
 # --- the inbox: what a rep or manager sees beside a handoff -------------------------
@@ -783,9 +774,10 @@ async def decision_history(
     )
     history = []
     for row in rows:
+        # The inner join gives every row a decision; _decision's None is for outer joins.
         decision = _decision(row, row["handoff_id"])
-        assert decision is not None
-        history.append((decision, _handoff(row)))
+        if decision is not None:
+            history.append((decision, _handoff(row)))
     return history
 
 

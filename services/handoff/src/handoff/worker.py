@@ -12,7 +12,7 @@ from funnel_common.service import WorkerState, build_worker_app, run_workers
 from funnel_common.telemetry import PlatformMetrics
 from handoff import runtime
 from handoff.handlers import CONSUMER
-from handoff.notify import Notifier
+from handoff.notifier import Notifier
 from handoff.scanner import run_scanner
 from handoff.settings import HandoffSettings
 
@@ -35,7 +35,7 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
                 consumes=CONSUMER,
                 more={
                     "sla-scanner": lambda: run_scanner(opened.pool, settings),
-                    "notifier": Notifier(opened.pool, settings).run,
+                    "notifier": Notifier(opened.pool, settings, opened.metrics).run,
                 },
             ) as workers,
         ):

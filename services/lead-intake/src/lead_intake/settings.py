@@ -8,7 +8,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from funnel_common.settings import CommonSettings, require_real_secret
+from funnel_common.settings import CommonSettings, require_real_secrets
 
 # services/lead-intake/src/lead_intake/settings.py -> the repository root.
 REPO_CONFIG = Path(__file__).resolve().parents[4] / "config"
@@ -42,7 +42,7 @@ class IntakeSettings(BaseSettings):
         default=REPO_CONFIG / "qualification.yaml", description="the MQL rules"
     )
 
-    # One secret per integration; "dev-" placeholders are refused in production.
+    # One secret per integration; placeholders, short and shared ones are refused in production.
     crm_webhook_secret: SecretStr = Field(
         default=SecretStr("dev-crm-webhook-secret"), description="signs `POST /v1/deals`"
     )
@@ -106,9 +106,14 @@ class IntakeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _real_secrets_outside_development(self) -> Self:
-        for name in ("crm_webhook_secret", "billing_webhook_secret", "import_secret"):
-            require_real_secret(
-                getattr(self, name), name=f"FUNNEL_INTAKE_{name.upper()}",
-                environment=self.common.environment,
-            )  # fmt: skip
+        # Checked together: one value used for two integrations is refused too.
+        require_real_secrets(
+            {
+                "FUNNEL_AUTH_SECRET": self.common.auth_secret,
+                "FUNNEL_INTAKE_CRM_WEBHOOK_SECRET": self.crm_webhook_secret,
+                "FUNNEL_INTAKE_BILLING_WEBHOOK_SECRET": self.billing_webhook_secret,
+                "FUNNEL_INTAKE_IMPORT_SECRET": self.import_secret,
+            },
+            environment=self.common.environment,
+        )
         return self

@@ -1,4 +1,5 @@
-"""lead-intake's worker process: the outbox relay, and probes on a port of its own."""
+"""lead-intake's worker process: the outbox relay, the consumer of ``funnel.access`` (the
+token projection every service keeps), and probes on a port of its own."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from funnel_common.access import access_only
 from funnel_common.service import WorkerState, build_worker_app, run_workers
 from funnel_common.telemetry import PlatformMetrics
 from lead_intake import runtime
@@ -26,7 +28,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 dsn=settings.database_url,
                 schema=runtime.SCHEMA,
                 publishes=True,
-                consumes=None,
+                consumes=access_only("lead-intake"),
             ) as workers,
         ):
             yield {"runtime": opened, "workers": workers}

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncpg
 
+from funnel_common.access import ACCESS_HANDLERS
 from funnel_common.consumer import Handler
 from funnel_common.events import (
+    ACCESS_TOPIC,
     ACCOUNTS_TOPIC,
     DEALS_TOPIC,
     HANDOFFS_TOPIC,
@@ -168,10 +170,13 @@ def handlers(reporting_currency: str) -> dict[type[Envelope], Handler]:
         AccountArrChanged: on_account,
         AccountChurned: on_account,
         TargetSet: on_target_set,
+        # The token projection every service keeps (funnel_common.access); here, a
+        # replay rebuilds it with the rest.
+        **ACCESS_HANDLERS,
     }
 
 
-TOPICS = [LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC]
+TOPICS = [LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC, ACCESS_TOPIC]
 
 
 def consumer(reporting_currency: str) -> ConsumerSpec:
