@@ -140,7 +140,7 @@ async def fill_every_topic(platform: Platform, settings: CommonSettings, databas
         # Issued in a transaction: the token is announced through handoff's outbox.
         async with connection.transaction():
             _, token = await create_token(
-                connection, settings.auth_secret, subject="kcat-manager", role="manager"
+                connection, settings.auth_secret, subject="kcat-admin", role="admin"
             )
     finally:
         await connection.close()
