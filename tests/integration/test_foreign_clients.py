@@ -36,6 +36,7 @@ from handoff.tokens import create_token
 from lead_intake.settings import IntakeSettings
 from tests.conftest import require_system_tool
 from tests.helpers import eventually
+from tests.integration.handoff.support import policy_body
 from tests.platform import Platform
 
 # Only on Apache Kafka: the test is about what any Kafka client sees there.
@@ -153,6 +154,13 @@ async def fill_every_topic(platform: Platform, settings: CommonSettings, databas
             headers={"authorization": f"Bearer {token}"},
         )
 
+    # The roster's audit trail (funnel.roster): an SLA policy set by the admin.
+    policy = await platform.handoff.put(
+        "/v1/sla-policies/kcat",
+        json=policy_body(60),
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert policy.is_success, policy.text
     # metrics takes the new token once its worker has heard of it (funnel.access).
     target = await eventually(
         set_target, until=lambda answer: answer.status_code != 401, what="a target set"
