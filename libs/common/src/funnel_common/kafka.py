@@ -14,7 +14,8 @@ Tansu alone (``EmbeddedBroker.CLIENT_SETTINGS``):
   all again when the broker is a new one (:meth:`RecordsWatch.cluster_id`: the embedded
   broker takes a new cluster id at each start), or when the broker holds fewer records
   than were sent to it (:meth:`RecordsWatch.held`, for a volatile broker whose id does
-  not change); it creates the topics again after every outage; a consumer whose
+  not change), see ``funnel_common.volatile_broker``; it creates the topics again after
+  every outage; a consumer whose
   position is past a partition's new end reads it again from the start
   (``consumer.rewind_if_log_was_reset``);
 - a metadata request for a missing topic auto-creates it with the broker's default

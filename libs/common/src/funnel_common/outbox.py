@@ -39,10 +39,11 @@ from opentelemetry import propagate, trace
 
 from funnel_common.db import is_unavailable
 from funnel_common.events import STRUCTURED_CONTENT_TYPE, Envelope, encode_event
-from funnel_common.kafka import RecordsWatch, ensure_topics, new_producer
+from funnel_common.kafka import ensure_topics, new_producer
 from funnel_common.retry import Backoff
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics
+from funnel_common.volatile_broker import LostRecords
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -50,8 +51,6 @@ tracer = trace.get_tracer(__name__)
 _MAX_BACKOFF_SECONDS = 5.0
 # The least time one exchange with the broker (checks, a batch's deliveries) may take.
 _BROKER_DEADLINE_SECONDS = 15.0
-# How often the relay checks that a volatile broker still holds what was sent to it.
-_WATCH_SECONDS = 1.0
 # Pruning a durable broker's sent rows: at most this many batches per round, so that
 # publishing never waits long behind it; rounds at most this often.
 _PRUNE_BATCHES_PER_ROUND = 20
@@ -177,14 +176,11 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._topics_ready = False
-        # Only a volatile broker is watched for lost records (see kafka.py).
-        self._watch = RecordsWatch(settings) if settings.kafka_volatile_broker else None
-        self._last_watch = 0.0
-        self._cluster_id: str | None = None
+        # Only a volatile broker is watched for lost records (see volatile_broker.py).
+        self._lost = (
+            LostRecords(settings, schema=schema) if settings.kafka_volatile_broker else None
+        )
         self._next_prune = 0.0
-        # Rows this outbox has marked sent, per topic: counted at (re)connection, then
-        # kept up to date as rows are sent, to compare with what the broker holds.
-        self._sent: dict[str, int] = {}
         self.is_leader = False
 
     async def run(self) -> None:
@@ -255,68 +251,9 @@ class OutboxRelay:
         """Make sure the topics exist and, on a volatile broker, still hold what this
         outbox sent to them."""
         await ensure_topics(self._settings)
-        if self._watch is not None:
-            await self._republish_what_was_lost(connection, self._watch)
+        if self._lost is not None:
+            await self._lost.republish(connection)
         self._topics_ready = True
-
-    async def _republish_what_was_lost(
-        self, connection: asyncpg.Connection, watch: RecordsWatch
-    ) -> None:
-        """Mark unsent again what the volatile broker no longer holds: everything, when
-        it is another broker than the one the rows went to (a new cluster id); else the
-        rows of each topic of which it holds fewer records than were sent."""
-        cluster_id = await watch.cluster_id()
-        sent_to = await connection.fetchval("SELECT cluster_id FROM outbox_broker")
-        if cluster_id is not None and sent_to is not None and cluster_id != sent_to:
-            # Exact, even for a topic other outboxes write to as well (funnel.dlq), where
-            # counting records cannot tell whose were lost.
-            log.warning(
-                "the broker is a new one, without the events sent before; republishing them",
-                extra={"schema": self._schema},
-            )
-            await connection.execute("UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL")
-        sent = await connection.fetch(
-            "SELECT topic, count(*) AS rows FROM outbox WHERE sent_at IS NOT NULL GROUP BY topic"
-        )
-        self._sent = {row["topic"]: row["rows"] for row in sent}
-        for row in sent:
-            held = await watch.held(row["topic"])
-            if held is not None and held < row["rows"]:
-                # The broker lost records (the embedded broker keeps them in memory).
-                # Publish them again: consumers' inboxes drop what they already applied.
-                log.warning(
-                    "broker lost published events; republishing them",
-                    extra={"topic": row["topic"], "sent": row["rows"], "held": held},
-                )
-                await connection.execute(
-                    "UPDATE outbox SET sent_at = NULL WHERE topic = $1 AND sent_at IS NOT NULL",
-                    row["topic"],
-                )
-                self._sent[row["topic"]] = 0
-        if cluster_id is not None:
-            await connection.execute(
-                """INSERT INTO outbox_broker (cluster_id) VALUES ($1)
-                   ON CONFLICT (singleton) DO UPDATE SET cluster_id = excluded.cluster_id""",
-                cluster_id,
-            )
-        self._cluster_id = cluster_id
-
-    async def _check_for_loss(self, watch: RecordsWatch) -> None:
-        """Every few seconds: is the volatile broker the same one, and does it still hold
-        what was sent to it?"""
-        if not self._topics_ready or time.monotonic() - self._last_watch <= _WATCH_SECONDS:
-            return
-        self._last_watch = time.monotonic()
-        async with self._broker_deadline():
-            cluster_id = await watch.cluster_id()
-        if cluster_id is not None and cluster_id != self._cluster_id:
-            self._topics_ready = False  # a new broker: see _republish_what_was_lost
-            return
-        for topic, sent in self._sent.items():
-            async with self._broker_deadline():
-                held = await watch.held(topic)
-            if held is not None and held < sent:
-                self._topics_ready = False  # the broker lost records: see _prepare_broker
 
     async def _measure_backlog(self, connection: asyncpg.Connection) -> None:
         backlog = await connection.fetchrow(
@@ -331,8 +268,12 @@ class OutboxRelay:
         # Measured first: with the broker down, publishing fails below, and the backlog
         # and its age are exactly what the outbox alert must see grow.
         await self._measure_backlog(connection)
-        if self._watch is not None:
-            await self._check_for_loss(self._watch)
+        if (
+            self._lost is not None
+            and self._topics_ready
+            and await self._lost.lost_since(self._broker_deadline)
+        ):
+            self._topics_ready = False  # prepared again below: the lost rows republished
         if not self._topics_ready:
             async with self._broker_deadline():
                 await self._prepare_broker(connection)
@@ -350,8 +291,8 @@ class OutboxRelay:
                     [row["seq"] for row in rows],
                 )
                 self._metrics.outbox_published.inc(len(rows))
-                for row in rows:
-                    self._sent[row["topic"]] = self._sent.get(row["topic"], 0) + 1
+                if self._lost is not None:
+                    self._lost.count_sent(row["topic"] for row in rows)
             await self._measure_backlog(connection)
             if len(rows) < self._settings.outbox_batch_size:
                 return
@@ -364,7 +305,7 @@ class OutboxRelay:
         The oldest rows by sequence are the candidates (the primary key finds them with
         no scan); a round stops at the first batch that deletes fewer than it took, i.e.
         at rows still too young (or not yet sent)."""
-        if self._watch is not None or time.monotonic() < self._next_prune:
+        if self._lost is not None or time.monotonic() < self._next_prune:
             return
         retention = self._settings.outbox_retention_seconds
         self._next_prune = time.monotonic() + min(_PRUNE_EVERY_SECONDS, retention / 2)
@@ -437,11 +378,11 @@ class OutboxRelay:
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
-        if self._watch is not None:
+        if self._lost is not None:
             # A volatile broker may have come back empty: create the topics again and
             # compare what it holds with what was sent (_prepare_broker).
             self._topics_ready = False
-            await _close_within_deadline(self._watch.close(), "records watch")
+            await _close_within_deadline(self._lost.close(), "records watch")
         if producer is not None:
             await _close_within_deadline(producer.stop(), "producer")
 
