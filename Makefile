@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # pytest-xdist is not used: the integration fixtures share one PostgreSQL and one broker.
 PYTEST_ARGS ?=
 
-.PHONY: run funnel test test-faults kafka-prepare lint fmt typecheck unit schemas settings-doc sync clean bench boards-preview
+.PHONY: run funnel test test-faults kafka-prepare lint fmt typecheck unit schemas settings-doc sync clean clean-data bench boards-preview
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -58,10 +58,13 @@ unit: sync
 bench: sync
 	$(UV) run --frozen --no-sync python -m bench
 
-# Pictures of the Grafana boards (docs/board-*.png): a fresh platform, `funnel seed`, a
-# real Prometheus (needs the `prometheus` binary), each panel's own query (boards/).
+# Pictures of the Grafana boards: a fresh platform, `funnel seed`, a real Prometheus
+# (needs the `prometheus` binary), each panel's own query (boards/). They go to
+# build/boards/ (untracked); `make boards-preview BOARDS_OUT=docs` refreshes the
+# pictures in the manuals (docs/board-*.png).
+BOARDS_OUT ?= build/boards
 boards-preview: sync
-	$(UV) run --frozen --no-sync python -m boards
+	$(UV) run --frozen --no-sync python -m boards --out $(BOARDS_OUT)
 
 # Regenerates the checked-in JSON Schemas of the event catalogue.
 schemas: sync
@@ -71,5 +74,16 @@ schemas: sync
 settings-doc: sync
 	$(UV) run --frozen --no-sync python -m funnel_tools.settings_doc write
 
+# The installed environment, caches and previews; never your data (`make clean-data`).
 clean:
-	rm -rf .venv $(TOOLS) .funnel .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis build
+	@echo "Kept .funnel/ (the local PostgreSQL data and logs of \`make run\`); \`make clean-data\` removes it."
+
+# The local platform's data: PostgreSQL (every lead you posted), logs, platform.json.
+clean-data:
+	@pid=$$(sed -n 's/^ *"pid": *\([0-9]*\).*/\1/p' .funnel/platform.json 2>/dev/null); \
+	if [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null; then \
+	  echo "funnel dev is running (pid $$pid): stop it (Ctrl-C) before removing its data."; exit 1; \
+	fi
+	rm -rf .funnel
+	@echo "Removed .funnel/: the next \`make run\` starts with an empty database."

@@ -28,6 +28,7 @@ from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
 from funnel_tools.kafka_jars import KafkaToolsMissing, ensure_jars
 
 RESULTS = Path("bench-results/bench.json")
+TABLE = Path("bench-results/bench.md")
 KAFKA_RESULTS = Path("bench-results/bench-kafka-freshness.json")
 DEPLOYED_FETCH_MAX_WAIT_MS = "100"  # deploy/k8s/base/config.yaml, deploy/compose.yaml
 
@@ -62,6 +63,21 @@ def _row(figure: Figure) -> list[str]:
         "" if ratio is None else f"{ratio:.2f}x",
         f"{figure.target or ''} {verdict}".strip(),
     ]
+
+
+def markdown(figures: list[Figure], when: str) -> str:
+    """The run as the table docs/performance.md shows (paste it there, dated)."""
+    lines = [
+        f"Measured {when}.",
+        "",
+        "| figure | value | baseline (same run) | ratio | target |",
+        "|---|---|---|---|---|",
+    ]
+    for figure in figures:
+        name, value, baseline, baseline_value, ratio, target = _row(figure)
+        against = f"{baseline}: {baseline_value}" if baseline else ""
+        lines.append(f"| {name} | {value} | {against} | {ratio} | {target} |")
+    return "\n".join(lines) + "\n"
 
 
 def _measure_all(console: Console, broker: str) -> list[Figure]:
@@ -132,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         _side_by_side(console, figures, kafka_freshness)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps([f.as_json() for f in figures], indent=2) + "\n")
+    TABLE.write_text(markdown(figures, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     if kafka_freshness:
         KAFKA_RESULTS.write_text(
             json.dumps([f.as_json() for f in kafka_freshness], indent=2) + "\n"
         )
-    console.print(f"Written to {RESULTS} in {time.monotonic() - started:.0f}s")
+    console.print(f"Written to {RESULTS} and {TABLE} in {time.monotonic() - started:.0f}s")
     return 0
 
 

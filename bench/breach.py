@@ -15,6 +15,7 @@ machine, and the delay then measures that backlog rather than the scanner.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +31,9 @@ from bench.load import open_loop, percentile, session
 from bench.measures import Figure
 from funnel_common.events import HANDOFFS_TOPIC, EventDecodeError, HandoffSlaBreached, decode_event
 from funnel_common.kafka import partitions_of
+from funnel_common.signing import SIGNATURE_HEADER, sign
 from funnel_tools.devplatform import DevPlatform
+from funnel_tools.importer import ImportSettings, Kind
 from handoff.settings import HandoffSettings
 from handoff.sla import ALWAYS
 
@@ -127,12 +130,18 @@ async def breach_delay(
 
         reader = asyncio.create_task(read())
         qualified: set[UUID] = set()
+        import_secret = ImportSettings().secret_for(Kind.leads)
         async with session(32) as http:
             await _roster(http, platform, token)
 
             async def post(index: int) -> None:
                 url = platform.url("intake", "/v1/leads")
-                async with http.post(url, json=_qualified_lead(run, index)) as answer:
+                # Signed as `funnel import` signs: an anonymous post is answered with a
+                # receipt only, and the breaches are matched to the leads' ids.
+                raw = json.dumps(_qualified_lead(run, index)).encode()
+                signature = sign(import_secret, int(time.time()), raw)
+                headers = {"content-type": "application/json", SIGNATURE_HEADER: signature}
+                async with http.post(url, data=raw, headers=headers) as answer:
                     body = await answer.json()
                     if answer.status == 202 and body.get("status") == "qualified":
                         qualified.add(UUID(body["lead_id"]))

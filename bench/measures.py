@@ -47,6 +47,8 @@ def _lead(index: int, run: str) -> dict[str, str]:
 # The processes that share the machine while intake is measured, by what they are.
 _PROCESSES = ("intake", "postgres", "handoff", "metrics", "broker")
 _CATCH_UP_SECONDS = 120.0
+# Issue 15: with the relays and consumers in worker processes of their own.
+FRESHNESS_P99_TARGET_MS = 100
 
 
 def _processes(platform: DevPlatform) -> dict[str, list[psutil.Process]]:
@@ -97,7 +99,11 @@ def _downstream_paused(platform: DevPlatform) -> Iterator[None]:
     for it): nothing is lost, only delayed, and a record redelivered after their groups
     rebalance changes nothing (idempotent inbox).
     """
-    paused = [psutil.Process(platform.pid_listening_on(name)) for name in ("handoff", "metrics")]
+    # The consumers run in the worker processes (their web processes only answer HTTP).
+    paused = [
+        psutil.Process(platform.pid_listening_on(name))
+        for name in ("handoff_worker", "metrics_worker")
+    ]
     for process in paused:
         process.suspend()
     try:
@@ -109,7 +115,8 @@ def _downstream_paused(platform: DevPlatform) -> Iterator[None]:
 
 async def _lag(http: aiohttp.ClientSession, platform: DevPlatform) -> float:
     total = 0.0
-    for service in ("handoff", "metrics"):
+    # The workers run the consumers and export their lag.
+    for service in ("handoff_worker", "metrics_worker"):
         async with http.get(platform.url(service, "/metrics")) as answer:
             text = await answer.text()
         total += sum(
@@ -317,7 +324,7 @@ async def freshness(
                "broker produce→consume p95", percentile(broker, 0.95) * 1000),
         Figure(f"freshness p99 at {rate:.0f} leads/s", p99, "ms",
                "broker produce→consume p99", percentile(broker, 0.99) * 1000,
-               "< 250 ms", p99 < 250),
+               f"<= {FRESHNESS_P99_TARGET_MS} ms", p99 <= FRESHNESS_P99_TARGET_MS),
         Figure("leads counted of accepted", len(latencies), "leads", "accepted", len(done)),
     ]  # fmt: skip
 

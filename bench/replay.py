@@ -31,7 +31,7 @@ from funnel_tools.devplatform import DevPlatform
 # The metrics service's topics (as metrics.handlers.TOPICS); stated here so the bench
 # reads what a replay reads without importing the service.
 TOPICS = (LEADS_TOPIC, HANDOFFS_TOPIC, DEALS_TOPIC, ACCOUNTS_TOPIC, TARGETS_TOPIC)
-TARGET_EVENTS_PER_SECOND = 20_000
+TARGET_EVENTS_PER_SECOND = 30_000
 
 
 @dataclass
@@ -117,7 +117,8 @@ def run_replay(platform: DevPlatform) -> ReplayRun:
     env = {
         **os.environ,
         "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": platform.bootstrap_servers,
-        "FUNNEL_METRICS_DATABASE_URL": platform.database_url,
+        # metrics' own role: the schemas a replay creates and renames must stay its own.
+        "FUNNEL_METRICS_DATABASE_URL": platform.service_database_url("metrics"),
         "FUNNEL_LOG_LEVEL": "WARNING",
         "COLUMNS": "200",
     }

@@ -4,8 +4,10 @@ Starts a fresh ``funnel dev`` on free ports and a real Prometheus scraping it ev
 second with the shipped config and rules (funnel_tools.prometheus), runs ``funnel seed``,
 then evaluates every panel's own query from deploy/grafana/dashboards/ through
 Prometheus' HTTP API (``query_range`` for time series, an instant query where the
-panel asks for one) over the run, and draws each board to ``docs/board-<name>.png``.
-Grafana draws the same queries with its own styling.
+panel asks for one) over the run, and draws each board to ``<out>/board-<name>.png``:
+``build/boards/`` (untracked) unless ``--out docs`` refreshes the pictures in the
+manuals (``make boards-preview BOARDS_OUT=docs``). Grafana draws the same queries with
+its own styling.
 """
 
 from __future__ import annotations
@@ -61,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m boards", description=__doc__)
     parser.add_argument("--seed", default="1", help="funnel seed --seed")
     parser.add_argument("--leads", default="200", help="funnel seed --leads")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the PNGs go")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "boards",
+        help="where the PNGs go (docs/ to refresh the manuals' pictures)",
+    )
     args = parser.parse_args(argv)
     binary = shutil.which("prometheus")
     if binary is None:

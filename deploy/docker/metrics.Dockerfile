@@ -46,12 +46,15 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 funnel \
  && useradd --system --uid 10001 --gid funnel --no-create-home --shell /usr/sbin/nologin funnel
 COPY --from=build /app/.venv /app/.venv
+# The lead sources allow-list, shared with lead-intake's forms (config/sources.yaml).
+COPY config/sources.yaml /app/config/sources.yaml
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    FUNNEL_METRICS_SOURCES_FILE=/app/config/sources.yaml
 USER 10001:10001
 # 8003: the web process; 8013: the worker's /healthz, /readyz and /metrics.
 EXPOSE 8003 8013
 # Migrations run at start-up of either process (advisory-locked); Kubernetes also runs
 # `funnel migrate metrics` in an init container first (deploy/k8s/base/metrics.yaml).
-CMD ["uvicorn", "--factory", "metrics.web:create_app", "--host", "0.0.0.0", "--port", "8003", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "--factory", "metrics.web:create_app", "--host", "0.0.0.0", "--port", "8003", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers", "--timeout-graceful-shutdown", "20"]

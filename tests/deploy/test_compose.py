@@ -4,15 +4,28 @@ and it agrees with the Kubernetes manifests and the Prometheus configs."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import pytest
 import yaml
 
 from funnel_common.settings import CommonSettings
 from funnel_tools.dashboards import DEPLOY, PROMETHEUS_DIR, ROOT
-from tests.deploy.test_k8s_manifests import SERVICES, TOPICS, WORKER_PORTS, of_kind, render
+from funnel_tools.embedded import EmbeddedPostgres, free_port
+from tests.deploy.test_k8s_manifests import (
+    REPLAYED,
+    ROLES,
+    SERVICES,
+    TOPICS,
+    WORKER_PORTS,
+    of_kind,
+    render,
+)
 
 COMPOSE = DEPLOY / "compose.yaml"
 
@@ -43,7 +56,7 @@ def test_every_build_file_and_mounted_path_exists() -> None:
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), f"{name}: {source}"
                 checked += 1
-    assert checked == 6 + 4
+    assert checked == 6 + 5
 
 
 def test_each_worker_runs_its_web_services_image_with_the_worker_command() -> None:
@@ -168,3 +181,83 @@ def test_dashboard_provider_points_where_compose_mounts_the_boards() -> None:
     assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
     assert grafana["environment"]["PROMETHEUS_URL"] == "http://prometheus:9090"
     assert f"./grafana/dashboards:{entry['options']['path']}:ro" in mounts
+
+
+def _default(value: str) -> str:
+    """A compose value with its ${VAR:-default}s replaced by the defaults."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def test_each_service_connects_as_its_own_role() -> None:
+    services = compose()["services"]
+    postgres = services["postgres"]
+
+    assert (
+        "./compose/postgres-roles.sh:/docker-entrypoint-initdb.d/10-roles.sh:ro"
+        in (postgres["volumes"])
+    )
+    for name, (prefix, _, _) in SERVICES.items():
+        url = _default(services[name]["environment"][f"FUNNEL_{prefix}_DATABASE_URL"])
+        role = ROLES[name]
+        password = _default(postgres["environment"][f"FUNNEL_{prefix}_DB_PASSWORD"])
+        assert url == f"postgresql://{role}:{password}@postgres:5432/funnel", name
+
+
+async def test_the_compose_init_script_gives_each_role_its_schema_alone(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg", free_port(), durable=False)
+    server.start()
+    try:
+        server.create_database("funnel")
+        environment = _default_environment(compose()["services"]["postgres"]["environment"])
+        _run_init_script(server, environment)
+        for service, (prefix, _, _) in SERVICES.items():
+            role = ROLES[service]
+            password = environment[f"FUNNEL_{prefix}_DB_PASSWORD"]
+            url = f"postgresql://{role}:{password}@127.0.0.1:{server.port}/funnel"
+            connection = await asyncpg.connect(url)
+            try:
+                owner = await connection.fetchval(
+                    "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1", role
+                )
+                assert owner == role
+                await connection.execute(f"CREATE TABLE {role}.mine (id int)")
+                for other in set(ROLES.values()) - {role}:
+                    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                        await connection.execute(f"CREATE TABLE {other}.planted (id int)")
+            finally:
+                await connection.close()
+    finally:
+        server.stop()
+
+
+def _run_init_script(server: EmbeddedPostgres, environment: dict[str, str]) -> None:
+    """What the postgres image does with /docker-entrypoint-initdb.d on an empty volume."""
+    done = subprocess.run(
+        ["bash", str(DEPLOY / "compose" / "postgres-roles.sh")],
+        env={
+            **os.environ,
+            **environment,
+            "POSTGRES_USER": "postgres",
+            "PATH": f"{server.bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(server.port),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _default_environment(environment: dict[str, str]) -> dict[str, str]:
+    return {name: _default(str(value)) for name, value in environment.items()}
+
+
+def test_the_topics_replay_reads_keep_their_records() -> None:
+    script = compose()["services"]["kafka-topics"]["command"][0]
+
+    looped = set(re.findall(r"funnel\.\w+", script.split("do\n", 1)[0]))
+    assert "retention.ms=$$retention" in script
+    assert "retention=-1" in script
+    assert "funnel.dlq ] && retention=" in script
+    assert REPLAYED <= looped

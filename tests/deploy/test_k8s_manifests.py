@@ -2,10 +2,13 @@
 
 Built-in kinds are validated strictly against the Kubernetes OpenAPI schemas bundled
 in the kubernetes-validate wheel (offline). The custom resources (Strimzi Kafka,
-KafkaNodePool, KafkaTopic; CloudNativePG Cluster; Prometheus Operator PodMonitor and
-PrometheusRule) have no bundled schema, so they are checked structurally here:
-apiVersion, kind, metadata and the spec keys their operators require, plus the values
-this platform depends on (KRaft, replication, topics, the Secret name the services read).
+KafkaNodePool, KafkaTopic; CloudNativePG Cluster, Database, ScheduledBackup and the
+Barman Cloud plugin's ObjectStore; Prometheus Operator PodMonitor and PrometheusRule)
+have no bundled schema, so they are checked structurally here: apiVersion, kind,
+metadata and the spec keys their operators require, plus the values this platform
+depends on (KRaft, replication, retention, topics, roles, backups, the Secrets the
+services read). Network policies: test_network_policies.py; the production recipe and
+every reference it must resolve: test_prod_recipe.py.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from handoff.settings import HandoffSettings
 from lead_intake.settings import IntakeSettings
 from metrics.settings import MetricsSettings
 from tests.deploy import rules_to_k8s
+from tests.deploy.netpol import selects
 
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")
@@ -55,12 +59,27 @@ DEPLOYMENTS = {
 }
 # Consumer groups read every partition of their topics: more workers than that idle.
 CONSUMERS = ("handoff", "metrics")
+# Each service's own PostgreSQL role (and schema): tools/src/funnel_tools/pgroles.py.
+ROLES = {"lead-intake": "intake", "handoff": "handoff", "metrics": "metrics"}
+# The operator commands' job templates (jobs.yaml): the `funnel` command each runs.
+JOBS = {
+    "funnel-migrate": [["funnel", "migrate", service] for service in SERVICES],
+    "funnel-token-admin": [
+        ["funnel", "token", "create", "--role", "admin", "--subject", "first-admin", "--days", "30"]
+    ],
+    "funnel-replay": [["funnel", "replay"]],
+}
+# Topics `funnel replay` rebuilds metrics from: their records are kept for good.
+REPLAYED = {"funnel.leads", "funnel.handoffs", "funnel.deals", "funnel.accounts", "funnel.targets"}
 # Custom resources: the spec keys their operators refuse to work without.
 CUSTOM_RESOURCES = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): {"kafka"},
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): {"replicas", "roles", "storage"},
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): {"partitions", "replicas"},
     ("postgresql.cnpg.io/v1", "Cluster"): {"instances", "storage"},
+    ("postgresql.cnpg.io/v1", "Database"): {"name", "owner", "cluster"},
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"): {"schedule", "cluster"},
+    ("barmancloud.cnpg.io/v1", "ObjectStore"): {"configuration"},
     ("monitoring.coreos.com/v1", "ServiceMonitor"): {"selector", "endpoints"},
     ("monitoring.coreos.com/v1", "PodMonitor"): {"selector", "podMetricsEndpoints"},
     ("monitoring.coreos.com/v1", "PrometheusRule"): {"groups"},
@@ -101,27 +120,27 @@ def pod_labels(deployment: Manifest) -> dict[str, str]:
     return labels
 
 
-def selects(selector: Manifest, labels: dict[str, str]) -> bool:
-    """Whether a Kubernetes label selector (matchLabels and matchExpressions) matches."""
-    if not selector.get("matchLabels", {}).items() <= labels.items():
-        return False
-    for expression in selector.get("matchExpressions", []):
-        key, operator = expression["key"], expression["operator"]
-        values = expression.get("values", [])
-        matched = {
-            "In": key in labels and labels[key] in values,
-            "NotIn": labels.get(key) not in values,
-            "Exists": key in labels,
-            "DoesNotExist": key not in labels,
-        }[operator]
-        if not matched:
-            return False
-    return True
-
-
 def pods(manifests: tuple[Manifest, ...]) -> dict[str, dict[str, str]]:
     """Each Deployment's pod labels, by Deployment name."""
     return {name: pod_labels(d) for name, d in of_kind(manifests, "Deployment").items()}
+
+
+def job_pod_spec(cronjob: Manifest) -> Manifest:
+    spec: Manifest = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_specs(manifests: tuple[Manifest, ...]) -> dict[str, Manifest]:
+    """Every pod template the platform runs: the Deployments' and the job templates'."""
+    specs = {name: pod_spec(d) for name, d in of_kind(manifests, "Deployment").items()}
+    specs |= {name: job_pod_spec(c) for name, c in of_kind(manifests, "CronJob").items()}
+    return specs
+
+
+def service_of(container: Manifest) -> str:
+    """The service whose image a container runs."""
+    image: str = container["image"].rsplit("/", 1)[-1].split(":")[0]
+    return image
 
 
 def cpu(quantity: str) -> float:
@@ -134,12 +153,18 @@ def memory(quantity: str) -> int:
 
 
 @pytest.fixture(params=OVERLAYS)
-def manifests(request: pytest.FixtureRequest) -> tuple[Manifest, ...]:
-    return render(request.param)
+def overlay(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def manifests(overlay: str) -> tuple[Manifest, ...]:
+    return render(overlay)
 
 
 def test_every_built_in_object_is_valid_against_the_kubernetes_schema(
-    manifests: tuple[Manifest, ...],
+    overlay: str, manifests: tuple[Manifest, ...]
 ) -> None:
     validated = Counter[str]()
     for manifest in manifests:
@@ -148,7 +173,8 @@ def test_every_built_in_object_is_valid_against_the_kubernetes_schema(
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         validated[manifest["kind"]] += 1
 
-    validated.pop("Secret", None)  # dev's placeholder; see the test below
+    validated.pop("Secret", None)  # dev's placeholders; see the test below
+    policies = {"dev": 8, "prod": 10}  # the base's seven, and the components' (netpol tests)
     assert validated == {
         "Namespace": 1,
         "ConfigMap": 1,
@@ -156,7 +182,8 @@ def test_every_built_in_object_is_valid_against_the_kubernetes_schema(
         "Service": 3,
         "HorizontalPodAutoscaler": 3,
         "PodDisruptionBudget": 6,
-        "NetworkPolicy": 7,
+        "NetworkPolicy": policies[overlay],
+        "CronJob": len(JOBS),
     }
 
 
@@ -168,7 +195,9 @@ def test_the_validator_really_rejects_a_broken_object() -> None:
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
-def test_custom_resources_have_their_required_structure(manifests: tuple[Manifest, ...]) -> None:
+def test_custom_resources_have_their_required_structure(
+    overlay: str, manifests: tuple[Manifest, ...]
+) -> None:
     found = Counter[str]()
     for manifest in manifests:
         required = CUSTOM_RESOURCES.get((manifest["apiVersion"], manifest["kind"]))
@@ -180,13 +209,16 @@ def test_custom_resources_have_their_required_structure(manifests: tuple[Manifes
         assert required <= set(manifest["spec"]), manifest["metadata"]["name"]
         found[manifest["kind"]] += 1
 
+    backups = {"ObjectStore": 1, "ScheduledBackup": 1} if overlay == "prod" else {}
     assert found == {
         "Kafka": 1,
         "KafkaNodePool": 1,
         "KafkaTopic": len(TOPICS),
         "Cluster": 1,
+        "Database": 1,
         "PodMonitor": 2,
         "PrometheusRule": 1,
+        **backups,
     }
 
 
@@ -285,19 +317,18 @@ def test_config_comes_from_the_configmap_and_secrets_only_by_reference(
     manifests: tuple[Manifest, ...],
 ) -> None:
     configmaps = of_kind(manifests, "ConfigMap")
-    (cluster_name,) = of_kind(manifests, "Cluster")
-    for name, deployment in of_kind(manifests, "Deployment").items():
-        prefix = SERVICES[DEPLOYMENTS[name][0]][0]
-        spec = pod_spec(deployment)
-        for each in [*spec["containers"], *spec["initContainers"]]:
+    assert set(configmaps) == {"funnel-config"}
+    for name, spec in pod_specs(manifests).items():
+        for each in [*spec["containers"], *spec.get("initContainers", [])]:
+            service = service_of(each)
+            prefix = SERVICES[service][0]
             assert [ref["configMapRef"]["name"] for ref in each["envFrom"]] == ["funnel-config"]
-            assert set(configmaps) == {"funnel-config"}
             env = {variable["name"]: variable for variable in each["env"]}
-            # CloudNativePG writes the application user's URI to "<cluster>-app".
+            # The service's own role (postgres.yaml), never a shared application user.
             assert env[f"FUNNEL_{prefix}_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
-                "name": f"{cluster_name}-app",
+                "name": f"funnel-db-{ROLES[service]}",
                 "key": "uri",
-            }
+            }, name
             auth = env["FUNNEL_AUTH_SECRET"]["valueFrom"]["secretKeyRef"]
             assert auth["name"].startswith("funnel-auth")
             for variable in env.values():
@@ -308,9 +339,14 @@ def test_config_comes_from_the_configmap_and_secrets_only_by_reference(
 
 def test_production_ships_no_secret_and_dev_only_placeholders() -> None:
     assert of_kind(render("prod"), "Secret") == {}, "production secrets are created out of band"
-    for secret in of_kind(render("dev"), "Secret").values():
-        for value in secret["data"].values():
-            assert base64.b64decode(value).decode().startswith(PLACEHOLDER_SECRET_PREFIX)
+    for name, secret in of_kind(render("dev"), "Secret").items():
+        for key, value in secret["data"].items():
+            text = base64.b64decode(value).decode()
+            if key == "username":
+                continue
+            if key == "uri":  # postgresql://<role>:<password>@host/db
+                text = text.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+            assert text.startswith(PLACEHOLDER_SECRET_PREFIX), (name, key)
 
 
 def test_every_setting_named_in_the_manifests_exists_in_the_services() -> None:
@@ -320,12 +356,85 @@ def test_every_setting_named_in_the_manifests_exists_in_the_services() -> None:
     (config,) = of_kind(manifests, "ConfigMap").values()
 
     assert set(config["data"]) <= common
-    for name, deployment in of_kind(manifests, "Deployment").items():
-        prefix, _, settings = SERVICES[DEPLOYMENTS[name][0]]
-        own = {f"FUNNEL_{prefix}_{field.upper()}" for field in settings.model_fields}
-        spec = pod_spec(deployment)
-        for each in [*spec["containers"], *spec["initContainers"]]:
+    for name, spec in pod_specs(manifests).items():
+        for each in [*spec["containers"], *spec.get("initContainers", [])]:
+            prefix, _, settings = SERVICES[service_of(each)]
+            own = {f"FUNNEL_{prefix}_{field.upper()}" for field in settings.model_fields}
             assert {variable["name"] for variable in each["env"]} <= own | common, name
+
+
+def test_operator_jobs_are_suspended_templates_with_the_funnel_command(
+    manifests: tuple[Manifest, ...],
+) -> None:
+    cronjobs = of_kind(manifests, "CronJob")
+
+    assert set(cronjobs) == set(JOBS)
+    for name, cronjob in cronjobs.items():
+        # `kubectl apply` must never migrate, mint a token or replay by itself.
+        assert cronjob["spec"]["suspend"] is True
+        job = cronjob["spec"]["jobTemplate"]["spec"]
+        assert job["backoffLimit"] == 0, "a retried token job would mint two tokens"
+        spec = job_pod_spec(cronjob)
+        assert spec["restartPolicy"] == "Never"
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert [c["command"] for c in spec["containers"]] == JOBS[name]
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"]["drop"] == ["ALL"]
+            assert "memory" in container["resources"]["limits"]
+        labels = job["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "job"
+        assert labels["app.kubernetes.io/instance"] == name
+    # The token is printed to the job's log: the job and its pod go soon after.
+    token = cronjobs["funnel-token-admin"]["spec"]["jobTemplate"]["spec"]
+    assert token["ttlSecondsAfterFinished"] <= 600
+    deployments = of_kind(manifests, "Deployment")
+    images = {pod_spec(d)["containers"][0]["image"] for d in deployments.values()}
+    for cronjob in cronjobs.values():
+        assert {c["image"] for c in job_pod_spec(cronjob)["containers"]} <= images
+
+
+def test_each_service_has_its_own_postgres_role_owning_its_schema(
+    manifests: tuple[Manifest, ...],
+) -> None:
+    (cluster,) = of_kind(manifests, "Cluster").values()
+    (database,) = of_kind(manifests, "Database").values()
+
+    roles = {role["name"]: role for role in cluster["spec"]["managed"]["roles"]}
+    assert set(roles) == set(ROLES.values())
+    for role in roles.values():
+        assert role["login"] is True
+        assert role["passwordSecret"] == {"name": f"funnel-db-{role['name']}"}
+        assert not role.get("superuser")
+        assert not role.get("createdb")
+    assert database["spec"]["cluster"] == {"name": cluster["metadata"]["name"]}
+    assert database["spec"]["name"] == cluster["spec"]["bootstrap"]["initdb"]["database"]
+    assert database["spec"]["schemas"] == [{"name": role, "owner": role} for role in ROLES.values()]
+    # Only metrics creates schemas (funnel replay); the same grant as funnel dev's.
+    grants = cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
+    assert "GRANT CREATE ON DATABASE funnel TO metrics" in grants
+
+
+def test_production_backs_postgres_up_to_an_object_store() -> None:
+    manifests = render("prod")
+    (cluster,) = of_kind(manifests, "Cluster").values()
+    (store,) = of_kind(manifests, "ObjectStore").values()
+    (backup,) = of_kind(manifests, "ScheduledBackup").values()
+
+    [plugin] = cluster["spec"]["plugins"]
+    assert plugin["name"] == "barman-cloud.cloudnative-pg.io"
+    assert plugin["isWALArchiver"] is True
+    assert plugin["parameters"]["barmanObjectName"] == store["metadata"]["name"]
+    assert store["spec"]["configuration"]["destinationPath"].startswith("s3://")
+    assert re.fullmatch(r"[1-9]\d*[dwm]", store["spec"]["retentionPolicy"])
+    assert backup["spec"]["cluster"] == {"name": cluster["metadata"]["name"]}
+    assert backup["spec"]["method"] == "plugin"
+    assert backup["spec"]["pluginConfiguration"] == {"name": plugin["name"]}
+    # Six fields, seconds first: CloudNativePG's schedule format.
+    assert len(backup["spec"]["schedule"].split()) == 6
+    assert of_kind(render("dev"), "ObjectStore") == {}
 
 
 def test_the_web_service_hpa_and_pdb_select_the_web_pods_only(
@@ -405,68 +514,6 @@ def test_one_pod_monitor_scrapes_web_and_worker_pods_on_their_http_port(
     assert of_kind(manifests, "ServiceMonitor") == {}
 
 
-def _policies_for(manifests: tuple[Manifest, ...], deployment: str, kind: str) -> list[Manifest]:
-    labels = pods(manifests)[deployment]
-    return [
-        policy["spec"]
-        for policy in of_kind(manifests, "NetworkPolicy").values()
-        if kind in policy["spec"]["policyTypes"] and selects(policy["spec"]["podSelector"], labels)
-    ]
-
-
-def test_network_policies_deny_by_default_and_open_only_what_each_process_uses(
-    manifests: tuple[Manifest, ...],
-) -> None:
-    policies = of_kind(manifests, "NetworkPolicy")
-    deny = policies["services-default-deny"]["spec"]
-    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
-    assert "ingress" not in deny
-    assert "egress" not in deny
-
-    for name, (service, component) in DEPLOYMENTS.items():
-        assert selects(deny["podSelector"], pods(manifests)[name])
-        egress = sorted(
-            port["port"]
-            for spec in _policies_for(manifests, name, "Egress")
-            for rule in spec.get("egress", [])
-            for port in rule["ports"]
-        )
-        expected = [53, 53, 5432] if component == "web" else [53, 53, 5432, 9092]
-        if (service, component) == ("handoff", "worker"):
-            expected = sorted([*expected, 80, 443])  # the notifier's webhooks
-        assert egress == expected, name
-
-        sources = [
-            peer
-            for spec in _policies_for(manifests, name, "Ingress")
-            for rule in spec.get("ingress", [])
-            for peer in rule["from"]
-        ]
-        namespaces = {
-            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-            for peer in sources
-        }
-        assert namespaces == (
-            {"ingress-nginx", "monitoring"} if component == "web" else {"monitoring"}
-        )
-
-
-def test_only_the_workers_reach_kafka_and_every_process_postgres(
-    manifests: tuple[Manifest, ...],
-) -> None:
-    (kafka,) = of_kind(manifests, "Kafka").values()
-    (listener,) = kafka["spec"]["kafka"]["listeners"]
-    postgres = of_kind(manifests, "NetworkPolicy")["postgres-ingress"]["spec"]["ingress"][0]
-
-    for name, (_, component) in DEPLOYMENTS.items():
-        labels = pods(manifests)[name]
-        reaches_kafka = any(
-            selects(peer["podSelector"], labels) for peer in listener["networkPolicyPeers"]
-        )
-        assert reaches_kafka is (component == "worker"), name
-        assert any(selects(peer["podSelector"], labels) for peer in postgres["from"]), name
-
-
 def test_kafka_is_kraft_with_the_platforms_topics(manifests: tuple[Manifest, ...]) -> None:
     (kafka,) = of_kind(manifests, "Kafka").values()
     (pool,) = of_kind(manifests, "KafkaNodePool").values()
@@ -483,6 +530,9 @@ def test_kafka_is_kraft_with_the_platforms_topics(manifests: tuple[Manifest, ...
     for topic in topics:
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
         assert topic["spec"]["replicas"] <= pool["spec"]["replicas"]
+        # What replay reads is kept for good; a record that expired is an event lost.
+        if topic["spec"]["topicName"] in REPLAYED:
+            assert topic["spec"]["config"]["retention.ms"] == -1, topic["spec"]["topicName"]
     (config,) = of_kind(manifests, "ConfigMap").values()
     bootstrap = config["data"]["FUNNEL_KAFKA_BOOTSTRAP_SERVERS"]
     assert bootstrap == f"{kafka['metadata']['name']}-kafka-bootstrap:9092"

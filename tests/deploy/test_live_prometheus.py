@@ -351,7 +351,7 @@ def test_seeded_sla_breaches_show_on_the_sla_panels(prometheus: Prometheus) -> N
     # The panels' own expressions, as subqueries over the run: the breaches moved them.
     queries = {query.origin: query.expr for query in SHIPPED}
     breaches = queries["revenue-funnel: Handoffs by outcome [B]"]
-    attainment = queries["revenue-funnel: SLA attainment (last 24h) [A]"]
+    attainment = queries["revenue-funnel: SLA attainment [A]"]
 
     wait_until(
         lambda: (
@@ -373,6 +373,6 @@ def test_metric_names_are_series_not_functions_labels_or_durations() -> None:
 
     assert metric_names(expr) == {"x", "y", "z_bucket"}
     assert source_metrics("funnel:handoff_sla_attainment_ratio:increase1d") == {
-        "funnel_handoff_sla_breaches_total",
-        "funnel_handoffs_total",
+        "funnel_handoff_sla_deadlines_met_total",
+        "funnel_handoff_sla_deadlines_total",
     }

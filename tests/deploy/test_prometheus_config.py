@@ -58,7 +58,7 @@ def test_every_alert_has_a_severity_a_summary_and_a_runbook() -> None:
 
     assert {rule["alert"] for rule in alerts} >= {
         "FunnelServiceDown",
-        "FunnelHandoffSlaBreachRateHigh",
+        "FunnelHandoffSlaAttainmentLow",
         "FunnelPipelineCoverageBelowBand",
         "FunnelOutboxStale",
         "FunnelConsumerLagGrowing",

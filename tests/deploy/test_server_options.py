@@ -53,7 +53,7 @@ def _assert_runs(args: list[str], service: str, process: str) -> None:
 
 def test_funnel_dev_runs_the_same_six_processes(tmp_path: Path) -> None:
     defaults = DevSettings.model_construct()
-    started = _service_processes(defaults, "postgresql://unused", "unused:9092", tmp_path)
+    started = _service_processes(defaults, {}, tmp_path)
 
     assert {(process.factory, process.port) for process in started} == {
         (f"{SERVICES[service][0]}.{process}:create_app", _default_port(service, process))

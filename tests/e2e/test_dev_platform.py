@@ -4,6 +4,7 @@ on the embedded broker (`make run`) and on Apache Kafka (`funnel dev --broker ka
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -65,6 +66,11 @@ def test_killed_services_are_restarted_and_no_lead_is_lost_or_counted_twice(
     wait_until(lambda: dev.captured() == accepted, timeout=30, what=f"{accepted} leads counted")
     assert accepted == 18
     assert "restarting" in dev.output.read_text()
+    # The supervisor's own messages are JSON lines in its log file too.
+    supervised = (dev.data_dir / "logs" / "supervisor.log").read_text().splitlines()
+    restarts = [json.loads(line) for line in supervised if "restarting" in line]
+    assert {entry["program"] for entry in restarts} == {"lead-intake", "metrics", "handoff"}
+    assert all(entry["returncode"] == -signal.SIGKILL for entry in restarts)
 
     dev.stop()
 
@@ -120,3 +126,6 @@ def test_the_readme_example_is_served_and_a_killed_broker_comes_back_with_what_i
 
     wait_until(lambda: dev.captured() == accepted, timeout=90, what=f"{accepted} leads counted")
     assert "broker exited" in dev.output.read_text()
+    broker_log = (dev.data_dir / "logs" / "broker.log").read_text().splitlines()
+    assert [json.loads(line)["service"] for line in broker_log].count("broker") == len(broker_log)
+    assert sum("listening on" in line for line in broker_log) == 2  # before and after the kill

@@ -30,7 +30,7 @@ from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
 from funnel_tools.embedded import free_port, wait_until
 from handoff.sla import ALWAYS
 from lead_intake.settings import IntakeSettings
-from metrics.settings import DEFAULT_SOURCES
+from metrics.settings import MetricsSettings
 from tests.hostile import HOSTILE
 from tests.metrics.support import parse_samples
 
@@ -59,7 +59,10 @@ BOUNDED_LABELS = {
     "period": r"\d{4}-Q[1-4]",
     "reason": r"[a-z_]+",
     # Only configured sources are labels (the rest count as "other"); campaigns never.
-    "source": "|".join(map(re.escape, [*DEFAULT_SOURCES, "other", "unattributed"])),
+    "source": "|".join(map(re.escape, [*MetricsSettings().sources, "other", "unattributed"])),
+    # SLA policies are named by an admin (PUT /v1/sla-policies/{name}), like teams.
+    "policy": r"[a-z0-9_-]+",
+    "currency": r"[A-Z]{3}",
     "implementation": r"CPython",
     "major": r"\d+",
     "minor": r"\d+",
@@ -113,7 +116,7 @@ def _drive(dev: DevPlatform, monkeypatch: pytest.MonkeyPatch, people: list[dict[
         _webhooks_and_target(intake, metrics, people)
 
         def counted() -> bool:
-            total = metrics.get("/v1/funnel").json()["stages"]["total"]
+            total = metrics.get("/v1/funnel").json()["stages"]["all_time"]["total"]
             return bool(
                 total["captured"] == LEADS + 1 and total["accepted"] == 1 and total["rejected"] == 1
             )
@@ -148,7 +151,7 @@ def _leads_and_decisions(
         }
         answer = intake.post("/v1/leads", json=lead)
         assert answer.status_code == 202, answer.text
-        person["lead_id"] = answer.json()["lead_id"]
+        person["receipt_id"] = answer.json()["receipt_id"]
     # Refusals must not echo what was sent either, in the answer's log or anywhere.
     bad = {"email": f"not-an-email {people[0]['first_name']}", "phone": people[0]["company"]}
     assert intake.post("/v1/leads", json=bad).status_code == 422

@@ -73,8 +73,10 @@ async def stored(platform: DevPlatform) -> Stored:
         ):
             webhooks.setdefault(row["integration"], set()).add(row["webhook_id"])
         return Stored(
+            # A lead by the receipt its post was answered with (its first submission).
             leads={
-                r["lead_id"] for r in await connection.fetch("SELECT lead_id FROM intake.leads")
+                r["submission_id"]
+                for r in await connection.fetch("SELECT submission_id FROM intake.leads")
             },
             webhooks=webhooks,
             deals={

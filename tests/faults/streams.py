@@ -115,7 +115,8 @@ class LeadStream(Stream):
                     headers[SIGNATURE_HEADER] = sign(self._secret, int(time.time()), raw)
                 answer = self._send(client, "POST", self._url, content=raw, headers=headers)
                 if answer is not None and answer.status_code == 202:
-                    self.accepted.append(UUID(answer.json()["lead_id"]))
+                    # Anonymous and signed posts alike name their submission.
+                    self.accepted.append(UUID(answer.json()["receipt_id"]))
                 self._stop.wait(0.02)
 
     def wait_for_more(self, count: int, timeout: float = 60) -> None:

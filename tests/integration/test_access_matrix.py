@@ -11,13 +11,17 @@ metrics once metrics has heard of it, and stops working there once handoff revok
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from funnel_common import access, outbox
 from funnel_common.auth import Role, issue_token, verify_token
@@ -27,6 +31,7 @@ from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
 from funnel_common.types import utc_now
 from handoff import tokens
+from lead_intake.connectors import hubspot
 from lead_intake.web import create_app as create_intake
 from metrics.settings import MetricsSettings
 from metrics.web import create_app as create_metrics
@@ -61,6 +66,15 @@ INTAKE_SIGNED: dict[Route, str] = {
     ("POST", "/v1/deals"): CRM_SECRET,
     ("POST", "/v1/accounts/events"): BILLING_SECRET,
 }
+# Vendor connectors: each vendor's own credential (a signature, Salesforce's organisation
+# id); a bearer token or our webhook signature is no credential there.
+INTAKE_CONNECTORS: frozenset[Route] = frozenset(
+    {
+        ("POST", "/v1/connectors/hubspot"),
+        ("POST", "/v1/connectors/salesforce"),
+        ("POST", "/v1/connectors/stripe"),
+    }
+)
 METRICS_PUBLIC: frozenset[Route] = PLATFORM_PUBLIC | {
     ("GET", "/v1/funnel"),
     ("GET", "/v1/plan"),
@@ -72,6 +86,8 @@ METRICS_BEARER: dict[Route, tuple[Role, ...]] = {
 }
 ROLES: tuple[Role, ...] = ("rep", "manager", "admin")
 REFUSED = ("nobody", "expired", "forged", "revoked", "unissued")
+VENDOR_SECRET = "a-vendor-secret-for-the-access-matrix-0123"
+ORGANIZATION = "00D000000000062"
 
 
 async def _credentials(
@@ -137,7 +153,7 @@ def test_every_route_of_lead_intake_and_metrics_has_an_entry(
     intake = create_intake(intake_settings(database_url, settings))
     metrics = create_metrics(MetricsSettings(database_url=database_url, common=settings))
 
-    assert routes_of(intake) == INTAKE_PUBLIC | set(INTAKE_SIGNED)
+    assert routes_of(intake) == INTAKE_PUBLIC | set(INTAKE_SIGNED) | INTAKE_CONNECTORS
     assert routes_of(metrics) == METRICS_PUBLIC | set(METRICS_BEARER)
 
 
@@ -196,6 +212,85 @@ async def test_lead_intake_access_matrix(database_url: str, topics: CommonSettin
             statuses["valid"] = (await client.post(path, **valid)).status_code
             statuses["replayed"] = (await client.post(path, **valid)).status_code
             expected = dict.fromkeys(attempts, 401) | {"valid": 200, "replayed": 401}
+            if statuses != expected:
+                mismatches.append((path, statuses))
+
+    assert mismatches == []
+
+
+def _vendor_signed(
+    path: str, *, secret: str | None = None, at: datetime | None = None
+) -> dict[str, Any]:
+    """A delivery to a connector, with the vendor's own credential (a wrong one when
+    ``secret`` or ``at`` say so)."""
+    sent = at or datetime.now(UTC)
+    number = next(_numbers)
+    if path.endswith("/hubspot"):
+        body = json.dumps([{"eventId": number, "subscriptionId": 1, "portalId": 7,
+                            "objectId": number, "occurredAt": int(sent.timestamp() * 1000),
+                            "subscriptionType": "deal.creation"}]).encode()  # fmt: skip
+        timestamp = str(int(sent.timestamp() * 1000))
+        signature = hubspot.expected_signature(
+            secret or VENDOR_SECRET, method="POST", uri=f"http://intake{path}", body=body,
+            timestamp=timestamp,
+        )  # fmt: skip
+        headers = {hubspot.SIGNATURE_HEADER: signature, hubspot.TIMESTAMP_HEADER: timestamp}
+        return {"content": body, "headers": {"content-type": "application/json", **headers}}
+    if path.endswith("/stripe"):
+        event = {"id": f"evt_{number}", "type": "customer.created",
+                 "created": int(sent.timestamp()), "data": {"object": {}}}  # fmt: skip
+        body = json.dumps(event).encode()
+        t = int(sent.timestamp())
+        digest = hmac.new((secret or VENDOR_SECRET).encode(), f"{t}.".encode() + body,
+                          hashlib.sha256).hexdigest()  # fmt: skip
+        return {"content": body, "headers": {"Stripe-Signature": f"t={t},v1={digest}"}}
+    organization = ORGANIZATION if secret is None else "00D000000000099"
+    body = (
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+        '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">'
+        f"<OrganizationId>{organization}</OrganizationId></notifications>"
+        "</soapenv:Body></soapenv:Envelope>"
+    ).encode()
+    return {"content": body, "headers": {"content-type": "text/xml"}}
+
+
+async def test_lead_intake_connectors_take_only_their_vendors_credential(
+    database_url: str, topics: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HUBSPOT", "SALESFORCE", "STRIPE"):
+        monkeypatch.setenv(f"FUNNEL_INTAKE_{name}_ENABLED", "true")
+    monkeypatch.setenv("FUNNEL_INTAKE_HUBSPOT_CLIENT_SECRET", VENDOR_SECRET)
+    monkeypatch.setenv("FUNNEL_INTAKE_STRIPE_WEBHOOK_SECRET", VENDOR_SECRET)
+    monkeypatch.setenv("FUNNEL_INTAKE_SALESFORCE_ORGANIZATION_ID", ORGANIZATION)
+    settings = intake_settings(database_url, topics)
+    # A bearer token is no credential for a vendor's delivery.
+    admin = bearer(issue_token(topics.auth_secret, subject="admin", role="admin")[1])
+    stale = datetime.now(UTC) - timedelta(minutes=6)
+    mismatches: list[tuple[object, dict[str, int]]] = []
+
+    async with running_intake(settings) as client:
+        for _, path in sorted(INTAKE_CONNECTORS):
+            valid = _vendor_signed(path)
+            attempts = {
+                "unsigned, with a token": {"content": valid["content"], "headers": admin},
+                "our webhook signature": _signed(json.loads(valid["content"])
+                                                 if path.endswith("/stripe") else {}, CRM_SECRET),
+                "wrong credential": _vendor_signed(path, secret="not-the-vendors"),
+            }  # fmt: skip
+            if not path.endswith("/salesforce"):  # an Outbound Message carries no time
+                attempts["stale"] = _vendor_signed(path, at=stale)
+            statuses = {
+                name: (await client.post(path, **kwargs)).status_code
+                for name, kwargs in attempts.items()
+            }
+            statuses["valid"] = (await client.post(path, **valid)).status_code
+            expected = dict.fromkeys(attempts, 401) | {"valid": 200}
+            if path.endswith("/salesforce"):
+                # Its one credential is the organisation id inside the message (the rest
+                # is TLS and the proxy's client certificate): a token changes nothing,
+                # and JSON is not an Outbound Message at all.
+                expected["unsigned, with a token"] = 200
+                expected["our webhook signature"] = 422
             if statuses != expected:
                 mismatches.append((path, statuses))
 

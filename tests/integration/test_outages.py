@@ -80,7 +80,7 @@ async def test_leads_posted_while_the_broker_is_down_are_counted_once_it_returns
         await platform.wait_for_metric("funnel_leads_captured_total", 4, timeout=60)
 
 
-async def test_writes_answer_503_with_retry_after_while_postgres_is_down(
+async def test_writes_answer_503_with_retry_after_and_pods_stay_ready_while_postgres_is_down(
     own_postgres: EmbeddedPostgres, topics: CommonSettings
 ) -> None:
     async with run_platform(own_postgres.dsn("funnel"), topics) as platform:
@@ -88,15 +88,26 @@ async def test_writes_answer_503_with_retry_after_while_postgres_is_down(
 
         own_postgres.stop()
         refused = await platform.intake.post("/v1/leads", json=LEAD)
-        readiness = await platform.intake.get("/readyz")
+        readiness = {
+            "web": await platform.intake.get("/readyz"),
+            "worker": await platform.workers["handoff"].get("/readyz"),
+        }
         own_postgres.start()
         accepted_again = await platform.intake.post("/v1/leads", json=LEAD)
+        ready_again = await platform.intake.get("/readyz")
 
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "5"
+    assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["type"] == "/problems/unavailable"
-    assert readiness.status_code == 503
+    # Still ready: Kubernetes keeps the pod in the Service, so the client hears the 503
+    # and its Retry-After from us, not a bare error from the ingress (docs/operations.md).
+    for process, answer in readiness.items():
+        assert answer.status_code == 200, process
+        assert answer.json()["status"] == "degraded", process
+        assert answer.json()["checks"]["postgres"] == "down", process
     assert accepted_again.status_code == 202
+    assert ready_again.json() == {"status": "ready", "checks": {"postgres": "ok"}}
 
 
 # Only the embedded broker loses records: Apache Kafka keeps what it acknowledged.

@@ -1,9 +1,13 @@
-"""One trace from the form POST, through the outbox and Kafka, to every consumer."""
+"""One trace from the form POST, through the outbox and Kafka, to every consumer; spans
+for work done, none for an idle poll; OpenTelemetry's messaging attributes."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import timedelta
 
+import asyncpg
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -12,7 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import configure_tracing
+from funnel_common.types import utc_now
 from tests.helpers import eventually
+from tests.integration.handoff.support import handoff_settings, running_handoffs
 from tests.platform import Platform
 
 _exporter = InMemorySpanExporter()
@@ -67,3 +73,99 @@ async def test_one_trace_id_from_the_post_to_both_consumers(
         "INSERT" in s.name or "INSERT" in str((s.attributes or {}).get("db.statement", ""))
         for s in queries
     ), [s.name for s in queries]
+
+
+async def test_message_spans_carry_the_messaging_semantic_conventions(
+    spans: InMemorySpanExporter, platform: Platform
+) -> None:
+    answer = await platform.intake.post(
+        "/v1/leads", json={"email": "grace@example.com", "source": "webinar"}
+    )
+    assert answer.status_code == 202
+    await eventually(
+        lambda: _async(_consumer_spans(spans)), until=lambda found: len(found) >= 2, what="consumed"
+    )
+
+    [publish] = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.PRODUCER]
+    sent = dict(publish.attributes or {})
+    assert sent["messaging.system"] == "kafka"
+    assert str(sent["messaging.destination.name"]).endswith("funnel.leads")
+    assert sent["messaging.operation.type"] == "send"
+    assert int(str(sent["messaging.destination.partition.id"])) >= 0
+    assert isinstance(sent["messaging.kafka.offset"], int)
+    for consumed in _consumer_spans(spans):
+        received = dict(consumed.attributes or {})
+        assert received["messaging.operation.type"] == "process"
+        # Both sides name the same record: the event id, its partition and offset.
+        for key in (
+            "messaging.system",
+            "messaging.destination.name",
+            "messaging.message.id",
+            "messaging.destination.partition.id",
+            "messaging.kafka.offset",
+        ):
+            assert received[key] == sent[key], key
+
+
+async def _async(value: list[ReadableSpan]) -> list[ReadableSpan]:
+    return value
+
+
+async def _commits(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        commits: int = await connection.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return commits
+    finally:
+        await connection.close()
+
+
+async def test_an_idle_platform_records_no_spans(
+    spans: InMemorySpanExporter, platform: Platform, database_url: str
+) -> None:
+    async def consumers_assigned() -> set[str]:
+        checks = [(await w.get("/readyz")).json()["checks"] for w in platform.workers.values()]
+        return {check.get("consumer", "assigned") for check in checks}
+
+    await eventually(consumers_assigned, until=lambda seen: seen == {"assigned"}, timeout=30)
+    before = await _commits(database_url)
+    spans.clear()
+
+    # The relays, the SLA scanner and the notifier poll PostgreSQL several times a
+    # second: wait until they have, many times over, finding nothing.
+    await eventually(
+        lambda: _commits(database_url),
+        until=lambda commits: commits >= before + 60,
+        timeout=30,
+        what="the workers' polls",
+    )
+
+    assert [span.name for span in spans.get_finished_spans()] == []
+
+
+async def test_a_claimed_sla_timer_is_a_span_and_its_events_continue_that_trace(
+    spans: InMemorySpanExporter, database_url: str, topics: CommonSettings
+) -> None:
+    async with running_handoffs(handoff_settings(database_url, topics)) as handoffs:
+        await handoffs.setup_team("emea", {"ada": {}}, countries=["DE"], minutes=1)
+        handoff_id = await handoffs.qualify_directly(now=utc_now())
+        spans.clear()
+
+        await handoffs.scan(now=utc_now())
+        idle = spans.get_finished_spans()
+        result = await handoffs.scan(now=utc_now() + timedelta(hours=1))
+        [breached] = await handoffs.events("funnel.handoff.sla_breached.v1", handoff_id)
+        async with handoffs.pool.acquire() as connection:
+            headers = await connection.fetchval(
+                "SELECT trace_headers FROM outbox WHERE event_id = $1", breached["id"]
+            )
+
+    assert idle == ()
+    assert result.breached == 1
+    [breach] = [s for s in spans.get_finished_spans() if s.name == "sla breach"]
+    queries = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.CLIENT]
+    assert any(q.parent is not None and q.parent.span_id == breach.context.span_id for q in queries)
+    traceparent = json.loads(headers)["traceparent"]
+    assert traceparent.split("-")[1] == f"{breach.context.trace_id:032x}"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
+import tempfile
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 import httpx
 
@@ -22,13 +25,21 @@ DEFAULT_PROBABILITY = 5
 SOURCES = ["web", "webinar"]
 
 
+@functools.cache
+def sources_file() -> Path:
+    """The allow-list these tests state (config/sources.yaml is marketing's)."""
+    path = Path(tempfile.mkdtemp(prefix="metrics-sources-")) / "sources.yaml"
+    path.write_text("sources: [" + ", ".join(SOURCES) + "]\n")
+    return path
+
+
 def metrics_settings(database_url: str, common: CommonSettings) -> MetricsSettings:
     return MetricsSettings(
         database_url=database_url,
         common=common,
         stage_probabilities=PROBABILITIES,
         default_stage_probability=DEFAULT_PROBABILITY,
-        sources=SOURCES,
+        sources_file=sources_file(),
         healthy_coverage_ratio=3.0,
     )
 

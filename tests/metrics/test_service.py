@@ -92,7 +92,18 @@ async def matches(client: httpx.AsyncClient, oracle: Oracle, period: str) -> lis
     return differences(oracle.funnel(period), answer.json())
 
 
-@pytest.mark.parametrize("path", ["/v1/funnel?period=2026-Q5", "/v1/plan?period=last-quarter"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/funnel?period=2026-Q5",
+        "/v1/plan?period=last-quarter",
+        "/v1/funnel?period=9999-Q4",
+        "/v1/plan?period=9999-Q4",
+        "/v1/funnel?period=1969-Q4",
+        "/v1/funnel?period=0001-Q1",
+        "/v1/plan?period=2026-Q1%0A",
+    ],
+)
 async def test_a_bad_period_is_a_precise_422_problem(metrics: httpx.AsyncClient, path: str) -> None:
     answer = await metrics.get(path)
 
@@ -100,6 +111,23 @@ async def test_a_bad_period_is_a_precise_422_problem(metrics: httpx.AsyncClient,
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["type"] == "/problems/invalid-period"
     assert answer.json()["errors"][0]["field"] == "period"
+
+
+@pytest.mark.parametrize("timezone", ["Asia/Tokyo", "Pacific/Kiritimati", "Etc/GMT+12"])
+async def test_the_edge_quarters_answer_and_the_ones_beyond_are_refused_in_any_time_zone(
+    database_url: str, topics: CommonSettings, timezone: str
+) -> None:
+    settings = metrics_settings(
+        database_url, topics.model_copy(update={"reporting_timezone": timezone})
+    )
+    async with running_metrics(settings, worker=False) as client:
+        edges = [await client.get(f"/v1/{path}", params={"period": period})
+                 for path in ("funnel", "plan") for period in ("1970-Q1", "9998-Q4")]  # fmt: skip
+        beyond = [await client.get(f"/v1/{path}", params={"period": period})
+                  for path in ("funnel", "plan") for period in ("0001-Q1", "9999-Q4")]  # fmt: skip
+
+    assert [answer.status_code for answer in edges] == [200] * 4
+    assert [answer.status_code for answer in beyond] == [422] * 4
 
 
 async def test_only_admins_set_the_company_target(
@@ -125,8 +153,13 @@ async def test_only_admins_set_the_company_target(
     ("period", "body", "field"),
     [
         ("2026-Q7", {"amount_cents": 1}, "period"),
+        ("9999-Q4", {"amount_cents": 1}, "period"),
+        ("1969-Q4", {"amount_cents": 1}, "period"),
         (CURRENT, {"amount_cents": -5}, "amount_cents"),
         (CURRENT, {"amount_cents": 1.5}, "amount_cents"),
+        (CURRENT, {"amount_cents": True}, "amount_cents"),
+        (CURRENT, {"amount_cents": "100"}, "amount_cents"),
+        (CURRENT, {"amount_cents": 1.0}, "amount_cents"),
         (CURRENT, {"amount_cents": 1, "currency": "EUR"}, "currency"),
         (CURRENT, {"amount_cents": 1, "stretch": True}, "stretch"),
     ],

@@ -74,3 +74,25 @@ def test_the_replay_summary_line_gives_events_and_seconds() -> None:
 
     assert found is not None
     assert (int(found[1]), float(found[2])) == (45185, 2.31)
+
+
+def test_the_bench_table_shows_each_figure_against_its_baseline_and_target() -> None:
+    from bench.__main__ import markdown
+
+    table = markdown(
+        [
+            Figure(
+                "replay events/s",
+                31_000.0,
+                "events/s",
+                "plain consumption",
+                90_000.0,
+                ">= 30,000 events/s",
+                True,
+            ),
+        ],
+        "2026-12-05 16:00 UTC",
+    )
+
+    assert "| replay events/s | 31,000.0 events/s | plain consumption: 90,000.0 events/s |" in table
+    assert "| 0.34x | >= 30,000 events/s met |" in table

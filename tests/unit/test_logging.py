@@ -7,7 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from funnel_common.settings import CommonSettings
-from funnel_common.telemetry import JsonFormatter, configure_logging, mask_personal_data
+from funnel_common.telemetry import (
+    JsonFormatter,
+    configure_logging,
+    mask_personal_data,
+    new_tracer_provider,
+)
 
 
 @pytest.mark.parametrize(
@@ -110,3 +115,40 @@ def test_masking_keeps_each_line_one_json_object(message: str) -> None:
 
     assert "bob@" not in line["message"]
     assert line["offset"] == 123456789
+
+
+def _line_of(message: str, **extra: object) -> dict[str, object]:
+    record = logging.makeLogRecord({"msg": message, "levelname": "INFO", "name": "t", **extra})
+    line: dict[str, object] = json.loads(JsonFormatter("handoff").format(record))
+    return line
+
+
+def test_a_line_inside_an_operation_carries_its_trace_and_span_ids() -> None:
+    tracer = new_tracer_provider("handoff").get_tracer("tests")
+
+    with tracer.start_as_current_span("apply event") as span:
+        line = _line_of("event applied")
+
+    # Not recorded (no exporter), yet the ids tie the request's lines together.
+    assert not span.is_recording()
+    context = span.get_span_context()
+    assert line["trace_id"] == f"{context.trace_id:032x}"
+    assert line["span_id"] == f"{context.span_id:016x}"
+
+
+def test_a_line_outside_any_operation_has_no_trace_ids() -> None:
+    line = _line_of("relay waiting for the broker")
+
+    assert "trace_id" not in line
+    assert "span_id" not in line
+
+
+def test_uvicorns_coloured_copy_of_a_message_stays_out_of_the_json() -> None:
+    line = _line_of(
+        "Uvicorn running on http://127.0.0.1:8001",
+        color_message="Uvicorn running on \x1b[1mhttp://127.0.0.1:8001\x1b[0m",
+    )
+
+    assert line["message"] == "Uvicorn running on http://127.0.0.1:8001"
+    assert "color_message" not in line
+    assert "\x1b" not in json.dumps(line)

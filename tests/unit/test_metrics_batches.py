@@ -1,4 +1,4 @@
-"""Replay batches: decoding and the handlers' recorded writes, without a database."""
+"""Replay batches: decoding and the facts each event tells, without a database."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-import asyncpg
-
 from funnel_common.events import DealOpened, Envelope, LeadCaptured, encode_event
+from metrics import facts
 from metrics.batches import prepare
-from metrics.handlers import handlers
+from metrics.facts import table
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -62,39 +61,33 @@ def records(*events: Envelope | bytes) -> list[Any]:
     ]
 
 
-async def test_a_batch_records_each_events_writes_and_counts_what_it_cannot_decode() -> None:
+async def test_a_batch_makes_each_events_facts_and_counts_what_it_cannot_decode() -> None:
     first, second = lead(), lead()
 
-    prepared = await prepare(handlers("USD"), records(first, b"not an event", second, deal("USD")))
+    prepared = await prepare(table("USD"), records(first, b"not an event", second, deal("USD")))
 
-    assert prepared.read == 4
-    assert prepared.undecodable == 1
-    assert [type(item.event) for item in prepared.decoded] == [
-        LeadCaptured,
-        LeadCaptured,
-        DealOpened,
+    assert (prepared.read, prepared.skipped) == (4, 1)
+    assert [item.event.id for item in prepared.decoded] == [
+        first.id,
+        second.id,
+        prepared.decoded[2].event.id,
     ]
-    assert [item.event.id for item in prepared.decoded[:2]] == [first.id, second.id]
-    assert prepared.writes is not None
-    assert [index for index, _, _ in prepared.writes] == [0, 1, 2]
-    assert "INSERT INTO lead_stages" in prepared.writes[0][1]
-    assert prepared.writes[0][2][1] == [first.data.lead_id]
+    made = [fact for item in prepared.decoded for fact in item.facts]
+    assert [type(fact) for fact in made] == [
+        facts.LeadStage,
+        facts.LeadStage,
+        facts.DealDelivery,
+    ]
+    assert made[0] == facts.lead_stage(first)[0]
 
 
-async def test_an_event_its_handler_refuses_sends_the_batch_one_by_one() -> None:
-    prepared = await prepare(handlers("USD"), records(lead(), deal("EUR"), lead()))
+async def test_an_event_metrics_refuses_is_skipped_and_the_rest_of_the_batch_kept() -> None:
+    before, after = lead(), lead()
 
-    assert prepared.writes is None
-    assert len(prepared.decoded) == 3
+    prepared = await prepare(table("USD"), records(before, deal("EUR"), after))
 
-
-async def test_a_handler_that_reads_sends_the_batch_one_by_one() -> None:
-    async def reads(connection: asyncpg.Connection, event: Envelope) -> None:
-        await connection.fetchval("SELECT 1")
-
-    prepared = await prepare({LeadCaptured: reads}, records(lead()))
-
-    assert prepared.writes is None
+    assert prepared.skipped == 1
+    assert [item.event.id for item in prepared.decoded] == [before.id, after.id]
 
 
 async def test_preparing_a_big_batch_lets_the_writer_send_its_statements_meanwhile() -> None:
@@ -113,7 +106,7 @@ async def test_preparing_a_big_batch_lets_the_writer_send_its_statements_meanwhi
     await asyncio.sleep(0)  # the writer is waiting for its turn
     started = turns_while_preparing
 
-    prepared = await prepare(handlers("USD"), records(*(lead() for _ in range(1_000))))
+    prepared = await prepare(table("USD"), records(*(lead() for _ in range(1_000))))
     preparing = False
     await writing
 

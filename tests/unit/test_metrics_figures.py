@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, date, datetime
 from fractions import Fraction
 
@@ -11,25 +12,55 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from metrics import figures
-from metrics.periods import BadPeriod, Period, exported_periods, parse_period, period_of_date
+from metrics.periods import (
+    PATTERN,
+    BadPeriod,
+    Period,
+    exported_periods,
+    parse_period,
+    period_of_date,
+)
 
 cents = st.integers(min_value=0, max_value=10**12)
 
 
 @pytest.mark.parametrize(
-    "text", ["2026-Q0", "2026-Q5", "2026Q1", "26-Q1", "2026-q1", "", "0000-Q1"]
-)
-def test_a_period_that_is_not_a_calendar_quarter_is_refused(text: str) -> None:
+    "text",
+    ["2026-Q0", "2026-Q5", "2026Q1", "26-Q1", "2026-q1", "", "0000-Q1", "0001-Q1",
+     "1969-Q4", "9999-Q1", "9999-Q4", "2026-Q1\n", "\u0662\u0660\u0662\u0666-Q1"],
+)  # fmt: skip
+def test_a_period_that_is_not_a_supported_calendar_quarter_is_refused(text: str) -> None:
     with pytest.raises(BadPeriod):
         parse_period(text)
 
 
-@given(st.dates())
+SUPPORTED_DAYS = st.dates(min_value=date(1970, 1, 1), max_value=date(9998, 12, 31))
+
+
+@given(SUPPORTED_DAYS)
 def test_every_date_falls_in_exactly_the_quarter_whose_bounds_hold_it(day: date) -> None:
     period = period_of_date(day)
 
     assert period.first_day() <= day < period.shifted(1).first_day()
     assert parse_period(str(period)) == period
+    assert re.fullmatch(PATTERN, str(period))
+
+
+@given(
+    day=SUPPORTED_DAYS,
+    timezone=st.sampled_from(["UTC", "Asia/Tokyo", "Pacific/Kiritimati", "Etc/GMT+12"]),
+)
+def test_every_supported_quarter_has_bounds_in_every_time_zone(day: date, timezone: str) -> None:
+    start, end = period_of_date(day).bounds(timezone)
+
+    assert start < end
+
+
+def test_the_pattern_in_the_schema_is_the_supported_range() -> None:
+    matched = {text: bool(re.fullmatch(PATTERN, text)) for text in ("1970-Q1", "9998-Q4",
+               "1969-Q4", "9999-Q1")}  # fmt: skip
+
+    assert matched == {"1970-Q1": True, "9998-Q4": True, "1969-Q4": False, "9999-Q1": False}
 
 
 def test_quarter_bounds_are_midnights_in_the_reporting_time_zone() -> None:
@@ -130,8 +161,8 @@ def test_the_plan_asks_for_enough_leads_and_pipeline_and_no_more(
         history=history,
     )
 
+    assert plan.remaining_cents == target - won_in_period
     remaining = max(0, target - won_in_period)
-    assert plan.remaining_cents == remaining
     assert plan.deals_needed is not None
     assert plan.pipeline_needed_cents is not None
     # Enough deals of the average won size, and not one more than that.
@@ -147,21 +178,63 @@ def test_the_plan_asks_for_enough_leads_and_pipeline_and_no_more(
         assert plan.leads_needed is None
 
 
-def test_the_plan_needs_nothing_once_the_target_is_met() -> None:
+def test_the_plan_needs_nothing_once_the_target_is_met_and_says_by_how_much() -> None:
     history = figures.StageCounts(captured=10, won=2, won_value_cents=1000)
 
     plan = figures.plan(
         target_cents=500, won_in_period_cents=800, open_pipeline_cents=0, history=history
     )
 
-    assert (plan.remaining_cents, plan.leads_needed, plan.pipeline_still_needed_cents) == (0, 0, 0)
+    assert (plan.remaining_cents, plan.leads_needed, plan.pipeline_still_needed_cents) == (
+        -300,
+        0,
+        0,
+    )
 
 
-def test_win_rate_is_absent_when_nothing_closed() -> None:
-    closed = figures.ClosedDeals()
+def test_the_average_won_deal_is_rounded_up_to_a_cent() -> None:
+    history = figures.StageCounts(captured=10, won=3, won_value_cents=1000)
 
-    assert closed.win_rate_by_count() is None
-    assert closed.win_rate_by_value() is None
+    plan = figures.plan(
+        target_cents=None, won_in_period_cents=0, open_pipeline_cents=0, history=history
+    )
+
+    assert plan.average_won_deal_cents == 334
+
+
+def test_win_rate_and_sla_attainment_are_absent_when_there_is_nothing_to_divide_by() -> None:
+    empty = figures.window_figures(
+        stage_rows=[], cohort_rows=[], sla=figures.Sla(0, 0, {}, 0), accept_rows=[],
+        accept_seconds_buckets=[60.0],
+    )  # fmt: skip
+    period = figures.period_figures(
+        period="2026-Q1", window=empty, target_cents=None, open_by_stage={}, cohort=None,
+        history=empty.total, probabilities={}, default_probability_percent=0,
+        healthy_coverage_ratio=3.0,
+    )  # fmt: skip
+
+    assert (period.win_rate_by_count(), period.win_rate_by_value()) == (None, None)
+    assert empty.sla.attainment is None
+    assert period.retention is None
+
+
+@given(st.lists(st.tuples(*(st.integers(0, 50) for _ in range(4))).map(sorted), max_size=5))
+def test_cohort_conversion_never_exceeds_one(reached: list[list[int]]) -> None:
+    cohort = figures.Cohort()
+    for won, opened, accepted, qualified in reached:
+        cohort.add(figures.Cohort(qualified + 1, qualified, accepted, opened, won))
+
+    shares = cohort.conversion().values()
+
+    assert all(share is None or 0 <= share <= 1 for share in shares)
+
+
+def test_sla_attainment_counts_an_undecided_handoff_past_its_deadline_as_missed() -> None:
+    sla = figures.Sla(
+        deadlines=4, met=3, breaches_by_policy={"default": 2, "vip": 1}, escalations=1
+    )
+
+    assert (sla.attainment, sla.missed, sla.breaches) == (0.75, 1, 3)
 
 
 def test_unlisted_sources_are_exported_as_other() -> None:

@@ -1,40 +1,63 @@
-"""Spans are recorded only while something receives them; trace context travels always."""
+"""Spans are recorded for work done, never for a poll that found nothing."""
 
 from __future__ import annotations
 
-from opentelemetry import propagate
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from funnel_common.telemetry import new_tracer_provider
+from funnel_common.telemetry import new_tracer_provider, work_span
+
+QUERY = {"db.system": "postgresql", "db.statement": "SELECT 1"}
 
 
-def test_without_an_exporter_spans_are_not_recorded_but_their_context_travels() -> None:
-    tracer = new_tracer_provider("tests").get_tracer("tests")
-
-    with tracer.start_as_current_span("POST /v1/leads") as span:
-        headers: dict[str, str] = {}
-        propagate.inject(headers)
-
-    assert not span.is_recording()
-    assert span.get_span_context().is_valid
-    assert f"{span.get_span_context().trace_id:032x}" in headers["traceparent"]
-
-
-def test_once_a_processor_is_added_spans_are_recorded_and_continued() -> None:
-    provider = new_tracer_provider("tests")
+def _exported() -> tuple[trace.Tracer, InMemorySpanExporter]:
+    provider = new_tracer_provider("handoff")
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("tests")
+    return provider.get_tracer("tests"), exporter
 
-    with tracer.start_as_current_span("POST /v1/leads") as request:
-        headers: dict[str, str] = {}
-        propagate.inject(headers)
-    with tracer.start_as_current_span("publish", context=propagate.extract(headers)) as publish:
+
+def test_a_query_outside_any_operation_is_not_recorded() -> None:
+    tracer, exporter = _exported()
+
+    with tracer.start_as_current_span("SELECT", kind=trace.SpanKind.CLIENT, attributes=QUERY):
         pass
 
-    finished = exporter.get_finished_spans()
-    assert [s.name for s in finished] == ["POST /v1/leads", "publish"]
-    assert finished[1].parent is not None
-    assert finished[1].parent.span_id == request.get_span_context().span_id
-    assert finished[1].context.trace_id == publish.get_span_context().trace_id
+    assert exporter.get_finished_spans() == ()
+
+
+def test_a_query_inside_an_operation_is_recorded_in_its_trace() -> None:
+    tracer, exporter = _exported()
+
+    with tracer.start_as_current_span("sla breach") as operation:
+        with tracer.start_as_current_span("UPDATE", kind=trace.SpanKind.CLIENT, attributes=QUERY):
+            pass
+
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names == ["UPDATE", "sla breach"]
+    query = exporter.get_finished_spans()[0]
+    assert query.context.trace_id == operation.get_span_context().trace_id
+
+
+def test_requests_and_messages_start_traces_as_before() -> None:
+    tracer, exporter = _exported()
+
+    for kind in (trace.SpanKind.SERVER, trace.SpanKind.PRODUCER, trace.SpanKind.CONSUMER):
+        with tracer.start_as_current_span("work", kind=kind):
+            pass
+
+    assert len(exporter.get_finished_spans()) == 3
+
+
+def test_a_poll_that_claimed_nothing_has_no_span_and_one_that_did_has_one() -> None:
+    tracer, exporter = _exported()
+
+    with work_span(tracer, "sla breach", []):
+        pass
+    with work_span(tracer, "sla breach", ["a handoff", "another"]):
+        pass
+
+    [span] = exporter.get_finished_spans()
+    assert span.name == "sla breach"
+    assert (span.attributes or {})["funnel.claimed"] == 2

@@ -87,6 +87,15 @@ def signed(body: dict[str, Any], secret: str, *, at: int | None = None) -> dict[
     }
 
 
+def imported(body: dict[str, Any], *, at: int | None = None, **headers: str) -> dict[str, Any]:
+    """httpx keyword arguments for a lead post signed with the import secret, as `funnel
+    import` sends it: trusted, and answered with the lead's id, status and score (an
+    anonymous post gets a receipt only)."""
+    kwargs = signed(body, IMPORT_SECRET, at=at)
+    kwargs["headers"].update(headers)
+    return kwargs
+
+
 async def events_on(
     settings: CommonSettings, topic: str, *, expect: int, subject: str | None = None
 ) -> list[Envelope]:

@@ -18,7 +18,7 @@ from funnel_common.events import LEADS_TOPIC, LeadMerged
 from funnel_common.settings import CommonSettings
 from lead_intake import store
 from tests.helpers import parse_metric
-from tests.integration.intake.conftest import IntakeFactory, events_on
+from tests.integration.intake.conftest import IntakeFactory, events_on, imported
 
 TOGETHER = {"batch_max_wait_ms": 100}
 
@@ -27,6 +27,13 @@ async def _post_all(
     intake: httpx.AsyncClient, bodies: list[dict[str, Any]], **kwargs: Any
 ) -> list[httpx.Response]:
     return list(await asyncio.gather(*(intake.post("/v1/leads", json=b, **kwargs) for b in bodies)))
+
+
+async def _import_all(
+    intake: httpx.AsyncClient, bodies: list[dict[str, Any]]
+) -> list[httpx.Response]:
+    """Signed posts, whose answers say what became of each lead."""
+    return list(await asyncio.gather(*(intake.post("/v1/leads", **imported(b)) for b in bodies)))
 
 
 async def _batches_of_more_than_one(intake: httpx.AsyncClient) -> float:
@@ -60,7 +67,7 @@ async def test_one_person_posting_concurrently_becomes_one_lead_and_merges(
     bodies.append({"email": "other@example.com", "phone": "+44 20 7946 0001"})
     bodies.append({"email": "ada.work@example.com", "phone": "+44 20 7946 0001"})
 
-    answers = await _post_all(intake, bodies)
+    answers = await _import_all(intake, bodies)
 
     assert [a.status_code for a in answers] == [202] * 6, [a.text for a in answers]
     by_email = [a.json() for a in answers[:4]]
@@ -84,8 +91,9 @@ async def test_one_person_posting_to_two_replicas_at_once_becomes_one_lead(
     body = {"email": "grace@example.com"}
 
     answers = await asyncio.gather(
-        *(replicas[n % 2].post("/v1/leads", json={**body, "campaign": f"c{n}"}) for n in range(6))
-    )
+        *(replicas[n % 2].post("/v1/leads", **imported({**body, "campaign": f"c{n}"}))
+          for n in range(6))
+    )  # fmt: skip
 
     assert [a.status_code for a in answers] == [202] * 6
     assert Counter(a.json()["status"] for a in answers)["merged"] == 5
@@ -186,7 +194,8 @@ async def test_every_2xx_is_already_visible_to_another_connection(
     async def post_and_look(n: int) -> tuple[int, bool]:
         answer = await intake.post("/v1/leads", json={"email": f"seen-{n}@example.com"})
         stored = await pool.fetchval(
-            "SELECT true FROM intake.leads WHERE lead_id = $1::uuid", answer.json()["lead_id"]
+            "SELECT true FROM intake.leads WHERE submission_id = $1::uuid",
+            answer.json()["receipt_id"],
         )
         return answer.status_code, bool(stored)
 

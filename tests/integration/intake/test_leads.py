@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -15,7 +16,7 @@ from funnel_common.events import (
     LeadQualified,
 )
 from funnel_common.settings import CommonSettings
-from tests.integration.intake.conftest import IntakeFactory, events_on
+from tests.integration.intake.conftest import IntakeFactory, events_on, imported
 
 SENIOR_BUYER = {
     "email": "Grace.Hopper@Navy.example",
@@ -34,7 +35,7 @@ LANDING = {"form_id": "landing-page", "form_key": "pk_landing_7d1f3c"}
 async def test_a_fitting_lead_is_captured_and_qualified_with_its_reasons(
     intake: httpx.AsyncClient, topics: CommonSettings
 ) -> None:
-    answer = await intake.post("/v1/leads", json=SENIOR_BUYER)
+    answer = await intake.post("/v1/leads", **imported(SENIOR_BUYER))
 
     assert answer.status_code == 202, answer.text
     body = answer.json()
@@ -68,7 +69,9 @@ async def test_a_fitting_lead_is_captured_and_qualified_with_its_reasons(
 async def test_a_competitor_is_disqualified_and_says_why(
     intake: httpx.AsyncClient, topics: CommonSettings
 ) -> None:
-    answer = await intake.post("/v1/leads", json={**SENIOR_BUYER, "email": "spy@rivalfunnel.com"})
+    answer = await intake.post(
+        "/v1/leads", **imported({**SENIOR_BUYER, "email": "spy@rivalfunnel.com"})
+    )
 
     assert answer.json()["status"] == "disqualified"
     _, disqualified = await events_on(topics, LEADS_TOPIC, expect=2)
@@ -81,23 +84,30 @@ async def test_a_second_touch_merges_and_rescoring_qualifies_the_lead(
     intake: httpx.AsyncClient, topics: CommonSettings, database_url: str
 ) -> None:
     first = await intake.post(
-        "/v1/leads", json={"email": "ada@example.com", "phone": "+44 20 7946 0018"}
+        "/v1/leads", **imported({"email": "ada@example.com", "phone": "+44 20 7946 0018"})
     )
-    assert first.json() == {"lead_id": first.json()["lead_id"], "status": "captured", "score": 10}
+    assert {k: v for k, v in first.json().items() if k != "receipt_id"} == {
+        "lead_id": first.json()["lead_id"], "status": "captured", "score": 10,
+    }  # fmt: skip
 
     # Same person, other case, demo request with a senior title: a touch, not a lead.
     second = await intake.post(
         "/v1/leads",
-        json={**LANDING, "email": "ADA@example.com", "first_name": "Ada", "company": "AE",
-              "title": "CTO", "utm_campaign": "webinar-7"},
+        **imported({**LANDING, "email": "ADA@example.com", "first_name": "Ada", "company": "AE",
+                    "title": "CTO", "utm_campaign": "webinar-7"}),
     )  # fmt: skip
-    # And by phone only, from yet another address.
+    # And by phone only, from yet another address, written nationally.
     third = await intake.post(
-        "/v1/leads", json={"email": "ada.work@example.com", "phone": "+44 (20) 7946-0018"}
+        "/v1/leads",
+        **imported({"email": "ada.work@example.com", "phone": "020 7946-0018", "country": "GB"}),
     )
 
     lead_id = first.json()["lead_id"]
-    assert second.json() == {"lead_id": lead_id, "status": "merged", "score": 70}
+    assert second.json() == {
+        "lead_id": lead_id, "status": "merged", "score": 70,
+        "receipt_id": second.json()["receipt_id"],
+    }  # fmt: skip
+    assert second.json()["receipt_id"] != first.json()["receipt_id"]
     assert third.json()["lead_id"] == lead_id
     events = await events_on(topics, LEADS_TOPIC, expect=4)
     # One lead, one key, one partition: the order is the order things happened.
@@ -123,8 +133,10 @@ async def test_outside_the_dedupe_window_a_returning_person_is_a_new_lead(
 ) -> None:
     intake = await start_intake(dedupe_window_days=0)
 
-    first = await intake.post("/v1/leads", json={"email": "ada@example.com"})
-    second = await intake.post("/v1/leads", json={"email": "ada@example.com"})
+    first = await intake.post("/v1/leads", **imported({"email": "ada@example.com"}))
+    # Signed a second later: the same body and time again would be a replayed signature.
+    later = int(time.time()) + 1
+    second = await intake.post("/v1/leads", **imported({"email": "ada@example.com"}, at=later))
 
     assert second.json()["status"] == "captured"
     assert second.json()["lead_id"] != first.json()["lead_id"]
@@ -144,18 +156,113 @@ async def test_spam_is_recorded_as_spam_not_dropped_and_not_qualified(
         "/v1/leads", json={"email": "h@b.example", "form_started_at": time.time() - 60}
     )
 
-    assert [a.json()["status"] for a in (honeypot, too_fast, disposable, human)] == [
-        "spam",
-        "spam",
-        "spam",
-        "captured",
-    ]
-    events = await events_on(topics, LEADS_TOPIC, expect=4)
+    subdomain = await intake.post("/v1/leads", json={"email": "y@eu.mailinator.com"})
+
+    answers = [honeypot, too_fast, disposable, human, subdomain]
+    # Anonymous posts: one receipt each, the same answer for spam as for a person.
+    assert {a.json()["status"] for a in answers} == {"received"}
+    events = await events_on(topics, LEADS_TOPIC, expect=5)
     assert all(isinstance(e, LeadCaptured) for e in events)
-    reasons = {e.subject: e.data.spam_reasons for e in events if isinstance(e, LeadCaptured)}
-    assert reasons == {
-        honeypot.json()["lead_id"]: ["honeypot"],
-        too_fast.json()["lead_id"]: ["too_fast"],
-        disposable.json()["lead_id"]: ["disposable_domain"],
-        human.json()["lead_id"]: [],
+    reasons = {
+        e.data.profile.email: e.data.spam_reasons for e in events if isinstance(e, LeadCaptured)
     }
+    assert reasons == {
+        "grace.hopper@navy.example": ["honeypot"],
+        "a@b.example": ["too_fast"],
+        "x@mailinator.com": ["disposable_domain"],
+        "h@b.example": [],
+        "y@eu.mailinator.com": ["disposable_domain"],
+    }
+
+
+async def test_an_anonymous_post_gets_the_same_answer_whether_the_person_is_known_or_not(
+    intake: httpx.AsyncClient, database_url: str
+) -> None:
+    await intake.post("/v1/leads", **imported({**SENIOR_BUYER, "email": "known@example.com"}))
+
+    known = await intake.post("/v1/leads", json={**SENIOR_BUYER, "email": "known@example.com"})
+    new = await intake.post("/v1/leads", json={**SENIOR_BUYER, "email": "new@example.com"})
+
+    assert (known.status_code, new.status_code) == (202, 202)
+    assert known.json().keys() == new.json().keys() == {"receipt_id", "status"}
+    assert known.json()["status"] == new.json()["status"] == "received"
+    assert known.headers.keys() == new.headers.keys()
+    connection = await asyncpg.connect(database_url)
+    try:
+        lead_ids = {
+            str(r["lead_id"]) for r in await connection.fetch("SELECT lead_id FROM intake.leads")
+        }
+        # A receipt is the submission's id: support can find it, nobody can use it.
+        touched = await connection.fetchval(
+            "SELECT count(*) FROM intake.touches WHERE submission_id = $1::uuid",
+            known.json()["receipt_id"],
+        )
+        captured = await connection.fetchval(
+            "SELECT count(*) FROM intake.leads WHERE submission_id = $1::uuid",
+            new.json()["receipt_id"],
+        )
+    finally:
+        await connection.close()
+    assert {known.json()["receipt_id"], new.json()["receipt_id"]}.isdisjoint(lead_ids)
+    assert (touched, captured) == (1, 1)
+
+
+async def test_lookalike_emails_and_reformatted_phones_are_one_person(
+    intake: httpx.AsyncClient, database_url: str
+) -> None:
+    first = await intake.post(
+        "/v1/leads", **imported({"email": "ada@example.com", "phone": "+1 (555) 010-4515"})
+    )
+    fullwidth = await intake.post(
+        "/v1/leads", **imported({"email": "\uff41\uff44\uff41@example.com"})
+    )
+    by_phone = await intake.post(
+        "/v1/leads", **imported({"email": "ada.home@example.com", "phone": "1 555 010 4515"})
+    )
+
+    lead_id = first.json()["lead_id"]
+    assert [fullwidth.json()["lead_id"], by_phone.json()["lead_id"]] == [lead_id, lead_id]
+    assert [fullwidth.json()["status"], by_phone.json()["status"]] == ["merged", "merged"]
+    connection = await asyncpg.connect(database_url)
+    try:
+        stored = await connection.fetchrow("SELECT email, phone FROM intake.leads")
+    finally:
+        await connection.close()
+    assert dict(stored) == {"email": "ada@example.com", "phone": "+15550104515"}
+
+
+async def test_a_signed_import_keeps_the_leads_own_capture_time_and_a_form_post_cannot(
+    intake: httpx.AsyncClient, topics: CommonSettings
+) -> None:
+    last_year = "2025-03-14T10:00:00+01:00"
+
+    old = await intake.post(
+        "/v1/leads", **imported({"email": "old@example.com", "captured_at": last_year})
+    )
+    anonymous = await intake.post(
+        "/v1/leads", json={"email": "a@example.com", "captured_at": last_year}
+    )
+    future = await intake.post(
+        "/v1/leads", **imported({"email": "f@example.com", "captured_at": "2999-01-01T00:00:00Z"})
+    )
+    ancient = await intake.post(
+        "/v1/leads", **imported({"email": "g@example.com", "captured_at": "1969-12-31T23:59:59Z"})
+    )
+
+    assert old.status_code == 202, old.text
+    refusals = {
+        name: (
+            answer.status_code,
+            answer.json()["errors"][0]["field"],
+            answer.json()["errors"][0]["code"],
+        )
+        for name, answer in {"anonymous": anonymous, "future": future, "ancient": ancient}.items()
+    }
+    assert refusals == {
+        "anonymous": (422, "captured_at", "signed_only"),
+        "future": (422, "captured_at", "in_the_future"),
+        "ancient": (422, "captured_at", "value_error"),
+    }
+    (captured,) = await events_on(topics, LEADS_TOPIC, expect=1)
+    assert isinstance(captured, LeadCaptured)
+    assert captured.time == datetime(2025, 3, 14, 9, tzinfo=UTC)

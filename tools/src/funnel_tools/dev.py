@@ -1,15 +1,21 @@
 """``funnel dev``: the embedded platform, supervised, in the foreground.
 
-Starts PostgreSQL (data kept under ``.funnel/``), the broker (the embedded Tansu broker,
-or with ``--broker kafka`` Apache Kafka: ``funnel_tools.dev_broker``), creates the
-topics, runs
-each service as two processes (``web`` and ``worker``), restarts a process that dies,
-and on Ctrl-C stops everything: the services first, then the broker, then PostgreSQL.
+Starts PostgreSQL (data kept under ``.funnel/``) with one role per service
+(``pgroles``), the broker (the embedded Tansu broker, or with ``--broker kafka`` Apache
+Kafka: ``funnel_tools.dev_broker``), creates the topics, runs each service as two processes
+(``web`` and ``worker``), restarts a process that dies, and on Ctrl-C stops everything:
+the services first, then the broker, then PostgreSQL.
+
+Once every process is ready it writes ``<data dir>/platform.json`` (how the other
+``funnel`` commands find this platform, ``funnel_cli.platform``) and
+``<data dir>/prometheus.yml`` (a scrape config for these ports). Everything it says
+goes to the terminal and, as JSON lines, to ``<data dir>/logs/supervisor.log``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -25,9 +31,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from funnel_cli.platform import STATE_FILE, PlatformState
 from funnel_common.kafka import ensure_topics
 from funnel_common.settings import CommonSettings
+from funnel_tools import devlogs
 from funnel_tools.dev_broker import BrokerName, DevBroker, dev_broker
 from funnel_tools.embedded import (
     EmbeddedPostgres,
@@ -35,6 +44,8 @@ from funnel_tools.embedded import (
     port_open,
     wait_until,
 )
+from funnel_tools.pgroles import SERVICE_ROLES, provisioning_sql, role_dsn
+from funnel_tools.prometheus import write_dev_prometheus_config
 
 console = Console(stderr=True)
 
@@ -46,8 +57,13 @@ _POSTGRES_CHECK_SECONDS = 2.0
 
 # How uvicorn runs every service, here as in the images and manifests under deploy/ (a
 # test keeps them the same): no access log (a JSON line per request), and uvloop with
-# httptools, which halve the HTTP stack's CPU per request against asyncio and h11.
-SERVER_OPTIONS = ("--no-access-log", "--loop", "uvloop", "--http", "httptools")
+# httptools, which halve the HTTP stack's CPU per request against asyncio and h11; and no
+# proxy headers: uvicorn would otherwise take X-Forwarded-For from any client on
+# 127.0.0.1 as its address. The services decide the client address themselves, trusting
+# only FUNNEL_TRUSTED_PROXIES (funnel_common.service.build_web_app).
+SERVER_OPTIONS = (
+    "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers",
+)  # fmt: skip
 
 
 class DevSettings(BaseSettings):
@@ -56,7 +72,9 @@ class DevSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FUNNEL_DEV_", extra="ignore")
 
     data_dir: Path = Field(
-        default=Path(".funnel"), description="where PostgreSQL data and the logs are kept"
+        default=Path(".funnel"),
+        description="where PostgreSQL data, the logs and `platform.json` (how the other "
+        "`funnel` commands find this platform) are kept",
     )
     host: str = Field(default="127.0.0.1", description="the address every process listens on")
     postgres_port: int = Field(default=15432, description="embedded PostgreSQL")
@@ -82,10 +100,60 @@ class DevSettings(BaseSettings):
     )
     common: CommonSettings = Field(default_factory=CommonSettings)
 
+    def service_ports(self) -> dict[str, int]:
+        """Each process's port, by the name it runs under (and logs to)."""
+        return {
+            "lead-intake": self.intake_port,
+            "lead-intake-worker": self.intake_worker_port,
+            "handoff": self.handoff_port,
+            "handoff-worker": self.handoff_worker_port,
+            "metrics": self.metrics_port,
+            "metrics-worker": self.metrics_worker_port,
+        }
+
+
+# Each process: its uvicorn factory. The web one keeps the service's name.
+FACTORIES = {
+    "lead-intake": "lead_intake.web:create_app",
+    "lead-intake-worker": "lead_intake.worker:create_app",
+    "handoff": "handoff.web:create_app",
+    "handoff-worker": "handoff.worker:create_app",
+    "metrics": "metrics.web:create_app",
+    "metrics-worker": "metrics.worker:create_app",
+}
+# The settings that give each service its database (its own role, `pgroles`).
+DATABASE_SETTINGS = {
+    "lead-intake": "FUNNEL_INTAKE_DATABASE_URL",
+    "handoff": "FUNNEL_HANDOFF_DATABASE_URL",
+    "metrics": "FUNNEL_METRICS_DATABASE_URL",
+}
+
+
+class Supervisor:
+    """What `funnel dev` says: to the terminal, and as JSON to ``supervisor.log``."""
+
+    def __init__(self, log_path: Path) -> None:
+        self._log = devlogs.json_file_logger("funnel.dev", log_path, service="funnel-dev")
+
+    def say(
+        self, message: str, *, level: int = logging.INFO, terminal: bool = True, **facts: object
+    ) -> None:
+        if terminal:
+            style = {logging.WARNING: "yellow", logging.ERROR: "red"}.get(level, "")
+            console.print(Text(message, style=style))
+        self._log.log(level, message, extra=facts)
+
+    def close(self) -> None:
+        devlogs.close(self._log)
+
+
+class StartFailed(Exception):
+    """`funnel dev` cannot start; the message says why and where to look."""
+
 
 @dataclass
 class ServiceProcess:
-    """One supervised service: how to start it, and its current process."""
+    """One supervised service process: how to start it, and its current process."""
 
     name: str
     factory: str
@@ -140,12 +208,25 @@ def _raise_stop(*_: object) -> None:
     raise Stop
 
 
+def _ports_taken(settings: DevSettings, postgres: EmbeddedPostgres) -> list[str]:
+    # An external broker is not ours to start: its port is expected to be taken.
+    own_broker = {} if settings.broker is BrokerName.external else {"broker": settings.broker_port}
+    ports = {**own_broker, **settings.service_ports()}
+    taken = [f"{port} ({name})" for name, port in ports.items() if port_open(port, settings.host)]
+    # Our own PostgreSQL may still run (a `funnel dev` killed with -9): it is reused.
+    # Anything else on its port is another server, never to be written into.
+    if port_open(settings.postgres_port) and not postgres.is_running():
+        taken.append(f"{settings.postgres_port} (PostgreSQL)")
+    return taken
+
+
 def run(
     broker_name: Annotated[
         BrokerName | None,
         typer.Option(
             "--broker",
-            help="tansu (embedded, the default) or kafka (Apache Kafka; Java 17+ and Maven)",
+            help="tansu (embedded, the default), kafka (Apache Kafka; Java 17+ and Maven) or "
+            "external (FUNNEL_KAFKA_BOOTSTRAP_SERVERS)",
         ),
     ] = None,
 ) -> None:
@@ -156,30 +237,20 @@ def run(
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    # An external broker is not ours to start: its port is expected to be taken.
-    own_broker = () if settings.broker is BrokerName.external else (settings.broker_port,)
-    taken = [
-        port
-        for port in (
-            *own_broker,
-            settings.intake_port,
-            settings.handoff_port,
-            settings.metrics_port,
-            settings.intake_worker_port,
-            settings.handoff_worker_port,
-            settings.metrics_worker_port,
-        )
-        if port_open(port, settings.host)
-    ]
+    supervisor = Supervisor(logs / "supervisor.log")
+    postgres = EmbeddedPostgres(data_dir / "pgdata", settings.postgres_port)
+    taken = _ports_taken(settings, postgres)
     if taken:
-        console.print(
-            f"[red]Port(s) {taken} already in use[/red]: is another `funnel dev` running?"
+        supervisor.say(
+            f"Port(s) already in use: {', '.join(taken)}. Is another `funnel dev` running? "
+            "Stop it, or choose other ports with the FUNNEL_DEV_*_PORT settings.",
+            level=logging.ERROR,
         )
+        supervisor.close()
         raise SystemExit(1)
 
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
-    postgres = EmbeddedPostgres(data_dir / "pgdata", settings.postgres_port)
     broker = dev_broker(
         settings.broker,
         data_dir=data_dir,
@@ -188,63 +259,108 @@ def run(
         external=settings.common.kafka_bootstrap_servers,
     )
     services: list[ServiceProcess] = []
+    state_file = data_dir / STATE_FILE
     try:
         with console.status("Starting PostgreSQL…"):
-            postgres.start()
-            postgres.create_database(DATABASE)
+            _start_postgres(postgres)
         with console.status(f"Starting {broker.description} and creating topics…"):
             broker.start()
-            # The broker's client settings, unless the environment already sets them.
-            for name, value in broker.client_environment().items():
-                os.environ.setdefault(name, value)
-            common = CommonSettings(kafka_bootstrap_servers=broker.bootstrap_servers)
+            # The broker's client settings (the embedded one's gaps), for the services and
+            # the other `funnel` commands, unless the environment already sets them.
+            clients = {
+                name: value
+                for name, value in broker.client_environment().items()
+                if name not in os.environ
+            }
+            common = CommonSettings.model_validate(
+                {
+                    **{name.removeprefix("FUNNEL_").lower(): v for name, v in clients.items()},
+                    "kafka_bootstrap_servers": broker.bootstrap_servers,
+                }
+            )
             asyncio.run(ensure_topics(common))
-        services = _service_processes(
-            settings, postgres.dsn(DATABASE), broker.bootstrap_servers, logs
-        )
+        env = {
+            **clients,
+            **_service_env(postgres.dsn(DATABASE), broker.bootstrap_servers, settings),
+        }
+        services = _service_processes(settings, env, logs)
         for service in services:
             service.start(settings.host)
         with console.status("Waiting for the services to be ready…"):
             _wait_ready(settings.host, services, timeout=60)
-        _print_banner(settings, postgres, broker, services, logs)
-        _supervise(settings.host, services, broker, postgres)
+        PlatformState(pid=os.getpid(), env=env, urls=_urls(settings)).write(data_dir)
+        scrape_config = write_dev_prometheus_config(data_dir, settings.host, _ports(settings))
+        _print_banner(settings, postgres, broker, services, logs, scrape_config)
+        supervisor.say("ready", terminal=False, state_file=str(state_file))
+        _supervise(settings.host, services, broker, postgres, supervisor)
     except Stop:
-        console.print("\nStopping…")
+        supervisor.say("Stopping…")
+    except StartFailed as error:
+        supervisor.say(str(error), level=logging.ERROR)
+        raise SystemExit(1) from None
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        state_file.unlink(missing_ok=True)
         for service in services:
             service.stop()
         broker.stop()
         postgres.stop()
-        console.print("Stopped. PostgreSQL data is kept in " + str(data_dir / "pgdata"))
+        supervisor.say(f"Stopped. PostgreSQL data is kept in {data_dir / 'pgdata'}")
+        supervisor.close()
+
+
+def _start_postgres(postgres: EmbeddedPostgres) -> None:
+    try:
+        postgres.start()
+        postgres.create_database(DATABASE)
+        postgres.execute(provisioning_sql(DATABASE), database=DATABASE)
+    except subprocess.CalledProcessError as error:
+        reason = (error.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        raise StartFailed(
+            f"PostgreSQL did not start: {reason[0]} (its log: {postgres.log_file})"
+        ) from error
 
 
 def _service_processes(
-    settings: DevSettings, dsn: str, bootstrap: str, logs: Path
+    settings: DevSettings, env: dict[str, str], logs: Path
 ) -> list[ServiceProcess]:
-    # os.environ holds the broker's client settings too (run() sets them).
-    env = {
-        **os.environ,
-        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "FUNNEL_INTAKE_DATABASE_URL": dsn,
-        "FUNNEL_HANDOFF_DATABASE_URL": dsn,
-        "FUNNEL_METRICS_DATABASE_URL": dsn,
-    }
-    specs = [
-        ("lead-intake", "lead_intake.web:create_app", settings.intake_port),
-        ("lead-intake-worker", "lead_intake.worker:create_app", settings.intake_worker_port),
-        ("handoff", "handoff.web:create_app", settings.handoff_port),
-        ("handoff-worker", "handoff.worker:create_app", settings.handoff_worker_port),
-        ("metrics", "metrics.web:create_app", settings.metrics_port),
-        ("metrics-worker", "metrics.worker:create_app", settings.metrics_worker_port),
-    ]
     return [
-        ServiceProcess(
-            name=name, factory=factory, port=port, env=env, log_path=logs / f"{name}.log"
-        )
-        for name, factory, port in specs
+        ServiceProcess(name, FACTORIES[name], port, {**os.environ, **env}, logs / f"{name}.log")
+        for name, port in settings.service_ports().items()
     ]
+
+
+def _service_env(server_dsn: str, bootstrap: str, settings: DevSettings) -> dict[str, str]:
+    """What the services (and the other `funnel` commands) need: each service's own
+    database URL, the broker, the services' URLs."""
+    urls = _urls(settings)
+    env = {
+        setting: role_dsn(server_dsn, SERVICE_ROLES[service])
+        for service, setting in DATABASE_SETTINGS.items()
+    }
+    return {
+        **env,
+        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        # Read by `funnel import` and `funnel seed`.
+        "FUNNEL_INTAKE_URL": urls["lead-intake"],
+        "FUNNEL_SEED_HANDOFF_URL": urls["handoff"],
+        "FUNNEL_SEED_METRICS_URL": urls["metrics"],
+    }
+
+
+def _urls(settings: DevSettings) -> dict[str, str]:
+    return {
+        name: f"http://{settings.host}:{port}" for name, port in settings.service_ports().items()
+    }
+
+
+def _ports(settings: DevSettings) -> dict[str, dict[str, int]]:
+    ports = settings.service_ports()
+    return {
+        service: {"web": ports[service], "worker": ports[f"{service}-worker"]}
+        for service in DATABASE_SETTINGS
+    }
 
 
 def _ready(host: str, port: int) -> bool:
@@ -261,14 +377,23 @@ def _wait_ready(host: str, services: list[ServiceProcess], timeout: float) -> No
     def all_ready() -> bool:
         for service in services:
             if service.process is not None and service.process.poll() is not None:
-                raise RuntimeError(f"{service.name} exited during start-up; see {service.log_path}")
+                raise StartFailed(
+                    f"{service.name} exited during start-up; its log: {service.log_path}"
+                )
         return all(_ready(host, service.port) for service in services)
 
-    wait_until(all_ready, timeout=timeout, what="the services' /readyz", interval=0.2)
+    try:
+        wait_until(all_ready, timeout=timeout, what="the services' /readyz", interval=0.2)
+    except TimeoutError as error:
+        raise StartFailed(f"{error}; the logs are in {services[0].log_path.parent}") from error
 
 
 def _supervise(
-    host: str, services: list[ServiceProcess], broker: DevBroker, postgres: EmbeddedPostgres
+    host: str,
+    services: list[ServiceProcess],
+    broker: DevBroker,
+    postgres: EmbeddedPostgres,
+    supervisor: Supervisor,
 ) -> None:
     """Restart whatever dies: a service (with a backoff that resets after a healthy run),
     the broker, or PostgreSQL."""
@@ -277,12 +402,21 @@ def _supervise(
         now = time.monotonic()
         exit_code = broker.exit_code()
         if exit_code is not None:
-            console.print(f"[yellow]broker exited ({exit_code}); restarting[/yellow]")
+            supervisor.say(
+                f"broker exited ({exit_code}); restarting",
+                level=logging.WARNING,
+                program="broker",
+                returncode=exit_code,
+            )
             broker.restart()
         if now >= next_postgres_check:
             next_postgres_check = now + _POSTGRES_CHECK_SECONDS
             if not postgres.is_running():
-                console.print("[yellow]PostgreSQL is not running; starting it[/yellow]")
+                supervisor.say(
+                    "PostgreSQL is not running; starting it",
+                    level=logging.WARNING,
+                    program="postgres",
+                )
                 postgres.start()
         for service in services:
             process = service.process
@@ -290,9 +424,12 @@ def _supervise(
                 uptime = now - service.started_at
                 service.restarts = 0 if uptime > _HEALTHY_UPTIME_SECONDS else service.restarts + 1
                 delay = min(0.5 * 2**service.restarts, _MAX_RESTART_DELAY_SECONDS)
-                console.print(
-                    f"[yellow]{service.name} exited ({process.returncode}); "
-                    f"restarting in {delay:.1f}s[/yellow]"
+                supervisor.say(
+                    f"{service.name} exited ({process.returncode}); restarting in {delay:.1f}s",
+                    level=logging.WARNING,
+                    program=service.name,
+                    returncode=process.returncode,
+                    restart_in_seconds=delay,
                 )
                 service.process = None
                 service.restart_at = now + delay
@@ -311,6 +448,7 @@ def _print_banner(
     broker: DevBroker,
     services: list[ServiceProcess],
     logs: Path,
+    scrape_config: Path,
 ) -> None:
     table = Table(title="Shared Funnel is running", show_lines=False)
     table.add_column("what")
@@ -324,11 +462,17 @@ def _print_banner(
     table.add_row("broker", f"{broker.bootstrap_servers}  ({broker.description})")
     table.add_row("postgresql", postgres.dsn(DATABASE))
     table.add_row("logs", str(logs))
+    table.add_row("prometheus", f"prometheus --config.file={scrape_config}")
     console.print(table)
     body = '{"email": "ada@example.com", "source": "webinar"}'
     console.print(
         f"Try: curl -s -X POST http://{settings.host}:{settings.intake_port}/v1/leads "
         f"-H 'content-type: application/json' -d '{body}'",
+        markup=False,
+    )
+    console.print(
+        "Other commands find this platform: .venv/bin/funnel --help, or "
+        'make funnel ARGS="token create --role admin --subject alice"',
         markup=False,
     )
     console.print("Press Ctrl-C to stop.")

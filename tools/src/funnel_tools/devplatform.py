@@ -49,7 +49,13 @@ class DevPlatform:
 
     @property
     def database_url(self) -> str:
+        """The superuser's: for looking at every schema (tests, the bench's checks)."""
         return f"postgresql://postgres@127.0.0.1:{self.ports['postgres']}/funnel"
+
+    def service_database_url(self, role: str) -> str:
+        """What a service (and its operator commands) connects with: its own role
+        (``intake``, ``handoff``, ``metrics``), owner of its schema alone."""
+        return f"postgresql://{role}@127.0.0.1:{self.ports['postgres']}/funnel"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -85,10 +91,13 @@ class DevPlatform:
         return pid
 
     def ready(self, service: str) -> bool:
+        """Serving, and reaching PostgreSQL (a process stays ready while it is away, and
+        says so in the body)."""
         try:
-            return httpx.get(self.url(service, "/readyz"), timeout=1).status_code == 200
+            answer = httpx.get(self.url(service, "/readyz"), timeout=1)
         except httpx.HTTPError:
             return False
+        return answer.status_code == 200 and answer.json()["checks"].get("postgres") == "ok"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -106,16 +115,26 @@ def start_dev(
     output: Path,
     extra_env: dict[str, str] | None = None,
     *,
+    cwd: Path | None = None,
     broker: str = "tansu",
     external_bootstrap: str | None = None,
 ) -> DevPlatform:
-    """Start `funnel dev` (on ``broker``: ``tansu`` or ``kafka``) and wait for its banner
-    (all services ready, consumers assigned)."""
+    """Start `funnel dev` (on ``broker``: ``tansu``, ``kafka``, or ``external`` at
+    ``external_bootstrap``) and wait for its banner (all services ready, consumers
+    assigned).
+
+    With ``cwd``, it runs there as a person would in their checkout: its data dir is the
+    default ``.funnel`` there (``data_dir`` must say so), no ``FUNNEL_DEV_DATA_DIR``.
+    """
+    if cwd is not None:
+        assert data_dir == cwd / ".funnel", "in a checkout, the data dir is its .funnel"
+    location = {} if cwd is not None else {"FUNNEL_DEV_DATA_DIR": str(data_dir)}
+    inherited = {k: v for k, v in os.environ.items() if cwd is None or k != "FUNNEL_DEV_DATA_DIR"}
     env = {
+        **inherited,
+        **location,
         "FUNNEL_DEV_BROKER": broker,
         **({"FUNNEL_KAFKA_BOOTSTRAP_SERVERS": external_bootstrap} if external_bootstrap else {}),
-        **os.environ,
-        "FUNNEL_DEV_DATA_DIR": str(data_dir),
         "FUNNEL_DEV_POSTGRES_PORT": str(ports["postgres"]),
         "FUNNEL_DEV_BROKER_PORT": str(ports["broker"]),
         "FUNNEL_DEV_INTAKE_PORT": str(ports["intake"]),
@@ -130,7 +149,7 @@ def start_dev(
     }
     funnel = Path(sys.executable).with_name("funnel")
     process = subprocess.Popen(
-        [str(funnel), "dev"], env=env, stdout=output.open("ab"), stderr=subprocess.STDOUT
+        [str(funnel), "dev"], env=env, cwd=cwd, stdout=output.open("ab"), stderr=subprocess.STDOUT
     )
     wait_until(
         lambda: "Press Ctrl-C" in output.read_text() or process.poll() is not None,

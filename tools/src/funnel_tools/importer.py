@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from funnel_common.signing import SIGNATURE_HEADER, sign
+from lead_intake.models import FORM_NUMBERS, AccountWebhook, DealWebhook
 
 
 class Kind(StrEnum):
@@ -61,13 +63,16 @@ class ImportSettings(BaseSettings):
         return secret.get_secret_value()
 
 
+# Each row is tried this often when the connection fails (then lead-intake is not there).
+_ATTEMPTS = 3
+
 PATHS = {Kind.leads: "/v1/leads", Kind.deals: "/v1/deals", Kind.accounts: "/v1/accounts/events"}
 
 
 @dataclass(frozen=True)
 class BadRow:
     line: int
-    status: int
+    status: int  # 0: not sent (the row itself is malformed)
     problem: str
 
 
@@ -78,37 +83,127 @@ class ImportReport:
     bad: list[BadRow] = field(default_factory=list)
 
 
-def rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number in the file, non-empty cells) for each data row."""
-    with path.open(newline="", encoding="utf-8-sig") as file:
-        reader = csv.DictReader(file)
-        for row in reader:
-            cells = {
-                name.strip(): value.strip()
-                for name, value in row.items()
-                if name and isinstance(value, str) and value.strip()
-            }
-            yield reader.line_num, cells
+class ImportFileError(ValueError):
+    """The file cannot be imported at all (not UTF-8, a wrong header): one message."""
 
 
-def _row_id(kind: Kind, cells: dict[str, str]) -> str:
+class ServiceUnreachable(ConnectionError):
+    """lead-intake is not there (down, a wrong URL): one message, nothing more sent."""
+
+
+# Columns whose cells are numbers: JSON must carry them as numbers (the API refuses
+# "100" for 100), and a CSV cell is always text.
+NUMBERS: dict[Kind, dict[str, type[int] | type[float]]] = {
+    Kind.leads: dict(FORM_NUMBERS),
+    Kind.deals: {"amount_cents": int},
+    Kind.accounts: {"arr_cents": int},
+}
+REQUIRED: dict[Kind, set[str]] = {
+    Kind.leads: {"email"},
+    Kind.deals: {"deal_id", "event"},
+    Kind.accounts: {"account_id", "event"},
+}
+# Deal and account rows become webhooks, which take no other field; a lead's unknown
+# columns are kept with it (``extra``).
+ALLOWED: dict[Kind, set[str] | None] = {
+    Kind.leads: None,
+    Kind.deals: set(DealWebhook.model_fields) - {"webhook_id"},
+    Kind.accounts: set(AccountWebhook.model_fields) - {"webhook_id"},
+}
+
+
+def _header_problem(kind: Kind, header: list[str]) -> str | None:
+    names = {name.strip() for name in header}
+    missing = sorted(REQUIRED[kind] - names)
+    allowed = ALLOWED[kind]
+    unknown = sorted(names - allowed - {""}) if allowed is not None else []
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(unknown)}")
+    if "" in names:
+        problems.append("a column without a name")
+    if not problems:
+        return None
+    return f"the header does not fit {kind.value}: {'; '.join(problems)}"
+
+
+def _typed(kind: Kind, name: str, value: str) -> str | int | float:
+    number = NUMBERS[kind].get(name)
+    if number is None:
+        return value
+    try:
+        return number(value)
+    except ValueError:
+        return value  # sent as text: the API's answer names the field
+
+
+def _decoded(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ImportFileError(
+            f"{path} is not UTF-8 (byte 0x{data[error.start]:02x} on line {line}); save it "
+            "as UTF-8 (CSV UTF-8 in a spreadsheet) and run the import again"
+        ) from error
+
+
+def rows(path: Path, kind: Kind) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
+    """(line number in the file, the row's non-empty cells typed for the API, or why the
+    row cannot be sent) for each data row; :class:`ImportFileError` when the file itself
+    cannot be imported."""
+    reader = csv.reader(io.StringIO(_decoded(path), newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise ImportFileError(f"{path} is empty: the first line must name the columns")
+    if (problem := _header_problem(kind, header)) is not None:
+        raise ImportFileError(f"{path}: {problem}")
+    names = [name.strip() for name in header]
+    for cells in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) > len(names):
+            extra = len(cells) - len(names)
+            yield line, BadRow(line, 0, f"{extra} cell(s) more than the header has columns")
+            continue
+        yield (
+            line,
+            {
+                name: _typed(kind, name, value.strip())
+                for name, value in zip(names, cells, strict=False)
+                if value.strip()
+            },
+        )
+
+
+def _row_id(kind: Kind, cells: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps([kind, cells], sort_keys=True).encode()).hexdigest()
     return f"import-{digest[:40]}"
 
 
 def _problem_text(answer: httpx.Response) -> str:
     try:
-        body: dict[str, Any] = answer.json()
+        body: Any = answer.json()
     except ValueError:
         return answer.text[:200] or answer.reason_phrase
+    if not isinstance(body, dict):
+        return answer.reason_phrase
     errors = body.get("errors")
-    if errors:
-        return "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+    if isinstance(errors, list) and errors:
+        return "; ".join(
+            f"{error.get('field', '?')}: {error.get('message', '')}"
+            for error in errors
+            if isinstance(error, dict)
+        )
     return str(body.get("detail") or body.get("title") or answer.reason_phrase)
 
 
 async def import_row(
-    client: httpx.AsyncClient, kind: Kind, cells: dict[str, str], secret: str, now: int
+    client: httpx.AsyncClient, kind: Kind, cells: dict[str, Any], secret: str, now: int
 ) -> httpx.Response:
     headers = {"content-type": "application/json"}
     if kind is Kind.leads:
@@ -129,27 +224,68 @@ async def import_file(
     console: Console,
     clock: Callable[[], float] = time.time,
 ) -> ImportReport:
-    """Post every row; collect what was applied, unchanged, and refused (with its line)."""
+    """Post every row; collect what was applied, unchanged, and refused (with its line).
+
+    :class:`ImportFileError` when the file cannot be imported at all (nothing is sent),
+    :class:`ServiceUnreachable` when lead-intake is not at the client's URL."""
     report = ImportReport()
-    data = list(rows(path))
+    data = list(rows(path, kind))
     with Progress(
         TextColumn(f"importing {kind.value}"), BarColumn(), MofNCompleteColumn(),
         console=console, transient=True,
     ) as progress:  # fmt: skip
         task = progress.add_task(kind.value, total=len(data))
         for line, cells in data:
-            answer = await import_row(client, kind, cells, secret, int(clock()))
-            if answer.is_success or answer.status_code == 303:
-                replayed = answer.headers.get("idempotent-replayed") == "true"
-                duplicate = kind is not Kind.leads and answer.json().get("status") == "duplicate"
-                if replayed or duplicate:
-                    report.unchanged += 1
-                else:
-                    report.applied += 1
+            if isinstance(cells, BadRow):
+                report.bad.append(cells)
             else:
-                report.bad.append(BadRow(line, answer.status_code, _problem_text(answer)))
+                _tally(report, kind, line, await _send(client, kind, cells, secret, clock))
             progress.advance(task)
     return report
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    kind: Kind,
+    cells: dict[str, Any],
+    secret: str,
+    clock: Callable[[], float],
+) -> httpx.Response:
+    for attempt in range(_ATTEMPTS):
+        try:
+            answer = await import_row(client, kind, cells, secret, int(clock()))
+            break
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
+            raise ServiceUnreachable(f"{client.base_url} is not a URL lead-intake can be at "
+                                     f"({error}); check --url") from error  # fmt: skip
+        except httpx.TransportError as error:
+            # A server closes a connection after answering 500; a pooled connection's
+            # next request then fails to read. Sending the row again is safe: its
+            # idempotency key or webhook id makes a second post change nothing.
+            if attempt + 1 == _ATTEMPTS:
+                raise ServiceUnreachable(
+                    f"cannot reach lead-intake at {client.base_url} ({type(error).__name__}"
+                    f"{': ' if str(error) else ''}{error}); is it running, and is --url right?"
+                ) from error
+    # lead-intake never answers these for its own routes: the URL is another server's.
+    if answer.status_code in (404, 405):
+        raise ServiceUnreachable(
+            f"{client.base_url} answered {answer.status_code} for {PATHS[kind]}: it is not "
+            "lead-intake; check --url"
+        )
+    return answer
+
+
+def _tally(report: ImportReport, kind: Kind, line: int, answer: httpx.Response) -> None:
+    if answer.is_success or answer.status_code == 303:
+        replayed = answer.headers.get("idempotent-replayed") == "true"
+        duplicate = kind is not Kind.leads and answer.json().get("status") == "duplicate"
+        if replayed or duplicate:
+            report.unchanged += 1
+        else:
+            report.applied += 1
+    else:
+        report.bad.append(BadRow(line, answer.status_code, _problem_text(answer)))
 
 
 def print_report(report: ImportReport, console: Console) -> None:
@@ -160,7 +296,7 @@ def print_report(report: ImportReport, console: Console) -> None:
     if report.bad:
         table = Table("line", "status", "problem", title="Rows not imported")
         for bad in report.bad:
-            table.add_row(str(bad.line), str(bad.status), bad.problem)
+            table.add_row(str(bad.line), str(bad.status) if bad.status else "not sent", bad.problem)
         console.print(table)
 
 
@@ -177,7 +313,12 @@ def run(
         async with httpx.AsyncClient(base_url=url or settings.url, timeout=30) as client:
             return await import_file(kind, file, client, settings.secret_for(kind), console)
 
-    report = asyncio.run(go())
+    try:
+        report = asyncio.run(go())
+    except (ImportFileError, ServiceUnreachable) as error:
+        # One line, no traceback: nothing (or nothing more) was sent.
+        console.print(f"[red]funnel import: {error}[/]", soft_wrap=True)
+        raise typer.Exit(2) from error
     print_report(report, console)
     if report.bad:
         raise typer.Exit(1)

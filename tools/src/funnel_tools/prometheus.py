@@ -69,17 +69,38 @@ class Prometheus:
             return False
 
 
-def prometheus_config(targets: Targets) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with the given ports and a one-second rhythm."""
+def _pointed_at(targets: Targets, host: str = "127.0.0.1") -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml with its targets on the given ports."""
     config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["global"]["scrape_interval"] = "1s"
-    config["global"]["evaluation_interval"] = "1s"
-    config["rule_files"] = []
     for job in config["scrape_configs"]:
         ports = targets[job["job_name"]]
         for group in job["static_configs"]:
-            group["targets"] = [f"127.0.0.1:{ports[group['labels']['component']]}"]
+            group["targets"] = [f"{host}:{ports[group['labels']['component']]}"]
     return config
+
+
+def prometheus_config(targets: Targets) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml with the given ports and a one-second rhythm."""
+    config = _pointed_at(targets)
+    config["global"]["scrape_interval"] = "1s"
+    config["global"]["evaluation_interval"] = "1s"
+    config["rule_files"] = []
+    return config
+
+
+def write_dev_prometheus_config(data_dir: Path, host: str, targets: Targets) -> Path:
+    """``<data dir>/prometheus.yml``: deploy/prometheus/prometheus.yml for the ports this
+    `funnel dev` chose (the ``FUNNEL_DEV_*_PORT`` settings), with the shipped rules."""
+    config = _pointed_at(targets, host)
+    config["rule_files"] = [str(PROMETHEUS_DIR / "rules" / "*.yml")]
+    path = data_dir / "prometheus.yml"
+    path.write_text(
+        "# Written by `funnel dev` for the ports it runs on (deploy/prometheus/prometheus.yml\n"
+        "# with its targets moved):\n"
+        f"#   prometheus --config.file={path} --storage.tsdb.path={data_dir / 'prometheus'}\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
+    return path
 
 
 def fast_rule_files(directory: Path) -> list[str]:
@@ -132,7 +153,7 @@ def run_seed(platform: DevPlatform, *args: str, timeout: float = 180) -> str:
     """Run `funnel seed` against ``platform``; its output (progress, summary) when it succeeds."""
     env = {
         **os.environ,
-        "FUNNEL_HANDOFF_DATABASE_URL": platform.database_url,
+        "FUNNEL_HANDOFF_DATABASE_URL": platform.service_database_url("handoff"),
         "FUNNEL_INTAKE_URL": platform.url("intake", ""),
         "FUNNEL_SEED_HANDOFF_URL": platform.url("handoff", ""),
         "FUNNEL_SEED_METRICS_URL": platform.url("metrics", ""),

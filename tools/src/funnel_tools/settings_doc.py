@@ -19,6 +19,9 @@ from funnel_common.settings import CommonSettings
 from funnel_tools.dev import DevSettings
 from funnel_tools.importer import ImportSettings
 from handoff.settings import HandoffSettings
+from lead_intake.connectors.hubspot import HubSpotSettings
+from lead_intake.connectors.salesforce import SalesforceSettings
+from lead_intake.connectors.stripe import StripeSettings
 from lead_intake.settings import IntakeSettings
 from metrics.settings import MetricsSettings
 
@@ -28,6 +31,9 @@ PAGE = ROOT / "docs" / "settings.md"
 SECTIONS: list[tuple[str, type[BaseSettings], str]] = [
     ("Every service", CommonSettings, "Read by all three services, web and worker alike."),
     ("lead-intake", IntakeSettings, "Forms, qualification, webhooks and imports."),
+    ("lead-intake: HubSpot", HubSpotSettings, "The HubSpot connector (docs/connectors.md)."),
+    ("lead-intake: Salesforce", SalesforceSettings, "The Salesforce connector."),
+    ("lead-intake: Stripe", StripeSettings, "The Stripe connector."),
     ("handoff", HandoffSettings, "Routing, SLA timers and notifications."),
     ("metrics", MetricsSettings, "The funnel figures."),
     ("`funnel dev`", DevSettings, "The embedded platform on a laptop (development only)."),

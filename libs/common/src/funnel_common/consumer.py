@@ -33,6 +33,9 @@ import asyncpg
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 from opentelemetry import propagate, trace
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_CONSUMER_GROUP_NAME,
+)
 
 from funnel_common import outbox
 from funnel_common.db import is_unavailable
@@ -46,7 +49,7 @@ from funnel_common.inbox import InboxRow, record_inbox, record_inbox_many
 from funnel_common.kafka import new_consumer
 from funnel_common.retry import Backoff
 from funnel_common.settings import CommonSettings
-from funnel_common.telemetry import PlatformMetrics
+from funnel_common.telemetry import PlatformMetrics, delivered_attributes, messaging_attributes
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -217,10 +220,9 @@ class ConsumerRunner:
             context=context,
             kind=trace.SpanKind.CONSUMER,
             attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": record.topic,
-                "messaging.consumer.group.name": self._group_id,
-                "messaging.message.id": str(event.id),
+                **messaging_attributes(record.topic, event.id, operation="process"),
+                **delivered_attributes(record.partition, record.offset),
+                MESSAGING_CONSUMER_GROUP_NAME: self._group_id,
             },
         )
 

@@ -54,18 +54,57 @@ def _check_schema(schema: str) -> str:
     return schema
 
 
+class _BoundedPool(asyncpg.Pool):  # type: ignore[misc]
+    """An asyncpg pool whose every ``acquire`` has a deadline unless the caller gives one.
+
+    asyncpg applies an acquire's timeout to the matching release too, and a release waits
+    for the server to confirm a cancelled statement: against a frozen server (stopped,
+    partitioned) an unbounded release would hold the request after its statement timed
+    out. One place bounds both for every caller (requests, consumers, the outbox)."""
+
+    def __init__(self, *args: Any, acquire_timeout: float | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._default_acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(
+            timeout=self._default_acquire_timeout if timeout is None else timeout
+        )
+
+
 async def create_pool(
-    dsn: str, *, schema: str, min_size: int = 1, max_size: int = 10, connect_timeout: float = 5.0
+    dsn: str,
+    *,
+    schema: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout: float = 5.0,
+    acquire_timeout: float | None = None,
+    statement_timeout: float = 30.0,
 ) -> asyncpg.Pool:
-    """A pool whose connections use ``schema``; fails fast when PostgreSQL is down."""
-    return await asyncpg.create_pool(
+    """A pool whose connections use ``schema``; fails fast when PostgreSQL is down.
+
+    A service's pool (:func:`funnel_common.service.open_runtime`) takes both timeouts
+    from its settings (a few seconds): a request then gets its answer within about
+    ``acquire_timeout`` + ``statement_timeout`` when PostgreSQL hangs, and a timeout is
+    :func:`is_unavailable`, so that answer is 503. Batch tools (replay) keep longer ones.
+    """
+    # What asyncpg.create_pool does, with our pool class (it takes no pool class).
+    pool = _BoundedPool(
         dsn,
+        acquire_timeout=acquire_timeout,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         timeout=connect_timeout,
-        command_timeout=30,
+        command_timeout=statement_timeout,
         server_settings={"search_path": _check_schema(schema), "application_name": schema},
     )
+    return await pool
 
 
 class MigrationChanged(RuntimeError):
@@ -94,7 +133,13 @@ async def migrate(connection: asyncpg.Connection, *, schema: str, directory: Pat
         await connection.execute(
             "SELECT pg_advisory_xact_lock(hashtext('funnel.migrations'), hashtext($1))", schema
         )
-        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        # Created only when missing: CREATE SCHEMA (even IF NOT EXISTS) needs the right
+        # to create schemas in the database, which a service's own role has not: its
+        # schema is made for it, owned by it (funnel_tools.pgroles, CloudNativePG).
+        if not await connection.fetchval(
+            "SELECT true FROM pg_namespace WHERE nspname = $1", schema
+        ):
+            await connection.execute(f"CREATE SCHEMA {schema}")
         await connection.execute(f"SET LOCAL search_path TO {schema}")
         await connection.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1,4 +1,5 @@
-"""The HTTP edge shared by the services: RFC 9457 problem details and their mapping.
+"""The HTTP edge shared by the services: RFC 9457 problem details and their mapping, and
+the body limit every web process enforces before anything parses a body.
 
 Every error answer is ``application/problem+json`` with a stable ``type``, a human
 ``title``, the ``status`` and, for validation errors, the offending fields. PostgreSQL
@@ -9,13 +10,16 @@ half-accepted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from funnel_common.db import UNAVAILABLE_ERRORS
 
@@ -23,6 +27,31 @@ log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+CLIENT_CLOSED_REQUEST = 499
+"""Recorded (never sent: nobody is listening) for a request whose client went away
+before its body arrived; nginx's code for it."""
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error answer of the platform carries them."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting ``statuses`` as ``application/problem+json``."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": Problem.model_json_schema()}},
+            "description": "A problem (RFC 9457)",
+        }
+        for status in statuses
+    }
 
 
 class ProblemResponse(JSONResponse):
@@ -72,6 +101,98 @@ class Conflict(DomainError):
     status = 409
     slug = "conflict"
     title = "Conflict"
+
+
+class PayloadTooLarge(StarletteHTTPException):
+    """A body over the limit, raised while it is being received.
+
+    An HTTP exception on purpose: FastAPI turns any other error raised while it reads a
+    body into a 400, and lets HTTP exceptions through to their handler (a 413)."""
+
+    def __init__(self, max_body_bytes: int) -> None:
+        super().__init__(413, f"At most {max_body_bytes} bytes.")
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over the limit with 413, before anything parses them, and keeps a
+    client that goes away mid-upload from being a server error.
+
+    A declared ``Content-Length`` over the limit is refused without reading a byte; a
+    streamed body is refused as soon as it passes the limit. A client that disconnects
+    before its body arrived makes whatever the application then raises (Starlette's
+    ``ClientDisconnect``, FastAPI's 400 for an unreadable body) moot: the request is
+    recorded as :data:`CLIENT_CLOSED_REQUEST`, logged at INFO, and never a 500 with an
+    ERROR traceback. Installed inside the HTTP metrics middleware, so the status it
+    records is the one counted.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, overrides: Mapping[str, int] | None = None
+    ) -> None:
+        self._app = app
+        self._default = max_body_bytes
+        self._overrides = sorted((overrides or {}).items(), key=lambda item: -len(item[0]))
+
+    def limit_for(self, path: str) -> int:
+        """The limit for ``path``: the longest matching override prefix's, else the default."""
+        return next((size for prefix, size in self._overrides if path.startswith(prefix)),
+                    self._default)  # fmt: skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(limit)(scope, receive, send)
+            return
+        seen = 0
+        body_done = False
+        client_gone = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, body_done, client_gone
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
+                if seen > limit:
+                    raise PayloadTooLarge(limit)
+            elif message["type"] == "http.disconnect" and not body_done:
+                client_gone = True
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if client_gone:  # FastAPI answers 400 for a body it could not read
+                    message = {**message, "status": CLIENT_CLOSED_REQUEST}
+            await send(message)
+
+        try:
+            await self._app(scope, limited_receive, tracking_send)
+        except Exception as error:
+            if not client_gone:
+                raise
+            log.info("client closed the request before sending its body", extra={
+                "path": scope.get("path"), "error": type(error).__name__})  # fmt: skip
+        if client_gone and not started:
+            # The server drops what is sent to a closed connection; the metrics
+            # middleware outside reads the status from it.
+            await send({"type": "http.response.start", "status": CLIENT_CLOSED_REQUEST})
+            await send({"type": "http.response.body", "body": b""})
+
+
+def _too_large(max_body_bytes: int) -> ProblemResponse:
+    return problem(
+        413,
+        "payload-too-large",
+        "The request body is too large",
+        detail=f"At most {max_body_bytes} bytes.",
+    )
 
 
 class FormNotUtf8(DomainError):
@@ -130,6 +251,12 @@ def install_error_handlers(app: FastAPI) -> None:
             "validation",
             "The request is not valid",
             errors=_validation_errors(error),
+        )
+
+    @app.exception_handler(PayloadTooLarge)
+    async def on_too_large(_: Request, error: PayloadTooLarge) -> ProblemResponse:
+        return problem(
+            413, "payload-too-large", "The request body is too large", detail=str(error.detail)
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -42,7 +42,7 @@ from funnel_common.events import STRUCTURED_CONTENT_TYPE, Envelope, encode_event
 from funnel_common.kafka import ensure_topics, new_producer
 from funnel_common.retry import Backoff
 from funnel_common.settings import CommonSettings
-from funnel_common.telemetry import PlatformMetrics
+from funnel_common.telemetry import PlatformMetrics, delivered_attributes, messaging_attributes
 from funnel_common.volatile_broker import LostRecords
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ class OutboxRelay:
                 await self._prepare_broker(connection)
         while True:
             rows = await connection.fetch(
-                """SELECT seq, topic, event_key, payload, trace_headers, created_at
+                """SELECT seq, event_id, topic, event_key, payload, trace_headers, created_at
                    FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1""",
                 self._settings.outbox_batch_size,
             )
@@ -337,33 +337,47 @@ class OutboxRelay:
     async def _publish(self, rows: Iterable[asyncpg.Record]) -> None:
         producer = await self._ready_producer()
         deliveries = []
-        for row in rows:
-            topic = self._settings.topic(row["topic"])
-            # The publish span continues the trace of the transaction that wrote the row
-            # (e.g. the form POST); consumers continue from the publish span.
-            with tracer.start_as_current_span(
-                f"{topic} publish",
-                context=propagate.extract(json.loads(row["trace_headers"])),
-                kind=trace.SpanKind.PRODUCER,
-                attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
-            ):
-                headers: dict[str, str] = {}
-                propagate.inject(headers)
-                deliveries.append(
-                    await producer.send(
-                        topic,
-                        value=row["payload"],
-                        key=row["event_key"],
-                        headers=[
-                            _CONTENT_TYPE_HEADER,
-                            *((name, value.encode()) for name, value in headers.items()),
-                        ],
-                        # The record's timestamp is when the event was recorded, so the
-                        # event-to-metric lag includes any wait here for the broker.
-                        timestamp_ms=int(row["created_at"].timestamp() * 1000),
-                    )
+        spans: list[trace.Span] = []
+        try:
+            for row in rows:
+                topic = self._settings.topic(row["topic"])
+                # The publish span continues the trace of the transaction that wrote the
+                # row (e.g. the form POST); consumers continue from it. It ends when the
+                # broker has the record, and names the partition and offset it got.
+                span = tracer.start_span(
+                    f"{topic} publish",
+                    context=propagate.extract(json.loads(row["trace_headers"])),
+                    kind=trace.SpanKind.PRODUCER,
+                    attributes=messaging_attributes(topic, row["event_id"], operation="send"),
                 )
-        await asyncio.gather(*deliveries)
+                spans.append(span)
+                with trace.use_span(span, end_on_exit=False):
+                    headers: dict[str, str] = {}
+                    propagate.inject(headers)
+                    deliveries.append(
+                        await producer.send(
+                            topic,
+                            value=row["payload"],
+                            key=row["event_key"],
+                            headers=[
+                                _CONTENT_TYPE_HEADER,
+                                *((name, value.encode()) for name, value in headers.items()),
+                            ],
+                            # The record's timestamp is when the event was recorded, so the
+                            # event-to-metric lag includes any wait here for the broker.
+                            timestamp_ms=int(row["created_at"].timestamp() * 1000),
+                        )
+                    )
+            delivered = await asyncio.gather(*deliveries)
+            for span, metadata in zip(spans, delivered, strict=True):
+                span.set_attributes(delivered_attributes(metadata.partition, metadata.offset))
+        except BaseException as error:
+            for span in spans:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))
+            raise
+        finally:
+            for span in spans:
+                span.end()
 
     async def _ready_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

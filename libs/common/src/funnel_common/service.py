@@ -28,12 +28,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from funnel_common import outbox
 from funnel_common.consumer import ConsumerRunner, Handler
 from funnel_common.db import create_pool, is_unavailable, migrate_dsn
 from funnel_common.events import Envelope
-from funnel_common.http import install_error_handlers
+from funnel_common.http import BodyLimitMiddleware, install_error_handlers
 from funnel_common.kafka import broker_reachable
 from funnel_common.outbox import OutboxRelay
 from funnel_common.settings import CommonSettings
@@ -166,7 +167,13 @@ async def open_runtime(
     finds nothing to do.
     """
     await migrate_dsn(dsn, schema=schema, directory=migrations)
-    pool = await create_pool(dsn, schema=schema, max_size=pool_max_size)
+    pool = await create_pool(
+        dsn,
+        schema=schema,
+        max_size=pool_max_size,
+        acquire_timeout=settings.db_acquire_timeout_seconds,
+        statement_timeout=settings.db_statement_timeout_seconds,
+    )
     try:
         yield Runtime(service=service, settings=settings, pool=pool, metrics=metrics)
     finally:
@@ -238,9 +245,16 @@ def build_web_app(
     lifespan: Any,
     routers: list[APIRouter],
     extra_metrics: ExtraMetrics | None = None,
+    max_body_bytes: int | None = None,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """A service's web app: its routers, the platform's middleware, error mapping and
-    probe routes."""
+    probe routes.
+
+    Middleware, outermost first: the client's address from trusted proxies only
+    (``trusted_proxies``), the HTTP metrics, then the body limit (``max_body_bytes``,
+    else ``http_max_body_bytes``; ``body_limits`` maps path prefixes to their own),
+    which also keeps an aborted upload from counting as a server error."""
     app = _platform_app(
         service=service, title=title, settings=settings, lifespan=lifespan, docs=True
     )
@@ -252,7 +266,17 @@ def build_web_app(
         # cost a span per chunk on every request.
         exclude_spans=["receive", "send"],
     )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=max_body_bytes or settings.http_max_body_bytes,
+        overrides=body_limits,
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    if settings.trusted_proxies:
+        # uvicorn's own implementation (the rightmost address no trusted proxy added),
+        # configured by our settings: the server runs with --no-proxy-headers, so a
+        # client on the same host cannot choose its address with X-Forwarded-For.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(probe_router(metrics, extra_metrics, checks_broker=False))
     for router in routers:
         app.include_router(router)
@@ -313,11 +337,18 @@ async def _postgres_ready(pool: asyncpg.Pool) -> bool:
 def probe_router(
     metrics: PlatformMetrics, extra_metrics: ExtraMetrics | None, *, checks_broker: bool
 ) -> APIRouter:
-    """``/healthz`` (alive), ``/readyz`` (dependencies) and ``/metrics``.
+    """``/healthz`` (alive), ``/readyz`` (serving, and how its dependencies are) and
+    ``/metrics``.
 
-    Only a worker talks to the broker, so only a worker's readiness looks at it: a web
-    process writes to PostgreSQL alone (the outbox), and reporting the broker there
-    would mark it degraded in every deployment where it cannot reach Kafka by design.
+    Readiness is not gated on PostgreSQL or the broker, which every replica shares: when
+    PostgreSQL is away, each replica would fail its probe together, Kubernetes would take
+    every pod out of the Service, and clients would meet the ingress's bare 502/503 (or
+    a refused connection) instead of our ``503`` with ``Retry-After``, and a delay to
+    come back after the database did. A process that has started answers 200 and says
+    in the body what is down (``degraded``). A process that cannot reach PostgreSQL at
+    start-up never starts (its migrations fail), so a rollout with a wrong database URL
+    still stops at its first pod. Only a worker talks to the broker, so only a worker
+    reports it. docs/operations.md, "Readiness", has the reasoning.
     """
     router = APIRouter(tags=["operations"])
 
@@ -330,14 +361,13 @@ def probe_router(
             )
         return JSONResponse({"status": "ok"})
 
-    @router.get("/readyz", summary="Readiness: PostgreSQL (and, for a worker, the broker)")
+    @router.get(
+        "/readyz", summary="Readiness: serving; the body reports PostgreSQL (and the broker)"
+    )
     async def readyz(request: Request) -> JSONResponse:
         runtime = runtime_of(request)
         postgres = await _postgres_ready(runtime.pool)
         broker = await broker_reachable(runtime.settings) if checks_broker else True
-        # Ready means "can take work": with the broker down, the outbox keeps the work,
-        # so the broker only degrades readiness; PostgreSQL gates it.
-        status = "ready" if postgres and broker else "degraded" if postgres else "unavailable"
         checks = {"postgres": "ok" if postgres else "down"}
         if checks_broker:
             checks["broker"] = "ok" if broker else "down"
@@ -346,11 +376,10 @@ def probe_router(
             checks["outbox_relay"] = "leader" if workers.relay.is_leader else "standby"
         if workers is not None and workers.consumer is not None:
             checks["consumer"] = "assigned" if workers.consumer.assigned else "waiting"
-        return JSONResponse(
-            {"status": status, "checks": checks},
-            status_code=200 if postgres else 503,
-            headers=None if postgres else {"Retry-After": "5"},
-        )
+        # With PostgreSQL down, writes answer 503 with Retry-After from this process;
+        # with the broker down, the outbox keeps the work. Either way: degraded, serving.
+        status = "ready" if postgres and broker else "degraded"
+        return JSONResponse({"status": status, "checks": checks})
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from ipaddress import ip_network
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -141,6 +142,36 @@ class CommonSettings(BaseSettings):
         default="UTC", description="IANA time zone of the reporting quarters"
     )
 
+    # A frozen PostgreSQL (a stopped server, a network partition) answers nothing: without
+    # these bounds a write waits out the kernel's TCP timeout, minutes, holding its client.
+    db_acquire_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="longest wait for a pooled PostgreSQL connection (and for returning "
+        "it); then 503",
+    )
+    db_statement_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="longest a PostgreSQL statement may take before the request gets 503",
+    )
+
+    http_max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="larger request bodies get 413, before anything reads them (a "
+        "service may set its own)",
+    )
+    # uvicorn runs with --no-proxy-headers (funnel dev, the images, the manifests): the
+    # client address is decided here, once, for every service.
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="JSON list of proxy addresses or networks (CIDR) whose "
+        "`X-Forwarded-For` / `X-Forwarded-Proto` are believed; empty: the peer is the client",
+    )
+
     # The placeholder works in development and tests only.
     auth_secret: SecretStr = Field(
         default=SecretStr("dev-auth-secret-change-me"),
@@ -153,6 +184,18 @@ class CommonSettings(BaseSettings):
             self.auth_secret, name="FUNNEL_AUTH_SECRET", environment=self.environment
         )
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ip_network(entry, strict=False)
+            except ValueError as error:
+                # "*" too: trusting every sender's X-Forwarded-For is what lets a client
+                # pick its own address and walk around the rate limit.
+                raise ValueError(f"{entry!r} is not an IP address or network") from error
+        return value
 
     @field_validator("reporting_timezone")
     @classmethod

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 
 SIGNATURE_HEADER = "X-Funnel-Signature"
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    """A signature that checked out: its digest (the key a replay is recognised by) and
+    the first unix second at which it is no longer accepted."""
+
+    digest: str
+    invalid_from: int
 
 
 class SignatureError(ValueError):
@@ -30,6 +40,18 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 def verify(header: str | None, *, secret: str, body: bytes, now: int, tolerance: int) -> str:
     """The verified digest (for replay detection), or :class:`SignatureError` saying why."""
+    return verify_signature(header, secret=secret, body=body, now=now, tolerance=tolerance).digest
+
+
+def verify_signature(
+    header: str | None, *, secret: str, body: bytes, now: int, tolerance: int
+) -> VerifiedSignature:
+    """The verified signature, or :class:`SignatureError` saying why.
+
+    A signature is accepted while ``now`` (whole unix seconds) is within ``tolerance`` of
+    its timestamp, either way: a receiver must remember it as seen until
+    :attr:`VerifiedSignature.invalid_from`, or a replay of it would be accepted.
+    """
     if not header:
         raise SignatureError("missing signature")
     parts: dict[str, str] = {}
@@ -48,4 +70,4 @@ def verify(header: str | None, *, secret: str, body: bytes, now: int, tolerance:
     expected = signature_digest(secret, timestamp, body)
     if not hmac.compare_digest(expected, digest.lower()):
         raise SignatureError("bad signature")
-    return expected
+    return VerifiedSignature(digest=expected, invalid_from=timestamp + tolerance + 1)

@@ -1,22 +1,30 @@
 """Logging, tracing and Prometheus helpers shared by the services.
 
-Logs are JSON lines with a fixed set of fields plus whatever ``extra`` a call passes.
-Personal data never belongs in a log line; as a second line of defence the formatter
-masks anything shaped like an email address or a phone number.
+Logs are JSON lines with a fixed set of fields plus whatever ``extra`` a call passes;
+a line written inside a traced operation (a request, an event being applied, a claimed
+timer) carries its ``trace_id`` and ``span_id``, so an SRE can go from a log line to its
+trace and back. Personal data never belongs in a log line; as a second line of defence
+the formatter masks anything shaped like an email address or a phone number.
+
+Spans are recorded for work done, never for a poll that found nothing: a database query
+outside any operation (the relay's, the scanner's and the notifier's polls, readiness
+checks, scrapes) is not recorded (:class:`_SampledWhileExported`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sized
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -27,6 +35,19 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     SamplingResult,
 )
+from opentelemetry.semconv._incubating.attributes.db_attributes import DB_SYSTEM
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_KAFKA_OFFSET,
+    MESSAGING_MESSAGE_ID,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM,
+    MessagingOperationTypeValues,
+    MessagingSystemValues,
+)
+from opentelemetry.semconv.attributes.db_attributes import DB_SYSTEM_NAME
+from opentelemetry.util.types import Attributes
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -39,6 +60,9 @@ from prometheus_client import (
 from funnel_common.settings import CommonSettings
 
 _STANDARD_RECORD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# uvicorn passes its message again with ANSI colour codes for its own terminal formatter;
+# in a JSON line it is noise (escape sequences) beside the plain message.
+_DROPPED_EXTRAS = {"color_message"}
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 # Digits with spaces, dashes or parentheses, not inside a word, a number or a timestamp.
 _PHONE = re.compile(r"(?<![\w.:-])\+?\d[\d ()-]{6,}\d(?![\w:.])")
@@ -64,8 +88,18 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        # The operation this line belongs to. The span may be unrecorded (no exporter):
+        # its ids still tie together every line of one request or event, across services.
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            entry["trace_id"] = trace.format_trace_id(context.trace_id)
+            entry["span_id"] = trace.format_span_id(context.span_id)
         for name, value in record.__dict__.items():
-            if name not in _STANDARD_RECORD_FIELDS and not name.startswith("_"):
+            if (
+                name not in _STANDARD_RECORD_FIELDS
+                and name not in _DROPPED_EXTRAS
+                and not name.startswith("_")
+            ):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -137,23 +171,57 @@ def configure_tracing(settings: CommonSettings, service: str) -> TracerProvider:
     return provider
 
 
+def _idle_query(
+    parent_context: Context | None, kind: trace.SpanKind | None, attributes: Attributes
+) -> bool:
+    """A database query that no operation started: a poll, a probe, a scrape."""
+    if kind is not trace.SpanKind.CLIENT or not attributes:
+        return False
+    if DB_SYSTEM not in attributes and DB_SYSTEM_NAME not in attributes:
+        return False
+    return not trace.get_current_span(parent_context).get_span_context().is_valid
+
+
 class _SampledWhileExported(Sampler):
-    """Records spans only once a span processor is there to receive them.
+    """Records spans only once a span processor is there to receive them, and only for
+    work done.
 
     With no exporter configured (the default), a recorded span is built, filled with
     attributes and thrown away: about a tenth of a request's CPU in lead-intake. A span
     that is not recorded still has a valid context, so trace ids still travel in the
     outbox rows and Kafka headers. Once a processor is added (an exporter, or a test's),
     spans are recorded as usual: a new trace always, a continued one when its parent was.
+
+    Except a query that starts a trace of its own: the asyncpg instrumentation makes a
+    root span of every statement run outside an operation, and the workers' polls (the
+    relay's, the SLA scanner's, the notifier's) run several a second whether or not they
+    find work: an idle handoff worker sent about 1,500 such traces in 20 seconds. Work
+    that is found gets a span of its own (a claimed timer, a published event), and the
+    queries it runs are recorded inside it.
     """
 
     def __init__(self) -> None:
         self.exported = False
         self._recorded = ParentBased(ALWAYS_ON)
 
-    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
-        sampler = self._recorded if self.exported else ALWAYS_OFF
-        return sampler.should_sample(*args, **kwargs)
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Any = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        sampler = (
+            self._recorded
+            if self.exported and not _idle_query(parent_context, kind, attributes)
+            else ALWAYS_OFF
+        )
+        return sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
 
     def get_description(self) -> str:
         return "SampledWhileExported"
@@ -167,6 +235,38 @@ class _FunnelTracerProvider(TracerProvider):
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         super().add_span_processor(span_processor)
         self._sampler.exported = True
+
+
+_OPERATION_TYPES = {
+    "send": MessagingOperationTypeValues.SEND.value,
+    "process": MessagingOperationTypeValues.PROCESS.value,
+}
+
+
+def messaging_attributes(topic: str, message_id: object, *, operation: str) -> dict[str, str]:
+    """OpenTelemetry's messaging attributes of a Kafka record: system, destination,
+    operation, and the event id as the message id (the same on both sides of the topic)."""
+    return {
+        MESSAGING_SYSTEM: MessagingSystemValues.KAFKA.value,
+        MESSAGING_DESTINATION_NAME: topic,
+        MESSAGING_OPERATION_TYPE: _OPERATION_TYPES[operation],
+        MESSAGING_MESSAGE_ID: str(message_id),
+    }
+
+
+def delivered_attributes(partition: int, offset: int) -> dict[str, str | int]:
+    """Where a record is in its topic: partition and offset."""
+    return {MESSAGING_DESTINATION_PARTITION_ID: str(partition), MESSAGING_KAFKA_OFFSET: offset}
+
+
+def work_span(
+    tracer: trace.Tracer, name: str, claimed: Sized
+) -> contextlib.AbstractContextManager[object]:
+    """A span around the work a poll found (its claimed rows), and none when it found
+    nothing: a worker that polls several times a second records only what it did."""
+    if not len(claimed):
+        return contextlib.nullcontext()
+    return tracer.start_as_current_span(name, attributes={"funnel.claimed": len(claimed)})
 
 
 def new_tracer_provider(service: str) -> TracerProvider:

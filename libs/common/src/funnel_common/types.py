@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer, Strict
 
 
 def refuse_nul(value: str) -> str:
@@ -25,8 +25,27 @@ def refuse_nul(value: str) -> str:
     return value
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest instant the platform stores: nothing in a revenue funnel happened before."""
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+"""Every instant is before this one. Later ones are no real event's, and near the end of
+year 9999 PostgreSQL's drivers turn them into ``infinity``."""
+
+
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    # 0001-01-01T00:00+01:00 is a valid aware datetime whose UTC form is before year 1:
+    # converting it raises OverflowError, which must be a validation error (a 422), not a
+    # 500.
+    outside = ValueError(
+        f"must be from {EARLIEST:%Y-%m-%d} up to (not including) {LATEST:%Y-%m-%d}, UTC"
+    )
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as error:
+        raise outside from error
+    if not EARLIEST <= utc < LATEST:
+        raise outside
+    return utc
 
 
 def _rfc3339(value: datetime) -> str:
@@ -49,10 +68,17 @@ NoteText = Annotated[str, Field(max_length=2000), AfterValidator(refuse_nul)]
 UtcDatetime = Annotated[
     AwareDatetime, AfterValidator(_to_utc), PlainSerializer(_rfc3339, return_type=str)
 ]
-"""A timezone-aware instant, normalised to UTC and written as RFC 3339 with ``Z``."""
+"""A timezone-aware instant from 1970 up to year 9999, normalised to UTC and written as
+RFC 3339 with ``Z``; anything else is a validation error."""
 
-Cents = Annotated[int, Field(ge=0, le=10**15)]
-"""Money in integer minor units of the reporting currency."""
+# Strict: in lax mode pydantic takes ``true`` as 1 and ``"100"`` as 100, so a sender's
+# type mistake would become money. JSON integers (and Python ints) only.
+Cents = Annotated[int, Strict(), Field(ge=0, le=10**15)]
+"""Money in integer minor units of the reporting currency (a JSON integer, never a
+string, a boolean or a float)."""
+
+Count = Annotated[int, Strict(), Field(ge=0, le=10_000_000)]
+"""A count of things (employees, seats): a JSON integer, never a string or a boolean."""
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 

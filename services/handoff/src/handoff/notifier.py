@@ -33,6 +33,7 @@ from typing import Any
 import aiosmtplib
 import asyncpg
 import httpx
+from opentelemetry import trace
 from prometheus_client import Counter
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
@@ -40,7 +41,7 @@ from standardwebhooks.webhooks import Webhook
 from funnel_common.db import is_unavailable
 from funnel_common.retry import Backoff
 from funnel_common.settings import STANDARD_WEBHOOKS_PREFIX
-from funnel_common.telemetry import PlatformMetrics
+from funnel_common.telemetry import PlatformMetrics, work_span
 from funnel_common.types import utc_now
 from handoff import store
 from handoff.notifications import (
@@ -53,6 +54,7 @@ from handoff.notifications import (
 from handoff.settings import HandoffSettings
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 # Worth another try: the receiver may be busy, restarting or rate limiting.
 _TRANSIENT_HTTP = frozenset({408, 425, 429})
@@ -149,10 +151,11 @@ class Notifier:
             )
         if not rows:
             return 0
-        outcomes = await asyncio.gather(*(self._deliver(client, row) for row in rows))
-        async with self._pool.acquire() as connection, connection.transaction():
-            for row, outcome in zip(rows, outcomes, strict=True):
-                await self._record(connection, row, outcome)
+        with work_span(tracer, "notify", rows):
+            outcomes = await asyncio.gather(*(self._deliver(client, row) for row in rows))
+            async with self._pool.acquire() as connection, connection.transaction():
+                for row, outcome in zip(rows, outcomes, strict=True):
+                    await self._record(connection, row, outcome)
         return len(rows)
 
     async def _record(

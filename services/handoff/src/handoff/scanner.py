@@ -16,15 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+from opentelemetry import trace
 
 from funnel_common import outbox
 from funnel_common.db import is_unavailable
+from funnel_common.telemetry import work_span
 from funnel_common.types import utc_now
 from handoff import store, timers
 from handoff.models import Handoff
 from handoff.settings import HandoffSettings
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 
 @dataclass
@@ -69,21 +72,24 @@ async def scan_once(
     async with outbox.transaction(pool) as connection:
         at_risk_now = now or utc_now()
         rows = await store.claim_at_risk(connection, now=at_risk_now, limit=limit)
-        result.at_risk = await _each(
-            connection, rows, lambda h: timers.fire_at_risk(connection, h, now=at_risk_now)
-        )
+        with work_span(tracer, "sla at_risk", rows):
+            result.at_risk = await _each(
+                connection, rows, lambda h: timers.fire_at_risk(connection, h, now=at_risk_now)
+            )
     async with outbox.transaction(pool) as connection:
         breach_now = now or utc_now()
         rows = await store.claim_breached(connection, now=breach_now, limit=limit)
-        result.breached = await _each(
-            connection, rows, lambda h: timers.fire_breach(connection, h, now=breach_now)
-        )
+        with work_span(tracer, "sla breach", rows):
+            result.breached = await _each(
+                connection, rows, lambda h: timers.fire_breach(connection, h, now=breach_now)
+            )
     async with outbox.transaction(pool) as connection:
         queue_now = now or utc_now()
         rows = await store.claim_queued(connection, limit=limit)
-        result.assigned_from_queue = await _each(
-            connection, rows, lambda h: timers.drain_queue(connection, h, now=queue_now)
-        )
+        with work_span(tracer, "sla queue", rows):
+            result.assigned_from_queue = await _each(
+                connection, rows, lambda h: timers.drain_queue(connection, h, now=queue_now)
+            )
     return result
 
 

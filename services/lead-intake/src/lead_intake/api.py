@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from opentelemetry import context as otel_context
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from funnel_common.http import DomainError
-from funnel_common.signing import SIGNATURE_HEADER, SignatureError, verify
+from funnel_common.http import DomainError, problem_responses
+from funnel_common.signing import SIGNATURE_HEADER, SignatureError, verify_signature
 from lead_intake import intake
 from lead_intake.batching import GroupCommitter
-from lead_intake.capture import LeadWriter, Limits, Outcome, Submitted
+from lead_intake.capture import Accepted, LeadWriter, Limits, Outcome, SignedImport, Submitted
 from lead_intake.edge import (
     OriginNotAllowed,
     Unauthorized,
@@ -28,35 +28,14 @@ from lead_intake.edge import (
 )
 from lead_intake.edge import client_hash as client_hash_of
 from lead_intake.forms import Form, FormRegistry
-from lead_intake.intake import IntakePolicy
-from lead_intake.models import LeadAccepted, LeadSubmission
+from lead_intake.intake import CapturedAtRefused, IntakePolicy
+from lead_intake.models import FORM_NUMBERS, LeadAccepted, LeadReceived, LeadSubmission
 from lead_intake.qualification import Rules
 from lead_intake.settings import IntakeSettings
 from lead_intake.telemetry import IntakeMetrics
 
 SERVICE = intake.SERVICE
 LEADS_PATH = "/v1/leads"
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
-
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    errors: list[dict[str, str]] | None = None
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        status: {
-            "model": Problem,
-            "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
-            "description": "A problem (RFC 9457)",
-        }
-        for status in statuses
-    }
 
 
 @dataclass(frozen=True)
@@ -71,6 +50,23 @@ class IntakeContext:
 
 def _submission_schema() -> dict[str, Any]:
     return LeadSubmission.model_json_schema()
+
+
+def _form_schema() -> dict[str, Any]:
+    """The submission as a plain HTML form sends it: a form has no null, and an input
+    left empty is a field not given."""
+    schema = LeadSubmission.model_json_schema()
+    required = set(schema.get("required", []))
+    for name, field in schema["properties"].items():
+        options = field.pop("anyOf", None)
+        if options is not None:
+            field.update(next(option for option in options if option.get("type") != "null"))
+        if "default" in field and field["default"] is None:
+            del field["default"]
+        if name not in required:
+            field = {"anyOf": [field, {"type": "string", "maxLength": 0}]}
+        schema["properties"][name] = field
+    return schema
 
 
 def _required_missing(form: Form, submission: LeadSubmission) -> RequestValidationError | None:
@@ -89,13 +85,15 @@ def _required_missing(form: Form, submission: LeadSubmission) -> RequestValidati
     )
 
 
-def _verify_signed_import(request: Request, raw: bytes, settings: IntakeSettings) -> str | None:
+def _verify_signed_import(
+    request: Request, raw: bytes, settings: IntakeSettings
+) -> SignedImport | None:
     """A signed post comes from `funnel import`: trusted, so not rate limited."""
     header = request.headers.get(SIGNATURE_HEADER)
     if header is None:
         return None
     try:
-        return verify(
+        verified = verify_signature(
             header,
             secret=settings.import_secret.get_secret_value(),
             body=raw,
@@ -104,33 +102,51 @@ def _verify_signed_import(request: Request, raw: bytes, settings: IntakeSettings
         )
     except SignatureError as error:
         raise Unauthorized(str(error)) from error
+    return SignedImport(
+        digest=verified.digest, valid_until=datetime.fromtimestamp(verified.invalid_from, UTC)
+    )
+
+
+def response_of(outcome: Outcome) -> Response:
+    """The HTTP answer to a submission's outcome."""
+    if isinstance(outcome, DomainError):
+        raise outcome
+    headers = {"idempotent-replayed": "true"} if outcome.replayed else None
+    if outcome.redirect_to is not None:
+        return RedirectResponse(outcome.redirect_to, status_code=303, headers=headers)
+    return JSONResponse(outcome.answer.model_dump(mode="json"), status_code=202, headers=headers)
 
 
 def leads_router(context: IntakeContext) -> APIRouter:
     settings = context.settings
+    # A landing page served from any port of this machine may post (docs/lead-intake.md).
+    development = settings.common.environment == "development"
     router = APIRouter(prefix="/v1", tags=["leads"])
 
     @router.post(
         "/leads",
         status_code=202,
-        response_model=LeadAccepted,
+        response_model=LeadReceived | LeadAccepted,
         summary="Capture a lead from a marketing form (JSON or a plain HTML form post)",
+        description="An anonymous post is answered with a receipt, the same whether the "
+        "person is new or known; a post signed with the import secret (`funnel import`) "
+        "is told the lead's id, status and score.",
         openapi_extra={
             "requestBody": {
                 "required": True,
                 "content": {
                     "application/json": {"schema": _submission_schema()},
-                    "application/x-www-form-urlencoded": {"schema": _submission_schema()},
+                    "application/x-www-form-urlencoded": {"schema": _form_schema()},
                 },
             }
         },
         responses={
             303: {"description": "A form post: redirect to the form's thank-you URL"},
-            **problem_responses(401, 403, 409, 413, 415, 422, 429),
+            **problem_responses(401, 403, 409, 413, 415, 422, 429, 503),
         },
     )
     async def capture_lead(request: Request) -> Response:
-        body, from_html_form = await parsed_body(request)
+        body, from_html_form = await parsed_body(request, FORM_NUMBERS)
         signed = _verify_signed_import(request, await request.body(), settings)
         try:
             submission = LeadSubmission.model_validate(body)
@@ -141,11 +157,21 @@ def leads_router(context: IntakeContext) -> APIRouter:
             raise field_error("form_id", "no enabled form has this id", "unknown_form")
         if form.key is not None and submission.form_key != form.key:
             raise field_error("form_key", "does not match the form's public key", "form_key")
-        if not form.allows_origin(request.headers.get("origin")):
+        if not form.allows_origin(request.headers.get("origin"), any_loopback=development):
             raise OriginNotAllowed
         if (missing := _required_missing(form, submission)) is not None:
             raise missing
-        redirect_to = form.thank_you_url(submission.thank_you_url) if from_html_form else None
+        try:
+            captured_at = intake.captured_at_of(
+                submission, trusted=signed is not None, now=datetime.now(UTC)
+            )
+        except CapturedAtRefused as refused:
+            raise field_error("captured_at", str(refused), refused.code) from refused
+        redirect_to = (
+            form.thank_you_url(submission.thank_you_url, any_loopback=development)
+            if from_html_form
+            else None
+        )
         if from_html_form and submission.thank_you_url is not None and redirect_to is None:
             raise field_error(
                 "thank_you_url", "not one of the form's thank-you URLs", "redirect_not_allowed"
@@ -161,19 +187,18 @@ def leads_router(context: IntakeContext) -> APIRouter:
             Submitted(
                 submission=submission,
                 form=form,
+                captured_at=captured_at,
                 redirect_to=redirect_to,
                 idempotency_key=key,
                 fingerprint=request_hash(body) if key is not None else None,
-                signature=signed,
-                client_hash=client_hash_of(request, settings.trust_forwarded_for),
+                signed=signed,
+                client_hash=client_hash_of(request),
                 trace_context=otel_context.get_current(),
             )
         )
-        if isinstance(outcome, DomainError):
-            raise outcome
-        if outcome.status is not None:
-            context.metrics.submissions.labels(submission.form_id, outcome.status).inc()
-        return outcome.response
+        if isinstance(outcome, Accepted) and outcome.lead_status is not None:
+            context.metrics.submissions.labels(submission.form_id, outcome.lead_status).inc()
+        return response_of(outcome)
 
     @router.get(
         "/qualification/rules",
@@ -197,7 +222,7 @@ def lead_committer(
     policy = IntakePolicy(
         rules=rules,
         min_fill_seconds=settings.min_fill_seconds,
-        disposable_domains=frozenset(settings.disposable_domains),
+        disposable_domains=frozenset(d.lower().strip(".") for d in settings.disposable_domains),
         dedupe_window=timedelta(days=settings.dedupe_window_days),
     )
     limits = Limits(

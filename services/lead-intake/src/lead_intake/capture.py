@@ -4,23 +4,24 @@ Each step (replayed signatures, idempotency keys, rate limit, dedupe, the writes
 one statement for the whole batch, and each submission gets the answer it would have
 got alone, one after another in arrival order. Submissions that must see an earlier
 batch-mate's committed work (the same Idempotency-Key, signature, email or phone) are
-deferred to the next batch, where they do.
+deferred to the next batch, where they do. What each submission became is a domain
+outcome (:class:`Accepted` or a named refusal); ``api.py`` turns it into an answer.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
-from fastapi.responses import JSONResponse, RedirectResponse, Response
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
+from pydantic import TypeAdapter
 
 from funnel_common import outbox
 from funnel_common.events import Envelope, LeadProfile
@@ -29,8 +30,8 @@ from lead_intake import intake, store
 from lead_intake.batching import DEFER, Deferred
 from lead_intake.edge import RateLimited, Unauthorized
 from lead_intake.forms import Form
-from lead_intake.intake import IntakePolicy
-from lead_intake.models import LeadAccepted, LeadSubmission
+from lead_intake.intake import IntakePolicy, NewLeadRow, Touch
+from lead_intake.models import LeadAccepted, LeadReceived, LeadStatus, LeadSubmission
 from lead_intake.screening import rate_limit_retry_after
 
 SCOPE = "leads"
@@ -40,28 +41,61 @@ _SWEEP_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
+class SignedImport:
+    """A post signed with the import secret: trusted (not rate limited, may back-date
+    its capture) and told what became of the lead."""
+
+    digest: str
+    valid_until: datetime
+
+
+@dataclass(frozen=True)
 class Submitted:
     """A validated submission, and what its request knows about it."""
 
     submission: LeadSubmission
     form: Form
+    captured_at: datetime
     redirect_to: str | None
     idempotency_key: str | None
     fingerprint: str | None  # of the body, when an Idempotency-Key needs it
-    signature: str | None  # a signed import's digest: trusted, not rate limited
+    signed: SignedImport | None
     client_hash: str
     trace_context: otel_context.Context
 
+    @property
+    def signature(self) -> str | None:
+        return None if self.signed is None else self.signed.digest
+
+
+Answer = LeadAccepted | LeadReceived
+_answer: TypeAdapter[Answer] = TypeAdapter(Answer)
+
 
 @dataclass(frozen=True)
-class Answered:
-    """The HTTP answer, and the lead's status when this request captured it (metrics)."""
+class Accepted:
+    """A submission stored (or an earlier one's result replayed): what to tell the
+    sender, where a plain form goes next, and the lead's status for the counters (None
+    for a replay, which captured nothing)."""
 
-    response: Response
-    status: str | None = None
+    answer: Answer
+    redirect_to: str | None
+    lead_status: LeadStatus | None = None
+    replayed: bool = False
+
+    def stored(self) -> dict[str, Any]:
+        """The result as an Idempotency-Key keeps it."""
+        return {"answer": _answer.dump_python(self.answer, mode="json"),
+                "redirect_to": self.redirect_to}  # fmt: skip
+
+    @classmethod
+    def replay(cls, stored: dict[str, Any]) -> Accepted:
+        answer = _answer.validate_python(stored["answer"])
+        return cls(answer=answer, redirect_to=stored["redirect_to"], replayed=True)
 
 
-Outcome = Answered | DomainError
+Outcome = Accepted | DomainError
+"""What became of one submission: accepted, or a named refusal."""
 
 
 @dataclass(frozen=True)
@@ -71,29 +105,22 @@ class Limits:
     idempotency_key_ttl_hours: int
 
 
-def answer_of(result: LeadAccepted, redirect_to: str | None) -> Response:
-    if redirect_to is not None:
-        return RedirectResponse(redirect_to, status_code=303)
-    return JSONResponse(result.model_dump(mode="json"), status_code=202)
-
-
-def replay_of(stored: asyncpg.Record | None, fingerprint: str | None) -> Outcome:
-    if stored is None or stored["status_code"] is None:
+def replay_of(stored: tuple[str, dict[str, Any] | None] | None, fingerprint: str | None) -> Outcome:
+    """The first request's result for a retry with its Idempotency-Key, or why not."""
+    request_hash, result = stored if stored is not None else (None, None)
+    if result is None:
         return Conflict("the first request with this Idempotency-Key did not finish")
-    if stored["request_hash"] != fingerprint:
+    if request_hash != fingerprint:
         return Conflict("this Idempotency-Key was used for a different request")
-    headers = json.loads(stored["headers"] or "{}")
-    headers["idempotent-replayed"] = "true"
-    if "location" in headers:
-        return Answered(Response(status_code=stored["status_code"], headers=headers))
-    return Answered(
-        Response(
-            stored["body"],
-            status_code=stored["status_code"],
-            headers=headers,
-            media_type="application/json",
-        )
-    )
+    return Accepted.replay(result)
+
+
+def answer_for(member: Submitted, captured: intake.Captured) -> Answer:
+    """A signed import learns what became of the lead; anyone else gets a receipt that
+    is the same for a new, a known and a spam submission (no existence oracle)."""
+    if member.signed is not None:
+        return captured.accepted
+    return LeadReceived(receipt_id=captured.submission_id)
 
 
 def _conflict_keys(member: Submitted, profile: LeadProfile, spam: bool) -> set[str]:
@@ -139,7 +166,7 @@ class LeadWriter:
                 member.submission,
                 profile,
                 self._policy,
-                trusted=member.signature is not None,
+                trusted=member.signed is not None,
                 now=now,
             )
             for member, profile in zip(members, profiles, strict=True)
@@ -167,10 +194,10 @@ class LeadWriter:
             else {}
         )
 
-        new_leads: list[store.NewLeadRow] = []
-        touches: list[store.Touch] = []
+        new_leads: list[NewLeadRow] = []
+        touches: list[Touch] = []
         events: list[tuple[Envelope, dict[str, str]]] = []
-        answers: list[store.StoredAnswer] = []
+        results: list[tuple[str, dict[str, Any]]] = []
         for index in pending:
             member = members[index]
             attribution = intake.attribution_of(member.submission, member.form)
@@ -179,21 +206,24 @@ class LeadWriter:
                 captured, known[lead_id] = intake.merge(
                     known[lead_id], matched_on, profiles[index], attribution,
                     member.submission.form_id, member.form, self._policy,
+                    captured_at=member.captured_at,
                 )  # fmt: skip
             else:
                 captured = intake.new_lead(
                     member.submission, member.form, profiles[index], attribution, spam[index],
-                    self._policy,
+                    self._policy, captured_at=member.captured_at,
                 )  # fmt: skip
             new_leads += [captured.new_lead] if captured.new_lead else []
             touches += [captured.touch] if captured.touch else []
             trace_headers: dict[str, str] = {}
             propagate.inject(trace_headers, context=member.trace_context)
             events += [(event, trace_headers) for event in captured.events]
-            response = answer_of(captured.accepted, member.redirect_to)
-            outcomes[index] = Answered(response, captured.accepted.status)
+            accepted = Accepted(
+                answer_for(member, captured), member.redirect_to, captured.accepted.status
+            )
+            outcomes[index] = accepted
             if member.idempotency_key in claimed:
-                answers.append(_stored_answer(member.idempotency_key, response))
+                results.append((member.idempotency_key, accepted.stored()))
 
         if new_leads:
             await store.insert_leads(connection, new_leads)
@@ -201,8 +231,8 @@ class LeadWriter:
             await store.record_touches(connection, touches)
         if hits:
             await store.record_client_hits(connection, hits)
-        if answers:
-            await store.store_answers(connection, SCOPE, answers)
+        if results:
+            await store.store_results(connection, SCOPE, results)
         # A refused request leaves no trace, as when it rolled back its own transaction:
         # its retry is a first request again.
         refused = [m for m, o in zip(members, outcomes, strict=True) if isinstance(o, DomainError)]
@@ -222,6 +252,7 @@ class LeadWriter:
         self._next_sweep = time.monotonic() + _SWEEP_SECONDS
         await store.forget_old_client_hits(connection, self._limits.rate_limit_window_seconds)
         await store.forget_old_idempotency_keys(connection, self._limits.idempotency_key_ttl_hours)
+        await store.forget_expired_signatures(connection)
 
     async def _refuse_replayed_signatures(
         self,
@@ -230,11 +261,12 @@ class LeadWriter:
         outcomes: list[Outcome | Deferred | None],
     ) -> set[str]:
         """Refuses replayed signatures; the signatures recorded now."""
-        signed = [i for i, m in enumerate(members) if outcomes[i] is None and m.signature]
+        signed = [i for i, m in enumerate(members) if outcomes[i] is None and m.signed]
         if not signed:
             return set()
         fresh = await store.remember_signatures(
-            connection, [str(members[i].signature) for i in signed]
+            connection,
+            [(m.signed.digest, m.signed.valid_until) for i in signed if (m := members[i]).signed],
         )
         for index in signed:
             if members[index].signature not in fresh:
@@ -256,7 +288,7 @@ class LeadWriter:
         if replays:
             # A statement of its own: it must see a first request that committed while
             # the claim above waited for it.
-            stored = await store.stored_answers(
+            stored = await store.stored_results(
                 connection, SCOPE, [str(members[i].idempotency_key) for i in replays]
             )
             for index in replays:
@@ -273,7 +305,7 @@ class LeadWriter:
         outcomes: list[Outcome | Deferred | None],
     ) -> list[str]:
         """Refuses clients over their allowance; the hits to record for the others."""
-        limited = [i for i, m in enumerate(members) if outcomes[i] is None and not m.signature]
+        limited = [i for i, m in enumerate(members) if outcomes[i] is None and not m.signed]
         if not limited:
             return []
         limit = self._limits.rate_limit_per_client
@@ -315,13 +347,3 @@ class LeadWriter:
             for (index, _), match in zip(candidates, found, strict=True)
             if match is not None
         }
-
-
-def _stored_answer(key: str, response: Response) -> store.StoredAnswer:
-    location = response.headers.get("location")
-    return store.StoredAnswer(
-        key=key,
-        status_code=response.status_code,
-        headers={"location": location} if location is not None else {},
-        body=bytes(response.body).decode(),
-    )

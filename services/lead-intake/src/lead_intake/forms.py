@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from funnel_common.types import Label
 from lead_intake.configfile import load_yaml_model
+from lead_intake.edge import is_loopback_url
 
 DEFAULT_FORM = "default"
 
@@ -29,12 +30,16 @@ class Form(BaseModel):
     def origin_set(self) -> frozenset[str]:
         return frozenset(str(origin).rstrip("/") for origin in self.origins)
 
-    def allows_origin(self, origin: str | None) -> bool:
-        """A browser post (with an Origin) must come from one of the form's origins."""
-        return origin is None or origin.rstrip("/") in self.origin_set
+    def allows_origin(self, origin: str | None, *, any_loopback: bool = False) -> bool:
+        """A browser post (with an Origin) must come from one of the form's origins (or,
+        in development, from any page on this machine: ``any_loopback``)."""
+        if origin is None or origin.rstrip("/") in self.origin_set:
+            return True
+        return any_loopback and is_loopback_url(origin)
 
-    def thank_you_url(self, requested: str | None) -> str | None:
-        """Where to redirect: the requested URL if listed, else the first; None if refused."""
+    def thank_you_url(self, requested: str | None, *, any_loopback: bool = False) -> str | None:
+        """Where to redirect: the requested URL if listed (or, in development, on this
+        machine), else the first; None if refused."""
         allowed = [str(url) for url in self.thank_you_urls]
         if requested is None:
             return allowed[0] if allowed else None
@@ -43,7 +48,7 @@ class Form(BaseModel):
             wanted = str(HttpUrl(requested))
         except ValueError:
             return None
-        return wanted if wanted in allowed else None
+        return wanted if wanted in allowed or (any_loopback and is_loopback_url(wanted)) else None
 
 
 class FormRegistry(BaseModel):

@@ -1,7 +1,8 @@
 """What one submission becomes: spam, a new lead or a merge, and the events of each.
 
 Pure: ``capture.py`` looks up what these decisions need (a known lead to merge onto)
-and writes what they return, for a whole batch of submissions at once.
+and writes what they return, for a whole batch of submissions at once. The row shapes
+are this module's (``store.py`` writes them as given).
 """
 
 from __future__ import annotations
@@ -33,9 +34,48 @@ from lead_intake.qualification import (
     rescored_event_due,
 )
 from lead_intake.screening import email_domain, normalise_email, spam_reasons
-from lead_intake.store import NewLeadRow, StoredLead, Touch
 
 SERVICE = "lead-intake"
+
+
+@dataclass(frozen=True)
+class StoredLead:
+    """A known lead, as dedupe and merges need it."""
+
+    lead_id: UUID
+    status: str
+    form_type: str | None
+    profile: LeadProfile
+    attribution: Attribution
+
+
+@dataclass(frozen=True)
+class NewLeadRow:
+    """A lead as first stored: captured data, spam verdict and qualification at once."""
+
+    lead: LeadCapturedData
+    submission_id: UUID
+    captured_at: datetime
+    status: str
+    form_type: str | None
+    score: int | None
+    rules_version: str | None
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A submission merged onto a known lead, and the lead's state after it."""
+
+    submission_id: UUID
+    lead_id: UUID
+    form_id: str
+    matched_on: str
+    attribution: Attribution
+    profile: LeadProfile
+    form_type: str | None
+    status: str
+    score: int
+    rules_version: str
 
 
 @dataclass(frozen=True)
@@ -146,11 +186,33 @@ def spam_of(
     )
 
 
+def captured_at_of(submission: LeadSubmission, *, trusted: bool, now: datetime) -> datetime:
+    """When the submission was made: now, or a signed import's own ``captured_at`` (an
+    older system's lead), which must not be in the future. :class:`CapturedAtRefused`
+    otherwise."""
+    if submission.captured_at is None:
+        return now
+    if not trusted:
+        raise CapturedAtRefused("only a signed import may set it", "signed_only")
+    if submission.captured_at > now:
+        raise CapturedAtRefused("must not be in the future", "in_the_future")
+    return submission.captured_at
+
+
+class CapturedAtRefused(ValueError):
+    """A ``captured_at`` this submission may not carry (answered 422 naming the field)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass(frozen=True)
 class Captured:
     """What a submission adds: a new lead or a touch, its events, and the answer."""
 
     accepted: LeadAccepted
+    submission_id: UUID
     events: list[Envelope]
     new_lead: NewLeadRow | None = None
     touch: Touch | None = None
@@ -163,8 +225,11 @@ def new_lead(
     attribution: Attribution,
     spam: list[str],
     policy: IntakePolicy,
+    *,
+    captured_at: datetime,
 ) -> Captured:
-    """A first-time lead (or spam, recorded but never qualified)."""
+    """A first-time lead (or spam, recorded but never qualified), captured at
+    ``captured_at``; its qualification is decided now."""
     lead = LeadCapturedData(
         lead_id=uuid4(),
         form_id=submission.form_id,
@@ -173,22 +238,35 @@ def new_lead(
         spam_reasons=spam,
         extra=submission.extra,
     )
-    events: list[Envelope] = [LeadCaptured.new(source=SERVICE, subject=lead.lead_id, data=lead)]
+    submission_id = uuid4()
+    events: list[Envelope] = [
+        LeadCaptured.new(source=SERVICE, subject=lead.lead_id, data=lead, time=captured_at)
+    ]
     if spam:
         return Captured(
-            accepted=LeadAccepted(lead_id=lead.lead_id, status="spam"),
+            accepted=LeadAccepted(lead_id=lead.lead_id, status="spam", receipt_id=submission_id),
+            submission_id=submission_id,
             events=events,
-            new_lead=NewLeadRow(lead, "spam", form.form_type, None, None),
+            new_lead=NewLeadRow(
+                lead, submission_id, captured_at, "spam", form.form_type, None, None
+            ),
         )
     decision = qualify(policy.rules, facts_of(profile, form.form_type))
     events += decision_events(lead.lead_id, decision, profile, attribution, form)
     return Captured(
-        accepted=LeadAccepted(lead_id=lead.lead_id, status=decision.outcome, score=decision.score),
+        accepted=LeadAccepted(
+            lead_id=lead.lead_id,
+            status=decision.outcome,
+            score=decision.score,
+            receipt_id=submission_id,
+        ),
+        submission_id=submission_id,
         events=events,
         new_lead=NewLeadRow(
-            lead, decision.outcome, form.form_type, decision.score, decision.rules_version
+            lead, submission_id, captured_at, decision.outcome, form.form_type, decision.score,
+            decision.rules_version,
         ),
-    )
+    )  # fmt: skip
 
 
 def merge(
@@ -199,8 +277,11 @@ def merge(
     form_id: str,
     form: Form,
     policy: IntakePolicy,
+    *,
+    captured_at: datetime,
 ) -> tuple[Captured, StoredLead]:
-    """A returning person: a touch on the known lead, rescored; and the lead after it."""
+    """A returning person: a touch on the known lead (made at ``captured_at``), rescored;
+    and the lead after it."""
     lead_id = known.lead_id
     submission_id = uuid4()
     profile = merged_profile(known.profile, profile)
@@ -208,6 +289,7 @@ def merge(
         LeadMerged.new(
             source=SERVICE,
             subject=lead_id,
+            time=captured_at,
             data=LeadMergedData(
                 lead_id=lead_id,
                 submission_id=submission_id,
@@ -244,7 +326,10 @@ def merge(
         attribution=known.attribution,
     )
     captured = Captured(
-        accepted=LeadAccepted(lead_id=lead_id, status="merged", score=decision.score),
+        accepted=LeadAccepted(
+            lead_id=lead_id, status="merged", score=decision.score, receipt_id=submission_id
+        ),
+        submission_id=submission_id,
         events=events,
         touch=touch,
     )

@@ -6,16 +6,38 @@ from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from funnel_common.types import Cents, CurrencyCode, Label, NoteText, ShortText, UtcDatetime
+from funnel_common.types import (
+    Cents,
+    Count,
+    CurrencyCode,
+    Label,
+    NoteText,
+    ShortText,
+    UtcDatetime,
+)
 from lead_intake.forms import DEFAULT_FORM
 from lead_intake.screening import normalise_phone
 
 MAX_EXTRA_FIELDS = 20
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # Epoch seconds up to 2100: anything later is not a time a browser rendered a form.
-EpochSeconds = Annotated[float, Field(ge=0, le=4_102_444_800, allow_inf_nan=False)]
+# Strict: a JSON number, never ``true`` or a string.
+EpochSeconds = Annotated[float, Strict(), Field(ge=0, le=4_102_444_800, allow_inf_nan=False)]
+
+FORM_NUMBERS: dict[str, type[int] | type[float]] = {"company_size": int, "form_started_at": float}
+"""The numeric fields of a submission: a plain HTML form posts every value as text, so
+the form edge reads these as numbers (JSON must send numbers)."""
 
 
 class LeadSubmission(BaseModel):
@@ -25,20 +47,26 @@ class LeadSubmission(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         str_strip_whitespace=True,
-        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 200}},
+        json_schema_extra={
+            "additionalProperties": {"type": "string", "maxLength": 200},
+            "propertyNames": {"minLength": 1, "maxLength": 80},
+        },
     )
 
     form_id: Label = DEFAULT_FORM
     form_key: ShortText | None = None
     # 200, not 254: the address must fit the event catalogue's LeadProfile.
     email: EmailStr = Field(max_length=200)
-    phone: ShortText | None = None
+    # Before phone: a national phone number is read in the lead's country.
+    country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
+    phone: ShortText | None = Field(
+        default=None, description="Stored in E.164; a national number needs `country`."
+    )
     first_name: ShortText | None = None
     last_name: ShortText | None = None
     company: ShortText | None = None
     title: ShortText | None = None
-    company_size: int | None = Field(default=None, ge=0, le=10_000_000)
-    country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
+    company_size: Count | None = None
     source: Label | None = None
     campaign: Label | None = None
     # Source and campaign fall back to these, so they are labels (bounded, as in events).
@@ -52,6 +80,11 @@ class LeadSubmission(BaseModel):
         default=None, description="When the page rendered the form (epoch seconds)."
     )
     thank_you_url: NoteText | None = None
+    captured_at: UtcDatetime | None = Field(
+        default=None,
+        description="When the lead was captured, for a signed import of an older system's "
+        "leads (in the past, from 1970); a form post is captured now.",
+    )
     extra: dict[Label, ShortText] = Field(default_factory=dict, max_length=MAX_EXTRA_FIELDS)
 
     @model_validator(mode="before")
@@ -64,14 +97,15 @@ class LeadSubmission(BaseModel):
         if not extra:
             return data
         kept = {k: v for k, v in data.items() if k in known}
-        given = kept.get("extra")
-        merged = {**given, **extra} if isinstance(given, dict) else extra
-        return {**kept, "extra": merged}
+        given = kept.get("extra", {})
+        if not isinstance(given, dict):
+            return kept  # an `extra` that is no object is refused as sent, not replaced
+        return {**kept, "extra": {**given, **extra}}
 
     @field_validator("phone")
     @classmethod
-    def _phone_shaped(cls, value: str | None) -> str | None:
-        return None if value is None else normalise_phone(value)
+    def _phone_e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else normalise_phone(value, info.data.get("country"))
 
     @field_validator("country")
     @classmethod
@@ -86,15 +120,37 @@ LeadStatus = Literal["captured", "qualified", "disqualified", "merged", "spam"]
 
 
 class LeadAccepted(BaseModel):
+    """The answer to a signed import: what became of the lead."""
+
     lead_id: UUID
     status: LeadStatus
     score: int | None = None
+    receipt_id: UUID = Field(description="This submission's id, as an anonymous post gets it.")
+
+
+class LeadReceived(BaseModel):
+    """The answer to an anonymous post, the same whether the person is new, known or
+    spam: nobody learns from it whether an address is in the funnel or how it scored."""
+
+    receipt_id: UUID = Field(description="This submission's id, for support requests.")
+    status: Literal["received"] = "received"
 
 
 class DealWebhook(BaseModel):
-    """A deal outcome from the CRM. Missing amount/stage/close date keep the known ones."""
+    """A deal delivery from the CRM. Fields it leaves out keep the values other deliveries
+    set; deliveries may arrive in any order (the latest ``occurred_at`` wins per field)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Ids are taken exactly as sent (no trimming): the schema's lengths are the truth.
+    # Strict: a number, a date or a time of the wrong JSON type is refused, not coerced.
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        # A lost deal says why (also checked by the service).
+        json_schema_extra={
+            "if": {"properties": {"event": {"const": "lost"}}},
+            "then": {"required": ["reason"]},
+        },
+    )
 
     webhook_id: Label = Field(description="Unique per delivery; a redelivery changes nothing.")
     event: Literal["opened", "updated", "won", "lost"]
@@ -113,9 +169,9 @@ class DealWebhook(BaseModel):
 
 
 class AccountWebhook(BaseModel):
-    """A customer lifecycle event from billing."""
+    """A customer lifecycle event from billing (ids taken exactly as sent)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     webhook_id: Label
     event: Literal["activated", "arr_changed", "churned"]

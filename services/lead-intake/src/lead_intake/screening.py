@@ -2,35 +2,59 @@
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Collection
 from datetime import datetime
+
+import phonenumbers
 
 HONEYPOT = "honeypot"
 TOO_FAST = "too_fast"
 DISPOSABLE_DOMAIN = "disposable_domain"
 
-_PHONE_NOISE = re.compile(r"[\s().\-/]")
-
 
 def normalise_email(email: str) -> str:
-    """The dedupe key of an email: trimmed and lower-cased (mailbox names are, in practice)."""
-    return email.strip().lower()
+    """The dedupe key of an email: NFKC-normalised (fullwidth letters are the ASCII ones),
+    trimmed and lower-cased (mailbox names are, in practice)."""
+    return unicodedata.normalize("NFKC", email).strip().lower()
 
 
 def email_domain(email: str) -> str:
     return email.rpartition("@")[2].lower()
 
 
-def normalise_phone(phone: str) -> str:
-    """Digits with an optional leading +; raises ValueError for anything not phone-shaped."""
-    compact = _PHONE_NOISE.sub("", phone.strip())
-    if compact.startswith("00"):
-        compact = "+" + compact[2:]
-    digits = compact.removeprefix("+")
-    if not digits.isdigit() or not 7 <= len(digits) <= 15:
-        raise ValueError("phone must have 7 to 15 digits, optionally with a leading +")
-    return compact
+def normalise_phone(phone: str, region: str | None = None) -> str:
+    """The number in E.164 (``+15550104515``), the dedupe key of a phone; ValueError for
+    anything that cannot be a phone number.
+
+    Parsed by ``phonenumbers`` (Google's libphonenumber metadata): ``+1 (555) 010-4515``,
+    ``1 555 010 4515`` and ``001 555 010 4515`` are one number. A national number
+    (``020 7946 0018``) needs ``region``, the lead's country; without one, the digits are
+    read as starting with the country code.
+    """
+    text = phone.strip()
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    attempts = [(text, None)] if text.startswith("+") else [(text, region), ("+" + text, None)]
+    for candidate, candidate_region in attempts:
+        if candidate_region is None and not candidate.startswith("+"):
+            continue
+        try:
+            number = phonenumbers.parse(candidate, candidate_region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_possible_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    raise ValueError(
+        "not a phone number: give it with its country code (+44 20 7946 0018), or the "
+        "lead's country"
+    )
+
+
+def is_disposable(domain: str, disposable_domains: Collection[str]) -> bool:
+    """True for a listed domain and any subdomain of one (``x.mailinator.com``)."""
+    labels = domain.lower().rstrip(".").split(".")
+    return any(".".join(labels[start:]) in disposable_domains for start in range(len(labels)))
 
 
 def spam_reasons(
@@ -51,7 +75,7 @@ def spam_reasons(
         and (received_at - form_started_at).total_seconds() < min_fill_seconds
     ):
         reasons.append(TOO_FAST)
-    if domain in disposable_domains:
+    if is_disposable(domain, disposable_domains):
         reasons.append(DISPOSABLE_DOMAIN)
     return reasons
 

@@ -9,6 +9,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from funnel_common.settings import CommonSettings, require_real_secrets
+from lead_intake.connectors.hubspot import HubSpotSettings
+from lead_intake.connectors.salesforce import SalesforceSettings
+from lead_intake.connectors.stripe import StripeSettings
 
 # services/lead-intake/src/lead_intake/settings.py -> the repository root.
 REPO_CONFIG = Path(__file__).resolve().parents[4] / "config"
@@ -60,15 +63,18 @@ class IntakeSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="larger request bodies get 413"
     )
+    connector_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="larger connector deliveries get 413 (a Salesforce message holds up to "
+        "100 opportunities, a HubSpot delivery up to 100 events)",
+    )
     rate_limit_per_client: int = Field(
         default=20, ge=1, description="unsigned lead posts per client per window (then 429)"
     )
     rate_limit_window_seconds: int = Field(default=60, ge=1, description="the rate limit's window")
-    # Behind a load balancer the client is the first X-Forwarded-For address.
-    trust_forwarded_for: bool = Field(
-        default=False,
-        description="take the client address from `X-Forwarded-For` (behind a load balancer)",
-    )
+    # Behind a load balancer, set FUNNEL_TRUSTED_PROXIES (every service's): the client
+    # address is decided there, once.
     min_fill_seconds: float = Field(
         default=3.0, ge=0, description="faster form submissions are flagged `too_fast`"
     )
@@ -102,18 +108,34 @@ class IntakeSettings(BaseSettings):
         default=2, ge=1, le=8, description="batches written at the same time"
     )
 
+    hubspot: HubSpotSettings = Field(
+        default_factory=HubSpotSettings,
+        description="the HubSpot connector (`FUNNEL_INTAKE_HUBSPOT_*`, docs/connectors.md)",
+    )
+    salesforce: SalesforceSettings = Field(
+        default_factory=SalesforceSettings,
+        description="the Salesforce connector (`FUNNEL_INTAKE_SALESFORCE_*`)",
+    )
+    stripe: StripeSettings = Field(
+        default_factory=StripeSettings,
+        description="the Stripe connector (`FUNNEL_INTAKE_STRIPE_*`)",
+    )
+
     common: CommonSettings = Field(default_factory=CommonSettings)
 
     @model_validator(mode="after")
     def _real_secrets_outside_development(self) -> Self:
+        secrets = {
+            "FUNNEL_AUTH_SECRET": self.common.auth_secret,
+            "FUNNEL_INTAKE_CRM_WEBHOOK_SECRET": self.crm_webhook_secret,
+            "FUNNEL_INTAKE_BILLING_WEBHOOK_SECRET": self.billing_webhook_secret,
+            "FUNNEL_INTAKE_IMPORT_SECRET": self.import_secret,
+        }
+        # A connector's secret matters only where the connector is switched on.
+        if self.hubspot.enabled:
+            secrets["FUNNEL_INTAKE_HUBSPOT_CLIENT_SECRET"] = self.hubspot.client_secret
+        if self.stripe.enabled:
+            secrets["FUNNEL_INTAKE_STRIPE_WEBHOOK_SECRET"] = self.stripe.webhook_secret
         # Checked together: one value used for two integrations is refused too.
-        require_real_secrets(
-            {
-                "FUNNEL_AUTH_SECRET": self.common.auth_secret,
-                "FUNNEL_INTAKE_CRM_WEBHOOK_SECRET": self.crm_webhook_secret,
-                "FUNNEL_INTAKE_BILLING_WEBHOOK_SECRET": self.billing_webhook_secret,
-                "FUNNEL_INTAKE_IMPORT_SECRET": self.import_secret,
-            },
-            environment=self.common.environment,
-        )
+        require_real_secrets(secrets, environment=self.common.environment)
         return self

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from funnel_common.events import Attribution, DealState, LeadCapturedData, LeadProfile
-
-
-@dataclass(frozen=True)
-class StoredLead:
-    lead_id: UUID
-    status: str
-    form_type: str | None
-    profile: LeadProfile
-    attribution: Attribution
+from funnel_common.events import Attribution, DealState, LeadProfile
+from lead_intake.intake import NewLeadRow, StoredLead, Touch
+from lead_intake.outcomes import AccountDelivery, DealDelivery, DealFields
 
 
 def _lead(row: asyncpg.Record) -> StoredLead:
@@ -38,33 +31,24 @@ def _lead(row: asyncpg.Record) -> StoredLead:
 _LEAD_COLUMNS = "lead_id, status, form_type, profile, attribution, source, campaign"
 
 
-@dataclass(frozen=True)
-class NewLeadRow:
-    """A lead as first stored: captured data, spam verdict and qualification at once."""
-
-    lead: LeadCapturedData
-    status: str
-    form_type: str | None
-    score: int | None
-    rules_version: str | None
-
-
 async def insert_leads(connection: asyncpg.Connection, rows: Sequence[NewLeadRow]) -> None:
     # One statement for the whole batch; spam reasons travel as JSON because unnest
     # cannot take an array of arrays.
     await connection.execute(
         """INSERT INTO leads (lead_id, form_id, email, phone, source, campaign, profile,
                               attribution, status, spam_reasons, form_type, score,
-                              rules_version)
+                              rules_version, submission_id, captured_at)
            SELECT lead_id, form_id, email, phone, source, campaign, profile::jsonb,
                   attribution::jsonb, status,
                   ARRAY(SELECT jsonb_array_elements_text(spam_reasons::jsonb)),
-                  form_type, score, rules_version
+                  form_type, score, rules_version, submission_id, captured_at
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                       $11::text[], $12::int[], $13::text[])
+                       $11::text[], $12::int[], $13::text[], $14::uuid[],
+                       $15::timestamptz[])
                 AS row(lead_id, form_id, email, phone, source, campaign, profile,
-                       attribution, status, spam_reasons, form_type, score, rules_version)""",
+                       attribution, status, spam_reasons, form_type, score, rules_version,
+                       submission_id, captured_at)""",
         [row.lead.lead_id for row in rows],
         [row.lead.form_id for row in rows],
         [row.lead.profile.email for row in rows],
@@ -78,6 +62,8 @@ async def insert_leads(connection: asyncpg.Connection, rows: Sequence[NewLeadRow
         [row.form_type for row in rows],
         [row.score for row in rows],
         [row.rules_version for row in rows],
+        [row.submission_id for row in rows],
+        [row.captured_at for row in rows],
     )
 
 
@@ -149,22 +135,6 @@ async def find_lead_by_email(connection: asyncpg.Connection, email: str) -> Stor
         email,
     )
     return None if row is None else _lead(row)
-
-
-@dataclass(frozen=True)
-class Touch:
-    """A submission merged onto a known lead, and the lead's state after it."""
-
-    submission_id: UUID
-    lead_id: UUID
-    form_id: str
-    matched_on: str
-    attribution: Attribution
-    profile: LeadProfile
-    form_type: str | None
-    status: str
-    score: int
-    rules_version: str
 
 
 async def record_touches(connection: asyncpg.Connection, touches: Sequence[Touch]) -> None:
@@ -275,7 +245,7 @@ async def release_idempotency_keys(
     """Unclaims keys of requests refused after the claim: a retry is then a first request."""
     await connection.execute(
         """DELETE FROM idempotency_keys
-           WHERE scope = $1 AND key = ANY($2::text[]) AND status_code IS NULL""",
+           WHERE scope = $1 AND key = ANY($2::text[]) AND result IS NULL""",
         scope,
         keys,
     )
@@ -288,64 +258,59 @@ async def forget_old_idempotency_keys(connection: asyncpg.Connection, ttl_hours:
     )
 
 
-async def stored_answers(
+async def stored_results(
     connection: asyncpg.Connection, scope: str, keys: list[str]
-) -> dict[str, asyncpg.Record]:
+) -> dict[str, tuple[str, dict[str, Any] | None]]:
+    """Per key: the request hash it was claimed with, and the first request's result
+    (None while that request has not finished)."""
     rows = await connection.fetch(
-        """SELECT key, request_hash, status_code, headers, body FROM idempotency_keys
+        """SELECT key, request_hash, result FROM idempotency_keys
            WHERE scope = $1 AND key = ANY($2::text[])""",
         scope,
         keys,
     )
-    return {row["key"]: row for row in rows}
+    return {
+        row["key"]: (
+            row["request_hash"],
+            None if row["result"] is None else json.loads(row["result"]),
+        )
+        for row in rows
+    }
 
 
-@dataclass(frozen=True)
-class StoredAnswer:
-    key: str
-    status_code: int
-    headers: dict[str, str]
-    body: str
-
-
-async def store_answers(
-    connection: asyncpg.Connection, scope: str, answers: Sequence[StoredAnswer]
+async def store_results(
+    connection: asyncpg.Connection, scope: str, results: Sequence[tuple[str, dict[str, Any]]]
 ) -> None:
+    """Records each claimed key's result (key, JSON-able result), replayed to retries."""
     await connection.execute(
-        """UPDATE idempotency_keys AS stored
-           SET status_code = answer.status_code, headers = answer.headers::jsonb,
-               body = answer.body
-           FROM unnest($2::text[], $3::int[], $4::text[], $5::text[])
-                AS answer(key, status_code, headers, body)
+        """UPDATE idempotency_keys AS stored SET result = answer.result::jsonb
+           FROM unnest($2::text[], $3::text[]) AS answer(key, result)
            WHERE stored.scope = $1 AND stored.key = answer.key""",
         scope,
-        [answer.key for answer in answers],
-        [answer.status_code for answer in answers],
-        [json.dumps(answer.headers) for answer in answers],
-        [answer.body for answer in answers],
+        [key for key, _ in results],
+        [json.dumps(result) for _, result in results],
     )
 
 
-# --- webhooks ------------------------------------------------------------------------
+# --- signatures ----------------------------------------------------------------------
+
+# Kept this long past their validity: PostgreSQL's clock, which forgets them, may run
+# ahead of the web process's, which verifies them.
+_CLOCK_SKEW_SECONDS = 60.0
 
 
-async def remember_signature(connection: asyncpg.Connection, digest: str) -> bool:
-    """False when this exact signature was seen before (a replay)."""
-    fresh = await connection.fetchval(
-        """INSERT INTO webhook_signatures (digest) VALUES ($1)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        digest,
-    )
-    return bool(fresh)
-
-
-async def remember_signatures(connection: asyncpg.Connection, digests: list[str]) -> set[str]:
-    """The digests seen for the first time now (the others are replays); sorted, so two
-    batches cannot deadlock on each other's."""
+async def remember_signatures(
+    connection: asyncpg.Connection, signatures: Sequence[tuple[str, datetime]]
+) -> set[str]:
+    """The digests (of (digest, valid until) pairs) seen for the first time now; the
+    others are replays. Sorted, so two batches cannot deadlock on each other's."""
+    ordered = sorted(signatures)
     rows = await connection.fetch(
-        """INSERT INTO webhook_signatures (digest) SELECT unnest($1::text[])
+        """INSERT INTO webhook_signatures (digest, valid_until)
+           SELECT * FROM unnest($1::text[], $2::timestamptz[])
            ON CONFLICT DO NOTHING RETURNING digest""",
-        sorted(digests),
+        [digest for digest, _ in ordered],
+        [valid_until for _, valid_until in ordered],
     )
     return {row["digest"] for row in rows}
 
@@ -357,12 +322,15 @@ async def forget_signatures(connection: asyncpg.Connection, digests: list[str]) 
     )
 
 
-async def forget_old_signatures(connection: asyncpg.Connection, older_than_seconds: int) -> None:
-    # A signature older than twice the tolerance is refused as stale anyway.
+async def forget_expired_signatures(connection: asyncpg.Connection) -> None:
+    """Forgets signatures no longer valid: a replay of one is refused as stale."""
     await connection.execute(
-        "DELETE FROM webhook_signatures WHERE seen_at < now() - make_interval(secs => $1)",
-        float(2 * older_than_seconds),
+        "DELETE FROM webhook_signatures WHERE valid_until < now() - make_interval(secs => $1)",
+        _CLOCK_SKEW_SECONDS,
     )
+
+
+# --- deals and accounts ----------------------------------------------------------------
 
 
 async def record_delivery(
@@ -378,16 +346,56 @@ async def record_delivery(
     return bool(fresh)
 
 
-async def find_deal(connection: asyncpg.Connection, deal_id: str) -> tuple[str, DealState] | None:
-    row = await connection.fetchrow(
-        "SELECT status, state FROM deals WHERE deal_id = $1 FOR UPDATE", deal_id
+async def lock_entity(connection: asyncpg.Connection, kind: str, entity_id: str) -> None:
+    """Serialises deliveries of one deal or account until commit (the row may not exist
+    yet, so an advisory lock rather than a row lock)."""
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1 || ':' || $2))", kind, entity_id
     )
+
+
+async def insert_deal_delivery(connection: asyncpg.Connection, delivery: DealDelivery) -> None:
+    await connection.execute(
+        """INSERT INTO deal_deliveries (integration, webhook_id, deal_id, action, occurred_at,
+                                        fields)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb)""",
+        delivery.integration,
+        delivery.webhook_id,
+        delivery.deal_id,
+        delivery.action,
+        delivery.occurred_at,
+        delivery.fields.model_dump_json(exclude_none=True),
+    )
+
+
+async def deal_deliveries(connection: asyncpg.Connection, deal_id: str) -> list[DealDelivery]:
+    rows = await connection.fetch(
+        """SELECT integration, webhook_id, deal_id, action, occurred_at, fields
+           FROM deal_deliveries WHERE deal_id = $1""",
+        deal_id,
+    )
+    return [
+        DealDelivery(
+            integration=row["integration"],
+            webhook_id=row["webhook_id"],
+            deal_id=row["deal_id"],
+            action=row["action"],
+            occurred_at=row["occurred_at"],
+            fields=DealFields.model_validate_json(row["fields"]),
+        )
+        for row in rows
+    ]
+
+
+async def find_deal(connection: asyncpg.Connection, deal_id: str) -> tuple[str, DealState] | None:
+    row = await connection.fetchrow("SELECT status, state FROM deals WHERE deal_id = $1", deal_id)
     if row is None:
         return None
     return row["status"], DealState.model_validate_json(row["state"])
 
 
 async def save_deal(connection: asyncpg.Connection, status: str, state: DealState) -> None:
+    """The deal's folded state, kept for readers (the fold itself reads the deliveries)."""
     await connection.execute(
         """INSERT INTO deals (deal_id, status, state) VALUES ($1, $2, $3::jsonb)
            ON CONFLICT (deal_id) DO UPDATE
@@ -398,9 +406,53 @@ async def save_deal(connection: asyncpg.Connection, status: str, state: DealStat
     )
 
 
+async def insert_account_delivery(
+    connection: asyncpg.Connection, delivery: AccountDelivery
+) -> None:
+    await connection.execute(
+        """INSERT INTO account_deliveries (integration, webhook_id, account_id, action,
+                                           occurred_at, arr_cents, deal_id, attribution)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)""",
+        delivery.integration,
+        delivery.webhook_id,
+        delivery.account_id,
+        delivery.action,
+        delivery.occurred_at,
+        delivery.arr_cents,
+        delivery.deal_id,
+        None if delivery.attribution is None else delivery.attribution.model_dump_json(),
+    )
+
+
+async def account_deliveries(
+    connection: asyncpg.Connection, account_id: str
+) -> list[AccountDelivery]:
+    rows = await connection.fetch(
+        """SELECT integration, webhook_id, account_id, action, occurred_at, arr_cents,
+                  deal_id, attribution
+           FROM account_deliveries WHERE account_id = $1""",
+        account_id,
+    )
+    return [
+        AccountDelivery(
+            integration=row["integration"],
+            webhook_id=row["webhook_id"],
+            account_id=row["account_id"],
+            action=row["action"],
+            occurred_at=row["occurred_at"],
+            arr_cents=row["arr_cents"],
+            deal_id=row["deal_id"],
+            attribution=None
+            if row["attribution"] is None
+            else Attribution.model_validate_json(row["attribution"]),
+        )
+        for row in rows
+    ]
+
+
 async def find_account(connection: asyncpg.Connection, account_id: str) -> tuple[str, int] | None:
     row = await connection.fetchrow(
-        "SELECT status, arr_cents FROM accounts WHERE account_id = $1 FOR UPDATE", account_id
+        "SELECT status, arr_cents FROM accounts WHERE account_id = $1", account_id
     )
     return None if row is None else (row["status"], row["arr_cents"])
 

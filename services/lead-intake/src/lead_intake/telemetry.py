@@ -20,6 +20,26 @@ class IntakeMetrics:
             ["integration", "outcome"],
             registry=registry,
         )
+        self.connector_received = Counter(
+            "funnel_intake_connector_received_total",
+            "Deliveries received by a connector (HubSpot, Salesforce, Stripe).",
+            ["connector"],
+            registry=registry,
+        )
+        self.connector_events = Counter(
+            "funnel_intake_connector_events_total",
+            "Vendor events taken by a connector, by outcome (applied, duplicate, ignored) "
+            "and, for ignored ones, the connector's reason.",
+            ["connector", "outcome", "reason"],
+            registry=registry,
+        )
+        self.connector_refused = Counter(
+            "funnel_intake_connector_refused_total",
+            "Deliveries and events a connector refused, by reason (signature_mismatch, "
+            "timestamp_stale, replayed, currency_mismatch, ...).",
+            ["connector", "reason"],
+            registry=registry,
+        )
         self.lead_batch_size = Histogram(
             "funnel_intake_lead_batch_size",
             "Lead submissions written per transaction by the group committer.",

@@ -9,8 +9,8 @@ from fastapi import FastAPI
 
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from lead_intake import api, runtime, webhooks
-from lead_intake.edge import BodyLimitMiddleware, FormCorsMiddleware
+from lead_intake import api, connector_api, runtime, webhooks
+from lead_intake.edge import BrowserRefusalPage, FormCorsMiddleware
 from lead_intake.forms import load_forms
 from lead_intake.qualification import load_rules
 from lead_intake.settings import IntakeSettings
@@ -45,9 +45,21 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.leads_router(context), webhooks.webhooks_router(settings, context.metrics)],
+        routers=[
+            api.leads_router(context),
+            webhooks.webhooks_router(settings, context.metrics),
+            connector_api.connectors_router(settings, context.metrics),
+        ],
+        max_body_bytes=settings.max_body_bytes,
+        body_limits={connector_api.PREFIX: settings.connector_max_body_bytes},
     )
     origins = context.forms.all_origins
-    app.add_middleware(FormCorsMiddleware, origins=lambda: origins, path=api.LEADS_PATH)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        FormCorsMiddleware,
+        origins=lambda: origins,
+        path=api.LEADS_PATH,
+        any_loopback=settings.common.environment == "development",
+    )
+    # The body limit is every service's (build_web_app, max_body_bytes above).
+    app.add_middleware(BrowserRefusalPage, path=api.LEADS_PATH)
     return app

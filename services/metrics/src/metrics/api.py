@@ -6,8 +6,8 @@ built inside ``router()`` as objects, not as names it cannot resolve.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from funnel_common.auth import Principal, require_role
 from funnel_common.events import TargetSet
@@ -15,8 +15,9 @@ from funnel_common.http import DomainError
 from funnel_common.outbox import enqueue
 from funnel_common.service import Transaction
 from funnel_common.types import Cents, CurrencyCode, utc_now
-from metrics import report, store
-from metrics.periods import BadPeriod, Period, parse_period, period_of_instant
+from metrics import facts, handlers, report
+from metrics.documents import FunnelDocument, PlanDocument
+from metrics.periods import PATTERN, BadPeriod, Period, parse_period, period_of_instant
 from metrics.settings import MetricsSettings
 
 
@@ -35,7 +36,10 @@ class WrongCurrency(DomainError):
 class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount_cents: Cents = Field(description="The revenue target in cents (minor units).")
+    # Strict: JSON true or "100" is not an amount (lax mode would take 1 and 100).
+    amount_cents: Annotated[Cents, Strict()] = Field(
+        description="The revenue target in cents (minor units), a JSON integer."
+    )
     currency: CurrencyCode | None = Field(
         default=None, description="Defaults to the reporting currency; any other is refused."
     )
@@ -53,10 +57,20 @@ def _period(text: str | None, settings: MetricsSettings, field: str) -> Period:
         ) from error
 
 
+_PERIOD_DOC = (
+    "Calendar quarter YYYY-Qn in the reporting time zone, 1970-Q1 to 9998-Q4. "
+    "Anything else is a 422 `invalid-period` problem."
+)
+# The pattern is documented, not enforced by FastAPI: parse_period answers with the
+# precise problem (which part is wrong) that a generic validation error would not.
 PeriodQuery = Annotated[
     str | None,
-    Query(description="Calendar quarter YYYY-Qn in the reporting time zone; default: current."),
+    Query(
+        description=f"{_PERIOD_DOC} Default: the current quarter.",
+        json_schema_extra={"pattern": PATTERN},
+    ),
 ]
+PeriodPath = Annotated[str, Path(description=_PERIOD_DOC, json_schema_extra={"pattern": PATTERN})]
 
 
 def router(settings: MetricsSettings) -> APIRouter:
@@ -66,26 +80,24 @@ def router(settings: MetricsSettings) -> APIRouter:
     may_set_targets = require_role("admin")
 
     @routes.get("/funnel", summary="Every funnel figure for a quarter")
-    async def get_funnel(conn: Transaction, period: PeriodQuery = None) -> dict[str, Any]:
+    async def get_funnel(conn: Transaction, period: PeriodQuery = None) -> FunnelDocument:
         wanted = _period(period, settings, "period")
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        funnel, figures = await report.read_report(conn, wanted, settings)
-        return report.funnel_json(funnel, figures, settings)
+        # The figures come from one statement: one snapshot without a transaction's
+        # isolation level.
+        funnel, (figures,) = await report.read_figures(
+            conn, [wanted], settings, now=utc_now(), all_time_cohort=True
+        )
+        return report.funnel_document(funnel, figures, settings)
 
     @routes.get("/plan", summary="The reverse funnel: what it takes to hit the target")
-    async def get_plan(conn: Transaction, period: PeriodQuery = None) -> dict[str, Any]:
+    async def get_plan(conn: Transaction, period: PeriodQuery = None) -> PlanDocument:
         wanted = _period(period, settings, "period")
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        _, figures = await report.read_report(conn, wanted, settings)
-        return {
-            "period": str(wanted),
-            "currency": settings.common.reporting_currency,
-            **figures.plan.as_json(),
-        }
+        _, (figures,) = await report.read_figures(conn, [wanted], settings, now=utc_now())
+        return report.plan_document(figures, settings)
 
     @routes.put("/targets/{period}", summary="Set a quarter's revenue target (admin)")
     async def put_target(
-        period: str,
+        period: PeriodPath,
         body: TargetIn,
         principal: Annotated[Principal, Depends(may_set_targets)],
         conn: Transaction,
@@ -117,13 +129,7 @@ def router(settings: MetricsSettings) -> APIRouter:
         # The target is ours, but it is also an event: it goes to funnel.targets through
         # the outbox, so a replay of the topics rebuilds it, and our own consumer applying
         # it again is a no-op (same event id, same row).
-        await store.record_target(
-            conn,
-            period=str(wanted),
-            amount_cents=body.amount_cents,
-            set_at=event.time,
-            event_id=event.id,
-        )
+        await handlers.record(conn, facts.target(event))
         await enqueue(conn, event)
         return {
             "period": str(wanted),

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 if TYPE_CHECKING:
     from metrics.replay import ReplayResult
+    from metrics.settings import MetricsSettings
 
 console = Console(stderr=True)
 
@@ -32,6 +33,11 @@ def replay(
         "--accept-differences",
         help="Switch even if the rebuilt figures differ from the live ones "
         "(e.g. after fixing a projection bug). Never if events are missing.",
+    ),
+    keep: bool = typer.Option(
+        False,
+        "--keep",
+        help="With --no-switch, keep the rebuilt schema to look at (dropped otherwise).",
     ),
 ) -> None:
     """Rebuild the metrics projections from the events, check, and switch over."""
@@ -66,9 +72,29 @@ def replay(
                 accept_differences=accept_differences,
             )
         )
+    if not switch and not keep:
+        # A dry run leaves nothing behind.
+        asyncio.run(_drop_schema(settings, result.rebuilt_schema))
+        result.rebuilt_schema = ""
     report(result)
     if not result.switched and switch:
         raise typer.Exit(code=1)
+
+
+async def _drop_schema(settings: MetricsSettings, schema: str) -> None:
+    import asyncpg
+
+    from metrics import store
+
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await store.drop_schema(connection, schema)
+    finally:
+        await connection.close()
+
+
+def _drop_hint(schema: str) -> str:
+    return f"drop it when done: DROP SCHEMA {schema} CASCADE (as the metrics database user)"
 
 
 def report(result: ReplayResult) -> None:
@@ -86,11 +112,18 @@ def report(result: ReplayResult) -> None:
         console.print(f"[yellow]differs {difference}")
     if result.switched:
         retired = (
-            f"; the old one is kept as {result.retired_schema}" if result.retired_schema else ""
+            f"; the old one is kept as {result.retired_schema}: {_drop_hint(result.retired_schema)}"
+            if result.retired_schema
+            else ""
         )
         console.print(f"[green]switched: metrics now serves the rebuilt projections{retired}")
+    elif result.rebuilt_schema:
+        console.print(
+            f"not switched; the rebuilt schema is {result.rebuilt_schema}: "
+            + _drop_hint(result.rebuilt_schema)
+        )
     else:
-        console.print(f"not switched; the rebuilt schema is {result.rebuilt_schema}")
+        console.print("not switched (--no-switch); the rebuilt schema is dropped")
 
 
 def migrate() -> None:

@@ -8,7 +8,6 @@ two exact integers.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,9 +17,12 @@ from funnel_common.events import REJECTION_REASONS
 
 INF = math.inf
 
-STAGES = ("captured", "qualified", "disqualified", "accepted", "rejected", "opened", "won", "lost")
-# The main path through the funnel; conversion and drop-off are between neighbours.
-PATH = ("captured", "qualified", "accepted", "opened", "won")
+STAGES = ("captured", "spam", "qualified", "disqualified", "accepted", "rejected", "opened")
+"""What happens to a lead, a handoff or a deal, and never un-happens."""
+DEAL_OUTCOMES = ("won", "lost")
+"""Deal closes: a reopened deal is no longer won or lost."""
+COHORT_STAGES = ("captured", "qualified", "accepted", "opened", "won")
+"""The main path: of the leads captured in a period, how many reached each stage."""
 
 
 def ratio(numerator: int, denominator: int) -> float | None:
@@ -28,92 +30,88 @@ def ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
 # --- stages by source and campaign ------------------------------------------------------
 
 
 @dataclass
-class StageCounts:
-    """How many leads, handoffs and deals of one source/campaign reached each stage."""
+class Cohort:
+    """Of the leads captured in a window: how many have reached each stage since."""
 
     captured: int = 0
+    qualified: int = 0
+    accepted: int = 0
+    opened: int = 0
+    won: int = 0
+
+    def add(self, other: Cohort) -> None:
+        for name in COHORT_STAGES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def conversion(self) -> dict[str, float | None]:
+        """Share of the cohort that reached each stage: never above 1."""
+        return {
+            f"captured_to_{stage}": ratio(getattr(self, stage), self.captured)
+            for stage in COHORT_STAGES[1:]
+        }
+
+
+@dataclass
+class StageCounts:
+    """What happened within a window for one source/campaign, each counted when it
+    happened (a deal's close by its close date), and the window's cohort."""
+
+    captured: int = 0
+    spam: int = 0
     qualified: int = 0
     disqualified: int = 0
     accepted: int = 0
     rejected: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    within_sla: int = 0
     opened: int = 0
     won: int = 0
     lost: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
     opened_value_cents: int = 0
-    open_value_cents: int = 0
     won_value_cents: int = 0
     lost_value_cents: int = 0
+    cohort: Cohort = field(default_factory=Cohort)
 
     def add(self, other: StageCounts) -> None:
-        for name in (
-            *STAGES,
-            "within_sla",
-            "opened_value_cents",
-            "open_value_cents",
-            "won_value_cents",
-            "lost_value_cents",
-        ):
+        for name in (*STAGES, *DEAL_OUTCOMES, *_VALUES):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, count in other.rejected_by_reason.items():
             self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + count
+        self.cohort.add(other.cohort)
+
+    def count(self, stage: str) -> int:
+        count: int = getattr(self, stage)
+        return count
 
     @property
     def decided(self) -> int:
         return self.accepted + self.rejected
 
-    def sla_attainment(self) -> float | None:
-        """Handoffs decided within their SLA / handoffs decided."""
-        return ratio(self.within_sla, self.decided)
-
-    def conversions(self) -> dict[str, float | None]:
-        """Share of each stage that reached the next one (e.g. ``qualified_to_accepted``)."""
-        return {
-            f"{before}_to_{after}": ratio(getattr(self, after), getattr(self, before))
-            for before, after in itertools.pairwise(PATH)
-        }
-
-    def drop_off(self) -> dict[str, int]:
-        """How many did not make it from one stage to the next (by count)."""
-        return {
-            f"{before}_to_{after}": getattr(self, before) - getattr(self, after)
-            for before, after in itertools.pairwise(PATH)
-        }
-
-    def drop_off_value_cents(self) -> int:
-        """Value of opened deals that were not won (lost, or still open)."""
-        return self.opened_value_cents - self.won_value_cents
-
     def as_json(self) -> dict[str, Any]:
         return {
-            **{stage: getattr(self, stage) for stage in STAGES},
+            **{stage: self.count(stage) for stage in (*STAGES, *DEAL_OUTCOMES)},
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
-            "decided": self.decided,
-            "within_sla": self.within_sla,
-            "sla_attainment_ratio": self.sla_attainment(),
-            "opened_value_cents": self.opened_value_cents,
-            "open_value_cents": self.open_value_cents,
-            "won_value_cents": self.won_value_cents,
-            "lost_value_cents": self.lost_value_cents,
-            "conversion": self.conversions(),
-            "drop_off": self.drop_off(),
-            "drop_off_value_cents": {"opened_to_won": self.drop_off_value_cents()},
+            **{name: getattr(self, name) for name in _VALUES},
+            "cohort": {stage: getattr(self.cohort, stage) for stage in COHORT_STAGES},
+            "conversion": self.cohort.conversion(),
         }
 
+
+_VALUES = ("opened_value_cents", "won_value_cents", "lost_value_cents")
 
 SourceKey = tuple[str, str]
 """(source, campaign); campaign is "" when the lead had none."""
 
 
 def stage_counts(
-    lead_rows: Iterable[Mapping[str, Any]],
-    decision_rows: Iterable[Mapping[str, Any]],
-    deal_rows: Iterable[Mapping[str, Any]],
+    stage_rows: Iterable[Mapping[str, Any]], cohort_rows: Iterable[Mapping[str, Any]]
 ) -> dict[SourceKey, StageCounts]:
     """Stage counts per (source, campaign) from the store's grouped rows."""
     counts: dict[SourceKey, StageCounts] = {}
@@ -121,33 +119,18 @@ def stage_counts(
     def of(row: Mapping[str, Any]) -> StageCounts:
         return counts.setdefault((row["source"], row["campaign"]), StageCounts())
 
-    for row in lead_rows:
+    for row in stage_rows:
+        entry, stage = of(row), row["stage"]
+        setattr(entry, stage, entry.count(stage) + row["count"])
+        if stage in ("opened", "won", "lost"):
+            name = f"{stage}_value_cents"
+            setattr(entry, name, getattr(entry, name) + row["value_cents"])
+        if stage == "rejected":
+            reasons = entry.rejected_by_reason
+            reasons[row["reason"]] = reasons.get(row["reason"], 0) + row["count"]
+    for row in cohort_rows:
         entry = of(row)
-        setattr(entry, row["stage"], getattr(entry, row["stage"]) + row["leads"])
-    for row in decision_rows:
-        entry = of(row)
-        entry.within_sla += row["within_sla"]
-        if row["outcome"] == "accepted":
-            entry.accepted += row["decisions"]
-        else:
-            entry.rejected += row["decisions"]
-            reason = row["reason"]
-            entry.rejected_by_reason[reason] = (
-                entry.rejected_by_reason.get(reason, 0) + row["decisions"]
-            )
-    for row in deal_rows:
-        entry = of(row)
-        # Any deal event means the opportunity existed, even if "opened" never arrived.
-        entry.opened += row["deals"]
-        entry.opened_value_cents += row["value_cents"]
-        if row["status"] == "won":
-            entry.won += row["deals"]
-            entry.won_value_cents += row["value_cents"]
-        elif row["status"] == "lost":
-            entry.lost += row["deals"]
-            entry.lost_value_cents += row["value_cents"]
-        else:
-            entry.open_value_cents += row["value_cents"]
+        entry.cohort.add(Cohort(*(row[stage] for stage in COHORT_STAGES)))
     return counts
 
 
@@ -173,7 +156,31 @@ def bounded_sources(
     return result
 
 
-# --- handoff timing -------------------------------------------------------------------
+# --- handoffs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sla:
+    """SLA attainment (ARCHITECTURE.md): of the handoffs whose first response deadline
+    fell in the window (and is past), the share decided by that deadline; one still
+    undecided is a miss. Breaches and escalations are beside it, not folded into it."""
+
+    deadlines: int
+    met: int
+    breaches_by_policy: dict[str, int]
+    escalations: int
+
+    @property
+    def missed(self) -> int:
+        return self.deadlines - self.met
+
+    @property
+    def attainment(self) -> float | None:
+        return ratio(self.met, self.deadlines)
+
+    @property
+    def breaches(self) -> int:
+        return sum(self.breaches_by_policy.values())
 
 
 @dataclass(frozen=True)
@@ -185,40 +192,23 @@ class Histogram:
 
 
 def histogram(rows: Iterable[Mapping[str, Any]], bounds: Iterable[float]) -> Histogram:
-    """A cumulative histogram of (seconds, handoffs) rows."""
-    values = [(row["seconds"], row["handoffs"]) for row in rows]
+    """A cumulative histogram from (bucket, handoffs, seconds) rows, where bucket k
+    counts the values above exactly k of the sorted ``bounds``."""
+    ordered = sorted(bounds)
+    by_bucket: dict[int, int] = {}
+    for row in rows:
+        by_bucket[row["bucket"]] = by_bucket.get(row["bucket"], 0) + row["handoffs"]
+    count = sum(by_bucket.values())
+    # value <= bounds[i] exactly when fewer than i + 1 bounds lie below it.
     buckets = [
-        (bound, sum(n for seconds, n in values if seconds <= bound)) for bound in sorted(bounds)
+        (bound, sum(n for bucket, n in by_bucket.items() if bucket <= index))
+        for index, bound in enumerate(ordered)
     ]
-    count = sum(n for _, n in values)
     buckets.append((INF, count))
-    return Histogram(buckets=buckets, count=count, sum=sum(s * n for s, n in values))
+    return Histogram(buckets=buckets, count=count, sum=sum(row["seconds"] for row in rows))
 
 
 # --- one period -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClosedDeals:
-    """Deals won and lost with a close date in the period (value = last known amount)."""
-
-    won: int = 0
-    won_value_cents: int = 0
-    lost: int = 0
-    lost_value_cents: int = 0
-
-    @classmethod
-    def of(cls, rows: Iterable[Mapping[str, Any]]) -> ClosedDeals:
-        by_status = {row["status"]: (row["deals"], row["value_cents"]) for row in rows}
-        won, won_value = by_status.get("won", (0, 0))
-        lost, lost_value = by_status.get("lost", (0, 0))
-        return cls(won, won_value, lost, lost_value)
-
-    def win_rate_by_count(self) -> float | None:
-        return ratio(self.won, self.won + self.lost)
-
-    def win_rate_by_value(self) -> float | None:
-        return ratio(self.won_value_cents, self.won_value_cents + self.lost_value_cents)
 
 
 def coverage(
@@ -320,10 +310,6 @@ def retention(cohort: Iterable[AccountAcross]) -> Retention:
 # --- reverse funnel -------------------------------------------------------------------
 
 
-def _ceil_div(numerator: int, denominator: int) -> int:
-    return -(-numerator // denominator)
-
-
 @dataclass(frozen=True)
 class Plan:
     """What it takes to close the rest of a period's target, from the funnel's history."""
@@ -353,21 +339,24 @@ def plan(
 ) -> Plan:
     """The reverse funnel: remaining target back to deals, leads and pipeline.
 
-    History is every lead and deal known so far. With r = remaining target:
-    deals = r / average won deal; leads = r / (average won deal x lead-to-won rate)
-    = r x captured / won value; pipeline = r / win rate by value. Each is rounded up
-    (half a lead is a lead) with integer arithmetic, so it is exact.
+    History is every lead and deal known so far. The remaining target r = target - won
+    in the period (negative once the target is beaten); with r' = max(r, 0):
+    deals = r' / average won deal; leads = r' / (average won deal x lead-to-won rate)
+    = r' x captured / won value; pipeline = r' / win rate by value. Each is rounded up
+    (half a lead is a lead) with integer arithmetic from the exact average, so it is
+    exact; the average itself is shown rounded up to a cent.
     """
-    remaining = None if target_cents is None else max(0, target_cents - won_in_period_cents)
+    remaining = None if target_cents is None else target_cents - won_in_period_cents
     won_value = history.won_value_cents
-    average = won_value // history.won if history.won else None
+    average = _ceil_div(won_value, history.won) if history.won else None
     deals = leads = pipeline = still = None
     if remaining is not None and won_value > 0:
-        deals = _ceil_div(remaining * history.won, won_value)
-        pipeline = _ceil_div(remaining * (won_value + history.lost_value_cents), won_value)
+        left = max(0, remaining)
+        deals = _ceil_div(left * history.won, won_value)
+        pipeline = _ceil_div(left * (won_value + history.lost_value_cents), won_value)
         still = max(0, pipeline - open_pipeline_cents)
         if history.captured:
-            leads = _ceil_div(remaining * history.captured, won_value)
+            leads = _ceil_div(left * history.captured, won_value)
     return Plan(
         target_cents=target_cents,
         won_value_cents=won_in_period_cents,
@@ -383,73 +372,92 @@ def plan(
     )
 
 
-# --- everything about one period --------------------------------------------------------
+# --- everything about one window ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowFigures:
+    """Stages, handoffs and SLA within a window (a quarter, or all time)."""
+
+    by_source: dict[SourceKey, StageCounts]
+    total: StageCounts
+    sla: Sla
+    accept_seconds: Histogram
+
+
+def window_figures(
+    *,
+    stage_rows: Iterable[Mapping[str, Any]],
+    cohort_rows: Iterable[Mapping[str, Any]],
+    sla: Sla,
+    accept_rows: Iterable[Mapping[str, Any]],
+    accept_seconds_buckets: Iterable[float],
+) -> WindowFigures:
+    by_source = stage_counts(stage_rows, cohort_rows)
+    return WindowFigures(
+        by_source=by_source,
+        total=total(by_source),
+        sla=sla,
+        accept_seconds=histogram(accept_rows, accept_seconds_buckets),
+    )
 
 
 @dataclass(frozen=True)
 class PeriodFigures:
     period: str
+    window: WindowFigures
     target_cents: int | None
-    closed: ClosedDeals
     open_pipeline_cents: int
     weighted_forecast_cents: int
     coverage_ratio: float | None
     healthy_coverage_ratio: float
-    retention: Retention
+    retention: Retention | None
+    """None for a quarter that has not started: it has no cohort yet."""
     plan: Plan
 
-    def as_json(self) -> dict[str, Any]:
-        coverage_value: float | str | None = self.coverage_ratio
-        if coverage_value == INF:
-            coverage_value = "+Inf"  # JSON has no infinity; the Prometheus spelling
-        return {
-            "target_cents": self.target_cents,
-            "won_value_cents": self.closed.won_value_cents,
-            "won": self.closed.won,
-            "lost": self.closed.lost,
-            "lost_value_cents": self.closed.lost_value_cents,
-            "open_pipeline_cents": self.open_pipeline_cents,
-            "remaining_target_cents": self.plan.remaining_cents,
-            "coverage_ratio": coverage_value,
-            "healthy_coverage_ratio": self.healthy_coverage_ratio,
-            "coverage_healthy": None
-            if self.coverage_ratio is None
-            else self.coverage_ratio >= self.healthy_coverage_ratio,
-            "win_rate": {
-                "count": self.closed.win_rate_by_count(),
-                "value": self.closed.win_rate_by_value(),
-            },
-            "weighted_forecast_cents": self.weighted_forecast_cents,
-        }
+    @property
+    def closed(self) -> StageCounts:
+        """Deals won and lost with a close date in the period (by their last amount)."""
+        return self.window.total
+
+    def win_rate_by_count(self) -> float | None:
+        return ratio(self.closed.won, self.closed.won + self.closed.lost)
+
+    def win_rate_by_value(self) -> float | None:
+        return ratio(
+            self.closed.won_value_cents,
+            self.closed.won_value_cents + self.closed.lost_value_cents,
+        )
 
 
 def period_figures(
     *,
     period: str,
+    window: WindowFigures,
     target_cents: int | None,
-    closed: ClosedDeals,
     open_by_stage: Mapping[str, int],
-    cohort: Iterable[AccountAcross],
+    cohort: Iterable[AccountAcross] | None,
     history: StageCounts,
     probabilities: Mapping[str, int],
     default_probability_percent: int,
     healthy_coverage_ratio: float,
 ) -> PeriodFigures:
     open_pipeline = sum(open_by_stage.values())
+    won = window.total.won_value_cents
     return PeriodFigures(
         period=period,
+        window=window,
         target_cents=target_cents,
-        closed=closed,
         open_pipeline_cents=open_pipeline,
         weighted_forecast_cents=weighted_forecast(
             open_by_stage, probabilities, default_probability_percent
         ),
-        coverage_ratio=coverage(open_pipeline, target_cents, closed.won_value_cents),
+        coverage_ratio=coverage(open_pipeline, target_cents, won),
         healthy_coverage_ratio=healthy_coverage_ratio,
-        retention=retention(cohort),
+        retention=None if cohort is None else retention(cohort),
         plan=plan(
             target_cents=target_cents,
-            won_in_period_cents=closed.won_value_cents,
+            won_in_period_cents=won,
             open_pipeline_cents=open_pipeline,
             history=history,
         ),

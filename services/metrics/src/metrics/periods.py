@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-_PERIOD = re.compile(r"^(\d{4})-Q([1-4])$")
+# ASCII digits and nothing after: "\d" takes any script's digits, and "$" a final newline.
+_PERIOD = re.compile(r"([0-9]{4})-Q([1-4])")
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+"""The supported quarters. Within them every bound is a real instant in every time
+zone (the end of 9998-Q4 is 9999-01-01 local time, and 1970-Q1 starts in 1969 UTC
+east of Greenwich), so no period overflows a date or a timestamp."""
 
 
 class BadPeriod(ValueError):
@@ -43,10 +48,20 @@ class Period:
 
 
 def parse_period(text: str) -> Period:
-    match = _PERIOD.match(text)
-    if match is None or int(match.group(1)) < 1:
+    """A quarter ``YYYY-Qn`` of the years FIRST_YEAR to LAST_YEAR, or BadPeriod."""
+    match = _PERIOD.fullmatch(text)
+    if match is None:
         raise BadPeriod(f"{text!r} is not a calendar quarter like 2026-Q3")
-    return Period(int(match.group(1)), int(match.group(2)))
+    year = int(match.group(1))
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise BadPeriod(
+            f"{text!r} is outside the supported quarters, {FIRST_YEAR}-Q1 to {LAST_YEAR}-Q4"
+        )
+    return Period(year, int(match.group(2)))
+
+
+PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-Q[1-4]$"
+"""The supported quarters as a regular expression, for the OpenAPI schema."""
 
 
 def period_of_date(day: date) -> Period:

@@ -2,12 +2,16 @@
 
 1. Migrate a fresh schema ``metrics_replay_<time>`` and note each partition's end.
 2. Read every retained event of the metrics topics from the beginning up to those
-   ends and apply it with the live handlers and the same inbox (so duplicates on the
-   topics are skipped exactly as live). An event whose handler fails (e.g. a foreign
-   currency) is skipped, as the live consumer parks it in the DLQ. Reading starts
+   ends and apply it with the live facts and writes (``metrics.handlers.record``) and
+   the same inbox (so duplicates on the topics are skipped exactly as live). An event
+   metrics refuses (e.g. a foreign currency) is skipped, as the live consumer parks it
+   in the DLQ. Reading starts
    while the schema is migrated; a batch is decoded while the one before is written;
    the batches' commits do not wait for the disk (the schema is private and can be
-   rebuilt), the switch's does.
+   rebuilt), the switch's does. The indexes the writes do not need are dropped first
+   and built once at the end (cheaper than keeping them up to date row by row); then
+   the tables are analyzed, so the figures are read with plans made on real
+   statistics from the first scrape on.
 3. Switch, in ONE transaction: lock the live inbox (the live consumer waits, readers
    go on), catch up with whatever arrived meanwhile, carry unpublished outbox rows
    over, check that every event the live projections applied was replayed and compare
@@ -32,15 +36,14 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from funnel_common.consumer import Handler
 from funnel_common.db import create_pool, migrate_dsn
 from funnel_common.events import Envelope, decode_event
 from funnel_common.inbox import record_inbox
 from funnel_common.kafka import partitions_of
 from funnel_common.types import utc_now
-from metrics import report, store
+from metrics import facts, report, store
 from metrics.batches import Prepared, Tally, apply_prepared, prepare
-from metrics.handlers import TOPICS, handlers
+from metrics.handlers import TOPICS, record
 from metrics.periods import exported_periods
 from metrics.runtime import MIGRATIONS, SCHEMA
 from metrics.settings import MetricsSettings
@@ -160,7 +163,7 @@ so smaller pieces keep PostgreSQL busy sooner and more of the time."""
 
 async def _read_ahead(
     reader: _Reader,
-    table: dict[type[Envelope], Handler],
+    table: dict[type[Envelope], facts.FactsOf],
     ends: dict[TopicPartition, int],
     prepared: asyncio.Queue[Prepared | None],
 ) -> None:
@@ -177,7 +180,10 @@ class _ReadAhead:
     so the first ones are ready by the time the writer is."""
 
     def __init__(
-        self, reader: _Reader, table: dict[type[Envelope], Handler], ends: dict[TopicPartition, int]
+        self,
+        reader: _Reader,
+        table: dict[type[Envelope], facts.FactsOf],
+        ends: dict[TopicPartition, int],
     ) -> None:
         self.total = sum(ends.values())
         self.prepared: asyncio.Queue[Prepared | None] = asyncio.Queue(maxsize=1)
@@ -204,15 +210,15 @@ async def _apply_all(
 
 
 async def _apply_outbox_row(
-    connection: asyncpg.Connection, table: dict[type[Envelope], Handler], row: Any
+    connection: asyncpg.Connection, table: dict[type[Envelope], facts.FactsOf], row: Any
 ) -> None:
     """An unpublished event of ours (a target just set) counts in the rebuilt schema too."""
     await store.copy_outbox_row(connection, row)
     event = decode_event(row["payload"])
-    handler = table.get(type(event))
+    facts_of = table.get(type(event))
     fresh = await record_inbox(connection, (event.id, event.type, row["topic"], -1, -1))
-    if fresh and handler is not None:
-        await handler(connection, event)
+    if fresh and facts_of is not None:
+        await record(connection, facts_of(event))
 
 
 async def _start(reader: _Reader) -> dict[TopicPartition, int]:
@@ -250,7 +256,7 @@ async def replay(
     started = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     result = ReplayResult(rebuilt_schema=f"{SCHEMA}_replay_{stamp}")
-    table = handlers(settings.common.reporting_currency)
+    table = facts.table(settings.common.reporting_currency)
     reader = _Reader(settings)
     # The fresh schema is created while the reader connects, learns the ends and
     # prepares the first batches.
@@ -261,7 +267,11 @@ async def replay(
         pool, live_pool = await connecting
         async with pool.acquire() as connection:
             await store.wait_for_durable_commits(connection, False)
+            await store.create_staging_tables(connection)
+            deferred = await store.drop_secondary_indexes(connection)
             await _apply_all(connection, reading, result, progress)
+            await store.create_indexes(connection, deferred)
+            await store.analyze(connection)
             await store.wait_for_durable_commits(connection, True)
             async with connection.transaction():
                 await _switch(
@@ -289,7 +299,7 @@ async def _switch(
     connection: asyncpg.Connection,
     live_pool: asyncpg.Pool,
     reader: _Reader,
-    table: dict[type[Envelope], Handler],
+    table: dict[type[Envelope], facts.FactsOf],
     settings: MetricsSettings,
     result: ReplayResult,
     switch: bool,
@@ -315,14 +325,15 @@ async def _switch(
         before=settings.periods_before,
         after=settings.periods_after,
     )
+    now = utc_now()  # one instant for both sides: SLA deadlines "past by now"
     async with live_pool.acquire() as live:
         # The live figures are read meanwhile (over another connection; they are held).
-        current_read = asyncio.ensure_future(report.read_snapshot(live, periods, settings))
+        current_read = asyncio.ensure_future(report.read_snapshot(live, periods, settings, now=now))
         try:
             result.missing = await store.events_missing_from(
                 connection, live=SCHEMA, rebuilt=result.rebuilt_schema
             )
-            rebuilt = await report.read_snapshot(connection, periods, settings)
+            rebuilt = await report.read_snapshot(connection, periods, settings, now=now)
         finally:
             current = await current_read
     result.differences = _differences(current, rebuilt)

@@ -6,25 +6,33 @@ Shared by the JSON API and the Prometheus exposition, so both always agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from metrics import figures, store
+from metrics import documents, figures, store
 from metrics.periods import Period
 from metrics.settings import MetricsSettings
 
 
 @dataclass(frozen=True)
 class Funnel:
-    by_source: dict[figures.SourceKey, figures.StageCounts]
-    total: figures.StageCounts
-    sla_breaches: int
-    accept_seconds: figures.Histogram
+    """Everything so far: the all-time view, and what counters count."""
+
+    all_time: figures.WindowFigures
+    reopens: int
+    closings: dict[str, int]
+    """How many times deals became won and lost (``won``, ``lost``), reopens or not."""
 
 
 async def read_figures(
-    connection: asyncpg.Connection, periods: list[Period], settings: MetricsSettings
+    connection: asyncpg.Connection,
+    periods: list[Period],
+    settings: MetricsSettings,
+    *,
+    now: datetime,
+    all_time_cohort: bool = False,
 ) -> tuple[Funnel, list[figures.PeriodFigures]]:
     """The funnel and each period's figures, read in one statement (so one snapshot,
     without a transaction of the caller's)."""
@@ -36,85 +44,182 @@ async def read_figures(
                 str(period), period.first_day(), period.shifted(1).first_day(), start, end
             )
         )
-    facts = await store.figure_facts(connection, bounds)
-    by_source = figures.stage_counts(
-        facts["lead_stages"], facts["handoff_decisions"], facts["deals"]
+    facts = await store.figure_facts(
+        connection,
+        bounds,
+        now=now,
+        all_time_cohort=all_time_cohort,
+        accept_seconds_bounds=settings.accept_seconds_buckets,
     )
+    buckets = settings.accept_seconds_buckets
     funnel = Funnel(
-        by_source=by_source,
-        total=figures.total(by_source),
-        sla_breaches=facts["sla_breaches"],
-        accept_seconds=figures.histogram(facts["accept_seconds"], settings.accept_seconds_buckets),
+        all_time=_window(facts, facts["all_time_cohort"] or [], None, buckets),
+        reopens=facts["reopens"],
+        closings=facts["closings"],
     )
+    started = set(facts["started"])
     return funnel, [
         figures.period_figures(
-            period=period["period"],
-            target_cents=period["target_cents"],
-            closed=figures.ClosedDeals.of(period["closed"]),
-            open_by_stage={row["stage"]: row["value_cents"] for row in period["open"]},
+            period=str(period),
+            window=_window(facts, facts["cohort"], str(period), buckets),
+            target_cents=facts["targets"].get(str(period)),
+            open_by_stage={
+                row["stage"]: row["value_cents"]
+                for row in facts["open"]
+                if row["period"] == str(period)
+            },
             cohort=[
                 figures.AccountAcross(
                     row["start_arr_cents"], row["end_active"], row["end_arr_cents"]
                 )
-                for row in period["cohort"]
-            ],
-            history=funnel.total,
+                for row in facts["accounts"]
+                if row["period"] == str(period)
+            ]
+            if str(period) in started
+            else None,
+            history=funnel.all_time.total,
             probabilities=settings.stage_probabilities,
             default_probability_percent=settings.default_stage_probability,
             healthy_coverage_ratio=settings.healthy_coverage_ratio,
         )
-        for period in facts["periods"]
+        for period in periods
     ]
 
 
-async def read_report(
-    connection: asyncpg.Connection, period: Period, settings: MetricsSettings
-) -> tuple[Funnel, figures.PeriodFigures]:
-    """Everything ``GET /v1/funnel`` shows, read in one snapshot."""
-    funnel, (figures_of_period,) = await read_figures(connection, [period], settings)
-    return funnel, figures_of_period
+def _window(
+    facts: dict[str, Any],
+    cohort: list[dict[str, Any]],
+    period: str | None,
+    buckets: list[float],
+) -> figures.WindowFigures:
+    """One quarter's figures from the store's rows, or (``period`` None) all time's:
+    every row, whichever quarter it fell in."""
+
+    def rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return found if period is None else [row for row in found if row["period"] == period]
+
+    sla = rows(facts["sla"])
+    breaches: dict[str, int] = {}
+    for row in rows(facts["breaches"]):
+        breaches[row["policy"]] = breaches.get(row["policy"], 0) + row["breaches"]
+    return figures.window_figures(
+        stage_rows=rows(facts["stages"]),
+        cohort_rows=cohort if period is None else rows(cohort),
+        sla=figures.Sla(
+            deadlines=sum(row["deadlines"] for row in sla),
+            met=sum(row["met"] for row in sla),
+            breaches_by_policy=dict(sorted(breaches.items())),
+            escalations=sum(row["escalations"] for row in rows(facts["escalations"])),
+        ),
+        accept_rows=rows(facts["accept_seconds"]),
+        accept_seconds_buckets=buckets,
+    )
 
 
-def funnel_json(
+def _view(window: figures.WindowFigures) -> documents.StageView:
+    return documents.StageView(
+        total=documents.StageFigures(**window.total.as_json()),
+        by_source=[
+            documents.SourceStageFigures(
+                source=source, campaign=campaign or None, **counts.as_json()
+            )
+            for (source, campaign), counts in sorted(window.by_source.items())
+        ],
+    )
+
+
+def _histogram(histogram: figures.Histogram) -> documents.Histogram:
+    return documents.Histogram(
+        count=histogram.count,
+        sum=histogram.sum,
+        buckets={
+            ("+Inf" if bound == figures.INF else repr(float(bound))): count
+            for bound, count in histogram.buckets
+        },
+    )
+
+
+def _revenue(period: figures.PeriodFigures) -> documents.Revenue:
+    coverage: float | str | None = period.coverage_ratio
+    if coverage == figures.INF:
+        coverage = "+Inf"  # JSON has no infinity; the Prometheus spelling
+    closed = period.closed
+    return documents.Revenue(
+        target_cents=period.target_cents,
+        won_value_cents=closed.won_value_cents,
+        won=closed.won,
+        lost=closed.lost,
+        lost_value_cents=closed.lost_value_cents,
+        open_pipeline_cents=period.open_pipeline_cents,
+        remaining_target_cents=period.plan.remaining_cents,
+        coverage_ratio=coverage,  # type: ignore[arg-type]
+        healthy_coverage_ratio=period.healthy_coverage_ratio,
+        coverage_healthy=None
+        if period.coverage_ratio is None
+        else period.coverage_ratio >= period.healthy_coverage_ratio,
+        win_rate=documents.WinRate(
+            count=period.win_rate_by_count(), value=period.win_rate_by_value()
+        ),
+        weighted_forecast_cents=period.weighted_forecast_cents,
+    )
+
+
+def funnel_document(
     funnel: Funnel, period: figures.PeriodFigures, settings: MetricsSettings
-) -> dict[str, Any]:
+) -> documents.FunnelDocument:
     """The ``GET /v1/funnel`` document."""
-    return {
-        "period": period.period,
-        "currency": settings.common.reporting_currency,
-        "stages": {
-            "total": funnel.total.as_json(),
-            "by_source": [
-                {"source": source, "campaign": campaign or None, **counts.as_json()}
-                for (source, campaign), counts in sorted(funnel.by_source.items())
-            ],
-        },
-        "handoffs": {
-            "accepted": funnel.total.accepted,
-            "rejected": funnel.total.rejected,
-            "rejected_by_reason": funnel.total.as_json()["rejected_by_reason"],
-            "decided": funnel.total.decided,
-            "within_sla": funnel.total.within_sla,
-            "sla_attainment_ratio": funnel.total.sla_attainment(),
-            "sla_breaches": funnel.sla_breaches,
-            "accept_seconds": {
-                "count": funnel.accept_seconds.count,
-                "sum": funnel.accept_seconds.sum,
-                "buckets": {
-                    ("+Inf" if bound == figures.INF else repr(float(bound))): count
-                    for bound, count in funnel.accept_seconds.buckets
-                },
-            },
-        },
-        "revenue": period.as_json(),
-        "retention": period.retention.as_json(),
-        "plan": period.plan.as_json(),
-    }
+    window, sla = period.window, period.window.sla
+    return documents.FunnelDocument(
+        period=period.period,
+        currency=settings.common.reporting_currency,
+        stages=documents.Stages(period=_view(window), all_time=_view(funnel.all_time)),
+        handoffs=documents.Handoffs(
+            accepted=window.total.accepted,
+            rejected=window.total.rejected,
+            decided=window.total.decided,
+            rejected_by_reason=dict(sorted(window.total.rejected_by_reason.items())),
+            sla=documents.Sla(
+                deadlines=sla.deadlines,
+                met=sla.met,
+                missed=sla.missed,
+                attainment_ratio=sla.attainment,
+                breaches=sla.breaches,
+                breaches_by_policy=sla.breaches_by_policy,
+                escalations=sla.escalations,
+            ),
+            accept_seconds=_histogram(window.accept_seconds),
+        ),
+        revenue=_revenue(period),
+        retention=None
+        if period.retention is None
+        else documents.Retention(**period.retention.as_json()),
+        plan=documents.PlanFigures(**period.plan.as_json()),
+    )
+
+
+def plan_document(
+    period: figures.PeriodFigures, settings: MetricsSettings
+) -> documents.PlanDocument:
+    """The ``GET /v1/plan`` document."""
+    return documents.PlanDocument(
+        period=period.period,
+        currency=settings.common.reporting_currency,
+        **period.plan.as_json(),
+    )
 
 
 async def read_snapshot(
-    connection: asyncpg.Connection, periods: list[Period], settings: MetricsSettings
+    connection: asyncpg.Connection,
+    periods: list[Period],
+    settings: MetricsSettings,
+    *,
+    now: datetime,
 ) -> dict[str, dict[str, Any]]:
     """The funnel document of each period: what replay compares, live against rebuilt."""
-    funnel, period_figures = await read_figures(connection, periods, settings)
-    return {figure.period: funnel_json(funnel, figure, settings) for figure in period_figures}
+    funnel, period_figures = await read_figures(
+        connection, periods, settings, now=now, all_time_cohort=True
+    )
+    return {
+        figure.period: funnel_document(funnel, figure, settings).model_dump(mode="json")
+        for figure in period_figures
+    }

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from funnel_common.settings import CommonSettings
+from funnel_common.types import Label
+
+REPO_CONFIG = Path(__file__).resolve().parents[4] / "config"
 
 DEFAULT_STAGE_PROBABILITIES = {
     "discovery": 10,
@@ -12,18 +18,6 @@ DEFAULT_STAGE_PROBABILITIES = {
     "negotiation": 75,
     "commit": 90,
 }
-DEFAULT_SOURCES = [
-    "web",
-    "webinar",
-    "event",
-    "referral",
-    "partner",
-    "paid_search",
-    "paid_social",
-    "organic",
-    "outbound",
-    "email",
-]
 ACCEPT_SECONDS_BUCKETS = [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800]
 
 
@@ -49,9 +43,10 @@ class MetricsSettings(BaseSettings):
         default=10, ge=0, le=100, description="probability of a stage not in the map"
     )
     # A typo in a form's utm_source must not explode the series count.
-    sources: list[str] = Field(
-        default_factory=DEFAULT_SOURCES.copy,
-        description="sources exported as the Prometheus `source` label; others are `other`",
+    sources_file: Path = Field(
+        default=REPO_CONFIG / "sources.yaml",
+        description="the lead sources allow-list shared with lead-intake's forms (YAML, "
+        "`sources: [...]`): exported as the Prometheus `source` label, others as `other`",
     )
     periods_before: int = Field(
         default=1, ge=0, le=8, description="quarters before the current one exported by period"
@@ -64,6 +59,19 @@ class MetricsSettings(BaseSettings):
         description="buckets of the time-to-accept histogram (JSON)",
     )
     common: CommonSettings = Field(default_factory=CommonSettings)
+    _sources: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _read_sources(self) -> MetricsSettings:
+        # Read once, when the settings are built: a missing or malformed list stops
+        # the service at start-up rather than at its first scrape.
+        self._sources = load_sources(self.sources_file)
+        return self
+
+    @property
+    def sources(self) -> list[str]:
+        """The lead sources exported by name (``sources_file``)."""
+        return list(self._sources)
 
     @field_validator("stage_probabilities")
     @classmethod
@@ -72,3 +80,20 @@ class MetricsSettings(BaseSettings):
         if wrong:
             raise ValueError(f"stage probabilities must be 0-100 percent: {', '.join(wrong)}")
         return value
+
+
+class SourceList(BaseModel):
+    """config/sources.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[Label] = Field(min_length=1)
+
+
+def load_sources(path: Path) -> list[str]:
+    """The allow-list in ``path``; a ValueError names the file if it cannot be used."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return SourceList.model_validate(document).sources
+    except (OSError, yaml.YAMLError, ValueError) as error:
+        raise ValueError(f"{path}: not a usable sources list ({error})") from error

@@ -62,7 +62,7 @@ BREACHES_PER_UNANSWERED = 2
 # The sample landing page's form (config/forms.yaml) is a demo request: the teams route
 # those under seed-hot.
 DEMO_FORM = {"form_id": "landing-page", "form_key": "pk_landing_7d1f3c"}
-# Sources from metrics' default label allow-list (FUNNEL_METRICS_SOURCES), so the boards
+# Sources on the allow-list metrics exports by name (config/sources.yaml), so the boards
 # split by them instead of showing "other".
 SOURCES = {
     "paid_search": ["q4-search", "brand"],
