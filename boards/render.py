@@ -148,7 +148,7 @@ def format_value(value: float, unit: str | None, decimals: int | None = None) ->
         return f"{_short(value, decimals)} req/s"
     if unit == "ops":
         return f"{_short(value, decimals)} ops/s"
-    if unit == "none":
+    if unit in ("none", "short"):  # Grafana's "short" is its default number format
         return _short(value, decimals)
     raise ValueError(f"unit {unit!r} is not drawn yet")
 
