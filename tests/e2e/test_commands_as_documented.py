@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,7 +64,13 @@ def platform(checkout: Path) -> Iterator[DevPlatform]:
 
 def run(command: str, checkout: Path) -> subprocess.CompletedProcess[str]:
     """A command as a person types it in the checkout: no FUNNEL_* variable set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNNEL_")}
+    # Nor make's own variables: under `make test` a nested make would print its
+    # "Entering/Leaving directory" lines around the command's output.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FUNNEL_") and k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
     env.pop("VIRTUAL_ENV", None)
     done = subprocess.run(
         command, shell=True, cwd=checkout, env=env, capture_output=True, text=True, timeout=300
@@ -103,6 +111,65 @@ def test_help_then_a_token_for_this_platform_that_its_handoff_accepts(
     wait_until(accepted, timeout=60, what="handoff to accept the new token")
     assert "\talice\tadmin\t" in listed
     assert documented("funnel token list")
+
+
+def _readme_examples() -> list[tuple[str, list[str]]]:
+    """The README's shell examples: each command (continuation lines joined) with the
+    comment lines that show its answer."""
+    examples: list[tuple[str, list[str]]] = []
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    for block in blocks:
+        for chunk in re.split(r"\n\s*\n", block.strip()):
+            lines = chunk.splitlines()
+            command = [line for line in lines if not line.startswith("#")]
+            shown = [line.removeprefix("#").strip() for line in lines if line.startswith("#")]
+            examples.append((" ".join(line.rstrip(" \\") for line in command), shown))
+    return examples
+
+
+def _matches(shown: Any, got: Any) -> bool:
+    """``got`` is what the manual shows, where "…" stands for what differs each time."""
+    if isinstance(shown, dict):
+        return (
+            isinstance(got, dict)
+            and shown.keys() == got.keys()
+            and all(_matches(shown[key], got[key]) for key in shown)
+        )
+    if isinstance(shown, list):
+        return isinstance(got, list) and len(shown) == len(got) and all(map(_matches, shown, got))
+    if isinstance(shown, str) and "…" in shown:
+        head, _, tail = shown.partition("…")
+        return isinstance(got, str) and got.startswith(head) and got.endswith(tail)
+    return bool(shown == got)
+
+
+def test_the_readme_examples_answer_as_shown(platform: DevPlatform, checkout: Path) -> None:
+    examples = [(command, shown) for command, shown in _readme_examples() if "curl" in command]
+    assert len(examples) >= 3, "the README's curl examples were not found"
+    for command, shown in examples:
+        for service, port in (("intake", 8001), ("handoff", 8002), ("metrics", 8003)):
+            command = command.replace(f"127.0.0.1:{port}", f"127.0.0.1:{platform.ports[service]}")
+        if shown[0].startswith("{"):  # a JSON answer, maybe followed by a remark
+            text = " ".join(shown)
+            expected = json.loads(text[: text.rindex("}") + 1])
+            answer = json.loads(run(command, checkout).stdout)
+            assert _matches(expected, answer), f"{command}\nshown: {expected}\ngot: {answer}"
+        elif re.match(r"\d{3} ", shown[0]):  # a status and a JSON problem
+            status, media_type = shown[0].split()
+            text = " ".join(shown[1:])
+            expected = json.loads(text)
+            done = run(f"{command} -o /dev/stderr -w '%{{http_code}} %{{content_type}}'", checkout)
+            assert done.stdout.split() == [status, media_type], command
+            answer = json.loads(done.stderr)
+            assert _matches(expected, answer), f"{command}\nshown: {expected}\ngot: {answer}"
+        else:  # lines of /metrics: the count arrives once the event went through
+            wait_until(
+                lambda command=command, shown=shown: (
+                    run(command, checkout).stdout.splitlines() == shown
+                ),
+                timeout=60,
+                what=f"`{command}` to print {shown}",
+            )
 
 
 def test_migrate_import_and_replay_act_on_this_platform(

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,11 +35,31 @@ before its body arrived; nginx's code for it."""
 class Problem(BaseModel):
     """RFC 9457 problem details, as every error answer of the platform carries them."""
 
+    # A problem may carry members of its own (RFC 9457 extensions), e.g. a 409's state.
+    model_config = ConfigDict(extra="allow")
+
     type: str
     title: str
     status: int
     detail: str | None = None
     errors: list[dict[str, str]] | None = None
+
+
+# What each status means on any route of the platform; a route with a narrower meaning
+# still answers the same problem shape.
+_WHY = {
+    400: "The body could not be parsed",
+    401: "No valid bearer token or signature (missing, malformed, expired, forged, "
+    "never issued, revoked)",
+    403: "The token's role or team may not do this",
+    404: "No such resource",
+    409: "The resource is no longer in a state that allows this",
+    413: "The request body is too large",
+    415: "The body's content type is not one this route reads",
+    422: "The request is not valid; `errors` names each offending field",
+    429: "Too many requests from this client (see Retry-After)",
+    503: "PostgreSQL is unavailable; nothing was stored (see Retry-After)",
+}
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -48,7 +68,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {
             "model": Problem,
             "content": {PROBLEM_MEDIA_TYPE: {"schema": Problem.model_json_schema()}},
-            "description": "A problem (RFC 9457)",
+            "description": _WHY.get(status, "A problem (RFC 9457)"),
         }
         for status in statuses
     }

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPBearer
 
 from funnel_common.auth import Forbidden, Principal, authenticate
-from funnel_common.http import NotFound
+from funnel_common.http import NotFound, problem_responses
 from funnel_common.service import Transaction, runtime_of
 from funnel_common.types import utc_now
 from handoff import decisions, permissions, roster, store, tokens
@@ -31,7 +31,6 @@ from handoff.models import (
     TokenIn,
     TokenOut,
 )
-from handoff.problems import problem_responses
 from handoff.sla import SlaPolicy
 
 Connection = Transaction

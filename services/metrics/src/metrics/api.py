@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from funnel_common.auth import Principal, require_role
 from funnel_common.events import TargetSet
-from funnel_common.http import DomainError
+from funnel_common.http import DomainError, problem_responses
 from funnel_common.outbox import enqueue
 from funnel_common.service import Transaction
 from funnel_common.types import Cents, CurrencyCode, utc_now
@@ -79,7 +79,11 @@ def router(settings: MetricsSettings) -> APIRouter:
     # The company-wide target is an admin's, not any one team's manager's.
     may_set_targets = require_role("admin")
 
-    @routes.get("/funnel", summary="Every funnel figure for a quarter")
+    @routes.get(
+        "/funnel",
+        summary="Every funnel figure for a quarter",
+        responses=problem_responses(422, 503),
+    )
     async def get_funnel(conn: Transaction, period: PeriodQuery = None) -> FunnelDocument:
         wanted = _period(period, settings, "period")
         # The figures come from one statement: one snapshot without a transaction's
@@ -89,13 +93,21 @@ def router(settings: MetricsSettings) -> APIRouter:
         )
         return report.funnel_document(funnel, figures, settings)
 
-    @routes.get("/plan", summary="The reverse funnel: what it takes to hit the target")
+    @routes.get(
+        "/plan",
+        summary="The reverse funnel: what it takes to hit the target",
+        responses=problem_responses(422, 503),
+    )
     async def get_plan(conn: Transaction, period: PeriodQuery = None) -> PlanDocument:
         wanted = _period(period, settings, "period")
         _, (figures,) = await report.read_figures(conn, [wanted], settings, now=utc_now())
         return report.plan_document(figures, settings)
 
-    @routes.put("/targets/{period}", summary="Set a quarter's revenue target (admin)")
+    @routes.put(
+        "/targets/{period}",
+        summary="Set a quarter's revenue target (admin)",
+        responses=problem_responses(400, 401, 403, 413, 422, 503),
+    )
     async def put_target(
         period: PeriodPath,
         body: TargetIn,
