@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import psutil
 import pytest
 
 from funnel_tools.apache_kafka import ApacheKafkaCluster, ApacheKafkaNode
@@ -111,3 +112,13 @@ def kafka_lib_dir_or_skip() -> Path:
         if os.environ.get("FUNNEL_REQUIRE_SYSTEM_TOOLS") == "1":
             pytest.fail(f"Apache Kafka is required in CI: {missing}")
         pytest.skip(str(missing))
+
+
+def java_processes_under(directory: Path) -> list[int]:
+    """Process ids of JVMs whose command line names ``directory``."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if any(str(directory) in argument for argument in cmdline):
+            found.append(process.info["pid"])
+    return found

@@ -2,9 +2,11 @@
 
 Skipped where Java 17+ or Maven is missing, failed instead in CI
 (``FUNNEL_REQUIRE_SYSTEM_TOOLS=1``), as ``require_system_tool`` does for other tools.
-The session's node is tests/conftest.py's; a 3-node quorum losing one broker, then two,
-and recovering is the failover test's (tests/faults/test_failover.py), the one place
-that pays for three JVMs.
+The session's node is tests/conftest.py's. A node SIGKILLed and started again on its
+storage is tests/integration/test_outages.py's (the session node) and the dev-platform
+e2e test's (`funnel dev --broker kafka`); a 3-node quorum losing one broker, then two,
+recovering, and leaving no JVM behind is the fault suite's on Apache Kafka
+(tests/faults/failover.py), the one place that pays for three JVMs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import hashlib
 from pathlib import Path
 from uuid import uuid4
 
-import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -66,16 +67,6 @@ async def read_all(
         await consumer.stop()
 
 
-def java_processes_under(directory: Path) -> list[int]:
-    """Process ids of JVMs whose command line names ``directory``."""
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if any(str(directory) in argument for argument in cmdline):
-            found.append(process.info["pid"])
-    return found
-
-
 def test_installed_jars_are_reused_without_maven(
     kafka_lib_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,32 +108,3 @@ async def test_single_node_round_trips_an_idempotent_acks_all_record(
 
     assert sent.offset == 0
     assert await read_all(bootstrap, topic, expect=1) == [b"lead-captured"]
-
-
-# JVM starts dominate these tests; on two cores shared with other work a 3-node start
-# alone has taken over a minute, so they get more than the suite's default 180 s.
-@pytest.mark.timeout(300)
-async def test_a_killed_node_restarts_on_its_storage_and_stop_leaves_no_process(
-    kafka_lib_dir: Path, tmp_path: Path
-) -> None:
-    cluster = ApacheKafkaCluster(tmp_path / "kafka", lib_dir=kafka_lib_dir)
-    cluster.start()
-    try:
-        node = cluster.nodes[0]
-        topic = await create_topic(cluster.bootstrap_servers, replication=1)
-        producer = durable_producer(cluster.bootstrap_servers)
-        await producer.start()
-        try:
-            await producer.send_and_wait(topic, b"before the crash", key=b"k")
-        finally:
-            await producer.stop()
-
-        node.kill()
-        assert node.pid is None
-        node.start(wait=False)  # here, not in a worker thread: the JVM dies with its thread
-        await eventually(node.serves_clients, timeout=120, what="the restarted node")
-
-        assert await read_all(cluster.bootstrap_servers, topic, expect=1) == [b"before the crash"]
-    finally:
-        cluster.stop()
-    assert java_processes_under(cluster.root) == []
