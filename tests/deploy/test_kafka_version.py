@@ -26,7 +26,7 @@ POM_NAMESPACE = {"m": "http://maven.apache.org/POM/4.0.0"}
 STRIMZI_0_51_KAFKA_VERSIONS = {"4.1.0", "4.1.1", "4.2.0"}
 
 
-def tested_version() -> str:
+def kafka_version_of_the_tests() -> str:
     pom = ElementTree.parse(ROOT / "tools/kafka/pom.xml")
     version = pom.findtext("m:properties/m:kafka.version", namespaces=POM_NAMESPACE)
     assert version, "tools/kafka/pom.xml names no kafka.version"
@@ -39,7 +39,7 @@ def compose() -> dict[str, Any]:
 
 
 def test_the_tested_broker_compose_and_strimzi_name_the_same_kafka_version() -> None:
-    version = tested_version()
+    version = kafka_version_of_the_tests()
     images = {
         service["image"]
         for service in compose()["services"].values()
