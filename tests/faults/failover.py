@@ -247,7 +247,7 @@ def kill_and_restart_brokers(
 
 def caught_up(dev: DevPlatform, settings: CommonSettings, seen: Failover) -> None:
     """Once the streams have stopped: nothing left in an outbox, every group at the end of
-    its topics; records the time from the last restart and prints the figures."""
+    its topics; records the time from the last restart."""
     wait_until(
         lambda: unsent(dev) == 0 and asyncio.run(_consumer_lag(settings)) == 0,
         timeout=NODE_START_SECONDS,
@@ -255,4 +255,3 @@ def caught_up(dev: DevPlatform, settings: CommonSettings, seen: Failover) -> Non
         interval=0.5,
     )
     seen.figures["last restart -> every consumer caught up"] = time.monotonic() - seen.last_restart
-    report(seen.figures, relay_waits(dev))

@@ -41,7 +41,14 @@ from funnel_tools.devplatform import DevPlatform, free_ports, start_dev
 from funnel_tools.embedded import wait_until
 from tests.brokers import BrokerKind, java_processes_under, kafka_lib_dir_or_skip
 from tests.faults.checks import assert_applied_exactly_once, set_up, wait_until_settled
-from tests.faults.failover import NODE_START_SECONDS, Failover, caught_up, kill_and_restart_brokers
+from tests.faults.failover import (
+    NODE_START_SECONDS,
+    Failover,
+    caught_up,
+    kill_and_restart_brokers,
+    relay_waits,
+    report,
+)
 from tests.faults.readback import records
 
 # Three JVMs and `funnel dev` on two shared cores: starts alone take minutes under load.
@@ -115,7 +122,7 @@ def _kill(platform: DevPlatform, name: str, how: signal.Signals = signal.SIGKILL
 
 
 def test_every_accepted_request_is_applied_exactly_once_through_faults(
-    dev: DevPlatform, cluster: ApacheKafkaCluster | None
+    dev: DevPlatform, cluster: ApacheKafkaCluster | None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = dev.client_settings()
     streams = set_up(dev, settings)
@@ -150,6 +157,8 @@ def test_every_accepted_request_is_applied_exactly_once_through_faults(
 
     if failover is not None:
         caught_up(dev, settings, failover)
+        with capsys.disabled():  # the figures belong in make test's output
+            report(failover.figures, relay_waits(dev))
         # The controller moved at least once (the rolling restart stopped the active one).
         assert len(set(failover.controllers)) >= 2, failover.controllers
     wait_until_settled(dev, settings)
