@@ -69,19 +69,18 @@ DATASOURCE_VARIABLE = {"type": "prometheus", "uid": "${datasource}"}
 
 
 def _datasource_of(board: dict[str, Any]) -> dict[str, str]:
-    """What every query of the board must name: the provisioned datasource, or the
-    board's own Prometheus datasource variable (so an imported board works whatever
-    uid that Grafana gave its Prometheus)."""
+    """What every query of the board must name: the board's own Prometheus datasource
+    variable, so an imported board works whatever uid that Grafana gave its Prometheus
+    (a fixed uid shows "No data" everywhere but in our provisioning)."""
     (datasource,) = _provisioned_datasources()
     variables = {variable["name"]: variable for variable in board["templating"]["list"]}
     chooser = variables.get("datasource")
-    if chooser is not None:
-        assert (chooser["type"], chooser["query"]) == ("datasource", datasource["type"])
-        return DATASOURCE_VARIABLE
-    return {"type": datasource["type"], "uid": datasource["uid"]}
+    assert chooser is not None, f"{board['title']} has no datasource variable"
+    assert (chooser["type"], chooser["query"]) == ("datasource", datasource["type"])
+    return DATASOURCE_VARIABLE
 
 
-def test_every_panel_and_target_uses_the_provisioned_datasource(board: dict[str, Any]) -> None:
+def test_every_panel_and_target_uses_the_boards_datasource_variable(board: dict[str, Any]) -> None:
     expected = _datasource_of(board)
 
     for panel in panels(board):

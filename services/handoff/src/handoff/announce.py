@@ -27,11 +27,9 @@ from funnel_common.events import (
     ReassignReason,
     RejectionReason,
 )
-from handoff import store
+from handoff import SERVICE, store
 from handoff.models import Handoff, NotificationKind, Team
 from handoff.notifications import Person, notifications_for
-
-SERVICE = "handoff"
 
 
 class NoDeadline(ValueError):

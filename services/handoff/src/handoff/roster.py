@@ -26,12 +26,11 @@ from funnel_common.events import (
     TeamChanged,
     TeamChangedData,
 )
-from handoff import store
+from handoff import SERVICE, store
 from handoff.models import Rep, RepIn, Team, TeamIn
 from handoff.permissions import require_role
 from handoff.sla import SlaPolicy
 
-SERVICE = "handoff"
 _WITHHELD = frozenset({"email", "slack_member_id", "manager_email", "manager_slack_member_id"})
 _WITHHELD_IN_TEAMS = _WITHHELD | {"webhooks"}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from funnel_common.service import Runtime, open_runtime
 from funnel_common.telemetry import PlatformMetrics
+from handoff import SERVICE
 from handoff.settings import HandoffSettings
 
-SERVICE = "handoff"
 SCHEMA = "handoff"
 MIGRATIONS = Path(__file__).parent / "migrations"
 

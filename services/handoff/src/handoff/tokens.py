@@ -19,9 +19,8 @@ from funnel_common import access, outbox
 from funnel_common.auth import DEFAULT_TOKEN_LIFETIME, Principal, issue_token
 from funnel_common.events import TokenIssued, TokenIssuedData, TokenRevoked, TokenRevokedData
 from funnel_common.types import Role, utc_now
+from handoff import SERVICE
 from handoff.models import TokenOut
-
-SERVICE = "handoff"
 
 
 async def create_token(

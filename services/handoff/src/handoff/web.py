@@ -9,13 +9,13 @@ from fastapi import FastAPI
 
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from handoff import api, gauges, inbox, inbox_team, runtime
+from handoff import SERVICE, api, inbox, inbox_team, runtime, telemetry
 from handoff.settings import HandoffSettings
 
 
 def create_app(settings: HandoffSettings | None = None) -> FastAPI:
     settings = settings or HandoffSettings()
-    metrics = PlatformMetrics(runtime.SERVICE, relays=False)
+    metrics = PlatformMetrics(SERVICE, relays=False)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[WebState]:
@@ -23,11 +23,11 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
             yield {"runtime": opened}
 
     return build_web_app(
-        service=runtime.SERVICE,
+        service=SERVICE,
         title="Shared Funnel: handoff",
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
         routers=[api.router, inbox.router, inbox_team.router],
-        extra_metrics=gauges.renderer(settings),
+        extra_metrics=telemetry.renderer(settings),
     )

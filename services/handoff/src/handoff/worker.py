@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from funnel_common.service import WorkerState, build_worker_app, run_workers
 from funnel_common.telemetry import PlatformMetrics
-from handoff import runtime
+from handoff import SERVICE, runtime
 from handoff.handlers import CONSUMER
 from handoff.notifier import Notifier
 from handoff.scanner import run_scanner
@@ -19,7 +19,7 @@ from handoff.settings import HandoffSettings
 
 def create_app(settings: HandoffSettings | None = None) -> FastAPI:
     settings = settings or HandoffSettings()
-    metrics = PlatformMetrics(runtime.SERVICE)
+    metrics = PlatformMetrics(SERVICE)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[WorkerState]:
@@ -42,5 +42,5 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
             yield {"runtime": opened, "workers": workers}
 
     return build_worker_app(
-        service=runtime.SERVICE, settings=settings.common, metrics=metrics, lifespan=lifespan
+        service=SERVICE, settings=settings.common, metrics=metrics, lifespan=lifespan
     )

@@ -117,13 +117,13 @@ def response_of(outcome: Outcome) -> Response:
     return JSONResponse(outcome.answer.model_dump(mode="json"), status_code=202, headers=headers)
 
 
-def leads_router(context: IntakeContext) -> APIRouter:
+def router(context: IntakeContext) -> APIRouter:
     settings = context.settings
     # A landing page served from any port of this machine may post (docs/lead-intake.md).
     development = settings.common.environment == "development"
-    router = APIRouter(prefix="/v1", tags=["leads"])
+    routes = APIRouter(prefix="/v1", tags=["leads"])
 
-    @router.post(
+    @routes.post(
         "/leads",
         status_code=202,
         response_model=LeadReceived | LeadAccepted,
@@ -200,7 +200,7 @@ def leads_router(context: IntakeContext) -> APIRouter:
             context.metrics.submissions.labels(submission.form_id, outcome.lead_status).inc()
         return response_of(outcome)
 
-    @router.get(
+    @routes.get(
         "/qualification/rules",
         response_model=Rules,
         tags=["qualification"],
@@ -209,7 +209,7 @@ def leads_router(context: IntakeContext) -> APIRouter:
     async def qualification_rules() -> Rules:
         return context.rules
 
-    return router
+    return routes
 
 
 LeadCommitter = GroupCommitter[Submitted, Outcome]

@@ -182,8 +182,8 @@ def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def connectors_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRouter:
-    router = APIRouter(prefix=PREFIX.rstrip("/"), tags=["connectors"])
+def router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRouter:
+    routes = APIRouter(prefix=PREFIX.rstrip("/"), tags=["connectors"])
     currency = settings.common.reporting_currency
     hubspot_connector = Connector("hubspot", settings, metrics)
     salesforce_connector = Connector("salesforce", settings, metrics)
@@ -192,7 +192,7 @@ def connectors_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRo
     hubspot_body = _json_body({"type": "array", "maxItems": hubspot.MAX_EVENTS, "items": events})
     stripe_body = _json_body(stripe.StripeEvent.model_json_schema())
 
-    @router.post(
+    @routes.post(
         "/hubspot",
         response_model=ConnectorAccepted,
         summary="HubSpot webhooks API deliveries (deal events), signature v3",
@@ -230,7 +230,7 @@ def connectors_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRo
             return _refused_events(tally)
         return Response(tally.accepted().model_dump_json(), media_type="application/json")
 
-    @router.post(
+    @routes.post(
         "/stripe",
         response_model=ConnectorAccepted,
         summary="Stripe customer.subscription.* events, Stripe-Signature",
@@ -264,7 +264,7 @@ def connectors_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRo
             return _refused_events(tally)
         return Response(tally.accepted().model_dump_json(), media_type="application/json")
 
-    @router.post(
+    @routes.post(
         "/salesforce",
         summary="Salesforce Outbound Messages (Opportunity), answered with the SOAP Ack",
         openapi_extra={"requestBody": {"required": True, "content": _SOAP_DOC}},
@@ -293,7 +293,7 @@ def connectors_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRo
             return _soap_fault(422, "notifications_refused", summary)
         return Response(salesforce.ACK, media_type=salesforce.ACK_MEDIA_TYPE)
 
-    return router
+    return routes
 
 
 def _stripe_valid_until(request: Request, tolerance: int) -> datetime:

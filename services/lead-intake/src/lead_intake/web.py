@@ -46,9 +46,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         metrics=metrics,
         lifespan=lifespan,
         routers=[
-            api.leads_router(context),
-            webhooks.webhooks_router(settings, context.metrics),
-            connector_api.connectors_router(settings, context.metrics),
+            api.router(context),
+            webhooks.router(settings, context.metrics),
+            connector_api.router(settings, context.metrics),
         ],
         max_body_bytes=settings.max_body_bytes,
         body_limits={connector_api.PREFIX: settings.connector_max_body_bytes},

@@ -88,12 +88,12 @@ def refusal(refused: DeliveryRefused) -> RequestValidationError:
     return field_error(refused.field, refused.message, refused.code)
 
 
-def webhooks_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["webhooks"])
+def router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRouter:
+    routes = APIRouter(prefix="/v1", tags=["webhooks"])
     responses = problem_responses(401, 413, 422, 503)
     currency = settings.common.reporting_currency
 
-    @router.post(
+    @routes.post(
         "/deals",
         response_model=WebhookAccepted,
         summary="Deal opened / updated / won / lost, from the CRM (signed webhook)",
@@ -115,7 +115,7 @@ def webhooks_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRout
         metrics.webhooks.labels("crm", applied.status).inc()
         return accepted(applied)
 
-    @router.post(
+    @routes.post(
         "/accounts/events",
         response_model=WebhookAccepted,
         summary="Account activated / ARR changed / churned, from billing (signed webhook)",
@@ -134,4 +134,4 @@ def webhooks_router(settings: IntakeSettings, metrics: IntakeMetrics) -> APIRout
         metrics.webhooks.labels("billing", applied.status).inc()
         return accepted(applied)
 
-    return router
+    return routes

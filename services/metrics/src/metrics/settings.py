@@ -1,3 +1,5 @@
+"""metrics settings, env prefix ``FUNNEL_METRICS_``."""
+
 from __future__ import annotations
 
 from pathlib import Path
