@@ -141,6 +141,33 @@ def test_revenue_board_has_the_period_variable_and_the_leadership_panels() -> No
     assert all('period="$period"' in expr for expr in period_scoped)
 
 
+def test_revenue_board_has_a_campaigns_row_split_by_the_bounded_source_label() -> None:
+    board = load_dashboard(GRAFANA / "dashboards" / "revenue-funnel.json")
+    everything = panels(board)
+    [row] = [panel for panel in everything if panel["type"] == "row"
+             and panel["title"].startswith("Campaigns")]  # fmt: skip
+    # The panels below the row, up to the next row (or the end).
+    below = [panel for panel in everything if panel["gridPos"]["y"] > row["gridPos"]["y"]]
+    group = []
+    for panel in sorted(below, key=lambda panel: (panel["gridPos"]["y"], panel["gridPos"]["x"])):
+        if panel["type"] == "row":
+            break
+        group.append(panel)
+    exprs = [target["expr"] for panel in group for target in panel["targets"]]
+
+    assert {panel["title"] for panel in group} >= {
+        "Cohort funnel by source",
+        "Won value by source ($currency)",
+        "Win rate by source",
+        "SLA attainment by source",
+        "Rejected by source",
+    }
+    # Campaign names are free text: never a label; the board splits by source and
+    # reads the quarter the /v1/campaigns rows are about.
+    assert all("by (source)" in expr and 'period="$period"' in expr for expr in exprs)
+    assert not any("campaign" in expr for expr in exprs)
+
+
 def test_revenue_board_shows_money_in_the_reporting_currency() -> None:
     board = load_dashboard(GRAFANA / "dashboards" / "revenue-funnel.json")
 

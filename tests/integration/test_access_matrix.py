@@ -16,6 +16,7 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,14 +79,31 @@ INTAKE_CONNECTORS: frozenset[Route] = frozenset(
 METRICS_PUBLIC: frozenset[Route] = PLATFORM_PUBLIC | {
     ("GET", "/v1/funnel"),
     ("GET", "/v1/plan"),
+    ("GET", "/v1/campaigns"),
+    ("GET", "/v1/campaigns.csv"),
+    ("GET", "/review/static/review.css"),
+    ("GET", "/review/sign-in"),
 }
+ROLES: tuple[Role, ...] = ("rep", "manager", "admin", "marketing")
+REFUSED = ("nobody", "expired", "forged", "revoked", "unissued")
 # Bearer-token routes: the roles allowed (any other role is a 403).
 METRICS_BEARER: dict[Route, tuple[Role, ...]] = {
     # The company-wide target: an admin's, not any team manager's.
     ("PUT", "/v1/targets/{period}"): ("admin",),
+    # The weekly review pack: anyone with a token.
+    ("GET", "/v1/review"): ROLES,
 }
-ROLES: tuple[Role, ...] = ("rep", "manager", "admin")
-REFUSED = ("nobody", "expired", "forged", "revoked", "unissued")
+# The review page in a browser (a token pasted into /review/sign-in, kept in a cookie):
+# what each credential gets, by name. "sign-in" is a redirect to the sign-in page.
+REVIEW_PAGES: dict[Route, dict[str, int | str]] = {
+    ("GET", "/review"): {
+        **dict.fromkeys(REFUSED, "sign-in"),
+        **dict.fromkeys(ROLES, 200),
+    },
+    # Signing in needs the form's one-time nonce: a bare post is refused, whoever sends it.
+    ("POST", "/review/sign-in"): dict.fromkeys((*REFUSED, *ROLES), 403),
+    ("POST", "/review/sign-out"): dict.fromkeys((*REFUSED, *ROLES), "sign-in"),
+}
 VENDOR_SECRET = "a-vendor-secret-for-the-access-matrix-0123"
 ORGANIZATION = "00D000000000062"
 
@@ -154,7 +172,7 @@ def test_every_route_of_lead_intake_and_metrics_has_an_entry(
     metrics = create_metrics(MetricsSettings(database_url=database_url, common=settings))
 
     assert routes_of(intake) == INTAKE_PUBLIC | set(INTAKE_SIGNED) | INTAKE_CONNECTORS
-    assert routes_of(metrics) == METRICS_PUBLIC | set(METRICS_BEARER)
+    assert routes_of(metrics) == METRICS_PUBLIC | set(METRICS_BEARER) | set(REVIEW_PAGES)
 
 
 def _signed(body: dict[str, Any], secret: str, at: int | None = None) -> dict[str, Any]:
@@ -299,7 +317,7 @@ async def test_lead_intake_connectors_take_only_their_vendors_credential(
 
 async def test_metrics_access_matrix(database_url: str, topics: CommonSettings) -> None:
     settings = MetricsSettings(database_url=database_url, common=topics)
-    mismatches = []
+    mismatches: list[tuple[Route, Mapping[str, int | str]]] = []
 
     async with running_metrics(settings) as client:
         credentials = await _credentials(database_url, "metrics", topics)
@@ -316,7 +334,37 @@ async def test_metrics_access_matrix(database_url: str, topics: CommonSettings) 
             if statuses != expected:
                 mismatches.append((route, statuses))
 
+        for route, wanted in REVIEW_PAGES.items():
+            seen = {name: await _review_page(client, route, h) for name, h in credentials.items()}
+            if seen != wanted:
+                mismatches.append((route, seen))
+
     assert mismatches == []
+
+
+async def _review_page(
+    client: httpx.AsyncClient, route: Route, headers: dict[str, str]
+) -> int | str:
+    """The page as a browser with the credential in its session cookie gets it (a sign-out
+    form carries the CSRF token its page shows); redirects to sign-in by name."""
+    method, path = route
+    token = headers.get("authorization", "").removeprefix("Bearer ")
+    async with httpx.AsyncClient(
+        transport=client._transport,
+        base_url="https://metrics",
+        cookies={"funnel_review": token} if token else None,
+    ) as browser:
+        data = None
+        if path == "/review/sign-out":
+            page = (await browser.get("/review")).text
+            csrf = (
+                page.split('name="csrf" value="')[1].split('"')[0] if 'name="csrf"' in page else ""
+            )
+            data = {"csrf": csrf}
+        answer = await browser.request(method, path, data=data)
+    if answer.status_code == 303 and answer.headers["location"].startswith("/review/sign-in"):
+        return "sign-in"
+    return answer.status_code
 
 
 async def test_a_token_handoff_issues_and_revokes_reaches_metrics_and_lead_intake(

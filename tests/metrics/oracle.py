@@ -11,6 +11,7 @@ deal opened < updated < won or lost; an account activated < ARR changed < churne
 from __future__ import annotations
 
 import math
+import statistics
 from datetime import UTC, date, datetime
 from fractions import Fraction
 from typing import Any
@@ -399,6 +400,30 @@ class Oracle:
             "escalations": escalations,
         }
 
+    def attribution_of_handoffs(self) -> dict[Any, tuple[str, str]]:
+        """Each handoff's lead attribution, as its (first) assignment carries it."""
+        found: dict[Any, tuple[str, str]] = {}
+        for event in self.events:
+            if isinstance(event, HandoffAssigned):
+                attribution = event.data.attribution
+                found.setdefault(
+                    event.data.handoff_id, (attribution.source, attribution.campaign or "")
+                )
+        return found
+
+    def sla_by_source(self, start: datetime, end: datetime) -> dict[tuple[str, str], list[int]]:
+        """[deadlines, met] per (source, campaign) of the handoffs' first deadlines."""
+        decisions = self.decisions()
+        attribution = self.attribution_of_handoffs()
+        found: dict[tuple[str, str], list[int]] = {}
+        for handoff, due in self.deadlines().items():
+            if start <= due < end and due <= self.now:
+                entry = found.setdefault(attribution.get(handoff, ("", "")), [0, 0])
+                decided = decisions.get(handoff)
+                entry[0] += 1
+                entry[1] += decided is not None and decided.time <= due
+        return found
+
     def accept_seconds(self, start: datetime, end: datetime) -> list[int]:
         return [
             event.data.business_seconds_to_decision
@@ -551,6 +576,59 @@ class Oracle:
             **self.period(period),
         }
 
+    def campaigns(self, period: str) -> list[dict[str, Any]]:
+        """What GET /v1/campaigns?period= must answer (its default order: won value,
+        most first; ties by source and campaign)."""
+        start, end = quarter_bounds(period)
+        rows = self.in_period(period)
+        sla = self.sla_by_source(start, end)
+        seconds: dict[tuple[str, str], list[int]] = {}
+        for event in self.decisions().values():
+            if isinstance(event, HandoffAccepted) and start <= event.time < end:
+                key = (event.data.attribution.source, event.data.attribution.campaign or "")
+                seconds.setdefault(key, []).append(event.data.business_seconds_to_decision)
+        items = []
+        for key in sorted(set(rows) | set(sla) | set(seconds)):
+            row = self.entry(rows[key]) if key in rows else self.entry(self.summed({}))
+            deadlines, met = sla.get(key, [0, 0])
+            reasons = sorted(
+                ((reason, count) for reason, count in row["rejected_by_reason"].items() if count),
+                key=lambda pair: (-pair[1], pair[0]),
+            )
+            won, lost = row["won_value_cents"], row["lost_value_cents"]
+            items.append(
+                {
+                    "source": key[0],
+                    "campaign": key[1] or None,
+                    "cohort": row["cohort"],
+                    "conversion": row["conversion"],
+                    "won": row["won"],
+                    "lost": row["lost"],
+                    "won_value_cents": won,
+                    "lost_value_cents": lost,
+                    "win_rate": {
+                        "count": div(row["won"], row["won"] + row["lost"]),
+                        "value": div(won, won + lost),
+                    },
+                    "median_accept_seconds": float(statistics.median(seconds[key]))
+                    if seconds.get(key)
+                    else None,
+                    "sla": {
+                        "deadlines": deadlines,
+                        "met": met,
+                        "attainment_ratio": div(met, deadlines),
+                    },
+                    "rejected": row["rejected"],
+                    "top_rejection_reasons": [
+                        {"reason": reason, "count": count} for reason, count in reasons[:3]
+                    ],
+                }
+            )
+        # Stable sorts: by name, then by won value (most first).
+        items.sort(key=lambda item: (item["source"], item["campaign"] or ""))
+        items.sort(key=lambda item: item["won_value_cents"], reverse=True)
+        return items
+
     def plan(self, period: str) -> dict[str, Any]:
         """What GET /v1/plan?period= must answer."""
         return {"period": period, "currency": "USD", **self.period(period)["plan"]}
@@ -641,9 +719,20 @@ class Oracle:
             found[series("funnel_cohort_conversion_ratio", period=period, stage=stage)] = div(
                 cohort[stage], cohort["captured"]
             )
+        attainment: dict[str, list[int]] = {}
+        for (source, _), (deadlines, met) in self.sla_by_source(start, end).items():
+            entry = attainment.setdefault(self.label(source), [0, 0])
+            entry[0] += deadlines
+            entry[1] += met
+        for label, (deadlines, met) in attainment.items():
+            name = "funnel_handoff_sla_attainment_by_source_ratio"
+            found[series(name, period=period, source=label)] = div(met, deadlines)
         by_label: dict[tuple[str, str], dict[str, int]] = {}
         for (source, _), row in rows.items():
             label = self.label(source)
+            for stage in ("opened", "won", "lost"):
+                counts = by_label.setdefault(("funnel_stage_value_in_period", label), {})
+                counts[stage] = counts.get(stage, 0) + row[f"{stage}_value_cents"]
             for stage in ("captured", "spam", "qualified", "disqualified", "accepted",
                           "rejected", "opened", "won", "lost"):  # fmt: skip
                 key = ("funnel_stage_reached_in_period", label)

@@ -1,6 +1,6 @@
 """The oracle test: random funnel histories through the real broker, delivered in any
 order and with duplicates, checked against a plain recomputation from the SET of
-events (tests/metrics/oracle.py) in /v1/funnel, /v1/plan and /metrics.
+events (tests/metrics/oracle.py) in /v1/funnel, /v1/plan, /v1/campaigns and /metrics.
 
 The oracle is a function of the set of events, so matching it for every drawn order
 means every order gives what in-order delivery gives. Histories arrive in chunks, and
@@ -67,6 +67,12 @@ async def json_differences(client: httpx.AsyncClient, oracle: Oracle) -> list[st
         answer = await client.get("/v1/funnel", params={"period": period})
         assert answer.status_code == 200, answer.text
         found += differences(oracle.funnel(period), answer.json(), period)
+        # Each campaign's row is its slice of the same figures.
+        campaigns = await client.get("/v1/campaigns", params={"period": period})
+        assert campaigns.status_code == 200, campaigns.text
+        found += differences(
+            oracle.campaigns(period), campaigns.json()["items"], f"{period} campaigns"
+        )
     plan = await client.get("/v1/plan", params={"period": quarter(0)})
     found += differences(oracle.plan(quarter(0)), plan.json(), "plan")
     return found

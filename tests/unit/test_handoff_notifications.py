@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from funnel_common.delivery import Outcome, http_outcome
 from handoff.models import Team
 from handoff.notifications import (
     Person,
@@ -12,7 +13,6 @@ from handoff.notifications import (
     slack_body,
     webhook_body,
 )
-from handoff.notifier import Outcome, http_outcome
 from tests.unit.test_handoff_inbox import handoff
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metrics import figures
-from metrics.periods import (
+from funnel_common.periods import (
     PATTERN,
     BadPeriod,
     Period,
@@ -20,6 +19,7 @@ from metrics.periods import (
     parse_period,
     period_of_date,
 )
+from metrics import figures
 
 cents = st.integers(min_value=0, max_value=10**12)
 
@@ -204,8 +204,8 @@ def test_the_average_won_deal_is_rounded_up_to_a_cent() -> None:
 
 def test_win_rate_and_sla_attainment_are_absent_when_there_is_nothing_to_divide_by() -> None:
     empty = figures.window_figures(
-        stage_rows=[], cohort_rows=[], sla=figures.Sla(0, 0, {}, 0), accept_rows=[],
-        accept_seconds_buckets=[60.0],
+        stage_rows=[], cohort_rows=[], sla_rows=[], breaches_by_policy={}, escalations=0,
+        accept_rows=[], accept_seconds_buckets=[60.0],
     )  # fmt: skip
     period = figures.period_figures(
         period="2026-Q1", window=empty, target_cents=None, open_by_stage={}, cohort=None,

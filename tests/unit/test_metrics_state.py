@@ -1,4 +1,5 @@
-"""A deal's and an account's state is a function of the SET of their events (metrics.state),
+"""A deal's and an account's state is a function of the SET of their events (funnel_common.deals,
+metrics.state),
 checked against the oracle's plain walk (tests/metrics/oracle.py) on thousands of
 random deliveries, and on the cases issue 14 reproduced."""
 
@@ -11,6 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from funnel_common.deals import Deal, DealEvent, fold_deal
 from funnel_common.events import (
     AccountActivated,
     AccountArrChanged,
@@ -22,7 +24,7 @@ from funnel_common.events import (
     Envelope,
 )
 from metrics import facts
-from metrics.state import AccountEvent, Deal, DealEvent, account_at, fold_deal
+from metrics.state import AccountEvent, account_at
 from tests.metrics.histories import account_events, deal_events
 from tests.metrics.oracle import account_place, deal_state
 

@@ -31,7 +31,7 @@ from tests.integration.access import (
 from tests.integration.handoff.support import Handoffs, lead_event, policy_body
 from tests.integration.inbox.test_inbox_session import csrf_of
 
-CALLERS = ("owner", "other_rep", "team_manager", "other_manager", "admin", "nobody")
+CALLERS = ("owner", "other_rep", "team_manager", "other_manager", "admin", "marketing", "nobody")
 # Credentials that never get past authentication, whatever the route: a revoked admin
 # token, and an admin token signed with the platform's secret but never issued.
 REFUSED = ("expired", "forged", "revoked", "unissued")
@@ -49,6 +49,9 @@ async def _headers(handoffs: Handoffs, caller: str) -> dict[str, str]:
             return await handoffs.auth("manager", "amer-manager", "amer")
         case "admin":
             return await handoffs.auth("admin", "root")
+        case "marketing":
+            # Named like the owner on purpose: a marketing token is still nobody's rep.
+            return await handoffs.auth("marketing", "ada")
         case "expired":
             return bearer(expired_token(handoffs.settings.common.auth_secret))
         case "forged":
@@ -79,22 +82,25 @@ async def _setup(handoffs: Handoffs) -> None:
 # Every bearer-token route, by its template: the expected status per caller, in CALLERS
 # order ("owner" is ada, the rep the handoff is assigned to, and the rep in the path).
 MATRIX: dict[Route, tuple[int, ...]] = {
-    ("GET", "/v1/handoffs/{handoff_id}"): (200, 403, 200, 403, 200, 401),
-    ("POST", "/v1/handoffs/{handoff_id}/accept"): (200, 403, 200, 403, 200, 401),
-    ("POST", "/v1/handoffs/{handoff_id}/reject"): (200, 403, 200, 403, 200, 401),
-    ("POST", "/v1/handoffs/{handoff_id}/reassign"): (403, 403, 200, 403, 200, 401),
-    ("PUT", "/v1/reps/{rep_id}"): (403, 403, 200, 403, 200, 401),
-    ("GET", "/v1/reps/{rep_id}"): (200, 403, 200, 403, 200, 401),
-    ("PUT", "/v1/teams/{team_id}"): (403, 403, 403, 403, 200, 401),
-    ("PUT", "/v1/sla-policies/{name}"): (403, 403, 403, 403, 200, 401),
-    ("GET", "/v1/handoffs"): (200, 200, 200, 200, 200, 401),
-    ("GET", "/v1/reps"): (403, 403, 200, 200, 200, 401),
-    ("GET", "/v1/teams"): (403, 403, 200, 200, 200, 401),
-    ("GET", "/v1/sla-policies"): (200, 200, 200, 200, 200, 401),
-    ("GET", "/v1/me"): (200, 200, 200, 200, 200, 401),
-    ("POST", "/v1/tokens"): (403, 403, 403, 403, 201, 401),
-    ("GET", "/v1/tokens"): (403, 403, 403, 403, 200, 401),
-    ("DELETE", "/v1/tokens/{token_id}"): (403, 403, 403, 403, 200, 401),
+    ("GET", "/v1/handoffs/{handoff_id}"): (200, 403, 200, 403, 200, 200, 401),
+    ("POST", "/v1/handoffs/{handoff_id}/accept"): (200, 403, 200, 403, 200, 403, 401),
+    ("POST", "/v1/handoffs/{handoff_id}/reject"): (200, 403, 200, 403, 200, 403, 401),
+    ("POST", "/v1/handoffs/{handoff_id}/reassign"): (403, 403, 200, 403, 200, 403, 401),
+    ("PUT", "/v1/reps/{rep_id}"): (403, 403, 200, 403, 200, 403, 401),
+    ("GET", "/v1/reps/{rep_id}"): (200, 403, 200, 403, 200, 403, 401),
+    ("PUT", "/v1/teams/{team_id}"): (403, 403, 403, 403, 200, 403, 401),
+    ("PUT", "/v1/sla-policies/{name}"): (403, 403, 403, 403, 200, 403, 401),
+    ("GET", "/v1/handoffs"): (200, 200, 200, 200, 200, 200, 401),
+    ("GET", "/v1/reps"): (403, 403, 200, 200, 200, 403, 401),
+    ("GET", "/v1/teams"): (403, 403, 200, 200, 200, 403, 401),
+    ("GET", "/v1/sla-policies"): (200, 200, 200, 200, 200, 200, 401),
+    ("GET", "/v1/me"): (200, 200, 200, 200, 200, 200, 401),
+    ("POST", "/v1/tokens"): (403, 403, 403, 403, 201, 403, 401),
+    ("GET", "/v1/tokens"): (403, 403, 403, 403, 200, 403, 401),
+    ("DELETE", "/v1/tokens/{token_id}"): (403, 403, 403, 403, 200, 403, 401),
+    # Sales' feedback on marketing's leads: marketing, managers (their team), admins.
+    ("GET", "/v1/feedback"): (403, 403, 200, 200, 200, 200, 401),
+    ("GET", "/v1/feedback.csv"): (403, 403, 200, 200, 200, 200, 401),
 }
 PATH_VALUES = {"{rep_id}": "ada", "{team_id}": "emea", "{name}": "emea-sla"}
 
@@ -112,23 +118,32 @@ BODIES: dict[str, dict[str, Any]] = {
 }
 
 # The rep inbox (session cookie, not in the OpenAPI): what each caller gets, in
-# CALLERS + REFUSED order. "sign-in" is a redirect to the sign-in page, "done" the
-# redirect after a decision.
+# CALLERS + REFUSED order. "sign-in" is a redirect to the sign-in page, "feedback" one to
+# the feedback page (marketing holds no queue), "done" the redirect after a decision.
 SIGNED_OUT = len(REFUSED) + 1  # nobody, then the refused credentials
+SIGNED_IN = len(CALLERS) - 1
 INBOX: dict[Route, tuple[int | str, ...]] = {
-    ("GET", "/inbox"): (200, 200, 200, 200, 200, *["sign-in"] * SIGNED_OUT),
-    ("GET", "/inbox/queue"): (200, 200, 200, 200, 200, *[401] * SIGNED_OUT),
-    ("GET", "/inbox/handoffs/{handoff_id}"): (200, 403, 200, 403, 200, *["sign-in"] * SIGNED_OUT),
-    ("POST", "/inbox/handoffs/{handoff_id}/{action}"): (
-        *("done", 403, "done", 403, "done"),
+    ("GET", "/inbox"): (200, 200, 200, 200, 200, "feedback", *["sign-in"] * SIGNED_OUT),
+    ("GET", "/inbox/queue"): (200, 200, 200, 200, 200, 403, *[401] * SIGNED_OUT),
+    ("GET", "/inbox/handoffs/{handoff_id}"): (
+        *(200, 403, 200, 403, 200, 200),
         *["sign-in"] * SIGNED_OUT,
     ),
-    ("POST", "/inbox/sign-out"): ("sign-in",) * (5 + SIGNED_OUT),
-    ("GET", "/inbox/accepted"): (200, 200, 200, 200, 200, *["sign-in"] * SIGNED_OUT),
-    ("GET", "/inbox/history"): (200, 200, 200, 200, 200, *["sign-in"] * SIGNED_OUT),
-    ("GET", "/inbox/team"): (403, 403, 200, 200, 200, *["sign-in"] * SIGNED_OUT),
-    ("GET", "/inbox/team/rows"): (403, 403, 200, 200, 200, *[401] * SIGNED_OUT),
-    ("POST", "/inbox/team/reassign"): (403, 403, "done", 403, "done", *["sign-in"] * SIGNED_OUT),
+    ("POST", "/inbox/handoffs/{handoff_id}/{action}"): (
+        *("done", 403, "done", 403, "done", 403),
+        *["sign-in"] * SIGNED_OUT,
+    ),
+    ("POST", "/inbox/sign-out"): ("sign-in",) * (SIGNED_IN + SIGNED_OUT),
+    ("GET", "/inbox/accepted"): (200, 200, 200, 200, 200, "feedback", *["sign-in"] * SIGNED_OUT),
+    ("GET", "/inbox/history"): (200, 200, 200, 200, 200, "feedback", *["sign-in"] * SIGNED_OUT),
+    ("GET", "/inbox/team"): (403, 403, 200, 200, 200, 403, *["sign-in"] * SIGNED_OUT),
+    ("GET", "/inbox/team/rows"): (403, 403, 200, 200, 200, 403, *[401] * SIGNED_OUT),
+    ("POST", "/inbox/team/reassign"): (
+        *(403, 403, "done", 403, "done", 403),
+        *["sign-in"] * SIGNED_OUT,
+    ),
+    ("GET", "/inbox/feedback"): (403, 403, 200, 200, 200, 200, *["sign-in"] * SIGNED_OUT),
+    ("GET", "/inbox/feedback.csv"): (403, 403, 200, 200, 200, 200, *["sign-in"] * SIGNED_OUT),
 }
 # Open to anyone: the probes and docs, and what a browser needs before signing in.
 PUBLIC: frozenset[Route] = PLATFORM_PUBLIC | {
@@ -176,7 +191,10 @@ async def test_authorization_matrix(handoffs: Handoffs) -> None:
 def _outcome(answer: httpx.Response) -> int | str:
     if answer.status_code != 303:
         return answer.status_code
-    return "sign-in" if answer.headers["location"].startswith("/inbox/sign-in") else "done"
+    location = answer.headers["location"]
+    if location.startswith("/inbox/sign-in"):
+        return "sign-in"
+    return "feedback" if location == "/inbox/feedback" else "done"
 
 
 async def test_inbox_access_matrix(handoffs: Handoffs) -> None:
@@ -194,7 +212,8 @@ async def test_inbox_access_matrix(handoffs: Handoffs) -> None:
                 handoff_id = str(await handoffs.qualify_directly())
                 data = {}
                 if method == "POST" and caller not in ("nobody", *REFUSED):
-                    data["csrf"] = csrf_of(await client.get("/inbox"))
+                    home = "/inbox/feedback" if caller == "marketing" else "/inbox"
+                    data["csrf"] = csrf_of(await client.get(home))
                     # What the team's bulk reassign reads (the other forms ignore it).
                     data.update(handoff_id=handoff_id, rep_id="cyd")
                 path = template.replace("{action}", "accept").replace("{handoff_id}", handoff_id)
@@ -218,6 +237,7 @@ async def test_queues_show_only_what_the_caller_may_see(handoffs: Handoffs) -> N
     assert await queue("other_rep") == {str(amer)}
     assert await queue("team_manager") == {str(emea)}
     assert await queue("admin") == {str(emea), str(amer)}
+    assert await queue("marketing") == {str(emea), str(amer)}  # reads all, acts on none
 
 
 async def test_tokens_that_are_forged_foreign_unissued_or_revoked_get_401(

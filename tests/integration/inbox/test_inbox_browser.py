@@ -8,6 +8,8 @@ and leads (routed by country), and its own browser contexts.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -413,3 +415,58 @@ async def test_a_manager_sees_fire_first_in_a_table_and_reassigns_in_bulk(
     card = page.locator(f"#h-{escalated}")
     await expect(card).to_contain_text("Escalated to you, the team's manager")
     await expect(card.get_by_role("button", name="Accept")).to_be_visible()
+
+
+async def test_a_marketer_reads_the_feedback_from_sales_and_exports_it(inbox: Served) -> None:
+    from playwright.async_api import expect
+
+    await inbox.handoffs.setup_team("iberia", {"ines": {"capacity": 10}}, countries=["PT"])
+    ines = await inbox.handoffs.auth("rep", "ines")
+    rejected: list[UUID] = []
+    for name, note in (("Rui", "=1+2 is not a budget"), ("Rita", "Students, not buyers")):
+        captured, qualified = a_lead(name, f"{name} Lda", country="PT", campaign="lisbon-fair")
+        await inbox.publish(captured, qualified)
+        handoff_id = await inbox.handoff_of(captured.data.lead_id)
+        answer = await inbox.handoffs.client.post(
+            f"/v1/handoffs/{handoff_id}/reject",
+            json={"reason": "no_budget" if name == "Rui" else "not_a_fit", "note": note},
+            headers=ines,
+        )
+        assert answer.status_code == 200, answer.text
+        rejected.append(handoff_id)
+
+    # A marketer's day starts at the feedback; there is no queue to decide from.
+    page = await inbox.signed_in("marketing", "mara")
+    assert page.url == f"{inbox.base}/inbox/feedback"
+    await expect(page.get_by_role("link", name="My queue", exact=True)).to_have_count(0)
+    await page.get_by_label("Campaign").fill("lisbon-fair")
+    await page.get_by_role("button", name="Filter").click()
+    rows = page.locator("table.feedback tbody tr")
+    await expect(rows).to_have_count(2)
+    rui = page.locator(f"#f-{rejected[0]}")
+    await expect(rui).to_contain_text("Rui Lda")
+    await expect(rui).to_contain_text("“=1+2 is not a budget”")
+    await expect(rui).to_contain_text("ines")
+    await expect(rui).to_contain_text("webinar / lisbon-fair")
+    await inbox.assert_accessible(page, "the feedback page")
+
+    await page.get_by_label("Reason").select_option("no_budget")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_id(f"f-{rejected[0]}")
+
+    # The export is the filtered list, and nothing in it runs in a spreadsheet.
+    async with page.expect_download() as waiting:
+        await page.get_by_role("link", name="Export these as CSV").click()
+    download = await waiting.value
+    assert download.suggested_filename == "feedback.csv"
+    exported = await asyncio.to_thread(Path(await download.path()).read_text, encoding="utf-8")
+    [header, *lines] = list(csv.reader(io.StringIO(exported)))
+    assert len(lines) == 1
+    row = dict(zip(header, lines[0], strict=True))
+    assert (row["handoff_id"], row["reason"], row["campaign"]) == (
+        str(rejected[0]),
+        "no_budget",
+        "lisbon-fair",
+    )
+    assert row["note"] == "'=1+2 is not a budget"

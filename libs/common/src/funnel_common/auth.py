@@ -30,7 +30,7 @@ from funnel_common.settings import Environment
 from funnel_common.types import Role as Role  # re-exported: the roles live with the tokens
 from funnel_common.types import UtcDatetime, utc_now
 
-ROLES: tuple[Role, ...] = ("rep", "manager", "admin")
+ROLES: tuple[Role, ...] = ("rep", "manager", "admin", "marketing")
 TOKEN_PREFIX = "fnl_"
 DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
 

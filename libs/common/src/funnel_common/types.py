@@ -82,8 +82,9 @@ Count = Annotated[int, Strict(), Field(ge=0, le=10_000_000)]
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
-Role = Literal["rep", "manager", "admin"]
-"""What an API token lets its holder do (funnel_common.auth)."""
+Role = Literal["rep", "manager", "admin", "marketing"]
+"""What an API token lets its holder do (funnel_common.auth). ``marketing`` reads
+handoffs and the feedback on them, and acts on none."""
 
 
 def utc_now() -> datetime:

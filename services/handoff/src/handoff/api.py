@@ -161,7 +161,9 @@ async def list_reps(principal: Caller, conn: Connection) -> list[Rep]:
 )
 async def get_rep(rep_id: PathId, principal: Caller, conn: Connection) -> Rep:
     rep = await store.get_rep(conn, rep_id)
-    allowed = principal.role == "admin" or principal.subject == rep_id
+    # Self: a token of an acting role named like the rep (marketing is nobody's rep).
+    own = principal.role in permissions.ACTING_ROLES and principal.subject == rep_id
+    allowed = principal.role == "admin" or own
     if rep is not None and principal.role == "manager" and principal.team == rep.team_id:
         allowed = True
     if not allowed:

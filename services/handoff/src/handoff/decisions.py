@@ -19,7 +19,7 @@ from funnel_common.auth import Forbidden, Principal
 from handoff import announce, assignment, store
 from handoff.errors import HandoffConflict, UnknownRep
 from handoff.models import Handoff, RejectIn, Status
-from handoff.permissions import load_for, require_role
+from handoff.permissions import ACTING_ROLES, load_for, require_role
 from handoff.routing import RepChoice
 from handoff.sla import business_seconds_between
 
@@ -59,6 +59,7 @@ def _timing(handoff: Handoff, now: datetime) -> tuple[int, bool]:
 async def accept(
     connection: asyncpg.Connection, handoff_id: UUID, principal: Principal, *, now: datetime
 ) -> Decided:
+    require_role(principal, *ACTING_ROLES)
     handoff = await load_for(connection, handoff_id, principal, lock=True)
     _require_open(handoff, allowed=("assigned", "escalated"), action="accept")
     seconds, within = _timing(handoff, now)
@@ -84,6 +85,7 @@ async def reject(
     *,
     now: datetime,
 ) -> Decided:
+    require_role(principal, *ACTING_ROLES)
     handoff = await load_for(connection, handoff_id, principal, lock=True)
     _require_open(handoff, allowed=("assigned", "escalated"), action="reject")
     seconds, within = _timing(handoff, now)

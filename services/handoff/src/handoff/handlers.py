@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncpg
 
-from funnel_common.events import LEADS_TOPIC, LeadCaptured, LeadMerged, LeadQualified
+from funnel_common.deals import DealEnvelope, deal_event, fold_deal
+from funnel_common.events import (
+    DEALS_TOPIC,
+    LEADS_TOPIC,
+    DealLost,
+    DealOpened,
+    DealUpdated,
+    DealWon,
+    LeadCaptured,
+    LeadMerged,
+    LeadQualified,
+)
 from funnel_common.service import ConsumerSpec, handles
 from funnel_common.types import utc_now
-from handoff import assignment, store
+from handoff import assignment, feedback_store, store
 
 
 async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) -> None:
@@ -40,12 +51,24 @@ async def on_lead_merged(connection: asyncpg.Connection, event: LeadMerged) -> N
     )
 
 
+async def on_deal(connection: asyncpg.Connection, event: DealEnvelope) -> None:
+    # What became of a lead, for marketing's feedback page: the deal's state is folded
+    # again from all of its events, so arrival order never matters.
+    await feedback_store.record_deal_event(connection, event.id, deal_event(event))
+    events = await feedback_store.deal_events(connection, event.data.deal_id)
+    await feedback_store.save_deal(connection, fold_deal(events))
+
+
 HANDLERS = dict(
     [
         handles(LeadCaptured, on_lead_captured),
         handles(LeadQualified, on_lead_qualified),
         handles(LeadMerged, on_lead_merged),
+        handles(DealOpened, on_deal),
+        handles(DealUpdated, on_deal),
+        handles(DealWon, on_deal),
+        handles(DealLost, on_deal),
     ]
 )
 
-CONSUMER = ConsumerSpec(group_id="handoff", topics=[LEADS_TOPIC], handlers=HANDLERS)
+CONSUMER = ConsumerSpec(group_id="handoff", topics=[LEADS_TOPIC, DEALS_TOPIC], handlers=HANDLERS)

@@ -111,8 +111,9 @@ async def sign_in(request: Request) -> Response:
     except Unauthenticated:
         alerts = ["That token was not accepted."]
         return _sign_in_form(request, next_path=next_path, status=401, alerts=alerts)
-    # Back where a notification's link pointed; else a manager's day starts at the team.
-    landing = next_path or ("/inbox/team" if Session(principal, "").manages else "/inbox")
+    # Back where a notification's link pointed; else a manager's day starts at the team,
+    # marketing's at the feedback from sales.
+    landing = next_path or _home(Session(principal, ""))
     response = RedirectResponse(landing, status_code=303)
     sessions.set_session(response, request, token, principal.expires_at)
     response.delete_cookie(sessions.SIGN_IN_COOKIE, path=sessions.COOKIE_PATH)
@@ -134,6 +135,19 @@ async def sign_out(request: Request) -> Response:
 
 
 # --- a rep's pages --------------------------------------------------------------------
+# Marketing holds no handoffs: its queue, accepted leads and decisions are the feedback.
+
+
+def _home(session: Session) -> str:
+    if session.principal.role == "marketing":
+        return "/inbox/feedback"
+    return "/inbox/team" if session.manages else "/inbox"
+
+
+def _to_feedback(session: Session) -> Response | None:
+    if session.principal.role == "marketing":
+        return RedirectResponse("/inbox/feedback", status_code=303)
+    return None
 
 
 @router.get("")
@@ -141,7 +155,7 @@ async def inbox(request: Request) -> Response:
     session = await sessions.session_of(request)
     if session is None:
         return to_sign_in(here(request))
-    return await _queue_page(request, session)
+    return _to_feedback(session) or await _queue_page(request, session)
 
 
 @router.get("/queue")
@@ -150,6 +164,8 @@ async def queue_fragment(request: Request) -> Response:
     session = await sessions.session_of(request)
     if session is None:
         return Response(status_code=401)
+    if session.principal.role == "marketing":
+        return Response(status_code=403)
     context = await _queue(request, session)
     return render_page(request, "_queue.html", session=session, **context)
 
@@ -159,6 +175,8 @@ async def accepted(request: Request) -> Response:
     session = await sessions.session_of(request)
     if session is None:
         return to_sign_in(here(request))
+    if (elsewhere := _to_feedback(session)) is not None:
+        return elsewhere
     number = pages.page_number(request.query_params.get("page"))
     now = utc_now()
     async with runtime_of(request).pool.acquire() as conn:
@@ -186,6 +204,8 @@ async def history(request: Request) -> Response:
     session = await sessions.session_of(request)
     if session is None:
         return to_sign_in(here(request))
+    if (elsewhere := _to_feedback(session)) is not None:
+        return elsewhere
     principal = session.principal
     number = pages.page_number(request.query_params.get("page"))
     decided_by: str | None = principal.subject

@@ -48,6 +48,11 @@ class Session:
             self.principal.role == "manager" and self.principal.team is not None
         )
 
+    @property
+    def reads_feedback(self) -> bool:
+        """Marketing, and whoever manages: sales' feedback on marketing's leads."""
+        return self.manages or self.principal.role == "marketing"
+
 
 # --- one handoff, as a card or a table row ------------------------------------------
 
@@ -208,7 +213,9 @@ def card(
         decision=item.last_decision if not is_open else None,
         touches=tuple(_touch(touch) for touch in item.touches),
         waiting_reason=waiting_reason if handoff.status == "queued" else None,
-        can_decide=handoff.rep_id == viewer.subject and handoff.status in ("assigned", "escalated"),
+        can_decide=viewer.role != "marketing"
+        and handoff.rep_id == viewer.subject
+        and handoff.status in ("assigned", "escalated"),
         can_reassign=session.manages and is_open,
         reassign_to=tuple(rep.rep_id for rep in reps if rep.rep_id != handoff.rep_id),
     )

@@ -18,7 +18,9 @@ counts them by channel and ``funnel_handoff_notifications_total`` counts outcome
 Webhooks (JSON and Slack) are signed with the Standard Webhooks scheme (headers
 ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) with
 ``FUNNEL_HANDOFF_WEBHOOK_SECRET``: a receiver verifies them with any Standard Webhooks
-library. ``webhook-id`` stays the same across retries, for the receiver's dedupe.
+library. ``webhook-id`` stays the same across retries, for the receiver's dedupe. The
+transport itself (SMTP, HTTP, and how an answer is classified) is
+:mod:`funnel_common.delivery`, which metrics' review pack uses too.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiosmtplib
 import asyncpg
 import httpx
 from opentelemetry import trace
@@ -39,6 +39,7 @@ from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from funnel_common.db import is_unavailable
+from funnel_common.delivery import Outcome, SmtpServer, post_json, send_email
 from funnel_common.retry import Backoff
 from funnel_common.settings import STANDARD_WEBHOOKS_PREFIX
 from funnel_common.telemetry import PlatformMetrics, work_span
@@ -56,20 +57,6 @@ from handoff.settings import HandoffSettings
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-# Worth another try: the receiver may be busy, restarting or rate limiting.
-_TRANSIENT_HTTP = frozenset({408, 425, 429})
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one delivery went: ``error`` None is delivered; ``park`` means never again."""
-
-    error: str | None = None
-    park: bool = False
-
-
-DELIVERED = Outcome()
-
 
 def standard_webhook(secret: SecretStr) -> Webhook:
     """The signer for ``secret``: a ``whsec_`` secret is base64 (the Standard Webhooks
@@ -78,24 +65,6 @@ def standard_webhook(secret: SecretStr) -> Webhook:
     if value.startswith(STANDARD_WEBHOOKS_PREFIX):
         return Webhook(value)
     return Webhook(value.encode())
-
-
-def http_outcome(status: int) -> Outcome:
-    """A receiver's HTTP answer, classified."""
-    if 200 <= status < 300:
-        return DELIVERED
-    error = f"HTTP {status}"
-    return Outcome(error, park=status < 500 and status not in _TRANSIENT_HTTP)
-
-
-def smtp_outcome(error: aiosmtplib.SMTPException) -> Outcome:
-    """A mail server's refusal, classified: 5xx is permanent (a bounce), 4xx may pass."""
-    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
-        codes = [refused.code for refused in error.recipients]
-        return Outcome(f"SMTP {min(codes)} recipient refused", park=min(codes) >= 500)
-    if isinstance(error, aiosmtplib.SMTPResponseException):
-        return Outcome(f"SMTP {error.code}", park=error.code >= 500)
-    return Outcome(type(error).__name__)
 
 
 class Notifier:
@@ -107,6 +76,18 @@ class Notifier:
         self._pool = pool
         self._settings = settings
         self._signer = standard_webhook(settings.webhook_secret)
+        self._smtp = (
+            None
+            if settings.smtp_host is None
+            else SmtpServer(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                tls=settings.smtp_tls,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                timeout_seconds=settings.smtp_timeout_seconds,
+            )
+        )
         self._backoff = Backoff(
             first=settings.webhook_backoff_seconds,
             cap=max(settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds),
@@ -205,37 +186,14 @@ class Notifier:
         message_id = f"ntf_{notification_id}"
         sent_at = utc_now()
         headers = {
-            "content-type": "application/json",
             "webhook-id": message_id,
             "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": self._signer.sign(message_id, sent_at, content),
         }
-        try:
-            answer = await client.post(url, content=content, headers=headers)
-        except httpx.HTTPError as error:
-            return Outcome(type(error).__name__)
-        return http_outcome(answer.status_code)
+        return await post_json(client, url, content, headers)
 
     async def _email(self, facts: dict[str, Any], link: str, *, to: str) -> Outcome:
-        settings = self._settings
-        if settings.smtp_host is None:
+        if self._smtp is None:
             return Outcome("email is not configured (FUNNEL_HANDOFF_SMTP_HOST)", park=True)
-        message = email_message(facts, link, sender=settings.email_from, to=to)
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=(
-                    settings.smtp_password.get_secret_value() if settings.smtp_password else None
-                ),
-                use_tls=settings.smtp_tls == "tls",
-                start_tls=settings.smtp_tls == "starttls",
-                timeout=settings.smtp_timeout_seconds,
-            )
-        except aiosmtplib.SMTPException as error:
-            return smtp_outcome(error)
-        except OSError as error:
-            return Outcome(type(error).__name__)
-        return DELIVERED
+        message = email_message(facts, link, sender=self._settings.email_from, to=to)
+        return await send_email(message, self._smtp)

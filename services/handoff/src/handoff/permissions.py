@@ -1,7 +1,8 @@
 """Who may see and act on which handoff: pure rules, and the one loader that applies them.
 
 A rep acts on their own handoffs, a manager on their team's (and on what is escalated
-to them), an admin on everything.
+to them), an admin on everything. Marketing reads every handoff and acts on none: it
+owns the leads, and reads what sales did with them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ def require_role(principal: Principal, *roles: Role) -> None:
         raise Forbidden(f"requires role {' or '.join(roles)}")
 
 
-def can_see(principal: Principal, handoff: Handoff) -> bool:
+ACTING_ROLES: tuple[Role, ...] = ("rep", "manager", "admin")
+"""The roles that decide and move handoffs; marketing only reads."""
+
+
+def can_act(principal: Principal, handoff: Handoff) -> bool:
     """Rep: their own; manager: their team's (and what is escalated to them); admin: all."""
+    if principal.role not in ACTING_ROLES:
+        return False  # a marketing token named like a rep is still not that rep
     if principal.role == "admin":
         return True
     if handoff.rep_id == principal.subject:
@@ -32,11 +39,16 @@ def can_see(principal: Principal, handoff: Handoff) -> bool:
     return principal.role == "manager" and principal.team == handoff.team_id
 
 
+def can_read(principal: Principal, handoff: Handoff) -> bool:
+    """What the caller may act on, and for marketing every handoff."""
+    return principal.role == "marketing" or can_act(principal, handoff)
+
+
 def queue_scope(principal: Principal, team: str | None = None) -> tuple[str | None, str | None]:
     """Whose queue the caller sees, as (rep_id, team_id) filters.
 
-    A rep (and a manager without a team) their own, a manager their team's, an admin all
-    or the one ``team`` asked for.
+    A rep (and a manager without a team) their own, a manager their team's, an admin and
+    marketing all or the one ``team`` asked for.
     """
     if principal.role == "rep" or (principal.role == "manager" and principal.team is None):
         return principal.subject, None
@@ -48,16 +60,17 @@ def queue_scope(principal: Principal, team: str | None = None) -> tuple[str | No
 async def load_for(
     connection: asyncpg.Connection, handoff_id: UUID, principal: Principal, *, lock: bool
 ) -> Handoff:
-    """The handoff if the caller may act on it: 404 unknown, 403 not theirs, 409 taken away.
+    """The handoff if the caller may act on it (``lock``) or read it: 404 unknown, 403 not
+    theirs, 409 taken away.
 
-    With ``lock`` the row stays locked until the transaction ends: a rep's accept, a
-    manager's reassign and the SLA scanner on another replica are serialised on it, so
-    the first decides and the others see the new state.
+    Only acting takes the lock: with it the row stays locked until the transaction ends,
+    so a rep's accept, a manager's reassign and the SLA scanner on another replica are
+    serialised on it, and the first decides and the others see the new state.
     """
     handoff = await (store.lock_handoff if lock else store.get_handoff)(connection, handoff_id)
     if handoff is None:
         raise NotFound(f"no handoff {handoff_id}")
-    if can_see(principal, handoff):
+    if (can_act if lock else can_read)(principal, handoff):
         return handoff
     if principal.role == "rep" and principal.subject in handoff.previous_rep_ids:
         raise HandoffConflict(

@@ -91,6 +91,14 @@ class HandoffSettings(BaseSettings):
         description="the From of notification emails",
     )
 
+    feedback_export_max_rows: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="most rows one feedback CSV export holds; a larger one is refused "
+        "(422, narrow the filters) before anything is sent",
+    )
+
     common: CommonSettings = Field(default_factory=CommonSettings)
 
     @model_validator(mode="after")

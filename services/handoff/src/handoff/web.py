@@ -9,7 +9,16 @@ from fastapi import FastAPI
 
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from handoff import SERVICE, api, inbox, inbox_team, runtime, telemetry
+from handoff import (
+    SERVICE,
+    api,
+    feedback_api,
+    feedback_pages,
+    inbox,
+    inbox_team,
+    runtime,
+    telemetry,
+)
 from handoff.settings import HandoffSettings
 
 
@@ -28,6 +37,12 @@ def create_app(settings: HandoffSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.router, inbox.router, inbox_team.router],
+        routers=[
+            api.router,
+            feedback_api.router(settings),
+            inbox.router,
+            inbox_team.router,
+            feedback_pages.router(settings),
+        ],
         extra_metrics=telemetry.renderer(settings),
     )

@@ -13,11 +13,11 @@ from funnel_common.auth import Principal, require_role
 from funnel_common.events import TargetSet
 from funnel_common.http import DomainError, problem_responses
 from funnel_common.outbox import enqueue
+from funnel_common.periods import PATTERN, BadPeriod, Period, parse_period, period_of_instant
 from funnel_common.service import Transaction
 from funnel_common.types import Cents, CurrencyCode, utc_now
 from metrics import facts, handlers, report
 from metrics.documents import FunnelDocument, PlanDocument
-from metrics.periods import PATTERN, BadPeriod, Period, parse_period, period_of_instant
 from metrics.settings import MetricsSettings
 
 
@@ -45,7 +45,8 @@ class TargetIn(BaseModel):
     )
 
 
-def _period(text: str | None, settings: MetricsSettings, field: str) -> Period:
+def resolve_period(text: str | None, settings: MetricsSettings, field: str) -> Period:
+    """The quarter asked for (the current one by default), or a 422 naming ``field``."""
     if text is None:
         return period_of_instant(utc_now(), settings.common.reporting_timezone)
     try:
@@ -85,7 +86,7 @@ def router(settings: MetricsSettings) -> APIRouter:
         responses=problem_responses(422, 503),
     )
     async def get_funnel(conn: Transaction, period: PeriodQuery = None) -> FunnelDocument:
-        wanted = _period(period, settings, "period")
+        wanted = resolve_period(period, settings, "period")
         # The figures come from one statement: one snapshot without a transaction's
         # isolation level.
         funnel, (figures,) = await report.read_figures(
@@ -99,7 +100,7 @@ def router(settings: MetricsSettings) -> APIRouter:
         responses=problem_responses(422, 503),
     )
     async def get_plan(conn: Transaction, period: PeriodQuery = None) -> PlanDocument:
-        wanted = _period(period, settings, "period")
+        wanted = resolve_period(period, settings, "period")
         _, (figures,) = await report.read_figures(conn, [wanted], settings, now=utc_now())
         return report.plan_document(figures, settings)
 
@@ -114,7 +115,7 @@ def router(settings: MetricsSettings) -> APIRouter:
         principal: Annotated[Principal, Depends(may_set_targets)],
         conn: Transaction,
     ) -> dict[str, Any]:
-        wanted = _period(period, settings, "period")
+        wanted = resolve_period(period, settings, "period")
         currency = body.currency or settings.common.reporting_currency
         if currency != settings.common.reporting_currency:
             raise WrongCurrency(

@@ -34,10 +34,10 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from funnel_common.events import REJECTION_REASONS
+from funnel_common.periods import exported_periods, parse_period
 from funnel_common.service import ExtraMetrics, Runtime
 from funnel_common.types import utc_now
 from metrics import figures, report
-from metrics.periods import exported_periods, parse_period
 from metrics.settings import MetricsSettings
 
 COUNTED_STAGES = ("captured", "qualified", "disqualified", "accepted", "rejected")
@@ -170,6 +170,13 @@ def _per_period(periods: list[figures.PeriodFigures], settings: MetricsSettings)
             "stage",
             "source",
         ),
+        "stage_values": gauge(
+            "funnel_stage_value_in_period",
+            "Value of the deals opened, won and lost within the period (won and lost by "
+            "close date), by lead source, cents: the Campaigns panels' revenue by source.",
+            "stage",
+            "source",
+        ),
         "cohort": gauge(
             "funnel_cohort_reached",
             "Of the leads captured in the period, how many have reached each stage "
@@ -186,6 +193,11 @@ def _per_period(periods: list[figures.PeriodFigures], settings: MetricsSettings)
             "funnel_handoff_sla_attainment_ratio",
             "Of the handoffs whose first response deadline fell in the period (up to now), "
             "the share decided by that deadline.",
+        ),
+        "source_attainment": gauge(
+            "funnel_handoff_sla_attainment_by_source_ratio",
+            "funnel_handoff_sla_attainment_ratio of the handoffs of one lead source.",
+            "source",
         ),
         "closed": gauge(
             "funnel_deals_closed", "Deals closed in the period, by outcome.", "outcome"
@@ -227,10 +239,20 @@ def _per_period(periods: list[figures.PeriodFigures], settings: MetricsSettings)
         for source, counts in sorted(by_source.items()):
             for stage in (*figures.STAGES, *figures.DEAL_OUTCOMES):
                 families["stages"].add_metric([*label, stage, source], counts.count(stage))
+            for stage in figures.DEAL_STAGES:
+                families["stage_values"].add_metric(
+                    [*label, stage, source], getattr(counts, f"{stage}_value_cents")
+                )
             for stage in figures.COHORT_STAGES:
                 families["cohort"].add_metric(
                     [*label, stage, source], getattr(counts.cohort, stage)
                 )
+        by_source_attainment = figures.bounded_attainment(
+            figure.window.attainment_by_source, settings.sources
+        )
+        for source, slice_ in sorted(by_source_attainment.items()):
+            if (ratio := slice_.ratio) is not None:
+                families["source_attainment"].add_metric([*label, source], ratio)
         for name, value in figure.window.total.cohort.conversion().items():
             if value is not None:
                 families["conversion"].add_metric(

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from funnel_common.deals import DealEnvelope, DealEvent, deal_event
 from funnel_common.events import (
     AccountActivated,
     AccountArrChanged,
@@ -25,6 +26,7 @@ from funnel_common.events import (
     Envelope,
     HandoffAccepted,
     HandoffAssigned,
+    HandoffAssignedData,
     HandoffReassigned,
     HandoffRejected,
     HandoffSlaBreached,
@@ -35,7 +37,7 @@ from funnel_common.events import (
     TokenIssued,
     TokenRevoked,
 )
-from metrics.state import AccountEvent, DealEvent
+from metrics.state import AccountEvent
 
 
 class WrongCurrency(ValueError):
@@ -78,6 +80,28 @@ class Deadline:
     handoff_id: UUID
     due_at: datetime
     assigned_at: datetime
+    team: str
+
+
+@dataclass(frozen=True)
+class HandoffLead:
+    """Which lead a handoff is for, and where the lead came from (it never changes)."""
+
+    handoff_id: UUID
+    lead_id: UUID
+    source: str
+    campaign: str
+
+
+@dataclass(frozen=True)
+class RejectionNote:
+    """The rep's note on a rejection: personal data, kept for the review pack's examples
+    in one table (``rejection_notes``) that names its lead, for erasure to reach."""
+
+    handoff_id: UUID
+    event_id: UUID
+    lead_id: UUID
+    note: str
 
 
 @dataclass(frozen=True)
@@ -125,7 +149,9 @@ class TokenChange:
 Fact = (
     LeadStage
     | Decision
+    | RejectionNote
     | Deadline
+    | HandoffLead
     | Breach
     | Escalation
     | DealDelivery
@@ -164,7 +190,12 @@ def lead_stage(event: LeadCaptured | LeadQualified | LeadDisqualified) -> list[F
 def decision(event: HandoffAccepted | HandoffRejected) -> list[Fact]:
     data = event.data
     accepted = type(event) is HandoffAccepted
+    note = None if accepted else event.data.note  # type: ignore[union-attr]
+    notes: list[Fact] = []
+    if note and note.strip():
+        notes.append(RejectionNote(data.handoff_id, event.id, data.lead_id, note))
     return [
+        *notes,
         Decision(
             handoff_id=data.handoff_id,
             lead_id=data.lead_id,
@@ -176,14 +207,22 @@ def decision(event: HandoffAccepted | HandoffRejected) -> list[Fact]:
             business_seconds_to_decision=data.business_seconds_to_decision,
             occurred_at=event.time,
             event_id=event.id,
-        )
+        ),
     ]
 
 
 def deadline(event: HandoffAssigned | HandoffReassigned) -> list[Fact]:
     facts: list[Fact] = []
-    if event.data.due_at is not None:  # queued, or escalated: no deadline
-        facts.append(Deadline(event.data.handoff_id, event.data.due_at, event.time))
+    data = event.data
+    if type(data) is HandoffAssignedData:  # a reassignment does not carry it
+        attribution = data.attribution
+        facts.append(
+            HandoffLead(
+                data.handoff_id, data.lead_id, attribution.source, attribution.campaign or ""
+            )
+        )
+    if data.due_at is not None:  # queued, or escalated: no deadline
+        facts.append(Deadline(data.handoff_id, data.due_at, event.time, data.team))
     if type(event) is HandoffReassigned and event.data.reason == "escalation":
         facts.append(Escalation(event.data.handoff_id, event.time, event.id))
     return facts
@@ -193,41 +232,9 @@ def breach(event: HandoffSlaBreached) -> list[Fact]:
     return [Breach(event.data.handoff_id, event.data.due_at, event.data.policy)]
 
 
-DealEnvelope = DealOpened | DealUpdated | DealWon | DealLost
-_DEAL_KINDS: dict[type[Envelope], Any] = {
-    DealOpened: "opened",
-    DealUpdated: "updated",
-    DealWon: "won",
-    DealLost: "lost",
-}
-
-
 def deal(event: DealEnvelope, reporting_currency: str) -> list[Fact]:
-    data = event.data
-    _check_currency(data.currency, reporting_currency)
-    kind = _DEAL_KINDS[type(event)]
-    closes = kind in ("won", "lost")
-    return [
-        DealDelivery(
-            event.id,
-            DealEvent(
-                deal_id=data.deal_id,
-                kind=kind,
-                occurred_at=event.time,
-                delivery_id=data.delivery_id,
-                fields_set=None if data.fields_set is None else tuple(sorted(set(data.fields_set))),
-                lead_id=data.lead_id,
-                source=data.attribution.source,
-                campaign=data.attribution.campaign or "",
-                amount_cents=data.amount_cents,
-                stage=data.stage,
-                expected_close_date=data.expected_close_date,
-                # Only the won and lost payloads (DealWonData, DealLostData) carry these.
-                closed_on=getattr(data, "closed_on", None) if closes else None,
-                lost_reason=getattr(data, "reason", None) if kind == "lost" else None,
-            ),
-        )
-    ]
+    _check_currency(event.data.currency, reporting_currency)
+    return [DealDelivery(event.id, deal_event(event))]
 
 
 AccountEnvelope = AccountActivated | AccountArrChanged | AccountChurned

@@ -21,6 +21,8 @@ STAGES = ("captured", "spam", "qualified", "disqualified", "accepted", "rejected
 """What happens to a lead, a handoff or a deal, and never un-happens."""
 DEAL_OUTCOMES = ("won", "lost")
 """Deal closes: a reopened deal is no longer won or lost."""
+DEAL_STAGES = ("opened", "won", "lost")
+"""Stages with a value: Σ the last known amount of the deals in them."""
 COHORT_STAGES = ("captured", "qualified", "accepted", "opened", "won")
 """The main path: of the leads captured in a period, how many reached each stage."""
 
@@ -181,6 +183,60 @@ class Sla:
     @property
     def breaches(self) -> int:
         return sum(self.breaches_by_policy.values())
+
+
+@dataclass(frozen=True)
+class Attainment:
+    """The SLA attainment of one slice (a source and campaign): deadlines past, met."""
+
+    deadlines: int = 0
+    met: int = 0
+
+    def plus(self, other: Attainment) -> Attainment:
+        return Attainment(self.deadlines + other.deadlines, self.met + other.met)
+
+    @property
+    def ratio(self) -> float | None:
+        return ratio(self.met, self.deadlines)
+
+
+def attainment_by_source(rows: Iterable[Mapping[str, Any]]) -> dict[SourceKey, Attainment]:
+    """SLA attainment per (source, campaign) from the store's (deadlines, met) rows."""
+    found: dict[SourceKey, Attainment] = {}
+    for row in rows:
+        key = (row["source"], row["campaign"])
+        found[key] = found.get(key, Attainment()).plus(Attainment(row["deadlines"], row["met"]))
+    return found
+
+
+def bounded_attainment(
+    by_source: Mapping[SourceKey, Attainment], allowed: Iterable[str]
+) -> dict[str, Attainment]:
+    """Attainment by source label for Prometheus, as :func:`bounded_sources` folds counts."""
+    allowed_set = set(allowed)
+    result: dict[str, Attainment] = {}
+    for (source, _campaign), attainment in by_source.items():
+        label = source if source in allowed_set else "other"
+        result[label] = result.get(label, Attainment()).plus(attainment)
+    return result
+
+
+def median(counts: Iterable[tuple[int, int]]) -> float | None:
+    """The median of values given as (value, how many times); the mean of the two middle
+    values when there is an even number of them; None for none."""
+    ordered = sorted(counts)
+    total = sum(times for _, times in ordered)
+    if total == 0:
+        return None
+    low, high = (total - 1) // 2, total // 2  # the middle positions, counting from 0
+    found: list[int] = []
+    seen = 0
+    for value, times in ordered:
+        for position in (low, high):
+            if seen <= position < seen + times:
+                found.append(value)
+        seen += times
+    return (found[0] + found[1]) / 2
 
 
 @dataclass(frozen=True)
@@ -383,22 +439,36 @@ class WindowFigures:
     total: StageCounts
     sla: Sla
     accept_seconds: Histogram
+    attainment_by_source: dict[SourceKey, Attainment]
+    """The SLA attainment of each source and campaign; they add up to ``sla``'s."""
 
 
 def window_figures(
     *,
     stage_rows: Iterable[Mapping[str, Any]],
     cohort_rows: Iterable[Mapping[str, Any]],
-    sla: Sla,
+    sla_rows: Iterable[Mapping[str, Any]],
+    breaches_by_policy: dict[str, int],
+    escalations: int,
     accept_rows: Iterable[Mapping[str, Any]],
     accept_seconds_buckets: Iterable[float],
 ) -> WindowFigures:
     by_source = stage_counts(stage_rows, cohort_rows)
+    attainment = attainment_by_source(sla_rows)
+    overall = Attainment()
+    for slice_ in attainment.values():
+        overall = overall.plus(slice_)
     return WindowFigures(
         by_source=by_source,
         total=total(by_source),
-        sla=sla,
+        sla=Sla(
+            deadlines=overall.deadlines,
+            met=overall.met,
+            breaches_by_policy=breaches_by_policy,
+            escalations=escalations,
+        ),
         accept_seconds=histogram(accept_rows, accept_seconds_buckets),
+        attainment_by_source=attainment,
     )
 
 

@@ -14,6 +14,7 @@ import asyncpg
 
 from funnel_common.access import ACCESS_HANDLERS
 from funnel_common.consumer import Handler
+from funnel_common.deals import DealEvent, fold_deal
 from funnel_common.events import (
     ACCESS_TOPIC,
     ACCOUNTS_TOPIC,
@@ -25,7 +26,6 @@ from funnel_common.events import (
 )
 from funnel_common.service import ConsumerSpec
 from metrics import facts, store
-from metrics.state import DealEvent, fold_deal
 
 
 async def record(
@@ -43,7 +43,9 @@ async def record(
     writers = {
         facts.LeadStage: store.record_lead_stages,
         facts.Decision: store.record_decisions,
+        facts.RejectionNote: store.record_rejection_notes,
         facts.Deadline: store.record_deadlines,
+        facts.HandoffLead: store.record_handoff_leads,
         facts.Breach: store.record_breaches,
         facts.Escalation: store.record_escalations,
         facts.AccountDelivery: store.record_account_events,

@@ -15,8 +15,9 @@
 3. Switch, in ONE transaction: lock the live inbox (the live consumer waits, readers
    go on), catch up with whatever arrived meanwhile, carry unpublished outbox rows
    over, check that every event the live projections applied was replayed and compare
-   the figures, then rename ``metrics`` to ``metrics_retired_<time>`` and the fresh
-   schema to ``metrics``. The services keep running: their connections name the
+   the figures, carry the review pack's timers and deliveries over (metrics' own state,
+   not rebuilt from events), then rename ``metrics`` to ``metrics_retired_<time>`` and
+   the fresh schema to ``metrics``. The services keep running: their connections name the
    schema in ``search_path``, so the next statement (or the one waiting on the lock)
    resolves to the rebuilt tables.
 
@@ -40,11 +41,11 @@ from funnel_common.db import create_pool, migrate_dsn
 from funnel_common.events import Envelope, decode_event
 from funnel_common.inbox import record_inbox
 from funnel_common.kafka import partitions_of
+from funnel_common.periods import exported_periods
 from funnel_common.types import utc_now
-from metrics import facts, report, store
+from metrics import facts, report, review_store, store
 from metrics.batches import Prepared, Tally, apply_prepared, prepare
 from metrics.handlers import TOPICS, record
-from metrics.periods import exported_periods
 from metrics.runtime import MIGRATIONS, SCHEMA
 from metrics.settings import MetricsSettings
 
@@ -339,6 +340,10 @@ async def _switch(
     result.differences = _differences(current, rebuilt)
     if result.missing or (result.differences and not accept_differences) or not switch:
         return
+    # The review pack's timers and deliveries are metrics' own state, not a projection
+    # of events: they come along as they are.
+    await review_store.lock_own_tables(connection, SCHEMA)
+    await review_store.carry_over(connection, live=SCHEMA)
     result.retired_schema = f"{SCHEMA}_retired_{stamp}"
     await store.rename_schema(connection, SCHEMA, result.retired_schema)
     await store.rename_schema(connection, result.rebuilt_schema, SCHEMA)

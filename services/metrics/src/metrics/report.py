@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from metrics import documents, figures, store
-from metrics.periods import Period
+from funnel_common.periods import Period
+from metrics import campaigns, documents, figures, store
 from metrics.settings import MetricsSettings
 
 
@@ -98,19 +98,15 @@ def _window(
     def rows(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return found if period is None else [row for row in found if row["period"] == period]
 
-    sla = rows(facts["sla"])
     breaches: dict[str, int] = {}
     for row in rows(facts["breaches"]):
         breaches[row["policy"]] = breaches.get(row["policy"], 0) + row["breaches"]
     return figures.window_figures(
         stage_rows=rows(facts["stages"]),
         cohort_rows=cohort if period is None else rows(cohort),
-        sla=figures.Sla(
-            deadlines=sum(row["deadlines"] for row in sla),
-            met=sum(row["met"] for row in sla),
-            breaches_by_policy=dict(sorted(breaches.items())),
-            escalations=sum(row["escalations"] for row in rows(facts["escalations"])),
-        ),
+        sla_rows=rows(facts["sla"]),
+        breaches_by_policy=dict(sorted(breaches.items())),
+        escalations=sum(row["escalations"] for row in rows(facts["escalations"])),
         accept_rows=rows(facts["accept_seconds"]),
         accept_seconds_buckets=buckets,
     )
@@ -206,6 +202,16 @@ def plan_document(
         currency=settings.common.reporting_currency,
         **period.plan.as_json(),
     )
+
+
+async def read_campaigns(
+    connection: asyncpg.Connection, period: Period, settings: MetricsSettings, *, now: datetime
+) -> tuple[figures.PeriodFigures, list[campaigns.CampaignRow]]:
+    """The quarter's figures and each campaign's slice of them (``campaigns.py``)."""
+    _, (found,) = await read_figures(connection, [period], settings, now=now)
+    start, end = period.bounds(settings.common.reporting_timezone)
+    accepted = await store.accept_seconds_by_source(connection, start, end)
+    return found, campaigns.rows(found.window, accepted)
 
 
 async def read_snapshot(

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from funnel_common.delivery import SmtpServer
 from funnel_common.settings import CommonSettings
 from funnel_common.types import Label
 
@@ -21,6 +33,8 @@ DEFAULT_STAGE_PROBABILITIES = {
     "commit": 90,
 }
 ACCEPT_SECONDS_BUCKETS = [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class MetricsSettings(BaseSettings):
@@ -60,6 +74,72 @@ class MetricsSettings(BaseSettings):
         default_factory=lambda: [float(b) for b in ACCEPT_SECONDS_BUCKETS],
         description="buckets of the time-to-accept histogram (JSON)",
     )
+
+    # The Monday review pack (docs/marketing.md): when, and where it goes.
+    review_day: Weekday = Field(
+        default="mon", description="the weekday the review pack is sent, in the reporting zone"
+    )
+    review_time: time = Field(
+        default=time(8, 0), description="the time of day it is sent (HH:MM, reporting zone)"
+    )
+    review_email_to: list[EmailStr] = Field(
+        default_factory=list,
+        description="who gets the review pack by email (JSON list); empty: no email",
+    )
+    review_slack_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="a Slack incoming-webhook URL (it names the channel) for the review "
+        "pack; unset: no Slack message",
+    )
+    review_late_after_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=10_080,
+        description="a pack sent later than this after its time says it is late",
+    )
+    review_scan_interval_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="how often the worker looks for a pack due"
+    )
+    review_max_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=100,
+        description="delivery attempts before a pack's email or Slack message is parked for good",
+    )
+    review_retry_seconds: float = Field(
+        default=5.0, gt=0, description="first retry delay of a failed delivery (doubles, jitter)"
+    )
+    review_retry_max_seconds: float = Field(
+        default=600.0, gt=0, description="the delivery retry delay's cap"
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8003",
+        pattern=r"^https?://[^\s]+$",
+        description="where people reach metrics: the review pack links to "
+        "`<public url>/review?week=YYYY-Www`",
+    )
+    # Email is off until a server is named, as in handoff (the same settings, its prefix).
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for the review pack's email; unset: no email"
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="`starttls` (port 587), `tls` (implicit TLS, port 465) or `none` "
+        "(a local relay only)",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login, if any")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password, if any")
+    smtp_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="per-message SMTP timeout"
+    )
+    email_from: str = Field(
+        default="Shared Funnel <funnel@localhost>",
+        min_length=3,
+        max_length=200,
+        description="the From of the review pack's email",
+    )
+
     common: CommonSettings = Field(default_factory=CommonSettings)
     _sources: list[str] = PrivateAttr(default_factory=list)
 
@@ -69,6 +149,25 @@ class MetricsSettings(BaseSettings):
         # the service at start-up rather than at its first scrape.
         self._sources = load_sources(self.sources_file)
         return self
+
+    @property
+    def smtp(self) -> SmtpServer | None:
+        """Where the review pack's email is submitted; None: email is not configured."""
+        if self.smtp_host is None:
+            return None
+        return SmtpServer(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            tls=self.smtp_tls,
+            username=self.smtp_username,
+            password=self.smtp_password,
+            timeout_seconds=self.smtp_timeout_seconds,
+        )
+
+    @property
+    def review_weekday(self) -> int:
+        """``review_day`` as an ISO weekday (1 = Monday)."""
+        return WEEKDAYS.index(self.review_day) + 1
 
     @property
     def sources(self) -> list[str]:

@@ -27,6 +27,7 @@ from uuid import UUID
 
 import asyncpg
 
+from funnel_common.deals import Deal, DealEvent
 from metrics.facts import (
     AccountDelivery,
     Breach,
@@ -34,10 +35,12 @@ from metrics.facts import (
     DealDelivery,
     Decision,
     Escalation,
+    HandoffLead,
     LeadStage,
+    RejectionNote,
     Target,
 )
-from metrics.state import ACCOUNT_LIFECYCLE, Deal, DealEvent
+from metrics.state import ACCOUNT_LIFECYCLE
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,17 @@ _DECISIONS_ROWS = _Source(
      ("event_id", "uuid")),
 )  # fmt: skip
 _DEADLINES_ROWS = _Source(
-    "deadlines", (("handoff_id", "uuid"), ("due_at", "timestamptz"), ("assigned_at", "timestamptz"))
+    "deadlines",
+    (("handoff_id", "uuid"), ("due_at", "timestamptz"), ("assigned_at", "timestamptz"),
+     ("team", "text")),
+)  # fmt: skip
+_HANDOFF_LEADS_ROWS = _Source(
+    "handoff_leads",
+    (("handoff_id", "uuid"), ("lead_id", "uuid"), ("source", "text"), ("campaign", "text")),
+)
+_NOTES_ROWS = _Source(
+    "rejection_notes",
+    (("handoff_id", "uuid"), ("event_id", "uuid"), ("lead_id", "uuid"), ("note", "text")),
 )
 _BREACHES_ROWS = _Source(
     "breaches", (("handoff_id", "uuid"), ("due_at", "timestamptz"), ("policy", "text"))
@@ -140,7 +153,9 @@ _TARGETS_ROWS = _Source(
 _SOURCES = (
     _LEAD_STAGES_ROWS,
     _DECISIONS_ROWS,
+    _NOTES_ROWS,
     _DEADLINES_ROWS,
+    _HANDOFF_LEADS_ROWS,
     _BREACHES_ROWS,
     _ESCALATIONS_ROWS,
     _DEAL_EVENTS_ROWS,
@@ -230,18 +245,49 @@ async def record_decisions(
 async def record_deadlines(
     connection: asyncpg.Connection, deadlines: Sequence[Deadline], *, bulk: bool = False
 ) -> None:
-    """The first response deadline: the one set by the earliest assignment."""
+    """The first response deadline: the one set by the earliest assignment (and the
+    team it was set in)."""
     await _upsert(
         connection,
         _DEADLINES_ROWS,
-        """INSERT INTO handoff_deadlines (handoff_id, due_at, assigned_at)
+        """INSERT INTO handoff_deadlines (handoff_id, due_at, assigned_at, team)
            SELECT DISTINCT ON (handoff_id) * FROM {rows}
-           ORDER BY handoff_id, assigned_at, due_at
+           ORDER BY handoff_id, assigned_at, due_at, team
            ON CONFLICT (handoff_id) DO UPDATE
-           SET due_at = excluded.due_at, assigned_at = excluded.assigned_at
-           WHERE (excluded.assigned_at, excluded.due_at)
-                 < (handoff_deadlines.assigned_at, handoff_deadlines.due_at)""",
-        [(fact.handoff_id, fact.due_at, fact.assigned_at) for fact in deadlines],
+           SET due_at = excluded.due_at, assigned_at = excluded.assigned_at,
+               team = excluded.team
+           WHERE (excluded.assigned_at, excluded.due_at, excluded.team)
+                 < (handoff_deadlines.assigned_at, handoff_deadlines.due_at,
+                    handoff_deadlines.team)""",
+        [(fact.handoff_id, fact.due_at, fact.assigned_at, fact.team) for fact in deadlines],
+        bulk=bulk,
+    )
+
+
+async def record_handoff_leads(
+    connection: asyncpg.Connection, leads: Sequence[HandoffLead], *, bulk: bool = False
+) -> None:
+    """Each handoff's lead and attribution (every assignment carries the same)."""
+    await _upsert(
+        connection,
+        _HANDOFF_LEADS_ROWS,
+        """INSERT INTO handoff_leads (handoff_id, lead_id, source, campaign)
+           SELECT DISTINCT ON (handoff_id) * FROM {rows} ORDER BY handoff_id
+           ON CONFLICT DO NOTHING""",
+        [(fact.handoff_id, fact.lead_id, fact.source, fact.campaign) for fact in leads],
+        bulk=bulk,
+    )
+
+
+async def record_rejection_notes(
+    connection: asyncpg.Connection, notes: Sequence[RejectionNote], *, bulk: bool = False
+) -> None:
+    await _upsert(
+        connection,
+        _NOTES_ROWS,
+        """INSERT INTO rejection_notes (handoff_id, event_id, lead_id, note)
+           SELECT * FROM {rows} ON CONFLICT DO NOTHING""",
+        [(fact.handoff_id, fact.event_id, fact.lead_id, fact.note) for fact in notes],
         bulk=bulk,
     )
 
@@ -501,15 +547,17 @@ _COHORT = """
 
 # SLA attainment (ARCHITECTURE.md): of the handoffs whose first response deadline fell
 # in the window and is past ($1 is now), how many were decided (accepted or rejected)
-# by it.
+# by it; by the lead's source and campaign ('' while its assignment is unknown).
 _SLA = f"""
     SELECT coalesce(json_agg(fact), '[]') FROM (
-        SELECT {_ROW_PERIOD} AS period, count(*) AS deadlines,
+        SELECT {_ROW_PERIOD} AS period, coalesce(lead.source, '') AS source,
+               coalesce(lead.campaign, '') AS campaign, count(*) AS deadlines,
                count(*) FILTER (WHERE decision.occurred_at <= due_at) AS met
         FROM handoff_deadlines LEFT JOIN handoff_decisions AS decision USING (handoff_id)
+        LEFT JOIN handoff_leads AS lead USING (handoff_id)
         LEFT JOIN p ON due_at >= p.start_at AND due_at < p.end_at
         WHERE due_at <= $1
-        GROUP BY 1) AS fact"""
+        GROUP BY 1, 2, 3) AS fact"""
 # Breaches and escalations, beside it.
 _BREACHES = f"""
     SELECT coalesce(json_agg(fact), '[]') FROM (
@@ -597,7 +645,8 @@ async def figure_facts(
     """Every fact the funnel figures need, in one statement.
 
     Rows of ``stages`` (stage, source, campaign, count, value_cents, reason: lead
-    stages, decisions and deals), ``sla`` (deadlines past by ``now``, met),
+    stages, decisions and deals), ``sla`` (source, campaign, deadlines past by ``now``,
+    met),
     ``breaches`` (policy, breaches), ``escalations`` and ``accept_seconds`` (bucket
     of ``accept_seconds_bounds``, handoffs, seconds) carry the ``period`` they fall in
     ("" for none of ``periods``): all time is every row. ``cohort`` (period, source,
@@ -622,6 +671,24 @@ async def figure_facts(
         )
     )
     return facts
+
+
+async def accept_seconds_by_source(
+    connection: asyncpg.Connection, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Of the handoffs accepted in [start, end), how many took how many business seconds,
+    by source and campaign: what a median per campaign needs (the histogram's buckets
+    cannot give one)."""
+    rows = await connection.fetch(
+        """SELECT source, campaign, business_seconds_to_decision AS seconds,
+                  count(*) AS handoffs
+           FROM handoff_decisions
+           WHERE outcome = 'accepted' AND occurred_at >= $1 AND occurred_at < $2
+           GROUP BY 1, 2, 3""",
+        start,
+        end,
+    )
+    return [dict(row) for row in rows]
 
 
 # --- replay: rebuilding the projections into a fresh schema ---------------------------

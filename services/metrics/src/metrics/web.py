@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from metrics import api, exposition, runtime
+from metrics import api, campaigns_api, exposition, review_pages, runtime
 from metrics.settings import MetricsSettings
 
 
@@ -28,6 +28,10 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         settings=settings.common,
         metrics=metrics,
         lifespan=lifespan,
-        routers=[api.router(settings)],
+        routers=[
+            api.router(settings),
+            campaigns_api.router(settings),
+            *review_pages.routers(settings),
+        ],
         extra_metrics=exposition.renderer(settings),
     )

@@ -1,0 +1,104 @@
+"""Sending to people and systems outside the platform: email over SMTP, JSON over HTTP.
+
+The transport only, shared by handoff's notifier (rep and manager notifications) and
+metrics' review pack: each service keeps its own durable queue of what to send and its
+own retries, and hands each attempt to :func:`send_email` or :func:`post_json`, which
+say how it went as an :class:`Outcome`:
+
+- delivered (``error`` None);
+- a failure that may pass (a timeout, a refused connection, HTTP 408/425/429/5xx, an
+  SMTP 4xx): worth another try later;
+- a refusal that will not pass (an HTTP 4xx or a redirect, an address the mail server
+  bounces with 5xx): ``park``, never retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Literal
+
+import aiosmtplib
+import httpx
+from pydantic import SecretStr
+
+# Worth another try: the receiver may be busy, restarting or rate limiting.
+_TRANSIENT_HTTP = frozenset({408, 425, 429})
+
+SmtpTls = Literal["starttls", "tls", "none"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one delivery went: ``error`` None is delivered; ``park`` means never again."""
+
+    error: str | None = None
+    park: bool = False
+
+
+DELIVERED = Outcome()
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where email is submitted, as a service's ``*_SMTP_*`` settings name it."""
+
+    host: str
+    port: int = 587
+    tls: SmtpTls = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_seconds: float = 10.0
+
+
+def http_outcome(status: int) -> Outcome:
+    """A receiver's HTTP answer, classified."""
+    if 200 <= status < 300:
+        return DELIVERED
+    error = f"HTTP {status}"
+    return Outcome(error, park=status < 500 and status not in _TRANSIENT_HTTP)
+
+
+def smtp_outcome(error: aiosmtplib.SMTPException) -> Outcome:
+    """A mail server's refusal, classified: 5xx is permanent (a bounce), 4xx may pass."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refused.code for refused in error.recipients]
+        return Outcome(f"SMTP {min(codes)} recipient refused", park=min(codes) >= 500)
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return Outcome(f"SMTP {error.code}", park=error.code >= 500)
+    return Outcome(type(error).__name__)
+
+
+async def send_email(message: EmailMessage, server: SmtpServer) -> Outcome:
+    """Submit ``message`` (its From and To headers say who) to ``server``."""
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password.get_secret_value() if server.password else None,
+            use_tls=server.tls == "tls",
+            start_tls=server.tls == "starttls",
+            timeout=server.timeout_seconds,
+        )
+    except aiosmtplib.SMTPException as error:
+        return smtp_outcome(error)
+    except OSError as error:
+        return Outcome(type(error).__name__)
+    return DELIVERED
+
+
+async def post_json(
+    client: httpx.AsyncClient, url: str, content: bytes, headers: Mapping[str, str]
+) -> Outcome:
+    """POST ``content`` (JSON, already encoded) to ``url``; a redirect is not followed
+    (the client is made with ``follow_redirects=False``) and counts as a refusal."""
+    try:
+        answer = await client.post(
+            url, content=content, headers={"content-type": "application/json", **headers}
+        )
+    except httpx.HTTPError as error:
+        return Outcome(type(error).__name__)
+    return http_outcome(answer.status_code)
