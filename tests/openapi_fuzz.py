@@ -3,6 +3,7 @@ never a 5xx. Shared by handoff's and metrics' fuzz tests."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -18,6 +19,13 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.core.parameters import ParameterLocation
 
 EXAMPLES_PER_OPERATION = 30
+
+
+def conformance_seeds(*fixed: int) -> tuple[int, ...]:
+    """The seeds of a conformance run: ``FUNNEL_FUZZ_SEED`` when set (to look with seeds
+    CI does not use, as lead-intake's contract test does), else ``fixed``."""
+    chosen = os.environ.get("FUNNEL_FUZZ_SEED")
+    return (int(chosen),) if chosen else fixed
 
 
 def all_checks(*, leaving_out: Sequence[str] = ()) -> list[Any]:

@@ -54,4 +54,4 @@ USER 10001:10001
 EXPOSE 8002 8012
 # Migrations run at start-up of either process (advisory-locked); Kubernetes also runs
 # `funnel migrate handoff` in an init container first (deploy/k8s/base/handoff.yaml).
-CMD ["uvicorn", "--factory", "handoff.web:create_app", "--host", "0.0.0.0", "--port", "8002", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "--factory", "handoff.web:create_app", "--host", "0.0.0.0", "--port", "8002", "--no-access-log", "--loop", "uvloop", "--http", "funnel_common.server:BoundedHttpToolsProtocol", "--no-proxy-headers", "--timeout-graceful-shutdown", "20"]

@@ -58,4 +58,4 @@ USER 10001:10001
 EXPOSE 8001 8011
 # Migrations run at start-up of either process (advisory-locked); Kubernetes also runs
 # `funnel migrate lead-intake` in an init container first (deploy/k8s/base/lead-intake.yaml).
-CMD ["uvicorn", "--factory", "lead_intake.web:create_app", "--host", "0.0.0.0", "--port", "8001", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "--factory", "lead_intake.web:create_app", "--host", "0.0.0.0", "--port", "8001", "--no-access-log", "--loop", "uvloop", "--http", "funnel_common.server:BoundedHttpToolsProtocol", "--no-proxy-headers", "--timeout-graceful-shutdown", "20"]

@@ -57,4 +57,4 @@ USER 10001:10001
 EXPOSE 8003 8013
 # Migrations run at start-up of either process (advisory-locked); Kubernetes also runs
 # `funnel migrate metrics` in an init container first (deploy/k8s/base/metrics.yaml).
-CMD ["uvicorn", "--factory", "metrics.web:create_app", "--host", "0.0.0.0", "--port", "8003", "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "--factory", "metrics.web:create_app", "--host", "0.0.0.0", "--port", "8003", "--no-access-log", "--loop", "uvloop", "--http", "funnel_common.server:BoundedHttpToolsProtocol", "--no-proxy-headers", "--timeout-graceful-shutdown", "20"]

@@ -253,6 +253,18 @@ def _default_environment(environment: dict[str, str]) -> dict[str, str]:
     return {name: _default(str(value)) for name, value in environment.items()}
 
 
+def test_no_client_of_compose_can_choose_its_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No proxy stands in front of compose's published ports: a trusted compose network
+    # would believe X-Forwarded-For from every client outside Docker (the bridge gateway).
+    for name in SERVICES:
+        environment = compose()["services"][name]["environment"]
+        assert "FUNNEL_TRUSTED_PROXIES" in environment, name
+        monkeypatch.setenv(
+            "FUNNEL_TRUSTED_PROXIES", _default(environment["FUNNEL_TRUSTED_PROXIES"])
+        )
+        assert CommonSettings().trusted_proxies == [], name
+
+
 def test_the_topics_replay_reads_keep_their_records() -> None:
     script = compose()["services"]["kafka-topics"]["command"][0]
 

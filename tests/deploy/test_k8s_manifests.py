@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections import Counter
 from functools import cache
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +348,24 @@ def test_production_ships_no_secret_and_dev_only_placeholders() -> None:
             if key == "uri":  # postgresql://<role>:<password>@host/db
                 text = text.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
             assert text.startswith(PLACEHOLDER_SECRET_PREFIX), (name, key)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ingress_controller_is_the_trusted_proxy(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without it every visitor arrives as the ingress pod, and one rate limit covers all.
+    (config,) = of_kind(render(overlay), "ConfigMap").values()
+    raw = config["data"].get("FUNNEL_TRUSTED_PROXIES")
+    assert raw, "FUNNEL_TRUSTED_PROXIES is not set: visitors are limited per ingress pod"
+
+    monkeypatch.setenv("FUNNEL_TRUSTED_PROXIES", raw)
+    trusted = CommonSettings().trusted_proxies  # read as a service reads it
+    networks = [ip_network(entry) for entry in trusted]
+    # A pod network the ingress controller's pods are in (kind's and Calico's defaults).
+    for pod in ("10.244.1.7", "192.168.3.9"):
+        assert any(ip_address(pod) in network for network in networks), pod
+    assert not any(network.is_global for network in networks), "a public address trusted"
 
 
 def test_every_setting_named_in_the_manifests_exists_in_the_services() -> None:

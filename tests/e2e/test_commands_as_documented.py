@@ -90,6 +90,8 @@ def test_the_platform_tells_the_other_commands_where_it_runs(
     assert state["env"]["FUNNEL_HANDOFF_DATABASE_URL"] == (
         f"postgresql://handoff@127.0.0.1:{platform.ports['postgres']}/funnel"
     )
+    # handoff's email and Slack links point at the handoff this platform serves.
+    assert state["env"]["FUNNEL_HANDOFF_PUBLIC_URL"] == platform.url("handoff", "")
 
 
 def test_help_then_a_token_for_this_platform_that_its_handoff_accepts(

@@ -15,10 +15,12 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import httpx
@@ -47,6 +49,7 @@ from tests.integration.access import (
     routes_of,
     unissued_token,
 )
+from tests.integration.handoff.test_handoff_auth import MATRIX as HANDOFF_BEARER
 from tests.integration.intake.conftest import (
     BILLING_SECRET,
     CRM_SECRET,
@@ -104,6 +107,8 @@ REVIEW_PAGES: dict[Route, dict[str, int | str]] = {
     ("POST", "/review/sign-in"): dict.fromkeys((*REFUSED, *ROLES), 403),
     ("POST", "/review/sign-out"): dict.fromkeys((*REFUSED, *ROLES), "sign-in"),
 }
+# Path parameters that pass validation (any other is a fresh UUID).
+PATH_VALUES = {"{period}": "2026-Q4", "{rep_id}": "ada", "{team_id}": "emea", "{name}": "x"}
 VENDOR_SECRET = "a-vendor-secret-for-the-access-matrix-0123"
 ORGANIZATION = "00D000000000062"
 
@@ -339,6 +344,32 @@ async def test_metrics_access_matrix(database_url: str, topics: CommonSettings) 
             if seen != wanted:
                 mismatches.append((route, seen))
 
+    assert mismatches == []
+
+
+async def test_an_anonymous_malformed_body_is_401_on_every_protected_route(
+    platform: Platform, topics: CommonSettings
+) -> None:
+    # The token is checked before the body is read (TokenFirstRoute): without one, a body
+    # is neither parsed nor validated, and its errors say nothing to an outsider.
+    routes = [(platform.metrics, route) for route in METRICS_BEARER] + [
+        (platform.handoff, route) for route in HANDOFF_BEARER
+    ]
+    callers = {"nobody": {}, "forged": bearer(forged_token(topics.auth_secret))}
+    malformed = {"content-type": "application/json"}
+    mismatches = []
+
+    for client, (method, template) in routes:
+        path = re.sub(r"\{\w+\}", lambda found: PATH_VALUES.get(found[0], str(uuid4())), template)
+        for caller, headers in callers.items():
+            answer = await client.request(
+                method, path, content=b'{"amount_cents": 1', headers=headers | malformed
+            )
+            kind = answer.headers["content-type"]
+            if (answer.status_code, kind) != (401, "application/problem+json"):
+                mismatches.append((method, template, caller, answer.status_code, kind))
+
+    assert len(routes) > len(METRICS_BEARER)
     assert mismatches == []
 
 

@@ -4,8 +4,10 @@ for work done, none for an idle poll; OpenTelemetry's messaging attributes."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from funnel_common.settings import CommonSettings
-from funnel_common.telemetry import configure_tracing
+from funnel_common.telemetry import JsonFormatter, configure_tracing
 from funnel_common.types import utc_now
 from tests.helpers import eventually
 from tests.integration.handoff.support import handoff_settings, running_handoffs
@@ -73,6 +75,58 @@ async def test_one_trace_id_from_the_post_to_both_consumers(
         "INSERT" in s.name or "INSERT" in str((s.attributes or {}).get("db.statement", ""))
         for s in queries
     ), [s.name for s in queries]
+
+
+class _JsonLines(logging.Handler):
+    """The platform's JSON log lines, formatted as they are written (in the operation)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.setFormatter(JsonFormatter("tests"))
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+
+@pytest.fixture
+def json_lines() -> Iterator[_JsonLines]:
+    handler = _JsonLines()
+    loggers = [logging.getLogger(name) for name in ("lead_intake", "metrics", "handoff")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    yield handler
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def test_a_leads_trace_id_is_in_a_web_line_and_a_worker_line(
+    spans: InMemorySpanExporter, platform: Platform, json_lines: _JsonLines
+) -> None:
+    # What docs/operations.md promises: `grep <trace_id> .funnel/logs/*.log` follows a
+    # lead from the form post (lead-intake's web process) to the funnel count (metrics'
+    # worker), on the normal path, where nothing warns.
+    answer = await platform.intake.post(
+        "/v1/leads", json={"email": "grace@example.com", "source": "webinar"}
+    )
+    assert answer.status_code == 202
+    [posted] = [line for line in json_lines.lines if line["message"] == "lead captured"]
+    assert posted["logger"] == "lead_intake.api"
+    trace_id = posted["trace_id"]
+
+    async def counted() -> list[dict[str, Any]]:
+        return [
+            line
+            for line in json_lines.lines
+            if line["logger"] == "metrics.handlers" and line.get("trace_id") == trace_id
+        ]
+
+    [recorded] = await eventually(counted, what="metrics' line with the lead's trace_id")
+    assert recorded["event_type"].startswith("funnel.lead.captured")
+    assert "grace" not in json.dumps(json_lines.lines)
 
 
 async def test_message_spans_carry_the_messaging_semantic_conventions(

@@ -24,7 +24,7 @@ from tests.integration.handoff.support import (
     lead_event,
     running_handoffs,
 )
-from tests.openapi_fuzz import all_checks, fuzz_operation
+from tests.openapi_fuzz import all_checks, conformance_seeds, fuzz_operation
 
 
 @pytest.fixture
@@ -76,7 +76,8 @@ def test_no_input_makes_handoff_answer_5xx(served: tuple[str, str, list[UUID]]) 
 # a 2xx for all schema-valid input, and a few rules are beyond JSON Schema: a span's
 # start before its end, an email domain that can receive mail, a rep that exists, a
 # window that fits its calendar. Those answer a documented 422 problem naming the field.
-CONFORMANCE_SEEDS = (20_261_205,)  # 7_919 passed too, run by hand
+# FUNNEL_FUZZ_SEED=<n> runs another one.
+CONFORMANCE_SEEDS = conformance_seeds(20_261_205)  # 7_919 passed too, run by hand
 BEYOND_JSON_SCHEMA = ("positive_data_acceptance",)
 
 

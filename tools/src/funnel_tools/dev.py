@@ -57,12 +57,15 @@ _POSTGRES_CHECK_SECONDS = 2.0
 
 # How uvicorn runs every service, here as in the images and manifests under deploy/ (a
 # test keeps them the same): no access log (a JSON line per request), and uvloop with
-# httptools, which halve the HTTP stack's CPU per request against asyncio and h11; and no
-# proxy headers: uvicorn would otherwise take X-Forwarded-For from any client on
-# 127.0.0.1 as its address. The services decide the client address themselves, trusting
-# only FUNNEL_TRUSTED_PROXIES (funnel_common.service.build_web_app).
+# httptools, which halve the HTTP stack's CPU per request against asyncio and h11, through
+# our subclass of its protocol that bounds a request head in size (431) and in time
+# (funnel_common.server); and no proxy headers: uvicorn would otherwise take
+# X-Forwarded-For from any client on 127.0.0.1 as its address. The services decide the
+# client address themselves, trusting only FUNNEL_TRUSTED_PROXIES
+# (funnel_common.service.build_web_app).
+HTTP_PROTOCOL = "funnel_common.server:BoundedHttpToolsProtocol"
 SERVER_OPTIONS = (
-    "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers",
+    "--no-access-log", "--loop", "uvloop", "--http", HTTP_PROTOCOL, "--no-proxy-headers",
 )  # fmt: skip
 
 
@@ -346,6 +349,10 @@ def _service_env(server_dsn: str, bootstrap: str, settings: DevSettings) -> dict
         "FUNNEL_INTAKE_URL": urls["lead-intake"],
         "FUNNEL_SEED_HANDOFF_URL": urls["handoff"],
         "FUNNEL_SEED_METRICS_URL": urls["metrics"],
+        # The inbox links in handoff's emails and Slack messages: this handoff, on
+        # whatever port it serves (the setting's default is the default port's), unless
+        # it is set (a tunnel's address, say).
+        "FUNNEL_HANDOFF_PUBLIC_URL": os.environ.get("FUNNEL_HANDOFF_PUBLIC_URL", urls["handoff"]),
     }
 
 

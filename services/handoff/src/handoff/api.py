@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPBearer
 
-from funnel_common.auth import Forbidden, Principal, authenticate
+from funnel_common.auth import Forbidden, Principal, TokenFirstRoute, authenticate
 from funnel_common.http import NotFound, problem_responses
 from funnel_common.service import Transaction, runtime_of
 from funnel_common.types import utc_now
@@ -43,6 +43,7 @@ _bearer_scheme = HTTPBearer(auto_error=False, description="A token from `POST /v
 # Every route: a token is needed, input is validated, and the database may be down.
 router = APIRouter(
     prefix="/v1",
+    route_class=TokenFirstRoute,  # no body is read before the token is checked
     dependencies=[Depends(_bearer_scheme)],
     responses=problem_responses(400, 401, 422, 503),
 )

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 
-from funnel_common.auth import Principal, authenticate
+from funnel_common.auth import Principal, TokenFirstRoute, authenticate
 from funnel_common.http import problem_responses
 from funnel_common.service import Transaction, runtime_of
 from funnel_common.settings import CommonSettings
@@ -76,6 +76,7 @@ def router(settings: HandoffSettings) -> APIRouter:
     routes = APIRouter(
         prefix="/v1",
         tags=["feedback"],
+        route_class=TokenFirstRoute,  # no body is read before the token is checked
         dependencies=[Depends(_bearer_scheme)],
         responses=problem_responses(400, 401, 403, 422, 503),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,8 @@ from lead_intake.telemetry import IntakeMetrics
 
 SERVICE = intake.SERVICE
 LEADS_PATH = "/v1/leads"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,12 @@ def router(context: IntakeContext) -> APIRouter:
         )
         if isinstance(outcome, Accepted) and outcome.lead_status is not None:
             context.metrics.submissions.labels(submission.form_id, outcome.lead_status).inc()
+            # One line per lead, ids only: its trace_id is where `grep` starts following it
+            # through the workers' lines (docs/operations.md, Logs).
+            log.info(
+                "lead captured",
+                extra={"form_id": submission.form_id, "lead_status": outcome.lead_status},
+            )
         return response_of(outcome)
 
     @routes.get(

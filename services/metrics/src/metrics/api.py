@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from funnel_common.auth import Principal, require_role
+from funnel_common.auth import Principal, TokenFirstRoute, require_role
 from funnel_common.events import TargetSet
 from funnel_common.http import DomainError, problem_responses
 from funnel_common.outbox import enqueue
@@ -75,7 +75,8 @@ PeriodPath = Annotated[str, Path(description=_PERIOD_DOC, json_schema_extra={"pa
 
 
 def router(settings: MetricsSettings) -> APIRouter:
-    routes = APIRouter(prefix="/v1", tags=["funnel"])
+    # TokenFirstRoute: no body is read before the token is checked (PUT /v1/targets).
+    routes = APIRouter(prefix="/v1", tags=["funnel"], route_class=TokenFirstRoute)
 
     # The company-wide target is an admin's, not any one team's manager's.
     may_set_targets = require_role("admin")

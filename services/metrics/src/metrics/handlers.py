@@ -8,6 +8,7 @@ within one, never changes the figures.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import asyncpg
@@ -72,6 +73,9 @@ async def record(
         await store.save_deals(connection, folded, bulk=bulk)
 
 
+log = logging.getLogger(__name__)
+
+
 def handlers(reporting_currency: str) -> dict[type[Envelope], Handler]:
     """{event type: handler}: each records what ``facts.table`` says the event tells,
     the token projection every service keeps among them (a replay rebuilds it too)."""
@@ -79,6 +83,9 @@ def handlers(reporting_currency: str) -> dict[type[Envelope], Handler]:
 
     async def handle(connection: asyncpg.Connection, event: Envelope) -> None:
         await record(connection, table[type(event)](event))
+        # One line per event, ids only, carrying its trace_id: `grep <trace_id>` follows a
+        # lead from the form post to the funnel count (docs/operations.md, Logs).
+        log.info("event recorded", extra={"event_type": event.type, "event_id": str(event.id)})
 
     return dict.fromkeys(table, handle)
 
