@@ -30,6 +30,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from funnel_common.events import ALL_TOPICS
+from funnel_common.kafka import TOPIC_CONFIGS
 from funnel_common.settings import PLACEHOLDER_SECRET_PREFIX, CommonSettings
 from funnel_tools.dashboards import DEPLOY
 from handoff.settings import HandoffSettings
@@ -552,6 +553,9 @@ def test_kafka_is_kraft_with_the_platforms_topics(manifests: tuple[Manifest, ...
         # What replay reads is kept for good; a record that expired is an event lost.
         if topic["spec"]["topicName"] in REPLAYED:
             assert topic["spec"]["config"]["retention.ms"] == -1, topic["spec"]["topicName"]
+        # What the services create themselves (funnel_common.kafka), Strimzi creates too.
+        for name, value in TOPIC_CONFIGS.get(topic["spec"]["topicName"], {}).items():
+            assert str(topic["spec"]["config"][name]) == value, (topic["spec"]["topicName"], name)
     (config,) = of_kind(manifests, "ConfigMap").values()
     bootstrap = config["data"]["FUNNEL_KAFKA_BOOTSTRAP_SERVERS"]
     assert bootstrap == f"{kafka['metadata']['name']}-kafka-bootstrap:9092"

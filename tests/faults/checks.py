@@ -32,6 +32,7 @@ from funnel_common.events import (
     TARGETS_TOPIC,
     HandoffAccepted,
     HandoffRejected,
+    HandoffRejectedV2,
     HandoffSlaBreached,
 )
 from funnel_common.settings import CommonSettings
@@ -192,7 +193,7 @@ def assert_applied_exactly_once(
     # Decisions: each 2xx decision is the handoff's state, with exactly one event.
     decided_events: dict[UUID, set[tuple[UUID, str]]] = defaultdict(set)
     for event in handoff_events:
-        if isinstance(event, HandoffAccepted | HandoffRejected):
+        if isinstance(event, HandoffAccepted | HandoffRejected | HandoffRejectedV2):
             outcome = "accepted" if isinstance(event, HandoffAccepted) else "rejected"
             decided_events[event.data.handoff_id].add((event.id, outcome))
     for handoff_id, outcome in decisions.decided.items():

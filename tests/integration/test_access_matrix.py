@@ -53,6 +53,7 @@ from tests.integration.handoff.test_handoff_auth import MATRIX as HANDOFF_BEARER
 from tests.integration.intake.conftest import (
     BILLING_SECRET,
     CRM_SECRET,
+    IMPORT_SECRET,
     intake_settings,
     running_intake,
 )
@@ -90,6 +91,13 @@ METRICS_PUBLIC: frozenset[Route] = PLATFORM_PUBLIC | {
 ROLES: tuple[Role, ...] = ("rep", "manager", "admin", "marketing")
 REFUSED = ("nobody", "expired", "forged", "revoked", "unissued")
 # Bearer-token routes: the roles allowed (any other role is a 403).
+INTAKE_BEARER: dict[Route, tuple[Role, ...]] = {
+    # A person's data: an admin's alone (docs/privacy.md).
+    ("GET", "/v1/privacy/people"): ("admin",),
+    ("GET", "/v1/privacy/people/{lead_id}"): ("admin",),
+    ("DELETE", "/v1/privacy/people"): ("admin",),
+    ("DELETE", "/v1/privacy/people/{lead_id}"): ("admin",),
+}
 METRICS_BEARER: dict[Route, tuple[Role, ...]] = {
     # The company-wide target: an admin's, not any team manager's.
     ("PUT", "/v1/targets/{period}"): ("admin",),
@@ -166,6 +174,12 @@ async def _call(client: httpx.AsyncClient, route: Route, headers: dict[str, str]
         body = {"email": f"matrix.{next(_numbers)}@example.org"}
     elif path == "/v1/targets/{period}":
         path, body = "/v1/targets/2026-Q4", {"amount_cents": 100_000}
+    elif path == "/v1/privacy/people":
+        path = f"{path}?email=matrix.{next(_numbers)}@example.org"
+    elif path == "/v1/privacy/people/{lead_id}":
+        email = f"matrix.{next(_numbers)}@example.org"
+        lead = await client.post("/v1/leads", **_signed({"email": email}, IMPORT_SECRET))
+        path = f"/v1/privacy/people/{lead.json()['lead_id']}"
     answer = await client.request(method, path, json=body, headers=headers)
     return answer.status_code
 
@@ -176,7 +190,9 @@ def test_every_route_of_lead_intake_and_metrics_has_an_entry(
     intake = create_intake(intake_settings(database_url, settings))
     metrics = create_metrics(MetricsSettings(database_url=database_url, common=settings))
 
-    assert routes_of(intake) == INTAKE_PUBLIC | set(INTAKE_SIGNED) | INTAKE_CONNECTORS
+    assert routes_of(intake) == (
+        INTAKE_PUBLIC | set(INTAKE_SIGNED) | INTAKE_CONNECTORS | set(INTAKE_BEARER)
+    )
     assert routes_of(metrics) == METRICS_PUBLIC | set(METRICS_BEARER) | set(REVIEW_PAGES)
 
 
@@ -237,6 +253,15 @@ async def test_lead_intake_access_matrix(database_url: str, topics: CommonSettin
             expected = dict.fromkeys(attempts, 401) | {"valid": 200, "replayed": 401}
             if statuses != expected:
                 mismatches.append((path, statuses))
+
+        for route, allowed in INTAKE_BEARER.items():
+            statuses = {name: await _call(client, route, h) for name, h in credentials.items()}
+            ok = 204 if route[0] == "DELETE" else 200
+            expected = dict.fromkeys(REFUSED, 401) | {
+                role: ok if role in allowed else 403 for role in ROLES
+            }
+            if statuses != expected:
+                mismatches.append((route, statuses))
 
     assert mismatches == []
 

@@ -31,6 +31,7 @@ async def test_migrations_apply_once_and_a_second_run_changes_nothing(
         "common:0002_inbox",
         "common:0003_access_tokens",
         "common:0004_outbox_broker",
+        "common:0005_person_keys",
         "service:0001_things",
         "service:0002_more",
     ]

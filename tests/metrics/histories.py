@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from funnel_common.events import (
     AccountActivated,
@@ -28,12 +29,17 @@ from funnel_common.events import (
     HandoffAssigned,
     HandoffReassigned,
     HandoffRejected,
+    HandoffRejectedV2,
     HandoffSlaBreached,
     LeadCaptured,
+    LeadCapturedV2,
     LeadDisqualified,
     LeadQualified,
+    LeadQualifiedV2,
+    PersonalData,
     TargetSet,
 )
+from funnel_common.personal import Keyring
 from tests.metrics.oracle import DEAL_FIELDS, REASONS
 
 SOURCES = ["web", "webinar", "trade_show"]  # trade_show is not allow-listed: "other"
@@ -206,12 +212,22 @@ def handoff_events(
                 )
             else:
                 decision["reason"] = draw(st.sampled_from(REASONS))
+                # Topics hold both: notes in clear from before sealing (.v1), sealed after.
+                versions: list[type[Envelope]] = [HandoffRejected, HandoffRejectedV2]
+                rejected = draw(st.sampled_from(versions))
                 events.append(
-                    HandoffRejected.new(
-                        source="test", subject=handoff_id, time=decided_at, data=decision
-                    )
+                    rejected.new(source="test", subject=handoff_id, time=decided_at, data=decision)
                 )
     return events
+
+
+_KEYRING = Keyring(SecretStr("the metrics histories' key-encryption key, 32+ bytes"))
+
+
+def _sealed_profile(lead_id: UUID) -> dict[str, Any]:
+    """A profile as a .v2 lead event carries it (metrics never opens the sealed part)."""
+    personal = PersonalData(email="someone@example.com")
+    return {"country": "DE", "personal": _KEYRING.new_key(lead_id).seal_model(personal, "profile")}
 
 
 @st.composite
@@ -226,12 +242,14 @@ def histories(draw: st.DrawFn, now: datetime) -> list[Envelope]:
         lead_ids.append(lead_id)
         attribution = draw(attributions())
         common = {"lead_id": lead_id, "attribution": attribution}
-        profile = {"email": "someone@example.com"}
+        # Topics hold leads published before personal data was sealed (.v1) and after.
+        sealed = draw(st.booleans())
+        profile = _sealed_profile(lead_id) if sealed else {"email": "someone@example.com"}
         captured_at = draw(instants(now))
         spam = ["disposable_domain"] if not draw(st.integers(0, 5)) else []
         for _ in range(draw(st.integers(1, 2))):  # a second capture of one lead counts once
             events.append(
-                LeadCaptured.new(
+                (LeadCapturedV2 if sealed else LeadCaptured).new(
                     source="test", subject=lead_id, time=captured_at,
                     data={**common, "form_id": "f", "profile": profile, "spam_reasons": spam},
                 )
@@ -240,7 +258,7 @@ def histories(draw: st.DrawFn, now: datetime) -> list[Envelope]:
         later = captured_at + timedelta(seconds=draw(st.integers(0, 3600)))
         if draw(st.booleans()) and later < now:
             events.append(
-                LeadQualified.new(
+                (LeadQualifiedV2 if sealed else LeadQualified).new(
                     source="test", subject=lead_id, time=later,
                     data={**common, **rules, "profile": profile},
                 )
@@ -291,11 +309,14 @@ def keyed_order(events: list[Envelope], order: list[int]) -> list[Envelope]:
 
 _PUBLISHED_IN_ORDER = (
     LeadCaptured,
+    LeadCapturedV2,
     LeadQualified,
+    LeadQualifiedV2,
     LeadDisqualified,
     HandoffAssigned,
     HandoffReassigned,
     HandoffSlaBreached,
     HandoffAccepted,
     HandoffRejected,
+    HandoffRejectedV2,
 )

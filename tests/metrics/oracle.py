@@ -29,10 +29,13 @@ from funnel_common.events import (
     HandoffAssigned,
     HandoffReassigned,
     HandoffRejected,
+    HandoffRejectedV2,
     HandoffSlaBreached,
     LeadCaptured,
+    LeadCapturedV2,
     LeadDisqualified,
     LeadQualified,
+    LeadQualifiedV2,
     TargetSet,
 )
 
@@ -193,9 +196,10 @@ class Oracle:
         """(stage, lead) -> the earliest event that put the lead in that stage."""
         found: dict[tuple[str, Any], Any] = {}
         for event in self.events:  # sorted by time: the first one seen is the earliest
-            if isinstance(event, LeadCaptured):
+            # A .v2 lead event is its .v1 with the personal data sealed.
+            if isinstance(event, LeadCaptured | LeadCapturedV2):
                 stage = "spam" if event.data.spam_reasons else "captured"
-            elif isinstance(event, LeadQualified):
+            elif isinstance(event, LeadQualified | LeadQualifiedV2):
                 stage = "qualified"
             elif isinstance(event, LeadDisqualified):
                 stage = "disqualified"
@@ -207,7 +211,7 @@ class Oracle:
     def decisions(self) -> dict[Any, Any]:
         latest: dict[Any, Any] = {}
         for event in self.events:
-            if isinstance(event, HandoffAccepted | HandoffRejected):
+            if isinstance(event, HandoffAccepted | HandoffRejected | HandoffRejectedV2):
                 latest[event.data.handoff_id] = event
         return latest
 

@@ -15,8 +15,15 @@ AUTH = "Vq3kR9xZ2mT7bW4nY8cF1hJ6pL0sD5gA-auth"
 WEBHOOK = "whsec_" + base64.b64encode(b"k7Hq2Zp9Xw4Lm8Nc3Vb6Rt1Yf5Gd0Js2").decode()
 
 
+PERSONAL = "Pk5Rb1Mx9Tq3Wn7Lc2Hz6Jd0Vg4Fy8Se-personal"
+
+
 def production(**secrets: str) -> HandoffSettings:
-    common = CommonSettings(environment="production", auth_secret=SecretStr(secrets["auth"]))
+    common = CommonSettings(
+        environment="production",
+        auth_secret=SecretStr(secrets["auth"]),
+        personal_data_key=SecretStr(PERSONAL),
+    )
     return HandoffSettings(common=common, webhook_secret=SecretStr(secrets["webhook"]))
 
 

@@ -5,12 +5,14 @@ from pydantic import SecretStr, ValidationError
 
 from funnel_common.settings import CommonSettings, require_real_secret, require_real_secrets
 from lead_intake.settings import IntakeSettings
+from metrics.settings import MetricsSettings
 
 REAL = {
     "a": "Vq3kR9xZ2mT7bW4nY8cF1hJ6pL0sD5gA",
     "b": "Hn4Qe8Wm2Tz6Ky0Lp3Xc7Vb1Nf5Rg9Js",
     "c": "Cz2Mv6Bx0Nq4Lw8Kr1Ht5Gy9Fp3Dj7Se",
     "d": "Tw9Ly3Kp7Hx1Gq5Fn0Dm4Cs8Bv2Zr6Aj",
+    "e": "Pk5Rb1Mx9Tq3Wn7Lc2Hz6Jd0Vg4Fy8Se",
 }
 
 
@@ -69,7 +71,11 @@ def test_one_value_for_two_integrations_is_refused_naming_both_not_the_value() -
 
 
 def test_intake_refuses_its_auth_secret_reused_for_a_webhook_in_production() -> None:
-    common = CommonSettings(environment="production", auth_secret=SecretStr(REAL["a"]))
+    common = CommonSettings(
+        environment="production",
+        auth_secret=SecretStr(REAL["a"]),
+        personal_data_key=SecretStr(REAL["e"]),
+    )
     distinct = {
         "crm_webhook_secret": SecretStr(REAL["b"]),
         "billing_webhook_secret": SecretStr(REAL["c"]),
@@ -81,3 +87,19 @@ def test_intake_refuses_its_auth_secret_reused_for_a_webhook_in_production() -> 
         IntakeSettings.model_validate(
             {"common": common, **distinct, "crm_webhook_secret": SecretStr(REAL["a"])}
         )
+
+
+def test_the_personal_data_key_is_required_where_personal_data_is_read() -> None:
+    # lead-intake and handoff read personal data: a placeholder key is refused there in
+    # production; metrics never reads any and is not given the key.
+    common = CommonSettings(environment="production", auth_secret=SecretStr(REAL["a"]))
+    distinct = {
+        "crm_webhook_secret": SecretStr(REAL["b"]),
+        "billing_webhook_secret": SecretStr(REAL["c"]),
+        "import_secret": SecretStr(REAL["d"]),
+    }
+
+    with pytest.raises(ValidationError, match="FUNNEL_PERSONAL_DATA_KEY") as refused:
+        IntakeSettings.model_validate({"common": common, **distinct})
+    assert "dev-personal" not in str(refused.value)
+    assert MetricsSettings.model_validate({"common": common})

@@ -13,10 +13,16 @@ from uuid import UUID, uuid4
 import asyncpg
 import httpx
 
-from funnel_common import outbox
+from funnel_common import outbox, personal
 from funnel_common.auth import Role
 from funnel_common.db import create_pool
-from funnel_common.events import LeadQualified
+from funnel_common.events import (
+    LeadQualified,
+    LeadQualifiedV2,
+    PersonalData,
+    PersonKeyIssued,
+    SealedProfile,
+)
 from funnel_common.settings import CommonSettings
 from handoff import assignment, tokens
 from handoff import worker as handoff_worker
@@ -40,9 +46,79 @@ def policy_body(
     }
 
 
+# The tests' settings keep the default key-encryption key: the keys these helpers make
+# open in the handoff under test, as lead-intake's would.
+KEYRING = personal.keyring(CommonSettings().personal_data_key)
+PERSON_KEYS: dict[UUID, personal.PersonKey] = {}
+"""Every person key these helpers made, by lead id (lead-intake's ``person_keys``)."""
+
+
+def sealed_profile(
+    lead_id: UUID,
+    personal_data: dict[str, Any],
+    *,
+    company: str | None,
+    company_size: int | None,
+    country: str | None,
+) -> SealedProfile:
+    """A profile as lead-intake publishes it: its personal part sealed with the lead's
+    own key (kept in :data:`PERSON_KEYS`)."""
+    key = PERSON_KEYS.setdefault(lead_id, KEYRING.new_key(lead_id))
+    return SealedProfile(
+        company=company,
+        company_size=company_size,
+        country=country,
+        personal=key.seal_model(PersonalData.model_validate(personal_data), "profile"),
+    )
+
+
+def key_issued(lead_id: UUID) -> PersonKeyIssued:
+    """The announcement of a lead's key on ``funnel.people``."""
+    return PersonKeyIssued.new(
+        source="lead-intake",
+        subject=lead_id,
+        data={
+            "person_id": lead_id,
+            "wrapped_key": personal.wrapped_text(PERSON_KEYS[lead_id]),
+        },
+    )
+
+
 def lead_event(
-    *, company_size: int | None = 10, country: str | None = "DE", form_type: str | None = None
-) -> LeadQualified:
+    *,
+    company_size: int | None = 10,
+    country: str | None = "DE",
+    form_type: str | None = None,
+    company: str = "Analytical Engines",
+    personal_data: dict[str, Any] | None = None,
+    attribution: dict[str, Any] | None = None,
+) -> LeadQualifiedV2:
+    """A qualified lead as lead-intake publishes it (its key: :func:`key_issued`)."""
+    lead_id = uuid4()
+    profile = sealed_profile(
+        lead_id,
+        personal_data or {"email": "ada@example.com"},
+        company=company,
+        company_size=company_size,
+        country=country,
+    )
+    return LeadQualifiedV2.new(
+        source="lead-intake",
+        subject=lead_id,
+        data={
+            "lead_id": lead_id,
+            "score": 80,
+            "reasons": [{"rule": "company_size", "points": 40}],
+            "rules_version": "test",
+            "form_type": form_type,
+            "attribution": attribution or {"source": "webinar", "campaign": "q4-launch"},
+            "profile": profile,
+        },
+    )
+
+
+def legacy_lead_event(*, country: str | None = "DE") -> LeadQualified:
+    """A qualified lead as lead-intake published it before personal data was sealed."""
     lead_id = uuid4()
     return LeadQualified.new(
         source="lead-intake",
@@ -52,12 +128,11 @@ def lead_event(
             "score": 80,
             "reasons": [{"rule": "company_size", "points": 40}],
             "rules_version": "test",
-            "form_type": form_type,
             "attribution": {"source": "webinar", "campaign": "q4-launch"},
             "profile": {
                 "email": "ada@example.com",
                 "company": "Analytical Engines",
-                "company_size": company_size,
+                "company_size": 10,
                 "country": country,
             },
         },
@@ -144,11 +219,14 @@ class Handoffs:
             await self.put(f"/v1/reps/{rep_id}", {"team_id": team_id, "capacity": 5, **rep})
 
     async def qualify_directly(
-        self, event: LeadQualified | None = None, *, now: datetime | None = None
+        self, event: LeadQualified | LeadQualifiedV2 | None = None, *, now: datetime | None = None
     ) -> UUID:
-        """Apply a LeadQualified through the handler's flow (no broker): the handoff id."""
+        """Apply a qualified lead through the handler's flow (no broker), its key kept as
+        if heard on ``funnel.people``: the handoff id."""
         event = event or lead_event()
         async with outbox.transaction(self.pool) as connection:
+            if (key := PERSON_KEYS.get(event.data.lead_id)) is not None:
+                await personal.store_key(connection, key.person_id, key.wrapped)
             created = await assignment.create_from_lead(connection, event, now=now or event.time)
         assert created is not None
         return created.handoff_id

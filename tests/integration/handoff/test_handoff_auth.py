@@ -101,8 +101,15 @@ MATRIX: dict[Route, tuple[int, ...]] = {
     # Sales' feedback on marketing's leads: marketing, managers (their team), admins.
     ("GET", "/v1/feedback"): (403, 403, 200, 200, 200, 200, 401),
     ("GET", "/v1/feedback.csv"): (403, 403, 200, 200, 200, 200, 401),
+    # A person's data: an admin's alone (docs/privacy.md).
+    ("GET", "/v1/privacy/people/{lead_id}"): (403, 403, 403, 403, 200, 403, 401),
 }
-PATH_VALUES = {"{rep_id}": "ada", "{team_id}": "emea", "{name}": "emea-sla"}
+PATH_VALUES = {
+    "{rep_id}": "ada",
+    "{team_id}": "emea",
+    "{name}": "emea-sla",
+    "{lead_id}": "6f1c2a8e-3b7d-4e0a-9c55-0d2b8f4a7e61",
+}
 
 BODIES: dict[str, dict[str, Any]] = {
     "/v1/handoffs/{handoff_id}/reject": {"reason": "not_a_fit"},

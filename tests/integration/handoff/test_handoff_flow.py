@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from funnel_common.types import utc_now
-from tests.integration.handoff.support import Handoffs, lead_event, policy_body
+from tests.integration.handoff.support import PERSON_KEYS, Handoffs, lead_event, policy_body
 
 EVENT = "funnel.handoff.{}.v1"
+REJECTED = "funnel.handoff.rejected.v2"
 
 
 async def _two_rep_team(handoffs: Handoffs, **options: object) -> None:
@@ -138,8 +139,10 @@ async def test_reject_needs_a_known_reason_and_other_needs_a_note(handoffs: Hand
     assert "needs a note" in no_note.json()["errors"][0]["message"]
     assert done.status_code == 200
     assert done.json()["handoff"]["status"] == "rejected"
-    [event] = await handoffs.events(EVENT.format("rejected"), handoff_id)
-    assert (event["data"]["reason"], event["data"]["note"]) == ("other", "reseller, not a buyer")
+    [event] = await handoffs.events(REJECTED, handoff_id)
+    assert event["data"]["reason"] == "other"
+    key = PERSON_KEYS[UUID(event["data"]["lead_id"])]  # the note travels sealed
+    assert key.open(event["data"]["sealed_note"], "note") == "reseller, not a buyer"
 
 
 async def test_wrong_territory_routes_the_lead_to_another_team(handoffs: Handoffs) -> None:
@@ -155,7 +158,7 @@ async def test_wrong_territory_routes_the_lead_to_another_team(handoffs: Handoff
     assert answer.status_code == 200
     row = await handoffs.handoff(handoff_id)
     assert (row["team_id"], row["rep_id"], row["status"]) == ("global", "gus", "assigned")
-    [rejected] = await handoffs.events(EVENT.format("rejected"), handoff_id)
+    [rejected] = await handoffs.events(REJECTED, handoff_id)
     [moved] = await handoffs.events(EVENT.format("reassigned"), handoff_id)
     assert rejected["data"]["reason"] == "wrong_territory"
     assert (moved["data"]["reason"], moved["data"]["from_rep_id"], moved["data"]["to_rep_id"]) == (
@@ -251,7 +254,7 @@ async def test_accept_reject_and_reassign_racing_are_decided_once(handoffs: Hand
                 assert answer.json()["detail"]
         decisions = [
             *await handoffs.events(EVENT.format("accepted"), handoff_id),
-            *await handoffs.events(EVENT.format("rejected"), handoff_id),
+            *await handoffs.events(REJECTED, handoff_id),
             *await handoffs.events(EVENT.format("reassigned"), handoff_id),
         ]
         assert len(decisions) == 1

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 from urllib.parse import quote
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx
 
-from funnel_common.events import LeadQualified
+from funnel_common.events import LeadQualifiedV2
 from handoff.inbox_session import MAX_FORM_FIELDS
 from tests.hostile import HOSTILE, UNSTORABLE, is_problem, json_bytes
-from tests.integration.handoff.support import ALWAYS_HOURS, Handoffs, lead_event, policy_body
+from tests.integration.handoff.support import (
+    ALWAYS_HOURS,
+    PERSON_KEYS,
+    Handoffs,
+    lead_event,
+    policy_body,
+)
 from tests.integration.inbox.support import csrf_of, inbox_client
 
 JSON = {"content-type": "application/json"}
-REJECTED = "funnel.handoff.rejected.v1"
+REJECTED = "funnel.handoff.rejected.v2"
 
 
 def _requests(value: str, handoff_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
@@ -85,18 +91,22 @@ async def test_a_rejection_note_is_stored_exactly_or_refused(handoffs: Handoffs)
         else:
             assert answer.status_code == 200, (name, answer.text[:300])
             [event] = await handoffs.events(REJECTED, handoff_id)
-            assert event["data"]["note"] == value, name
+            key = PERSON_KEYS[UUID(event["data"]["lead_id"])]
+            assert key.open(event["data"]["sealed_note"], "note") == value, name
 
 
-def _hostile_lead() -> LeadQualified:
-    event = lead_event()
-    lead_id = uuid4()
+def _hostile_lead() -> LeadQualifiedV2:
     html = HOSTILE["html"]
-    data = event.data.model_dump()
-    data["lead_id"] = lead_id
-    data["profile"].update(first_name=html, last_name=HOSTILE["crlf"], company=html, title=html)
-    data["attribution"].update(source=html[:80], campaign=HOSTILE["quotes"])
-    return LeadQualified.new(source="lead-intake", subject=lead_id, data=data)
+    return lead_event(
+        company=html,
+        personal_data={
+            "email": "ada@example.com",
+            "first_name": html,
+            "last_name": HOSTILE["crlf"],
+            "title": html,
+        },
+        attribution={"source": html[:80], "campaign": HOSTILE["quotes"]},
+    )
 
 
 async def test_the_inbox_escapes_hostile_text_and_refuses_unstorable_notes(

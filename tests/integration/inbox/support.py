@@ -12,9 +12,9 @@ from uuid import UUID, uuid4
 import httpx
 
 from funnel_common import outbox
-from funnel_common.events import Envelope, LeadCaptured, LeadMerged, LeadQualified
+from funnel_common.events import Envelope, LeadCapturedV2, LeadMerged, LeadQualifiedV2
 from handoff.handlers import HANDLERS
-from tests.integration.handoff.support import Handoffs
+from tests.integration.handoff.support import Handoffs, key_issued, sealed_profile
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -31,21 +31,22 @@ def a_lead(
     form_type: str | None = "demo_request",
     source: str = "webinar",
     campaign: str | None = "q4-launch",
-) -> tuple[LeadCaptured, LeadQualified]:
-    """A lead's captured and qualified events, as lead-intake publishes them."""
+) -> tuple[LeadCapturedV2, LeadQualifiedV2]:
+    """A lead's captured and qualified events, as lead-intake publishes them (its key:
+    ``key_issued``; :func:`apply` announces it first)."""
     lead_id = uuid4()
     attribution = {"source": source, "campaign": campaign, "utm": {"utm_medium": "email"}}
-    profile = {
+    personal_data = {
         "email": f"{first_name.lower()}@{company.split()[0].lower()}.example",
         "phone": phone,
         "first_name": first_name,
         "last_name": "Example",
-        "company": company,
         "title": title,
-        "company_size": company_size,
-        "country": country,
     }
-    captured = LeadCaptured.new(
+    profile = sealed_profile(
+        lead_id, personal_data, company=company, company_size=company_size, country=country
+    )
+    captured = LeadCapturedV2.new(
         source="lead-intake",
         subject=lead_id,
         data={
@@ -55,7 +56,7 @@ def a_lead(
             "profile": profile,
         },
     )
-    qualified = LeadQualified.new(
+    qualified = LeadQualifiedV2.new(
         source="lead-intake",
         subject=lead_id,
         data={
@@ -90,8 +91,11 @@ def a_touch(
 
 
 async def apply(handoffs: Handoffs, *events: Envelope) -> None:
-    """Each event through handoff's own handler table, as its consumer applies it."""
+    """Each event through handoff's own handler table, as its consumer applies it; a
+    captured lead's key first, as heard on ``funnel.people``."""
     for event in events:
+        if isinstance(event, LeadCapturedV2):
+            await apply(handoffs, key_issued(event.data.lead_id))
         async with outbox.transaction(handoffs.pool) as connection:
             await HANDLERS[type(event)](connection, event)
 

@@ -30,7 +30,8 @@ from funnel_common.events import (
     LEADS_TOPIC,
     Envelope,
     HandoffAccepted,
-    HandoffRejected,
+    HandoffRejectedV2,
+    LeadCapturedV2,
     decode_event,
     encode_event,
 )
@@ -42,7 +43,12 @@ from handoff import worker as handoff_worker
 from handoff.web import create_app
 from tests.conftest import require_system_tool
 from tests.helpers import eventually
-from tests.integration.handoff.support import Handoffs, handoff_settings
+from tests.integration.handoff.support import (
+    PERSON_KEYS,
+    Handoffs,
+    handoff_settings,
+    key_issued,
+)
 from tests.integration.inbox.support import a_lead, a_touch, apply, handoff_id_of
 from tests.integration.intake.test_landing_page import CHROMIUM_ARGS
 from tests.integration.kafka_helpers import read_topic
@@ -94,6 +100,13 @@ class Served:
         await producer.start()
         try:
             for event in events:
+                if isinstance(event, LeadCapturedV2):  # its key first, as lead-intake does
+                    announced = key_issued(event.data.lead_id)
+                    await producer.send_and_wait(
+                        self.topics.topic(announced.topic),
+                        encode_event(announced),
+                        key=announced.key,
+                    )
                 topic = self.topics.topic(LEADS_TOPIC)
                 await producer.send_and_wait(topic, encode_event(event), key=event.key)
         finally:
@@ -285,9 +298,15 @@ async def test_a_rep_comes_from_an_email_link_reaches_the_lead_and_decides(
     records = await read_topic(inbox.topics, HANDOFFS_TOPIC, expect=4, timeout=30)
     decisions = [decode_event(record.value) for record in records]
     [accepted] = [event for event in decisions if isinstance(event, HandoffAccepted)]
-    [rejected] = [event for event in decisions if isinstance(event, HandoffRejected)]
+    [rejected] = [event for event in decisions if isinstance(event, HandoffRejectedV2)]
     assert (accepted.data.rep_id, accepted.data.handoff_id) == ("nia", handoff_id)
-    assert (rejected.data.reason, rejected.data.note) == ("no_budget", "Budget frozen until Q3")
+    assert rejected.data.reason == "no_budget"
+    # The note travels sealed with the lead's key (PERSON_KEYS: lead-intake's, here).
+    sealed_note = rejected.data.sealed_note
+    assert sealed_note is not None
+    assert "Budget" not in sealed_note
+    key = PERSON_KEYS[rejected.data.lead_id]
+    assert key.open(sealed_note, "note") == "Budget frozen until Q3"
 
 
 async def test_what_is_on_fire_comes_first_in_a_reps_queue(inbox: Served, tmp_path: Path) -> None:

@@ -15,7 +15,13 @@ from funnel_common.types import utc_now
 from handoff import decisions
 from handoff.models import RejectIn
 from handoff.web import create_app
-from tests.integration.handoff.support import Handoffs, handoff_settings, lead_event
+from tests.integration.handoff.support import (
+    KEYRING,
+    PERSON_KEYS,
+    Handoffs,
+    handoff_settings,
+    lead_event,
+)
 from tests.integration.inbox.support import (
     a_lead,
     a_touch,
@@ -258,9 +264,15 @@ async def test_decisions_history_and_accepted_leads(handoffs: Handoffs) -> None:
     assert rows.index("reseller, not an end customer") < rows.index("Accepted")
     assert "Rejected by you" in rejected_page.text
     assert "Reason: Other · Note: “reseller, not an end customer”" in rejected_page.text
-    assert [
-        event["data"]["note"] for event in await handoffs.events("funnel.handoff.rejected.v1")
-    ] == ["reseller, not an end customer", None]
+    # The note travels sealed with the lead's key; nothing of it in clear.
+    sealed = [
+        event["data"]["sealed_note"]
+        for event in await handoffs.events("funnel.handoff.rejected.v2")
+    ]
+    assert sealed[1] is None
+    assert "reseller" not in str(sealed)
+    lead_id = (await handoffs.handoff(second))["lead_id"]
+    assert PERSON_KEYS[lead_id].open(sealed[0], "note") == "reseller, not an end customer"
 
 
 async def test_history_is_paged_newest_first(handoffs: Handoffs) -> None:
@@ -273,7 +285,12 @@ async def test_history_is_paged_newest_first(handoffs: Handoffs) -> None:
         async with outbox.transaction(handoffs.pool) as connection:
             decided_at = start + timedelta(seconds=number)
             await decisions.reject(
-                connection, handoff_id, principal, RejectIn(reason="not_a_fit"), now=decided_at
+                connection,
+                handoff_id,
+                principal,
+                RejectIn(reason="not_a_fit"),
+                now=decided_at,
+                keyring=KEYRING,
             )
 
     async with inbox_client(handoffs, ada) as client:

@@ -13,7 +13,16 @@ from uuid import UUID
 import httpx
 import pytest
 
-from funnel_common.events import Envelope, decode_event
+from funnel_common import personal
+from funnel_common.events import (
+    PEOPLE_TOPIC,
+    Envelope,
+    LeadCapturedV2,
+    LeadQualifiedV2,
+    PersonalData,
+    PersonKeyIssued,
+    decode_event,
+)
 from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
 from lead_intake import worker as intake_worker
@@ -117,3 +126,22 @@ async def events_on(
         distinct, until=lambda events: len(events) >= expect, timeout=15, what=f"{expect} events"
     )
     return [event for event in seen if subject is None or event.subject == subject]
+
+
+async def personal_of(
+    settings: CommonSettings, event: LeadCapturedV2 | LeadQualifiedV2
+) -> PersonalData:
+    """The sealed personal part of a lead event, opened as handoff opens it: with the
+    lead's key that lead-intake announced on ``funnel.people``."""
+    lead_id = event.data.lead_id
+
+    async def announced() -> list[PersonKeyIssued]:
+        found = await events_on(settings, PEOPLE_TOPIC, expect=1)
+        return [e for e in found if isinstance(e, PersonKeyIssued) and e.data.person_id == lead_id]
+
+    [key_event] = await eventually(announced, until=bool, timeout=15, what="the lead's key")
+    ring = personal.keyring(settings.personal_data_key)
+    key = ring.unwrap(lead_id, personal.wrapped_bytes(key_event.data.wrapped_key))
+    sealed = event.data.profile.personal
+    assert sealed is not None
+    return key.open_model(sealed, PersonalData, "profile")

@@ -17,13 +17,16 @@ import asyncpg
 import httpx
 import pytest
 
+from funnel_common import personal
+from funnel_common.events import PersonalData
+from funnel_common.settings import CommonSettings
 from funnel_common.signing import SIGNATURE_HEADER, sign
 from tests.hostile import HOSTILE, UNSTORABLE, is_problem, json_bytes, with_invalid_utf8
 from tests.integration.intake.conftest import BILLING_SECRET, CRM_SECRET
 
 _numbers = itertools.count()
 
-# Lead field -> where it lands in the funnel.lead.captured.v1 event's data.
+# Lead field -> where it lands in the funnel.lead.captured.v2 event's data, opened.
 STORED_AT: dict[str, tuple[str, ...]] = {
     "first_name": ("profile", "first_name"),
     "last_name": ("profile", "last_name"),
@@ -54,17 +57,25 @@ async def reader(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def _captured(reader: asyncpg.Connection, receipt_id: str) -> dict[str, Any]:
-    """The captured event of the lead an anonymous post's receipt names."""
+    """The captured event of the lead an anonymous post's receipt names, its sealed
+    personal part opened with the lead's key (as the v1 event carried it in clear)."""
     lead_id = await reader.fetchval(
-        "SELECT lead_id::text FROM intake.leads WHERE submission_id = $1::uuid", receipt_id
+        "SELECT lead_id FROM intake.leads WHERE submission_id = $1::uuid", receipt_id
     )
     payload = await reader.fetchval(
-        "SELECT payload FROM intake.outbox WHERE event_type = 'funnel.lead.captured.v1'"
+        "SELECT payload FROM intake.outbox WHERE event_type = 'funnel.lead.captured.v2'"
         " AND convert_from(payload, 'UTF8')::jsonb #>> '{data,lead_id}' = $1",
-        lead_id,
+        str(lead_id),
     )
     assert payload is not None, f"no captured event for {lead_id}"
+    wrapped = await reader.fetchval(
+        "SELECT wrapped_key FROM intake.person_keys WHERE person_id = $1", lead_id
+    )
+    key = personal.keyring(CommonSettings().personal_data_key).unwrap(lead_id, wrapped)
     data: dict[str, Any] = json.loads(payload)["data"]
+    opened = key.open_model(data["profile"].pop("personal"), PersonalData, "profile")
+    data["profile"].update(opened.model_dump(exclude={"extra"}))
+    data["extra"] = opened.extra
     return data
 
 

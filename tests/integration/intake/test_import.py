@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from funnel_common.events import DEALS_TOPIC, LEADS_TOPIC, DealOpened, DealWon, LeadCaptured
+from funnel_common.events import DEALS_TOPIC, LEADS_TOPIC, DealOpened, DealWon, LeadCapturedV2
 from funnel_common.settings import CommonSettings
 from funnel_tools.embedded import free_port
 from funnel_tools.importer import BadRow, ImportFileError, Kind, import_file, print_report
@@ -28,6 +28,7 @@ from tests.integration.intake.conftest import (
     IntakeFactory,
     events_on,
     intake_settings,
+    personal_of,
 )
 
 LEADS_CSV = """email,first_name,company_size,utm_source
@@ -74,8 +75,8 @@ async def test_an_import_applies_good_rows_reports_bad_ones_by_line_and_is_repea
     assert (again.applied, again.unchanged, len(again.bad)) == (0, 2, 2)
     assert "Rows not imported" in output.getvalue()
     lead_events = await events_on(topics, LEADS_TOPIC, expect=2)
-    captured = [e for e in lead_events if isinstance(e, LeadCaptured)]
-    assert sorted(e.data.profile.email for e in captured) == [
+    captured = [e for e in lead_events if isinstance(e, LeadCapturedV2)]
+    assert sorted([(await personal_of(topics, e)).email for e in captured]) == [
         "ada@example.com",
         "multi@example.com",
     ]

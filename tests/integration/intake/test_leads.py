@@ -10,13 +10,14 @@ import httpx
 
 from funnel_common.events import (
     LEADS_TOPIC,
-    LeadCaptured,
+    LeadCapturedV2,
     LeadDisqualified,
     LeadMerged,
-    LeadQualified,
+    LeadQualifiedV2,
+    encode_event,
 )
 from funnel_common.settings import CommonSettings
-from tests.integration.intake.conftest import IntakeFactory, events_on, imported
+from tests.integration.intake.conftest import IntakeFactory, events_on, imported, personal_of
 
 SENIOR_BUYER = {
     "email": "Grace.Hopper@Navy.example",
@@ -43,14 +44,19 @@ async def test_a_fitting_lead_is_captured_and_qualified_with_its_reasons(
     # senior_title 30 + company_size_200_plus 25 + core_market 10 + contact_request 10
     assert body["score"] == 75
     captured, qualified = await events_on(topics, LEADS_TOPIC, expect=2)
-    assert isinstance(captured, LeadCaptured)
-    assert isinstance(qualified, LeadQualified)
+    assert isinstance(captured, LeadCapturedV2)
+    assert isinstance(qualified, LeadQualifiedV2)
     assert captured.subject == qualified.subject == body["lead_id"]
-    assert captured.data.profile.email == "grace.hopper@navy.example"
+    # The personal part travels sealed with the lead's own key: nothing of it in clear.
+    assert "grace" not in encode_event(captured).decode().lower()
+    assert "grace" not in encode_event(qualified).decode().lower()
+    opened = await personal_of(topics, captured)
+    assert opened.email == "grace.hopper@navy.example"
+    assert (await personal_of(topics, qualified)).email == opened.email
     assert captured.data.attribution.source == "linkedin"
     assert captured.data.attribution.campaign == "q4-launch"
     assert captured.data.attribution.utm == {"utm_source": "linkedin", "utm_campaign": "q4-launch"}
-    assert captured.data.extra == {"favourite_colour": "teal"}
+    assert opened.extra == {"favourite_colour": "teal"}
     assert qualified.data.score == 75
     assert [r.rule for r in qualified.data.reasons] == [
         "senior_title",
@@ -111,14 +117,19 @@ async def test_a_second_touch_merges_and_rescoring_qualifies_the_lead(
     assert third.json()["lead_id"] == lead_id
     events = await events_on(topics, LEADS_TOPIC, expect=4)
     # One lead, one key, one partition: the order is the order things happened.
-    assert [type(e) for e in events] == [LeadCaptured, LeadMerged, LeadQualified, LeadMerged]
+    assert [type(e) for e in events] == [LeadCapturedV2, LeadMerged, LeadQualifiedV2, LeadMerged]
     merges = [e for e in events if isinstance(e, LeadMerged)]
     assert [m.data.matched_on for m in merges] == ["email", "phone"]
     assert [m.data.form_id for m in merges] == [LANDING["form_id"], "default"]
     assert merges[0].data.attribution.campaign == "webinar-7"
-    qualified = next(e for e in events if isinstance(e, LeadQualified))
+    qualified = next(e for e in events if isinstance(e, LeadQualifiedV2))
     assert qualified.data.score == 70
     assert qualified.data.form_type == "demo_request"
+    # Sealed with the lead's one key, with what the touches told (the first address).
+    assert (await personal_of(topics, qualified)).model_dump(exclude_defaults=True) == {
+        "email": "ada@example.com", "phone": "+442079460018", "first_name": "Ada",
+        "title": "CTO",
+    }  # fmt: skip
     connection = await asyncpg.connect(database_url)
     try:
         leads = await connection.fetchval("SELECT count(*) FROM intake.leads")
@@ -162,9 +173,11 @@ async def test_spam_is_recorded_as_spam_not_dropped_and_not_qualified(
     # Anonymous posts: one receipt each, the same answer for spam as for a person.
     assert {a.json()["status"] for a in answers} == {"received"}
     events = await events_on(topics, LEADS_TOPIC, expect=5)
-    assert all(isinstance(e, LeadCaptured) for e in events)
+    assert all(isinstance(e, LeadCapturedV2) for e in events)
     reasons = {
-        e.data.profile.email: e.data.spam_reasons for e in events if isinstance(e, LeadCaptured)
+        (await personal_of(topics, e)).email: e.data.spam_reasons
+        for e in events
+        if isinstance(e, LeadCapturedV2)
     }
     assert reasons == {
         "grace.hopper@navy.example": ["honeypot"],
@@ -264,5 +277,5 @@ async def test_a_signed_import_keeps_the_leads_own_capture_time_and_a_form_post_
         "ancient": (422, "captured_at", "value_error"),
     }
     (captured,) = await events_on(topics, LEADS_TOPIC, expect=1)
-    assert isinstance(captured, LeadCaptured)
+    assert isinstance(captured, LeadCapturedV2)
     assert captured.time == datetime(2025, 3, 14, 9, tzinfo=UTC)

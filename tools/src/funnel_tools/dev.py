@@ -345,8 +345,9 @@ def _service_env(server_dsn: str, bootstrap: str, settings: DevSettings) -> dict
     return {
         **env,
         "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        # Read by `funnel import` and `funnel seed`.
+        # Read by `funnel import`, `funnel seed` and `funnel privacy`.
         "FUNNEL_INTAKE_URL": urls["lead-intake"],
+        "FUNNEL_HANDOFF_URL": urls["handoff"],
         "FUNNEL_SEED_HANDOFF_URL": urls["handoff"],
         "FUNNEL_SEED_METRICS_URL": urls["metrics"],
         # The inbox links in handoff's emails and Slack messages: this handoff, on

@@ -1,7 +1,8 @@
 """``funnel``: the platform's command line.
 
 The operator commands belong to their services (``token`` to handoff, ``replay`` to
-metrics, ``migrate`` to each) and are mounted here. The development tools (``dev``,
+metrics, ``migrate`` to each) and are mounted here; ``privacy`` speaks to lead-intake's
+and handoff's APIs together (``funnel_cli.privacy``). The development tools (``dev``,
 ``seed``, ``import``) live in ``funnel_tools``, which service images do not install:
 where it is missing, so are they.
 
@@ -23,6 +24,7 @@ from typing import Any
 
 import typer
 
+from funnel_cli import privacy
 from funnel_cli.errors import explain
 from funnel_cli.platform import adopt_running_platform
 from handoff import cli as handoff_cli
@@ -86,6 +88,11 @@ migrate_app.command("lead-intake")(needs(DATABASES["lead-intake"])(intake_cli.mi
 migrate_app.command("handoff")(needs(DATABASES["handoff"])(handoff_cli.migrate))
 migrate_app.command("metrics")(needs(DATABASES["metrics"])(metrics_cli.migrate))
 app.add_typer(migrate_app, name="migrate")
+
+privacy_app = typer.Typer(help=privacy.HELP, no_args_is_help=True)
+for name, command in (("export", privacy.export), ("erase", privacy.erase)):
+    privacy_app.command(name)(needs(privacy.INTAKE_URL, privacy.HANDOFF_URL)(command))
+app.add_typer(privacy_app, name="privacy")
 
 if importlib.util.find_spec("funnel_tools") is not None:
     from funnel_tools.cli import mount

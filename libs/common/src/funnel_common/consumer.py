@@ -46,7 +46,7 @@ from funnel_common.events import (
     decode_record,
 )
 from funnel_common.inbox import InboxRow, record_inbox, record_inbox_many
-from funnel_common.kafka import new_consumer
+from funnel_common.kafka import TOPIC_CONFIGS, new_consumer
 from funnel_common.retry import Backoff
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics, delivered_attributes, messaging_attributes
@@ -80,6 +80,13 @@ class ConsumerRunner:
         # The topic prefix namespaces a deployment; its groups belong to it too.
         self._group_id = settings.kafka_topic_prefix + group_id
         self._topics = [settings.topic(name) for name in topics]
+        # Where a tombstone means "drop this key" (funnel.people after an erasure);
+        # anywhere else a record without a value is junk, dead-lettered like any.
+        self._compacted = {
+            settings.topic(name)
+            for name, config in TOPIC_CONFIGS.items()
+            if config.get("cleanup.policy") == "compact"
+        }
         self._handlers = handlers
         self._metrics = metrics
         self.assigned = False
@@ -144,6 +151,10 @@ class ConsumerRunner:
         ones together in one transaction (one commit instead of one per event)."""
         run: list[_Handled] = []
         for record in records:
+            if record.value is None and record.topic in self._compacted:
+                # A tombstone: compaction's instruction to drop a key, not an event. What
+                # it stands for travels as an event (funnel.person.erased.v1).
+                continue
             try:
                 event = decode_record(record.value, record.headers)
             except EventDecodeError as error:

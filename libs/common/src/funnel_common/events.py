@@ -33,6 +33,7 @@ from pydantic import (
     ValidationError,
 )
 
+from funnel_common.personal import Sealed
 from funnel_common.types import (
     Cents,
     CurrencyCode,
@@ -57,6 +58,9 @@ TARGETS_TOPIC = "funnel.targets"
 ACCESS_TOPIC = "funnel.access"
 # Who changed which rep, team or SLA policy, and how: the roster's audit trail.
 ROSTER_TOPIC = "funnel.roster"
+# Each person's data key, wrapped (funnel_common.personal), key = person id. Compacted:
+# erasure publishes a tombstone, and compaction then drops the wrapped key for good.
+PEOPLE_TOPIC = "funnel.people"
 DLQ_TOPIC = "funnel.dlq"
 ALL_TOPICS = (
     LEADS_TOPIC,
@@ -66,6 +70,7 @@ ALL_TOPICS = (
     TARGETS_TOPIC,
     ACCESS_TOPIC,
     ROSTER_TOPIC,
+    PEOPLE_TOPIC,
     DLQ_TOPIC,
 )
 
@@ -161,6 +166,31 @@ class LeadProfile(Payload):
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
 
 
+class PersonalData(Payload):
+    """The personal part of a lead (docs/privacy.md). On the wire only ever sealed with
+    the person's own key (:class:`SealedProfile`), so that erasing the key erases it."""
+
+    email: ShortText
+    phone: ShortText | None = None
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    title: ShortText | None = None
+    extra: dict[Label, ShortText] = Field(default_factory=dict, max_length=20)
+
+
+class SealedProfile(Payload):
+    """A lead's profile as ``.v2`` events carry it: what routing and reporting need in
+    clear (none of it identifies the person), the personal part sealed."""
+
+    company: ShortText | None = None
+    company_size: int | None = Field(default=None, ge=0)
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
+    personal: Sealed | None = Field(
+        description=":class:`PersonalData` sealed with the person's key "
+        "(`funnel.person.key_issued.v1`); null once the person was erased."
+    )
+
+
 class ScoreReason(Payload):
     """One rule that contributed to a qualification score."""
 
@@ -186,6 +216,24 @@ class LeadCaptured(Envelope):
     data: LeadCapturedData
 
 
+class LeadCapturedV2Data(Payload):
+    """``funnel.lead.captured.v1`` with the personal data (profile, extra fields) sealed."""
+
+    lead_id: UUID
+    form_id: Label
+    attribution: Attribution
+    profile: SealedProfile = Field(
+        description="`personal` holds the profile's personal fields and the form's extra fields."
+    )
+    spam_reasons: list[Label] = Field(default_factory=list)
+
+
+class LeadCapturedV2(Envelope):
+    topic: ClassVar[str] = LEADS_TOPIC
+    type: Literal["funnel.lead.captured.v2"] = "funnel.lead.captured.v2"
+    data: LeadCapturedV2Data
+
+
 class LeadQualifiedData(Payload):
     lead_id: UUID
     score: int
@@ -200,6 +248,24 @@ class LeadQualified(Envelope):
     topic: ClassVar[str] = LEADS_TOPIC
     type: Literal["funnel.lead.qualified.v1"] = "funnel.lead.qualified.v1"
     data: LeadQualifiedData
+
+
+class LeadQualifiedV2Data(Payload):
+    """``funnel.lead.qualified.v1`` with the profile's personal data sealed."""
+
+    lead_id: UUID
+    score: int
+    reasons: list[ScoreReason]
+    rules_version: Label
+    form_type: Label | None = None
+    attribution: Attribution
+    profile: SealedProfile
+
+
+class LeadQualifiedV2(Envelope):
+    topic: ClassVar[str] = LEADS_TOPIC
+    type: Literal["funnel.lead.qualified.v2"] = "funnel.lead.qualified.v2"
+    data: LeadQualifiedV2Data
 
 
 class LeadDisqualifiedData(Payload):
@@ -232,6 +298,40 @@ class LeadMerged(Envelope):
     topic: ClassVar[str] = LEADS_TOPIC
     type: Literal["funnel.lead.merged.v1"] = "funnel.lead.merged.v1"
     data: LeadMergedData
+
+
+class PersonErasedData(Payload):
+    """An admin had a person's data erased (the audit record: ids only). Every service
+    that holds a copy of their data or key deletes it when it hears this."""
+
+    lead_id: UUID = Field(description="The erased person (a lead, with its merges).")
+    erasure_id: UUID = Field(description="One erasure request (it may erase several leads).")
+    requested_by: Label = Field(description="The admin's token subject.")
+    matched_by: Literal["email", "lead_id"]
+
+
+class PersonErased(Envelope):
+    topic: ClassVar[str] = LEADS_TOPIC
+    type: Literal["funnel.person.erased.v1"] = "funnel.person.erased.v1"
+    data: PersonErasedData
+
+
+# --- people (funnel.people, compacted, key = person id) -------------------------------
+
+
+class PersonKeyIssuedData(Payload):
+    """A person's data key, wrapped with the platform's key-encryption key."""
+
+    person_id: UUID = Field(description="The lead the key belongs to.")
+    wrapped_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{40,200}$")] = Field(
+        description="base64url; opened only with `FUNNEL_PERSONAL_DATA_KEY`."
+    )
+
+
+class PersonKeyIssued(Envelope):
+    topic: ClassVar[str] = PEOPLE_TOPIC
+    type: Literal["funnel.person.key_issued.v1"] = "funnel.person.key_issued.v1"
+    data: PersonKeyIssuedData
 
 
 # --- handoffs (funnel.handoffs, key = handoff id) -------------------------------------
@@ -299,6 +399,28 @@ class HandoffRejected(Envelope):
     topic: ClassVar[str] = HANDOFFS_TOPIC
     type: Literal["funnel.handoff.rejected.v1"] = "funnel.handoff.rejected.v1"
     data: HandoffRejectedData
+
+
+class HandoffRejectedV2Data(Payload):
+    """``funnel.handoff.rejected.v1`` with the rep's note sealed with the lead's key."""
+
+    handoff_id: UUID
+    lead_id: UUID
+    rep_id: Label
+    team: Label
+    reason: RejectionReason
+    sealed_note: Sealed | None = Field(
+        default=None, description="The rep's note about the lead, sealed with its key."
+    )
+    business_seconds_to_decision: int = Field(ge=0)
+    within_sla: bool
+    attribution: Attribution
+
+
+class HandoffRejectedV2(Envelope):
+    topic: ClassVar[str] = HANDOFFS_TOPIC
+    type: Literal["funnel.handoff.rejected.v2"] = "funnel.handoff.rejected.v2"
+    data: HandoffRejectedV2Data
 
 
 ReassignReason = Literal["sla_breach", "manager", "wrong_territory", "escalation"]
@@ -612,12 +734,17 @@ class RecordDeadLettered(Envelope):
 
 AnyEvent: TypeAlias = Annotated[
     LeadCaptured
+    | LeadCapturedV2
     | LeadQualified
+    | LeadQualifiedV2
     | LeadDisqualified
     | LeadMerged
+    | PersonErased
+    | PersonKeyIssued
     | HandoffAssigned
     | HandoffAccepted
     | HandoffRejected
+    | HandoffRejectedV2
     | HandoffReassigned
     | HandoffSlaAtRisk
     | HandoffSlaBreached

@@ -48,6 +48,7 @@ from funnel_common.events import (
     DLQ_TOPIC,
     HANDOFFS_TOPIC,
     LEADS_TOPIC,
+    PEOPLE_TOPIC,
     ROSTER_TOPIC,
     TARGETS_TOPIC,
 )
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
 
+_HOUR_MS = str(3600 * 1000)
 # `funnel replay` rebuilds metrics from these topics, so they keep every record (Kafka's
 # default would drop them after 7 days), as does the roster's audit trail; the tokens
 # are compacted (the latest word on each token is kept for good); the DLQ keeps a
@@ -76,6 +78,17 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     },
     ACCESS_TOPIC: {"cleanup.policy": "compact"},
     DLQ_TOPIC: {"retention.ms": str(30 * 24 * 3600 * 1000)},
+    # funnel.people holds each person's wrapped data key; an erasure's tombstone must make
+    # compaction drop it soon, not whenever the log happens to be dirty enough: segments
+    # roll hourly (the active one is never compacted), a record waits at most a day to be
+    # compacted, and a tombstone is kept an hour after that (docs/privacy.md).
+    PEOPLE_TOPIC: {
+        "cleanup.policy": "compact",
+        "segment.ms": _HOUR_MS,
+        "max.compaction.lag.ms": str(24 * 3600 * 1000),
+        "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": _HOUR_MS,
+    },
 }
 
 

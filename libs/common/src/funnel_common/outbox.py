@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequenc
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -130,6 +131,27 @@ async def enqueue_traced(
             )
             for event, trace_headers in events
         ],
+    )
+    unit = _current_unit.get()
+    if unit is not None:
+        unit.enqueued = True
+
+
+TOMBSTONE = "tombstone"
+"""The ``event_type`` of an outbox row that publishes a tombstone (a record without a value)."""
+
+
+async def enqueue_tombstones(connection: asyncpg.Connection, topic: str, keys: list[str]) -> None:
+    """Write a tombstone for each of ``keys`` on the compacted ``topic`` to the outbox,
+    inside the caller's open transaction: compaction then drops every earlier record of
+    that key (an erased person's wrapped key on ``funnel.people``). Consumers skip them.
+    """
+    if not connection.is_in_transaction():
+        raise RuntimeError("outbox.enqueue_tombstones must run inside the caller's transaction")
+    await connection.executemany(
+        """INSERT INTO outbox (event_id, event_type, topic, event_key, payload)
+           VALUES ($1, $2, $3, $4, NULL)""",
+        [(uuid4(), TOMBSTONE, topic, key.encode()) for key in keys],
     )
     unit = _current_unit.get()
     if unit is not None:
@@ -360,7 +382,8 @@ class OutboxRelay:
                             value=row["payload"],
                             key=row["event_key"],
                             headers=[
-                                _CONTENT_TYPE_HEADER,
+                                # A tombstone (no value) is no CloudEvent: no content-type.
+                                *([_CONTENT_TYPE_HEADER] if row["payload"] is not None else []),
                                 *((name, value.encode()) for name, value in headers.items()),
                             ],
                             # The record's timestamp is when the event was recorded, so the

@@ -177,6 +177,16 @@ class CommonSettings(BaseSettings):
         default=SecretStr("dev-auth-secret-change-me"),
         description="signs the API's bearer tokens; must be set in production",
     )
+    # The services that read personal data share it: lead-intake wraps each person's
+    # data key with it, handoff unwraps the copies it keeps (funnel_common.personal).
+    # Metrics never reads personal data and is not given it; the services that need it
+    # refuse a placeholder in production (their own settings' secret checks).
+    personal_data_key: SecretStr = Field(
+        default=SecretStr("dev-personal-data-key-change-me"),
+        description="key-encryption key of the per-person data keys that seal personal "
+        "data (docs/privacy.md); the same in lead-intake and handoff, must be set there in "
+        "production, and kept: without it no sealed personal data can be read",
+    )
 
     @model_validator(mode="after")
     def _real_secrets_in_production(self) -> CommonSettings:

@@ -18,8 +18,8 @@ from funnel_common.events import (
     HandoffAssignedData,
     HandoffReassigned,
     HandoffReassignedData,
-    HandoffRejected,
-    HandoffRejectedData,
+    HandoffRejectedV2,
+    HandoffRejectedV2Data,
     HandoffSlaAtRisk,
     HandoffSlaAtRiskData,
     HandoffSlaBreached,
@@ -143,22 +143,23 @@ def rejected(
     principal: Principal,
     *,
     reason: RejectionReason,
-    note: str | None,
+    sealed_note: str | None,
     seconds: int,
     within: bool,
     now: datetime,
-) -> HandoffRejected:
-    return HandoffRejected.new(
+) -> HandoffRejectedV2:
+    """The rejection, its note sealed with the lead's key (``people.seal_note``)."""
+    return HandoffRejectedV2.new(
         source=SERVICE,
         subject=handoff.handoff_id,
         time=now,
-        data=HandoffRejectedData(
+        data=HandoffRejectedV2Data(
             handoff_id=handoff.handoff_id,
             lead_id=handoff.lead_id,
             rep_id=handoff.rep_id or principal.subject,
             team=handoff.team_id,
             reason=reason,
-            note=note,
+            sealed_note=sealed_note,
             business_seconds_to_decision=seconds,
             within_sla=within,
             attribution=handoff.attribution,

@@ -11,14 +11,17 @@ from fastapi.security import HTTPBearer
 
 from funnel_common.auth import Forbidden, Principal, TokenFirstRoute, authenticate
 from funnel_common.http import NotFound, problem_responses
+from funnel_common.personal import Keyring
 from funnel_common.service import Transaction, runtime_of
 from funnel_common.types import utc_now
-from handoff import decisions, permissions, roster, store, tokens
+from handoff import decisions, people, permissions, roster, store, tokens
 from handoff.models import (
     OPEN_STATUSES,
     Decision,
+    Handoff,
     HandoffList,
     HandoffOut,
+    PersonHandoffs,
     Policy,
     QueueQuery,
     ReassignIn,
@@ -36,6 +39,20 @@ from handoff.sla import SlaPolicy
 Connection = Transaction
 PathId = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._@:-]+$")]
 Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def _keyring(request: Request) -> Keyring:
+    return people.keyring_for(runtime_of(request).settings)
+
+
+Keys = Annotated[Keyring, Depends(_keyring)]
+"""Opens the leads' sealed data for the answer (people.py)."""
+
+
+async def _out(conn: Connection, keys: Keyring, handoff: Handoff) -> HandoffOut:
+    [opened] = await people.opened(conn, keys, [handoff])
+    return HandoffOut.of(opened)
+
 
 # Only documents the scheme in /docs ("Authorize"); authenticate does the checking.
 _bearer_scheme = HTTPBearer(auto_error=False, description="A token from `POST /v1/tokens`")
@@ -67,7 +84,7 @@ async def me(principal: Caller) -> Principal:
     "Without `status`, open handoffs (queued, assigned, escalated) are listed.",
 )
 async def list_handoffs(
-    principal: Caller, conn: Connection, query: Annotated[QueueQuery, Query()]
+    principal: Caller, conn: Connection, keys: Keys, query: Annotated[QueueQuery, Query()]
 ) -> HandoffList:
     rep_id, team_id = permissions.queue_scope(principal, query.team)
     handoffs = await store.list_handoffs(
@@ -77,14 +94,18 @@ async def list_handoffs(
         statuses=query.status or OPEN_STATUSES,
         limit=query.limit,
     )
-    return HandoffList(items=[HandoffOut.of(handoff) for handoff in handoffs])
+    opened = await people.opened(conn, keys, handoffs)
+    return HandoffList(items=[HandoffOut.of(handoff) for handoff in opened])
 
 
 @router.get(
     "/handoffs/{handoff_id}", tags=["handoffs"], summary="One handoff", responses=ROLE_AND_ID
 )
-async def get_handoff(handoff_id: UUID, principal: Caller, conn: Connection) -> HandoffOut:
-    return HandoffOut.of(await permissions.load_for(conn, handoff_id, principal, lock=False))
+async def get_handoff(
+    handoff_id: UUID, principal: Caller, conn: Connection, keys: Keys
+) -> HandoffOut:
+    handoff = await permissions.load_for(conn, handoff_id, principal, lock=False)
+    return await _out(conn, keys, handoff)
 
 
 @router.post(
@@ -93,10 +114,12 @@ async def get_handoff(handoff_id: UUID, principal: Caller, conn: Connection) -> 
     summary="Accept: the lead becomes sales-accepted",
     responses=problem_responses(403, 404, 409),
 )
-async def accept(handoff_id: UUID, principal: Caller, conn: Connection) -> Decision:
+async def accept(handoff_id: UUID, principal: Caller, conn: Connection, keys: Keys) -> Decision:
     handoff, seconds, within = await decisions.accept(conn, handoff_id, principal, now=utc_now())
     return Decision(
-        handoff=HandoffOut.of(handoff), business_seconds_to_decision=seconds, within_sla=within
+        handoff=await _out(conn, keys, handoff),
+        business_seconds_to_decision=seconds,
+        within_sla=within,
     )
 
 
@@ -106,12 +129,16 @@ async def accept(handoff_id: UUID, principal: Caller, conn: Connection) -> Decis
     summary="Reject with a reason; wrong_territory routes the lead again",
     responses=problem_responses(403, 404, 409),
 )
-async def reject(handoff_id: UUID, body: RejectIn, principal: Caller, conn: Connection) -> Decision:
+async def reject(
+    handoff_id: UUID, body: RejectIn, principal: Caller, conn: Connection, keys: Keys
+) -> Decision:
     handoff, seconds, within = await decisions.reject(
-        conn, handoff_id, principal, body, now=utc_now()
+        conn, handoff_id, principal, body, now=utc_now(), keyring=keys
     )
     return Decision(
-        handoff=HandoffOut.of(handoff), business_seconds_to_decision=seconds, within_sla=within
+        handoff=await _out(conn, keys, handoff),
+        business_seconds_to_decision=seconds,
+        within_sla=within,
     )
 
 
@@ -122,12 +149,35 @@ async def reject(handoff_id: UUID, body: RejectIn, principal: Caller, conn: Conn
     responses=problem_responses(403, 404, 409),
 )
 async def reassign(
-    handoff_id: UUID, principal: Caller, conn: Connection, body: ReassignIn | None = None
+    handoff_id: UUID,
+    principal: Caller,
+    conn: Connection,
+    keys: Keys,
+    body: ReassignIn | None = None,
 ) -> Decision:
     handoff = await decisions.reassign(
         conn, handoff_id, principal, body.rep_id if body else None, now=utc_now()
     )
-    return Decision(handoff=HandoffOut.of(handoff))
+    return Decision(handoff=await _out(conn, keys, handoff))
+
+
+# --- a person's data ------------------------------------------------------------------
+
+
+@router.get(
+    "/privacy/people/{lead_id}",
+    tags=["privacy"],
+    summary="Everything handoff holds about the person of this lead (admin)",
+    description="Their handoff with its profile, every decision with its note, the later "
+    "submissions merged onto the lead, and the notifications sent about it. lead-intake's "
+    "`GET /v1/privacy/people?email=` says which leads are a person's; docs/privacy.md.",
+    responses=ROLE,
+)
+async def export_person(
+    lead_id: UUID, principal: Caller, conn: Connection, keys: Keys
+) -> PersonHandoffs:
+    permissions.require_role(principal, "admin")
+    return await people.export(conn, keys, lead_id)
 
 
 # --- roster and rules -----------------------------------------------------------------

@@ -14,7 +14,7 @@ from uuid import uuid4
 
 import asyncpg
 
-from funnel_common.events import LeadQualified
+from funnel_common.events import LeadQualified, LeadQualifiedV2
 from handoff import announce, store
 from handoff.models import Handoff, Team
 from handoff.routing import UNROUTED_TEAM, RepChoice, choose_rep, choose_team, segment_of
@@ -112,9 +112,10 @@ async def route_team(
 
 
 async def create_from_lead(
-    connection: asyncpg.Connection, event: LeadQualified, *, now: datetime
+    connection: asyncpg.Connection, event: LeadQualified | LeadQualifiedV2, *, now: datetime
 ) -> Handoff | None:
-    """A qualified lead becomes a handoff, assigned or waiting in its team's queue.
+    """A qualified lead becomes a handoff, assigned or waiting in its team's queue; its
+    profile is kept as the event carries it (``.v2``: the personal part sealed).
 
     None when the lead already has one: a re-qualification changes nothing.
     """

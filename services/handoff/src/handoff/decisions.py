@@ -16,7 +16,8 @@ import asyncpg
 
 from funnel_common import outbox
 from funnel_common.auth import Forbidden, Principal
-from handoff import announce, assignment, store
+from funnel_common.personal import Keyring
+from handoff import announce, assignment, people, store
 from handoff.errors import HandoffConflict, UnknownRep
 from handoff.models import Handoff, RejectIn, Status
 from handoff.permissions import ACTING_ROLES, load_for, require_role
@@ -84,17 +85,22 @@ async def reject(
     body: RejectIn,
     *,
     now: datetime,
+    keyring: Keyring,
 ) -> Decided:
     require_role(principal, *ACTING_ROLES)
     handoff = await load_for(connection, handoff_id, principal, lock=True)
     _require_open(handoff, allowed=("assigned", "escalated"), action="reject")
     seconds, within = _timing(handoff, now)
-    await store.record_decision(connection, handoff, principal.subject, body, now=now)
+    # The note is about the lead: kept and sent only sealed with the lead's key.
+    note = await people.seal_note(connection, keyring, handoff, body.note)
+    await store.record_decision(
+        connection, handoff, principal.subject, body, now=now, note=note.stored
+    )
     event = announce.rejected(
         handoff,
         principal,
         reason=body.reason,
-        note=body.note,
+        sealed_note=note.sent,
         seconds=seconds,
         within=within,
         now=now,

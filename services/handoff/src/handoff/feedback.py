@@ -24,8 +24,10 @@ from funnel_common.auth import Forbidden, Principal
 from funnel_common.events import RejectionReason
 from funnel_common.http import DomainError
 from funnel_common.periods import BadPeriod, BadWeek, parse_period, parse_week
+from funnel_common.personal import PersonKey
 from funnel_common.spreadsheet import Cell
 from funnel_common.types import Label, UtcDatetime
+from handoff.people import open_note
 
 Outcome = Literal["rejected", "breached", "won", "lost"]
 OUTCOMES: tuple[Outcome, ...] = ("rejected", "breached", "won", "lost")
@@ -181,15 +183,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def note_of(row: Any) -> str | None:
+def note_of(row: Any, key: PersonKey | None) -> str | None:
     """The rep's note on the rejection, as the list shows and exports it: the one place
-    the feedback reads a note (selected by ``feedback_store``'s rejection join), so a
-    note stored another way (sealed, erased) changes here only."""
-    note: str | None = row["note"]
-    return note
+    the feedback reads a note (selected by ``feedback_store``'s rejection join). It is
+    stored sealed with the lead's key and opened here (None once the person was erased:
+    docs/privacy.md)."""
+    return open_note(row["note"], key)
 
 
-def item_of(row: Any) -> FeedbackItem:
+def item_of(row: Any, key: PersonKey | None = None) -> FeedbackItem:
     """One row of ``feedback_store``'s list as an item."""
     attribution = row["attribution"]
     deal = None
@@ -213,7 +215,7 @@ def item_of(row: Any) -> FeedbackItem:
         team_id=row["team_id"],
         rep_id=row["rep_id"],
         reason=row["reason"],
-        note=note_of(row),
+        note=note_of(row, key),
         breaches=row["breaches"],
         first_breached_at=row["first_breached_at"],
         score=row["score"],

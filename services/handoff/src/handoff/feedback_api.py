@@ -12,12 +12,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 
+from funnel_common import personal
 from funnel_common.auth import Principal, TokenFirstRoute, authenticate
 from funnel_common.http import problem_responses
 from funnel_common.service import Transaction, runtime_of
 from funnel_common.settings import CommonSettings
 from funnel_common.spreadsheet import Cell, csv_response, csv_stream
-from handoff import feedback, feedback_store
+from handoff import feedback, feedback_store, people
 from handoff.feedback import FeedbackList, FeedbackQuery, Filters
 from handoff.settings import HandoffSettings
 
@@ -40,8 +41,10 @@ async def read_page(
         limit=query.limit + 1,
         offset=(query.page - 1) * query.limit,
     )
+    ring = people.keyring_for(common)
+    keys = await personal.load_keys(connection, ring, [row["lead_id"] for row in rows])
     return FeedbackList(
-        items=[feedback.item_of(row) for row in rows[: query.limit]],
+        items=[feedback.item_of(row, keys.get(row["lead_id"])) for row in rows[: query.limit]],
         page=query.page,
         limit=query.limit,
         has_next=len(rows) > query.limit,
@@ -56,6 +59,7 @@ async def export(
     when it holds more rows than ``feedback_export_max_rows``."""
     pool = runtime_of(request).pool
     timezone = settings.common.reporting_timezone
+    ring = people.keyring_for(settings.common)
     async with pool.acquire() as connection:
         rows = await feedback_store.count_feedback(connection, filters, timezone=timezone)
     feedback.check_export_size(rows, settings.feedback_export_max_rows)
@@ -67,7 +71,9 @@ async def export(
                 async for row in feedback_store.each_feedback(
                     connection, filters, timezone=timezone, limit=settings.feedback_export_max_rows
                 ):
-                    yield feedback.csv_row(feedback.item_of(row))
+                    # The note opens with the lead's key (gone once they were erased).
+                    keys = await personal.load_keys(connection, ring, [row["lead_id"]])
+                    yield feedback.csv_row(feedback.item_of(row, keys.get(row["lead_id"])))
 
     return csv_response("feedback.csv", csv_stream(feedback.CSV_HEADER, lines()))
 

@@ -8,20 +8,27 @@ from funnel_common.deals import DealEnvelope, deal_event, fold_deal
 from funnel_common.events import (
     DEALS_TOPIC,
     LEADS_TOPIC,
+    PEOPLE_TOPIC,
     DealLost,
     DealOpened,
     DealUpdated,
     DealWon,
     LeadCaptured,
+    LeadCapturedV2,
     LeadMerged,
     LeadQualified,
+    LeadQualifiedV2,
+    PersonErased,
+    PersonKeyIssued,
 )
 from funnel_common.service import ConsumerSpec, handles
 from funnel_common.types import utc_now
-from handoff import assignment, feedback_store, store
+from handoff import assignment, feedback_store, people, store
 
 
-async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) -> None:
+async def on_lead_captured(
+    connection: asyncpg.Connection, event: LeadCaptured | LeadCapturedV2
+) -> None:
     await store.record_lead(
         connection,
         lead_id=event.data.lead_id,
@@ -32,7 +39,9 @@ async def on_lead_captured(connection: asyncpg.Connection, event: LeadCaptured) 
     )
 
 
-async def on_lead_qualified(connection: asyncpg.Connection, event: LeadQualified) -> None:
+async def on_lead_qualified(
+    connection: asyncpg.Connection, event: LeadQualified | LeadQualifiedV2
+) -> None:
     # The SLA clock starts when handoff hears of the lead, not when it was qualified:
     # a rep cannot act on a lead that has not reached them yet.
     await assignment.create_from_lead(connection, event, now=utc_now())
@@ -59,11 +68,17 @@ async def on_deal(connection: asyncpg.Connection, event: DealEnvelope) -> None:
     await feedback_store.save_deal(connection, fold_deal(events))
 
 
+# v1 lead events (personal data in clear) are events recorded before sealing: still
+# applied, so a topic that holds them is still read.
 HANDLERS = dict(
     [
         handles(LeadCaptured, on_lead_captured),
+        handles(LeadCapturedV2, on_lead_captured),
         handles(LeadQualified, on_lead_qualified),
+        handles(LeadQualifiedV2, on_lead_qualified),
         handles(LeadMerged, on_lead_merged),
+        handles(PersonKeyIssued, people.on_person_key_issued),
+        handles(PersonErased, people.on_person_erased),
         handles(DealOpened, on_deal),
         handles(DealUpdated, on_deal),
         handles(DealWon, on_deal),
@@ -71,4 +86,6 @@ HANDLERS = dict(
     ]
 )
 
-CONSUMER = ConsumerSpec(group_id="handoff", topics=[LEADS_TOPIC, DEALS_TOPIC], handlers=HANDLERS)
+CONSUMER = ConsumerSpec(
+    group_id="handoff", topics=[LEADS_TOPIC, DEALS_TOPIC, PEOPLE_TOPIC], handlers=HANDLERS
+)

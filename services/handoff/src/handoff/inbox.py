@@ -23,11 +23,18 @@ from funnel_common.auth import Unauthenticated
 from funnel_common.http import DomainError, NotFound
 from funnel_common.service import runtime_of
 from funnel_common.types import utc_now
-from handoff import decisions, permissions, store
+from handoff import decisions, people, permissions, store
 from handoff import inbox_pages as pages
 from handoff import inbox_session as sessions
 from handoff.inbox_pages import Session
-from handoff.inbox_render import here, load_cards, refusal, render_page, to_sign_in
+from handoff.inbox_render import (
+    here,
+    keyring_of,
+    load_cards,
+    refusal,
+    render_page,
+    to_sign_in,
+)
 from handoff.models import RejectIn
 
 STATIC = Path(__file__).parent / "static"
@@ -42,7 +49,7 @@ async def _queue(request: Request, session: Session) -> dict[str, Any]:
         items = await store.inbox_open_handoffs(
             conn, rep_id=session.principal.subject, team_id=None, limit=200
         )
-        cards = await load_cards(conn, session, items, now)
+        cards = await load_cards(conn, session, items, now, keyring_of(request))
     return {"groups": pages.groups(cards)}
 
 
@@ -186,6 +193,7 @@ async def accepted(request: Request) -> Response:
             limit=PAGE_SIZE + 1,
             offset=(number - 1) * PAGE_SIZE,
         )
+        items = await people.opened_items(conn, keyring_of(request), items[: PAGE_SIZE + 1])
     cards = [pages.card(item, session, now) for item in items[:PAGE_SIZE]]
     paging = pages.Paging(number, PAGE_SIZE, has_next=len(items) > PAGE_SIZE)
     return render_page(
@@ -223,6 +231,7 @@ async def history(request: Request) -> Response:
             limit=PAGE_SIZE + 1,
             offset=(number - 1) * PAGE_SIZE,
         )
+        found = await people.opened_history(conn, keyring_of(request), found)
     rows = [pages.history_row(decision, handoff) for decision, handoff in found[:PAGE_SIZE]]
     return render_page(
         request,
@@ -250,7 +259,7 @@ async def one_handoff(handoff_id: UUID, request: Request) -> Response:
         item = await store.inbox_handoff(conn, handoff_id)
         if item is None:  # gone since load_for found it (never deleted today)
             raise NotFound(f"no handoff {handoff_id}")
-        [card] = await load_cards(conn, session, [item], now)
+        [card] = await load_cards(conn, session, [item], now, keyring_of(request))
         breaches = await store.breaches_of(conn, handoff_id)
     return render_page(
         request, "handoff.html", session=session, title="Handoff", c=card, breaches=breaches
@@ -288,7 +297,14 @@ async def decide(handoff_id: UUID, action: str, request: Request) -> Response:
             if action == "accept":
                 await decisions.accept(conn, handoff_id, principal, now=utc_now())
             elif rejection is not None:
-                await decisions.reject(conn, handoff_id, principal, rejection, now=utc_now())
+                await decisions.reject(
+                    conn,
+                    handoff_id,
+                    principal,
+                    rejection,
+                    now=utc_now(),
+                    keyring=keyring_of(request),
+                )
             else:
                 to = form.get("rep_id") or None
                 await decisions.reassign(conn, handoff_id, principal, to, now=utc_now())

@@ -20,10 +20,12 @@ from fastapi.templating import Jinja2Templates
 
 from funnel_common.auth import Principal
 from funnel_common.http import DomainError
+from funnel_common.personal import Keyring
+from funnel_common.service import runtime_of
 from handoff import inbox_pages as pages
 from handoff import inbox_session as sessions
 from handoff import inbox_urgency as urgency
-from handoff import store
+from handoff import people, store
 from handoff.inbox_pages import Session
 from handoff.models import InboxHandoff, Rep
 from handoff.routing import UNROUTED_TEAM
@@ -132,6 +134,11 @@ def refusal(
 # --- loading what pages show ---------------------------------------------------------
 
 
+def keyring_of(request: Request) -> Keyring:
+    """What opens the leads' sealed data for the page (people.py)."""
+    return people.keyring_for(runtime_of(request).settings)
+
+
 async def reps_for(conn: asyncpg.Connection, principal: Principal) -> list[Rep]:
     """Whom the caller may hand work to."""
     if principal.role == "manager" and principal.team:
@@ -154,8 +161,14 @@ async def waiting_reasons(
 
 
 async def load_cards(
-    conn: asyncpg.Connection, session: Session, items: Sequence[InboxHandoff], now: datetime
+    conn: asyncpg.Connection,
+    session: Session,
+    items: Sequence[InboxHandoff],
+    now: datetime,
+    keyring: Keyring,
 ) -> list[pages.Card]:
+    """The cards of ``items``, the leads' sealed data opened to be shown."""
+    items = await people.opened_items(conn, keyring, items)
     reps = await reps_for(conn, session.principal)
     reasons = await waiting_reasons(conn, items, now) if session.manages else {}
     return [

@@ -16,12 +16,19 @@ from funnel_common.auth import Forbidden
 from funnel_common.http import DomainError
 from funnel_common.service import runtime_of
 from funnel_common.types import utc_now
-from handoff import decisions, store
+from handoff import decisions, people, store
 from handoff import inbox_pages as pages
 from handoff import inbox_session as sessions
 from handoff import inbox_urgency as urgency
 from handoff.inbox_pages import Session
-from handoff.inbox_render import here, load_cards, refusal, render_page, to_sign_in
+from handoff.inbox_render import (
+    here,
+    keyring_of,
+    load_cards,
+    refusal,
+    render_page,
+    to_sign_in,
+)
 from handoff.routing import UNROUTED_TEAM
 
 MAX_BULK = 200
@@ -44,7 +51,7 @@ async def _team(request: Request, session: Session) -> dict[str, Any]:
     now = utc_now()
     async with runtime_of(request).pool.acquire() as conn:
         items = await store.inbox_open_handoffs(conn, rep_id=None, team_id=team_id, limit=500)
-        cards = await load_cards(conn, session, items, now)
+        cards = await load_cards(conn, session, items, now, keyring_of(request))
         reps = [rep.rep_id for rep in await store.list_reps(conn, team_id)]
         teams = []
         if principal.role == "admin":
@@ -151,5 +158,7 @@ async def bulk_reassign(request: Request) -> Response:
     async with runtime_of(request).pool.acquire() as conn:
         for handoff_id, failure in failures:
             found = await store.get_handoff(conn, handoff_id)
+            if found is not None:
+                [found] = await people.opened(conn, keyring_of(request), [found])
             alerts.append(f"{pages.lead_name(found) if found else handoff_id}: {failure}")
     return await _team_page(request, session, status=failures[0][1].status, alerts=alerts)

@@ -346,3 +346,45 @@ class InboxHandoff:
     """The earliest deadline the handoff missed (escalation and reassignment replace it)."""
     last_decision: DecisionRecord | None
     touches: tuple[LeadTouch, ...] = ()
+
+
+# --- a person's data, as an admin exports it (GET /v1/privacy/people/{lead_id}) -------
+
+
+class DecisionOut(Body):
+    handoff_id: UUID
+    decided_by: str
+    outcome: Outcome
+    reason: str | None
+    note: str | None
+    decided_at: UtcDatetime
+
+
+class TouchOut(Body):
+    touched_at: UtcDatetime
+    matched_on: str
+    form_id: str | None
+    attribution: Attribution
+
+
+class NotificationOut(Body):
+    """A notification about the lead's handoff: what was told to whom (a channel), when."""
+
+    handoff_id: UUID
+    kind: str
+    channel: str
+    attempts: int
+    created_at: UtcDatetime
+    delivered_at: UtcDatetime | None
+    failed_at: UtcDatetime | None
+
+
+class PersonHandoffs(Body):
+    """Everything handoff holds about the person of one lead (docs/privacy.md)."""
+
+    lead_id: UUID
+    erased: bool = Field(description="The person was erased: nothing personal is left here.")
+    handoffs: list[HandoffOut]
+    decisions: list[DecisionOut]
+    touches: list[TouchOut]
+    notifications: list[NotificationOut]

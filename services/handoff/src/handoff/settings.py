@@ -106,6 +106,7 @@ class HandoffSettings(BaseSettings):
         require_real_secrets(
             {
                 "FUNNEL_AUTH_SECRET": self.common.auth_secret,
+                "FUNNEL_PERSONAL_DATA_KEY": self.common.personal_data_key,
                 "FUNNEL_HANDOFF_WEBHOOK_SECRET": self.webhook_secret,
             },
             environment=self.common.environment,

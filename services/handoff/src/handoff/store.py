@@ -623,8 +623,10 @@ async def record_decision(
     rejection: RejectIn | None,
     *,
     now: datetime,
+    note: str | None = None,
 ) -> None:
-    """An accept (``rejection`` None) or a reject, kept for the decider's history."""
+    """An accept (``rejection`` None) or a reject, kept for the decider's history; the
+    rejection's ``note`` as given (sealed: ``people.seal_note``)."""
     await connection.execute(
         """INSERT INTO decisions (handoff_id, team_id, decided_by, outcome, reason, note,
                                   decided_at)
@@ -634,7 +636,7 @@ async def record_decision(
         decided_by,
         "accepted" if rejection is None else "rejected",
         None if rejection is None else rejection.reason,
-        None if rejection is None else rejection.note,
+        note,
         now,
     )
 
@@ -790,3 +792,84 @@ async def breaches_of(
         handoff_id,
     )
     return [(row["rep_id"], row["due_at"]) for row in rows]
+
+
+# --- a person's data: export and erasure (people.py, privacy) -------------------------
+
+
+async def handoffs_of_lead(connection: asyncpg.Connection, lead_id: UUID) -> list[Handoff]:
+    rows = await connection.fetch(
+        "SELECT * FROM handoffs WHERE lead_id = $1 ORDER BY created_at", lead_id
+    )
+    return [_handoff(row) for row in rows]
+
+
+async def decisions_of_lead(connection: asyncpg.Connection, lead_id: UUID) -> list[DecisionRecord]:
+    rows = await connection.fetch(
+        """SELECT d.handoff_id, d.decided_by AS d_decided_by, d.outcome AS d_outcome,
+                  d.reason AS d_reason, d.note AS d_note, d.decided_at AS d_decided_at
+           FROM decisions d JOIN handoffs h ON h.handoff_id = d.handoff_id
+           WHERE h.lead_id = $1 ORDER BY d.decided_at, d.id""",
+        lead_id,
+    )
+    return [decision for row in rows if (decision := _decision(row, row["handoff_id"])) is not None]
+
+
+async def touches_of_lead(connection: asyncpg.Connection, lead_id: UUID) -> list[LeadTouch]:
+    rows = await connection.fetch(
+        "SELECT * FROM lead_touches WHERE lead_id = $1 ORDER BY touched_at, submission_id",
+        lead_id,
+    )
+    return [
+        LeadTouch(
+            touched_at=row["touched_at"],
+            matched_on=row["matched_on"],
+            form_id=row["form_id"],
+            attribution=Attribution.model_validate_json(row["attribution"]),
+        )
+        for row in rows
+    ]
+
+
+async def notifications_of_lead(
+    connection: asyncpg.Connection, lead_id: UUID
+) -> list[asyncpg.Record]:
+    """What handoff told people about the lead's handoffs (or tried to)."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """SELECT n.handoff_id, n.kind, n.channel, n.attempts, n.created_at, n.delivered_at,
+                  n.failed_at
+           FROM notifications n JOIN handoffs h ON h.handoff_id = n.handoff_id
+           WHERE h.lead_id = $1 ORDER BY n.created_at, n.id""",
+        lead_id,
+    )
+    return rows
+
+
+async def erase_person(
+    connection: asyncpg.Connection, lead_id: UUID, personal_fields: list[str]
+) -> None:
+    """Blank what handoff holds of an erased person: the personal part of their lead's
+    profile (sealed, or in clear from a ``.v1`` event), the reps' notes about them, and
+    the notes in the rejection events of its outbox (sent or not)."""
+    handoff_ids = await connection.fetch(
+        """UPDATE handoffs SET profile = profile - $2::text[] WHERE lead_id = $1
+           RETURNING handoff_id""",
+        lead_id,
+        personal_fields,
+    )
+    if not handoff_ids:
+        return
+    ids = [row["handoff_id"] for row in handoff_ids]
+    await connection.execute(
+        "UPDATE decisions SET note = NULL WHERE handoff_id = ANY($1::uuid[])", ids
+    )
+    await connection.execute(
+        """UPDATE outbox SET payload = convert_to(jsonb_set(
+               convert_from(payload, 'UTF8')::jsonb,
+               CASE event_type WHEN 'funnel.handoff.rejected.v1' THEN '{data,note}'
+                               ELSE '{data,sealed_note}' END::text[],
+               'null'::jsonb)::text, 'UTF8')
+           WHERE event_type IN ('funnel.handoff.rejected.v1', 'funnel.handoff.rejected.v2')
+             AND event_key = ANY($1::bytea[])""",
+        [str(handoff_id).encode() for handoff_id in ids],
+    )

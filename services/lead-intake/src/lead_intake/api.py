@@ -16,6 +16,7 @@ from opentelemetry import context as otel_context
 from pydantic import ValidationError
 
 from funnel_common.http import DomainError, problem_responses
+from funnel_common.personal import keyring
 from funnel_common.signing import SIGNATURE_HEADER, SignatureError, verify_signature
 from lead_intake import intake
 from lead_intake.batching import GroupCommitter
@@ -241,7 +242,7 @@ def lead_committer(
     )
     return GroupCommitter(
         pool,
-        LeadWriter(policy, limits),
+        LeadWriter(policy, limits, keyring(settings.common.personal_data_key)),
         max_batch=settings.batch_max_size,
         max_wait_seconds=settings.batch_max_wait_ms / 1000,
         max_in_flight=settings.batch_max_in_flight,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -23,14 +23,14 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from pydantic import TypeAdapter
 
-from funnel_common import outbox
+from funnel_common import outbox, personal
 from funnel_common.events import Envelope, LeadProfile
 from funnel_common.http import Conflict, DomainError
 from lead_intake import intake, store
 from lead_intake.batching import DEFER, Deferred
 from lead_intake.edge import RateLimited, Unauthorized
 from lead_intake.forms import Form
-from lead_intake.intake import IntakePolicy, NewLeadRow, Touch
+from lead_intake.intake import IntakePolicy, NewLeadRow, StoredLead, Touch
 from lead_intake.models import LeadAccepted, LeadReceived, LeadStatus, LeadSubmission
 from lead_intake.screening import rate_limit_retry_after
 
@@ -141,9 +141,10 @@ def _identities(profile: LeadProfile) -> list[str]:
 class LeadWriter:
     """Writes a batch of submissions inside the committer's transaction."""
 
-    def __init__(self, policy: IntakePolicy, limits: Limits) -> None:
+    def __init__(self, policy: IntakePolicy, limits: Limits, keyring: personal.Keyring) -> None:
         self._policy = policy
         self._limits = limits
+        self._keyring = keyring
         self._next_sweep = 0.0
 
     async def __call__(
@@ -188,12 +189,9 @@ class LeadWriter:
         matches = await self._dedupe(
             connection, [(index, profiles[index]) for index in pending if not spam[index]], now
         )
-        known = (
-            await store.lock_leads(connection, {lead_id for lead_id, _ in matches.values()})
-            if matches
-            else {}
-        )
+        known = await self._lock_known(connection, {lead_id for lead_id, _ in matches.values()})
 
+        new_keys: list[personal.PersonKey] = []
         new_leads: list[NewLeadRow] = []
         touches: list[Touch] = []
         events: list[tuple[Envelope, dict[str, str]]] = []
@@ -205,14 +203,15 @@ class LeadWriter:
                 lead_id, matched_on = matches[index]
                 captured, known[lead_id] = intake.merge(
                     known[lead_id], matched_on, profiles[index], attribution,
-                    member.submission.form_id, member.form, self._policy,
+                    member.submission.form_id, member.form, self._policy, self._keyring,
                     captured_at=member.captured_at,
                 )  # fmt: skip
             else:
                 captured = intake.new_lead(
                     member.submission, member.form, profiles[index], attribution, spam[index],
-                    self._policy, captured_at=member.captured_at,
+                    self._policy, self._keyring, captured_at=member.captured_at,
                 )  # fmt: skip
+            new_keys += [captured.new_key] if captured.new_key else []
             new_leads += [captured.new_lead] if captured.new_lead else []
             touches += [captured.touch] if captured.touch else []
             trace_headers: dict[str, str] = {}
@@ -225,6 +224,8 @@ class LeadWriter:
             if member.idempotency_key in claimed:
                 results.append((member.idempotency_key, accepted.stored()))
 
+        if new_keys:
+            await personal.store_keys(connection, new_keys)
         if new_leads:
             await store.insert_leads(connection, new_leads)
         if touches:
@@ -245,6 +246,16 @@ class LeadWriter:
         if events:
             await outbox.enqueue_traced(connection, events)
         return [DEFER if outcome is None else outcome for outcome in outcomes]
+
+    async def _lock_known(
+        self, connection: asyncpg.Connection, lead_ids: set[UUID]
+    ) -> dict[UUID, StoredLead]:
+        """The leads this batch merges onto, locked, each with its data key."""
+        if not lead_ids:
+            return {}
+        known = await store.lock_leads(connection, lead_ids)
+        keys = await personal.load_keys(connection, self._keyring, lead_ids)
+        return {lead_id: replace(lead, key=keys.get(lead_id)) for lead_id, lead in known.items()}
 
     async def _sweep(self, connection: asyncpg.Connection) -> None:
         if time.monotonic() < self._next_sweep:

@@ -14,16 +14,22 @@ from uuid import UUID, uuid4
 from funnel_common.events import (
     Attribution,
     Envelope,
-    LeadCaptured,
     LeadCapturedData,
+    LeadCapturedV2,
+    LeadCapturedV2Data,
     LeadDisqualified,
     LeadDisqualifiedData,
     LeadMerged,
     LeadMergedData,
     LeadProfile,
-    LeadQualified,
-    LeadQualifiedData,
+    LeadQualifiedV2,
+    LeadQualifiedV2Data,
+    PersonalData,
+    PersonKeyIssued,
+    PersonKeyIssuedData,
+    SealedProfile,
 )
+from funnel_common.personal import Keyring, PersonKey, wrapped_text
 from lead_intake.forms import Form
 from lead_intake.models import LeadAccepted, LeadSubmission
 from lead_intake.qualification import (
@@ -47,6 +53,9 @@ class StoredLead:
     form_type: str | None
     profile: LeadProfile
     attribution: Attribution
+    key: PersonKey | None = None
+    """The person's data key (None for a lead captured before personal data was sealed:
+    its next event gives it one)."""
 
 
 @dataclass(frozen=True)
@@ -126,22 +135,58 @@ def facts_of(profile: LeadProfile, form_type: str | None) -> LeadFacts:
     )
 
 
+def sealed_profile(
+    profile: LeadProfile, key: PersonKey, extra: dict[str, str] | None = None
+) -> SealedProfile:
+    """The profile as events carry it: company, size and country in clear (routing and
+    reporting need them, and they identify no one), the rest sealed with the person's key."""
+    personal = PersonalData(
+        email=profile.email,
+        phone=profile.phone,
+        first_name=profile.first_name,
+        last_name=profile.last_name,
+        title=profile.title,
+        extra=extra or {},
+    )
+    return SealedProfile(
+        company=profile.company,
+        company_size=profile.company_size,
+        country=profile.country,
+        personal=key.seal_model(personal, "profile"),
+    )
+
+
+def key_issued(key: PersonKey, at: datetime) -> PersonKeyIssued:
+    """The announcement of a new person's key on ``funnel.people`` (wrapped)."""
+    return PersonKeyIssued.new(
+        source=SERVICE,
+        subject=key.person_id,
+        time=at,
+        data=PersonKeyIssuedData(person_id=key.person_id, wrapped_key=wrapped_text(key)),
+    )
+
+
 def decision_events(
-    lead_id: UUID, decision: Decision, profile: LeadProfile, attribution: Attribution, form: Form
+    lead_id: UUID,
+    decision: Decision,
+    profile: LeadProfile,
+    attribution: Attribution,
+    form: Form,
+    key: PersonKey,
 ) -> list[Envelope]:
     if decision.outcome == "qualified":
         return [
-            LeadQualified.new(
+            LeadQualifiedV2.new(
                 source=SERVICE,
                 subject=lead_id,
-                data=LeadQualifiedData(
+                data=LeadQualifiedV2Data(
                     lead_id=lead_id,
                     score=decision.score,
                     reasons=decision.reasons,
                     rules_version=decision.rules_version,
                     form_type=form.form_type,
                     attribution=attribution,
-                    profile=profile,
+                    profile=sealed_profile(profile, key),
                 ),
             )
         ]
@@ -209,13 +254,15 @@ class CapturedAtRefused(ValueError):
 
 @dataclass(frozen=True)
 class Captured:
-    """What a submission adds: a new lead or a touch, its events, and the answer."""
+    """What a submission adds: a new lead or a touch, its events, and the answer; and a
+    person key to store when the lead got one now."""
 
     accepted: LeadAccepted
     submission_id: UUID
     events: list[Envelope]
     new_lead: NewLeadRow | None = None
     touch: Touch | None = None
+    new_key: PersonKey | None = None
 
 
 def new_lead(
@@ -225,11 +272,12 @@ def new_lead(
     attribution: Attribution,
     spam: list[str],
     policy: IntakePolicy,
+    keyring: Keyring,
     *,
     captured_at: datetime,
 ) -> Captured:
     """A first-time lead (or spam, recorded but never qualified), captured at
-    ``captured_at``; its qualification is decided now."""
+    ``captured_at``, with a data key of its own; its qualification is decided now."""
     lead = LeadCapturedData(
         lead_id=uuid4(),
         form_id=submission.form_id,
@@ -238,9 +286,18 @@ def new_lead(
         spam_reasons=spam,
         extra=submission.extra,
     )
+    key = keyring.new_key(lead.lead_id)
     submission_id = uuid4()
+    captured = LeadCapturedV2Data(
+        lead_id=lead.lead_id,
+        form_id=lead.form_id,
+        attribution=attribution,
+        profile=sealed_profile(profile, key, lead.extra),
+        spam_reasons=spam,
+    )
     events: list[Envelope] = [
-        LeadCaptured.new(source=SERVICE, subject=lead.lead_id, data=lead, time=captured_at)
+        key_issued(key, captured_at),
+        LeadCapturedV2.new(source=SERVICE, subject=lead.lead_id, data=captured, time=captured_at),
     ]
     if spam:
         return Captured(
@@ -250,9 +307,10 @@ def new_lead(
             new_lead=NewLeadRow(
                 lead, submission_id, captured_at, "spam", form.form_type, None, None
             ),
+            new_key=key,
         )
     decision = qualify(policy.rules, facts_of(profile, form.form_type))
-    events += decision_events(lead.lead_id, decision, profile, attribution, form)
+    events += decision_events(lead.lead_id, decision, profile, attribution, form, key)
     return Captured(
         accepted=LeadAccepted(
             lead_id=lead.lead_id,
@@ -266,6 +324,7 @@ def new_lead(
             lead, submission_id, captured_at, decision.outcome, form.form_type, decision.score,
             decision.rules_version,
         ),
+        new_key=key,
     )  # fmt: skip
 
 
@@ -277,15 +336,19 @@ def merge(
     form_id: str,
     form: Form,
     policy: IntakePolicy,
+    keyring: Keyring,
     *,
     captured_at: datetime,
 ) -> tuple[Captured, StoredLead]:
     """A returning person: a touch on the known lead (made at ``captured_at``), rescored;
-    and the lead after it."""
+    and the lead after it. A lead from before personal data was sealed gets its key now."""
     lead_id = known.lead_id
     submission_id = uuid4()
     profile = merged_profile(known.profile, profile)
+    key = known.key if known.key is not None else keyring.new_key(lead_id)
+    new_key = None if known.key is not None else key
     events: list[Envelope] = [
+        *([key_issued(new_key, captured_at)] if new_key else []),
         LeadMerged.new(
             source=SERVICE,
             subject=lead_id,
@@ -297,7 +360,7 @@ def merge(
                 attribution=attribution,
                 form_id=form_id,
             ),
-        )
+        ),
     ]
     # Rescoring on the new touch: only a changed outcome is evented, with the touch's
     # attribution (the campaign that tipped the lead over the threshold).
@@ -305,7 +368,7 @@ def merge(
     status = known.status
     if rescored_event_due(known.status, decision):
         status = decision.outcome
-        events += decision_events(lead_id, decision, profile, attribution, form)
+        events += decision_events(lead_id, decision, profile, attribution, form, key)
     touch = Touch(
         submission_id=submission_id,
         lead_id=lead_id,
@@ -324,6 +387,7 @@ def merge(
         form_type=form.form_type,
         profile=profile,
         attribution=known.attribution,
+        key=key,
     )
     captured = Captured(
         accepted=LeadAccepted(
@@ -332,5 +396,6 @@ def merge(
         submission_id=submission_id,
         events=events,
         touch=touch,
+        new_key=new_key,
     )
     return captured, after

@@ -127,6 +127,7 @@ class IntakeSettings(BaseSettings):
     def _real_secrets_outside_development(self) -> Self:
         secrets = {
             "FUNNEL_AUTH_SECRET": self.common.auth_secret,
+            "FUNNEL_PERSONAL_DATA_KEY": self.common.personal_data_key,
             "FUNNEL_INTAKE_CRM_WEBHOOK_SECRET": self.crm_webhook_secret,
             "FUNNEL_INTAKE_BILLING_WEBHOOK_SECRET": self.billing_webhook_secret,
             "FUNNEL_INTAKE_IMPORT_SECRET": self.import_secret,

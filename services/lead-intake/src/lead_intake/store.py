@@ -37,18 +37,18 @@ async def insert_leads(connection: asyncpg.Connection, rows: Sequence[NewLeadRow
     await connection.execute(
         """INSERT INTO leads (lead_id, form_id, email, phone, source, campaign, profile,
                               attribution, status, spam_reasons, form_type, score,
-                              rules_version, submission_id, captured_at)
+                              rules_version, submission_id, captured_at, extra)
            SELECT lead_id, form_id, email, phone, source, campaign, profile::jsonb,
                   attribution::jsonb, status,
                   ARRAY(SELECT jsonb_array_elements_text(spam_reasons::jsonb)),
-                  form_type, score, rules_version, submission_id, captured_at
+                  form_type, score, rules_version, submission_id, captured_at, extra::jsonb
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                        $11::text[], $12::int[], $13::text[], $14::uuid[],
-                       $15::timestamptz[])
+                       $15::timestamptz[], $16::text[])
                 AS row(lead_id, form_id, email, phone, source, campaign, profile,
                        attribution, status, spam_reasons, form_type, score, rules_version,
-                       submission_id, captured_at)""",
+                       submission_id, captured_at, extra)""",
         [row.lead.lead_id for row in rows],
         [row.lead.form_id for row in rows],
         [row.lead.profile.email for row in rows],
@@ -64,6 +64,7 @@ async def insert_leads(connection: asyncpg.Connection, rows: Sequence[NewLeadRow
         [row.rules_version for row in rows],
         [row.submission_id for row in rows],
         [row.captured_at for row in rows],
+        [json.dumps(row.lead.extra) for row in rows],
     )
 
 
@@ -467,4 +468,110 @@ async def save_account(
         account_id,
         status,
         arr_cents,
+    )
+
+
+# --- a person's data: export and erasure (privacy.py) ---------------------------------
+
+# The profile's personal fields (docs/privacy.md). An erased profile keeps company, size
+# and country, and an empty email, so it still reads as a profile (a deal may link to
+# the lead long after its person was erased).
+_PERSONAL_PROFILE_FIELDS = ["email", "phone", "first_name", "last_name", "title"]
+
+
+async def person_leads(
+    connection: asyncpg.Connection,
+    *,
+    email: str | None = None,
+    lead_id: UUID | None = None,
+    lock: bool = False,
+) -> list[asyncpg.Record]:
+    """The leads of one email (every status, spam too) or the one lead of an id, oldest
+    first; locked until commit with ``lock``."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"""SELECT lead_id, form_id, status, score, rules_version, form_type, spam_reasons,
+                   source, campaign, attribution, profile, extra, submission_id,
+                   captured_at, last_touch_at, erased_at
+            FROM leads WHERE ($1::text IS NOT NULL AND email = $1) OR lead_id = $2
+            ORDER BY captured_at, lead_id {"FOR UPDATE" if lock else ""}""",
+        email,
+        lead_id,
+    )
+    return rows
+
+
+async def touches_of(connection: asyncpg.Connection, lead_ids: list[UUID]) -> list[asyncpg.Record]:
+    """The submissions merged onto these leads, oldest first."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        """SELECT submission_id, lead_id, form_id, matched_on, attribution, received_at
+           FROM touches WHERE lead_id = ANY($1::uuid[]) ORDER BY received_at, submission_id""",
+        lead_ids,
+    )
+    return rows
+
+
+async def erase_leads(connection: asyncpg.Connection, lead_ids: list[UUID]) -> None:
+    """Blank the personal fields of these leads (and their dedupe keys); everything a
+    figure is made of stays."""
+    await connection.execute(
+        """UPDATE leads SET email = NULL, phone = NULL, extra = '{}'::jsonb,
+               profile = (profile - $2::text[]) || '{"email": ""}'::jsonb,
+               erased_at = coalesce(erased_at, now())
+           WHERE lead_id = ANY($1::uuid[])""",
+        lead_ids,
+        _PERSONAL_PROFILE_FIELDS,
+    )
+
+
+async def erase_outbox_rows(connection: asyncpg.Connection, lead_ids: list[UUID]) -> None:
+    """The outbox's copies of these people's data. Their wrapped keys' announcements are
+    deleted (sent or not: the key must not reach anyone now). Their lead events lose the
+    sealed part, or, for events written before personal data was sealed (``.v1``), the
+    personal fields in clear: a relay publishing them again (after the embedded broker
+    lost its records) then publishes nothing of the person."""
+    keys = [str(lead_id).encode() for lead_id in lead_ids]
+    await connection.execute(
+        """DELETE FROM outbox
+           WHERE event_type = 'funnel.person.key_issued.v1' AND event_key = ANY($1::bytea[])""",
+        keys,
+    )
+    await connection.execute(
+        """UPDATE outbox SET payload = convert_to((
+               CASE WHEN event_type LIKE '%.v2'
+                        THEN jsonb_set(event, '{data,profile,personal}', 'null'::jsonb)
+                    WHEN event_type = 'funnel.lead.captured.v1'
+                        THEN jsonb_set(blanked, '{data,extra}', '{}'::jsonb)
+                    ELSE blanked END)::text, 'UTF8')
+           FROM (SELECT seq, event,
+                        jsonb_set(event, '{data,profile}',
+                                  ((event #> '{data,profile}') - $2::text[])
+                                  || '{"email": ""}'::jsonb) AS blanked
+                 FROM (SELECT seq, convert_from(payload, 'UTF8')::jsonb AS event FROM outbox
+                       WHERE event_key = ANY($1::bytea[])
+                         AND event_type IN ('funnel.lead.captured.v1',
+                                            'funnel.lead.qualified.v1',
+                                            'funnel.lead.captured.v2',
+                                            'funnel.lead.qualified.v2')) AS rows)
+                AS found
+           WHERE outbox.seq = found.seq""",
+        keys,
+        _PERSONAL_PROFILE_FIELDS,
+    )
+
+
+async def record_erasure(
+    connection: asyncpg.Connection,
+    *,
+    erasure_id: UUID,
+    requested_by: str,
+    matched_by: str,
+    lead_ids: list[UUID],
+) -> None:
+    await connection.execute(
+        """INSERT INTO erasures (erasure_id, requested_by, matched_by, lead_ids)
+           VALUES ($1, $2, $3, $4)""",
+        erasure_id,
+        requested_by,
+        matched_by,
+        lead_ids,
     )

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from funnel_common.service import WebState, build_web_app
 from funnel_common.telemetry import PlatformMetrics
-from lead_intake import api, connector_api, runtime, webhooks
+from lead_intake import api, connector_api, privacy_api, runtime, webhooks
 from lead_intake.edge import BrowserRefusalPage, FormCorsMiddleware
 from lead_intake.forms import load_forms
 from lead_intake.qualification import load_rules
@@ -49,6 +49,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             api.router(context),
             webhooks.router(settings, context.metrics),
             connector_api.router(settings, context.metrics),
+            privacy_api.router(),
         ],
         max_body_bytes=settings.max_body_bytes,
         body_limits={connector_api.PREFIX: settings.connector_max_body_bytes},
