@@ -48,8 +48,8 @@ async def test_two_replicas_migrating_at_once_apply_each_file_once(
     )
 
     applied = sorted(version for result in results for version in result)
-    assert len(applied) == 6
-    assert len(set(applied)) == 6
+    assert len(applied) == 7
+    assert len(set(applied)) == 7
     connection = await asyncpg.connect(database_url)
     try:
         columns = await connection.fetch(
