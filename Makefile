@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 # pytest-xdist is not used: the integration fixtures share one PostgreSQL and one broker.
 PYTEST_ARGS ?=
 
-.PHONY: run funnel test test-faults lint fmt typecheck unit schemas settings-doc sync clean clean-data bench boards-preview
+.PHONY: run funnel test test-faults kafka-prepare lint fmt typecheck unit schemas settings-doc sync clean clean-data bench boards-preview
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -26,12 +26,19 @@ run: sync
 funnel: sync
 	$(UV) run --frozen --no-sync funnel $(ARGS)
 
-test: sync lint typecheck
+test: sync lint typecheck kafka-prepare
 	$(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
 
 # The fault suite alone (it is also part of `make test`).
-test-faults: sync
+test-faults: sync kafka-prepare
 	$(UV) run --frozen --no-sync pytest -m faults $(PYTEST_ARGS)
+
+# Apache Kafka for the tests, once per checkout and outside any test's timeout: the
+# pinned jars (Maven, offline first, quiet) and the brokers' class archive. Without
+# Java 17+ or Maven it says so in one line and the Apache Kafka tests skip (in CI,
+# FUNNEL_REQUIRE_SYSTEM_TOOLS=1 makes that a failure).
+kafka-prepare: sync
+	$(UV) run --frozen --no-sync python -m funnel_tools.apache_kafka prepare
 
 lint: sync
 	$(UV) run --frozen --no-sync ruff check .

@@ -25,11 +25,12 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from bench.load import open_loop, percentile, session
 from bench.measures import Figure
 from funnel_common.events import HANDOFFS_TOPIC, EventDecodeError, HandoffSlaBreached, decode_event
+from funnel_common.kafka import partitions_of
 from funnel_common.signing import SIGNATURE_HEADER, sign
 from funnel_tools.devplatform import DevPlatform
 from funnel_tools.importer import ImportSettings, Kind
@@ -116,11 +117,7 @@ async def breach_delay(
     )  # fmt: skip
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [
-            TopicPartition(HANDOFFS_TOPIC, p)
-            for p in sorted(consumer.partitions_for_topic(HANDOFFS_TOPIC) or ())
-        ]
+        partitions = await partitions_of(consumer, [HANDOFFS_TOPIC])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         stop = asyncio.Event()

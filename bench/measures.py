@@ -335,12 +335,21 @@ async def _broker_latency(platform: DevPlatform, *, rate: float, seconds: float)
     await admin.start()
     await admin.create_topics([NewTopic(topic, 3, 1)])
     await admin.close()
+    # The platform's own client settings for its broker (Apache Kafka refuses Tansu's
+    # short session timeout).
+    client = platform.client_settings()
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=platform.bootstrap_servers, group_id=topic,
-        auto_offset_reset="earliest", fetch_max_wait_ms=20,
-        session_timeout_ms=2000, heartbeat_interval_ms=300, rebalance_timeout_ms=1000,
+        auto_offset_reset="earliest", fetch_max_wait_ms=client.kafka_fetch_max_wait_ms,
+        session_timeout_ms=client.kafka_session_timeout_ms,
+        heartbeat_interval_ms=client.kafka_heartbeat_interval_ms,
+        rebalance_timeout_ms=client.kafka_rebalance_timeout_ms,
     )  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=platform.bootstrap_servers,
+        acks="all",
+        enable_idempotence=client.kafka_enable_idempotence,
+    )
     await consumer.start()
     await producer.start()
     sent: dict[int, float] = {}

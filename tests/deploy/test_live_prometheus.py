@@ -98,8 +98,8 @@ def source_metrics(expr: str) -> set[str]:
     return found
 
 
-async def _produce_undecodable_record(bootstrap: str) -> None:
-    producer = new_producer(CommonSettings(kafka_bootstrap_servers=bootstrap))
+async def _produce_undecodable_record(settings: CommonSettings) -> None:
+    producer = new_producer(settings)
     await producer.start()
     try:
         await producer.send_and_wait("funnel.leads", value=b"not an event", key=b"poison")
@@ -144,8 +144,8 @@ def _funnel_events() -> list[Envelope]:
     ]  # fmt: skip
 
 
-async def _produce_funnel_events(bootstrap: str, *, handoffs_only: bool = False) -> None:
-    producer = new_producer(CommonSettings(kafka_bootstrap_servers=bootstrap))
+async def _produce_funnel_events(settings: CommonSettings, *, handoffs_only: bool = False) -> None:
+    producer = new_producer(settings)
     await producer.start()
     try:
         for event in _funnel_events():
@@ -164,8 +164,8 @@ def _send_traffic(platform: DevPlatform) -> None:
     assert httpx.get(f"{intake}/no-such-page").status_code == 404
     for service in ("intake", "handoff", "metrics"):
         assert httpx.get(platform.url(service, "/healthz")).status_code == 200
-    asyncio.run(_produce_undecodable_record(platform.bootstrap_servers))
-    asyncio.run(_produce_funnel_events(platform.bootstrap_servers))
+    asyncio.run(_produce_undecodable_record(platform.client_settings()))
+    asyncio.run(_produce_funnel_events(platform.client_settings()))
     period, _, _ = _this_quarter()
     # An admin token as an operator mints it; metrics takes it once its worker has heard
     # of it on funnel.access (one consumer hop).
@@ -216,7 +216,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             timeout=30,
             what="the first handoff decisions to be scraped",
         )
-        asyncio.run(_produce_funnel_events(platform.bootstrap_servers, handoffs_only=True))
+        asyncio.run(_produce_funnel_events(platform.client_settings(), handoffs_only=True))
         wait_until(
             lambda: live.has_data("max(increase(funnel_handoffs_total[5m])) > 0"),
             timeout=60,

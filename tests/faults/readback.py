@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from funnel_common.auth import Role
 from funnel_common.events import Envelope, EventDecodeError, decode_event
+from funnel_common.kafka import partitions_of
 from funnel_common.settings import CommonSettings
 from funnel_tools.devplatform import DevPlatform
 from funnel_tools.seed import REPS, SLA_POLICIES, TEAMS
@@ -130,8 +131,8 @@ async def records(settings: CommonSettings, topic: str) -> list[tuple[bytes | No
     )
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = await partitions_of(consumer, [topic])
+        assert partitions, f"no partitions for {topic}"
         consumer.assign(partitions)
         # Everything up to the ends seen first: the streams may still add records after that.
         found: list[tuple[bytes | None, bytes]] = []

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 import asyncpg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from funnel_common.events import DLQ_TOPIC, LEADS_TOPIC, LeadCaptured, encode_event
+from funnel_common.events import LEADS_TOPIC, LeadCaptured, encode_event
 from funnel_common.kafka import new_producer
 from funnel_common.settings import CommonSettings
 from tests.helpers import eventually
-from tests.integration.kafka_helpers import read_topic
-from tests.integration.test_consumer import _effects, _lead, consuming, pool, record_effect
+from tests.integration.test_consumer import (
+    _effects,
+    _lead,
+    consuming,
+    dead_letters,
+    pool,
+    record_effect,
+)
 
 __all__ = ["pool"]  # the fixture, shared with the consumer's own tests
 
@@ -95,8 +101,9 @@ def _original(value: bytes | None) -> dict[str, str]:
         return {"base64": base64.b64encode(raw).decode()}
 
 
+@pytest.mark.both_brokers
 async def test_arbitrary_records_are_dead_lettered_and_the_consumer_keeps_applying_events(
-    pool: asyncpg.Pool, topics: CommonSettings
+    pool: asyncpg.Pool, database_url: str, topics: CommonSettings
 ) -> None:
     drawn = _draw_records()
     produced: list[tuple[bytes | None, bytes | None, Headers]] = []
@@ -113,7 +120,7 @@ async def test_arbitrary_records_are_dead_lettered_and_the_consumer_keeps_applyi
         value for (value, _, _), (*_, ok) in zip(produced, drawn, strict=False) if not ok
     ]
 
-    async with consuming(pool, topics, {LeadCaptured: record_effect}):
+    async with consuming(pool, topics, {LeadCaptured: record_effect}, relay_dsn=database_url):
         await _produce(topics, produced)
         await eventually(
             lambda: _effects(pool),
@@ -121,14 +128,13 @@ async def test_arbitrary_records_are_dead_lettered_and_the_consumer_keeps_applyi
             timeout=30,
             what="every valid event applied, the last one included",
         )
-        parked = await eventually(
-            lambda: read_topic(topics, DLQ_TOPIC, expect=len(junk_values), timeout=2),
+        letters = await eventually(
+            lambda: dead_letters(topics, expect=len(junk_values)),
             until=lambda found: len(found) >= len(junk_values),
             timeout=30,
             what=f"{len(junk_values)} dead letters",
         )
 
-    letters: list[dict[str, Any]] = [json.loads(record.value) for record in parked]
     assert len(letters) == len(junk_values), drawn
     assert {letter["kind"] for letter in letters} <= {"undecodable"}
     assert all(letter["error"] for letter in letters)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
 from tests.helpers import eventually
 from tests.platform import Platform
@@ -10,6 +11,7 @@ from tests.platform import Platform
 LEAD = {"email": "Ada@Example.com", "source": "webinar"}
 
 
+@pytest.mark.both_brokers
 async def test_a_posted_lead_is_counted_exactly_once(platform: Platform, database_url: str) -> None:
     before = await platform.metric("funnel_leads_captured_total")
 

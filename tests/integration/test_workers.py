@@ -94,6 +94,7 @@ async def test_a_rolled_back_unit_of_work_leaves_no_event(
         await pool.close()
 
 
+@pytest.mark.both_brokers
 async def test_the_worker_relays_and_consumes_what_the_web_side_wrote(
     database_url: str, topics: CommonSettings, tmp_path: Path
 ) -> None:

@@ -104,6 +104,7 @@ def cli_environment(database_url: str, settings: CommonSettings) -> dict[str, st
     }
 
 
+@pytest.mark.both_brokers
 async def test_funnel_replay_rebuilds_identical_figures_and_switches_under_a_live_service(
     database_url: str, topics: CommonSettings
 ) -> None:
@@ -190,6 +191,7 @@ async def test_replay_repairs_projections_that_went_wrong_only_when_told_to(
         assert await matches(client, oracle, CURRENT) == []
 
 
+@pytest.mark.both_brokers
 async def test_replay_skips_only_the_event_its_handler_refuses_and_applies_duplicates_once(
     database_url: str, topics: CommonSettings
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
+
 from funnel_common.settings import CommonSettings
 from tests.helpers import eventually
 from tests.metrics.oracle import Oracle
@@ -23,6 +25,7 @@ CAPTURED = series("funnel_leads_captured_total")
 OPEN = series("funnel_pipeline_open_value", period=CURRENT)
 
 
+@pytest.mark.both_brokers
 async def test_two_replicas_export_the_same_global_figures_before_and_after_a_rebalance(
     database_url: str, topics: CommonSettings
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import pytest
 
 from funnel_common.events import LEADS_TOPIC, encode_event
 from funnel_common.kafka import new_producer
@@ -15,6 +16,7 @@ from tests.integration.handoff.support import lead_event, policy_body
 from tests.platform import Platform
 
 
+@pytest.mark.both_brokers
 async def test_decisions_and_breaches_reach_the_funnel_metrics(
     platform: Platform, database_url: str, topics: CommonSettings
 ) -> None:

@@ -42,6 +42,7 @@ REASSIGNED = "funnel.handoff.reassigned.v1"
 ONE_SECOND = 1 / 60  # in minutes
 
 
+@pytest.mark.both_brokers
 async def test_a_lead_qualified_on_the_topic_is_assigned_and_evented(
     database_url: str, topics: CommonSettings
 ) -> None:

@@ -1,7 +1,8 @@
 """``funnel dev``: the embedded platform, supervised, in the foreground.
 
 Starts PostgreSQL (data kept under ``.funnel/``) with one role per service
-(``pgroles``), the broker, creates the topics, runs each service as two processes
+(``pgroles``), the broker (the embedded Tansu broker, or with ``--broker kafka`` Apache
+Kafka: ``funnel_tools.dev_broker``), creates the topics, runs each service as two processes
 (``web`` and ``worker``), restarts a process that dies, and on Ctrl-C stops everything:
 the services first, then the broker, then PostgreSQL.
 
@@ -22,9 +23,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Annotated
 
 import httpx
+import typer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
@@ -35,8 +37,8 @@ from funnel_cli.platform import STATE_FILE, PlatformState
 from funnel_common.kafka import ensure_topics
 from funnel_common.settings import CommonSettings
 from funnel_tools import devlogs
+from funnel_tools.dev_broker import BrokerName, DevBroker, dev_broker
 from funnel_tools.embedded import (
-    EmbeddedBroker,
     EmbeddedPostgres,
     die_with_parent,
     port_open,
@@ -79,6 +81,13 @@ class DevSettings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="the address every process listens on")
     postgres_port: int = Field(default=15432, description="embedded PostgreSQL")
+    broker: BrokerName = Field(
+        default=BrokerName.tansu,
+        description="`tansu` (embedded, memory only, nothing but Python needed) or `kafka` "
+        "(Apache Kafka, one KRaft node, data kept in `<data_dir>/kafka`; needs Java 17+, and "
+        "Maven the first time) or `external` (your own Kafka at `FUNNEL_KAFKA_BOOTSTRAP_SERVERS`, "
+        "neither started nor restarted); `funnel dev --broker` sets it too",
+    )
     broker_port: int = Field(default=9092, description="the broker")
     intake_port: int = Field(default=8001, description="lead-intake's web process")
     handoff_port: int = Field(default=8002, description="handoff's web process")
@@ -203,7 +212,9 @@ def _raise_stop(*_: object) -> None:
 
 
 def _ports_taken(settings: DevSettings, postgres: EmbeddedPostgres) -> list[str]:
-    ports = {"broker": settings.broker_port, **settings.service_ports()}
+    # An external broker is not ours to start: its port is expected to be taken.
+    own_broker = {} if settings.broker is BrokerName.external else {"broker": settings.broker_port}
+    ports = {**own_broker, **settings.service_ports()}
     taken = [f"{port} ({name})" for name, port in ports.items() if port_open(port, settings.host)]
     # Our own PostgreSQL may still run (a `funnel dev` killed with -9): it is reused.
     # Anything else on its port is another server, never to be written into.
@@ -212,9 +223,20 @@ def _ports_taken(settings: DevSettings, postgres: EmbeddedPostgres) -> list[str]
     return taken
 
 
-def run() -> None:
+def run(
+    broker_name: Annotated[
+        BrokerName | None,
+        typer.Option(
+            "--broker",
+            help="tansu (embedded, the default), kafka (Apache Kafka; Java 17+ and Maven) or "
+            "external (FUNNEL_KAFKA_BOOTSTRAP_SERVERS)",
+        ),
+    ] = None,
+) -> None:
     """Start the platform and supervise it until Ctrl-C."""
     settings = DevSettings()
+    if broker_name is not None:
+        settings = settings.model_copy(update={"broker": broker_name})
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -232,19 +254,38 @@ def run() -> None:
 
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
-    broker = EmbeddedBroker(settings.broker_port, log_path=logs / "broker.log")
+    broker = dev_broker(
+        settings.broker,
+        data_dir=data_dir,
+        port=settings.broker_port,
+        logs=logs,
+        external=settings.common.kafka_bootstrap_servers,
+    )
     services: list[ServiceProcess] = []
     state_file = data_dir / STATE_FILE
     try:
         with console.status("Starting PostgreSQL…"):
             _start_postgres(postgres)
-        with console.status("Starting the broker and creating topics…"):
+        with console.status(f"Starting {broker.description} and creating topics…"):
             broker.start()
-            common = settings.common.model_copy(
-                update={"kafka_bootstrap_servers": broker.bootstrap_servers}
+            # The broker's client settings (the embedded one's gaps), for the services and
+            # the other `funnel` commands, unless the environment already sets them.
+            clients = {
+                name: value
+                for name, value in broker.client_environment().items()
+                if name not in os.environ
+            }
+            common = CommonSettings.model_validate(
+                {
+                    **{name.removeprefix("FUNNEL_").lower(): v for name, v in clients.items()},
+                    "kafka_bootstrap_servers": broker.bootstrap_servers,
+                }
             )
             asyncio.run(ensure_topics(common))
-        env = _service_env(postgres.dsn(DATABASE), broker.bootstrap_servers, settings)
+        env = {
+            **clients,
+            **_service_env(postgres.dsn(DATABASE), broker.bootstrap_servers, settings),
+        }
         services = _service_processes(settings, env, logs)
         for service in services:
             service.start(settings.host)
@@ -358,7 +399,7 @@ def _wait_ready(host: str, services: list[ServiceProcess], timeout: float) -> No
 def _supervise(
     host: str,
     services: list[ServiceProcess],
-    broker: EmbeddedBroker,
+    broker: DevBroker,
     postgres: EmbeddedPostgres,
     supervisor: Supervisor,
 ) -> None:
@@ -367,15 +408,15 @@ def _supervise(
     next_postgres_check = 0.0
     while True:
         now = time.monotonic()
-        if broker.process is not None and broker.process.poll() is not None:
+        exit_code = broker.exit_code()
+        if exit_code is not None:
             supervisor.say(
-                f"broker exited ({broker.process.returncode}); restarting",
+                f"broker exited ({exit_code}); restarting",
                 level=logging.WARNING,
                 program="broker",
-                returncode=broker.process.returncode,
+                returncode=exit_code,
             )
-            broker.stop()
-            broker.start()
+            broker.restart()
         if now >= next_postgres_check:
             next_postgres_check = now + _POSTGRES_CHECK_SECONDS
             if not postgres.is_running():
@@ -412,7 +453,7 @@ def _supervise(
 def _print_banner(
     settings: DevSettings,
     postgres: EmbeddedPostgres,
-    broker: EmbeddedBroker,
+    broker: DevBroker,
     services: list[ServiceProcess],
     logs: Path,
     scrape_config: Path,
@@ -426,7 +467,7 @@ def _print_banner(
             table.add_row(service.name, f"{base}  (health {base}/healthz, metrics {base}/metrics)")
         else:
             table.add_row(service.name, f"{base}  (docs {base}/docs, metrics {base}/metrics)")
-    table.add_row("broker", broker.bootstrap_servers)
+    table.add_row("broker", f"{broker.bootstrap_servers}  ({broker.description})")
     table.add_row("postgresql", postgres.dsn(DATABASE))
     table.add_row("logs", str(logs))
     table.add_row("prometheus", f"prometheus --config.file={scrape_config}")

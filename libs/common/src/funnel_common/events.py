@@ -4,6 +4,12 @@ The envelope uses CloudEvents 1.0 attribute names. Each event is a frozen model 
 for what happened, with its ``type`` as a ``Literal``; decoding goes through one
 discriminated union, so a consumer gets a typed event or a :class:`EventDecodeError`.
 
+On Kafka, events follow the CloudEvents Kafka protocol binding: this platform writes
+structured mode (the whole event as JSON in the value, header ``content-type:
+application/cloudevents+json``); :func:`decode_record` also reads binary mode (the
+attributes in ``ce_*`` headers, the data in the value), as a foreign producer may
+write it. A record without ``specversion`` is not a CloudEvent and is refused.
+
 Compatibility: adding an optional field to a payload is compatible; anything else is a
 new ``.vN`` type. ``tests/unit/test_event_schemas.py`` fails when a model and its
 checked-in JSON Schema (``libs/common/schemas``) differ.
@@ -11,11 +17,21 @@ checked-in JSON Schema (``libs/common/schemas``) differ.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    TypeAdapter,
+    ValidationError,
+)
 
 from funnel_common.personal import Sealed
 from funnel_common.types import (
@@ -26,6 +42,7 @@ from funnel_common.types import (
     Role,
     ShortText,
     UtcDatetime,
+    refuse_nul,
     utc_now,
 )
 
@@ -57,6 +74,19 @@ ALL_TOPICS = (
     DLQ_TOPIC,
 )
 
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+"""The ``content-type`` header of a structured-mode CloudEvent on Kafka."""
+SCHEMA_BASE_URI = "https://shared-funnel.dev/schemas/"
+
+# Text of a CloudEvents attribute a foreign producer sets (a URI, a partition key).
+_AttributeText = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(refuse_nul)]
+
+
+def schema_uri(event_type: str) -> str:
+    """The ``dataschema`` of an event type: where its JSON Schema is published (the
+    ``$id`` of ``libs/common/schemas/<type>.json``)."""
+    return f"{SCHEMA_BASE_URI}{event_type}.json"
+
 
 class Payload(BaseModel):
     """Base of every event payload: immutable, and strict about unknown fields."""
@@ -70,13 +100,18 @@ class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     topic: ClassVar[str]
 
-    specversion: Literal["1.0"] = "1.0"
+    # Required on the wire: a record without it is not a CloudEvent (it is parked).
+    specversion: Literal["1.0"]
     id: UUID
     type: str
     source: Label
     subject: Label
     time: UtcDatetime
     datacontenttype: Literal["application/json"] = "application/json"
+    # The event's JSON Schema (set by :meth:`new`); a foreign producer may leave it out.
+    dataschema: _AttributeText | None = None
+    # The Kafka binding's extension: when a producer sets it, it was the record's key.
+    partitionkey: _AttributeText | None = None
     data: Payload
 
     @classmethod
@@ -91,7 +126,9 @@ class Envelope(BaseModel):
         """A new event with a fresh id; ``time`` defaults to now (when it happened)."""
         return cls.model_validate(
             {
+                "specversion": "1.0",
                 "id": uuid4(),
+                "dataschema": schema_uri(cls.model_fields["type"].default),
                 "source": source,
                 "subject": str(subject),
                 "time": time or utc_now(),
@@ -666,6 +703,33 @@ class SlaPolicyChanged(Envelope):
     data: SlaPolicyChangedData
 
 
+# --- dead letters (funnel.dlq, key = the record's key) ---------------------------------
+
+
+class RecordDeadLetteredData(Payload):
+    """A record a consumer could not apply, as it was, with why: parked so that the
+    consumer moves on and an operator can look at it (and replay it once fixed)."""
+
+    kind: Literal["undecodable", "handler_failed"]
+    error: str = Field(max_length=4000)
+    group: str = Field(max_length=300)
+    topic: str = Field(max_length=300)
+    partition: int
+    offset: int
+    original: dict[Literal["text", "base64"], str] = Field(
+        description="the record's value: as text when it is UTF-8, else base64"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="the record's headers, as text"
+    )
+
+
+class RecordDeadLettered(Envelope):
+    topic: ClassVar[str] = DLQ_TOPIC
+    type: Literal["funnel.record.dead_lettered.v1"] = "funnel.record.dead_lettered.v1"
+    data: RecordDeadLetteredData
+
+
 # --- decoding ------------------------------------------------------------------------
 
 AnyEvent: TypeAlias = Annotated[
@@ -696,7 +760,8 @@ AnyEvent: TypeAlias = Annotated[
     | TokenRevoked
     | RepChanged
     | TeamChanged
-    | SlaPolicyChanged,
+    | SlaPolicyChanged
+    | RecordDeadLettered,
     Field(discriminator="type"),
 ]
 
@@ -713,7 +778,8 @@ class EventDecodeError(ValueError):
 
 
 def decode_event(raw: bytes | str) -> Envelope:
-    """Decode one event from its JSON form, or raise :class:`EventDecodeError`."""
+    """Decode one event from its JSON form (structured mode), or raise
+    :class:`EventDecodeError`."""
     try:
         event: Envelope = _any_event.validate_json(raw)
     except ValidationError as error:
@@ -721,6 +787,58 @@ def decode_event(raw: bytes | str) -> Envelope:
     return event
 
 
+Headers = Sequence[tuple[str, bytes | None]]
+"""Kafka record headers as clients hand them over: (name, value or None)."""
+
+_BINARY_PREFIX = "ce_"
+
+
+def decode_record(value: bytes | None, headers: Headers = ()) -> Envelope:
+    """Decode a Kafka record's event in either mode of the CloudEvents Kafka binding.
+
+    Binary mode (a ``ce_specversion`` header): the attributes are the ``ce_*`` headers,
+    ``content-type`` is ``datacontenttype`` and the value is ``data``. Otherwise the value
+    is the whole event (structured mode: what this platform writes). A record in
+    neither form, a batch, or an event without ``specversion`` raises
+    :class:`EventDecodeError`.
+    """
+    attributes: dict[str, str] = {}
+    content_type: str | None = None
+    for name, raw in headers:
+        if raw is None:
+            continue
+        key = name.lower()
+        if key == "content-type":
+            content_type = raw.decode(errors="replace")
+        elif key.startswith(_BINARY_PREFIX):
+            attributes[key.removeprefix(_BINARY_PREFIX)] = raw.decode(errors="replace")
+    # Binary mode is told by its ce_specversion header; any other record is structured
+    # (a stray ce_* header does not make it binary).
+    if "specversion" not in attributes:
+        if content_type is not None and content_type.startswith("application/cloudevents-batch"):
+            raise EventDecodeError("CloudEvents batches are not accepted: one event per record")
+        return decode_event(value or b"")
+    try:
+        data = json.loads(value or b"")
+    except ValueError as error:
+        raise EventDecodeError(f"binary-mode data is not JSON: {error}") from error
+    # datacontenttype defaults to the event's own (JSON); a header naming another
+    # type is validated (and refused) like any attribute.
+    event = {**attributes, "data": data}
+    if content_type is not None:
+        event["datacontenttype"] = content_type.split(";")[0].strip()
+    try:
+        decoded: Envelope = _any_event.validate_python(event)
+    except ValidationError as error:
+        raise EventDecodeError(str(error)) from error
+    return decoded
+
+
 def encode_event(event: Envelope) -> bytes:
-    """The event's JSON form, as written to the outbox and the topic."""
-    return event.model_dump_json().encode()
+    """The event's JSON form (structured mode), as written to the outbox and the topic.
+    Optional CloudEvents attributes that are unset are left out, not written as null."""
+    unset = {name for name in _OPTIONAL_ATTRIBUTES if getattr(event, name) is None}
+    return event.model_dump_json(exclude=unset or None).encode()
+
+
+_OPTIONAL_ATTRIBUTES = ("dataschema", "partitionkey")

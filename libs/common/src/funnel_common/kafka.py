@@ -1,21 +1,31 @@
 """Kafka clients configured for this platform, and the one place for broker workarounds.
 
-Gaps of the embedded Tansu broker (memory storage), handled here and only here:
+Production runs Apache Kafka: idempotent producer, ``acks=all``, topics created with
+the configured partitions and replication (and the replayed ones kept forever), the
+consumer's timing at Kafka's defaults. None of the workarounds below runs there.
 
-- no idempotent producer (InitProducerId fails): idempotence is a setting;
-- topics do not survive a broker restart, and are not created on first produce:
-  :func:`ensure_topics` creates them, and the relay calls it again after an outage;
-- memory storage loses every record when the broker dies: the relay compares what
-  :class:`RecordsWatch` says the broker holds with what its outbox sent, and publishes
-  again when the broker holds fewer (never the case on Apache Kafka);
+Gaps of the embedded Tansu broker (memory storage), handled here and only here. Each
+workaround is switched on by a setting that ``funnel dev`` and the test fixtures set for
+Tansu alone (``EmbeddedBroker.CLIENT_SETTINGS``):
+
+- no idempotent producer (InitProducerId fails): ``kafka_enable_idempotence`` off;
+- memory storage loses every record (and topic) when the broker dies
+  (``kafka_volatile_broker``): the relay keeps its sent outbox rows and publishes them
+  all again when the broker is a new one (:meth:`RecordsWatch.cluster_id`: the embedded
+  broker takes a new cluster id at each start), or when the broker holds fewer records
+  than were sent to it (:meth:`RecordsWatch.held`, for a volatile broker whose id does
+  not change), see ``funnel_common.volatile_broker``; it creates the topics again after
+  every outage; a consumer whose
+  position is past a partition's new end reads it again from the start
+  (``consumer.rewind_if_log_was_reset``);
 - a metadata request for a missing topic auto-creates it with the broker's default
   partition count, so after a restart partition counts may differ from the setting:
   nothing here assumes them;
-- each fetch scans the whole partition: ``fetch_max_wait_ms`` stays in tens of ms;
-- ListOffsets(latest) answers the last batch's base offset + 1, not the end: the true
-  end is read from a fetch's high watermark (:meth:`RecordsWatch.held`);
+- each fetch scans the whole partition: ``kafka_fetch_max_wait_ms`` is 20 ms there;
+- ListOffsets(latest) answers the last batch's base offset + 1, not the end: the
+  watch reads the true end from a fetch's high watermark (:meth:`RecordsWatch.held`);
 - LeaveGroup is not honoured: a restarted group member waits for the old member's
-  session to expire, so the session timeout is a setting, short by default;
+  session to expire, so the session, heartbeat and rebalance timeouts are short there;
 - a rebalance can redeliver a record, read_committed is not honoured, ListOffsets by
   timestamp is wrong and DeleteRecords is missing: nothing here relies on those, and
   the inbox makes redelivery harmless.
@@ -30,7 +40,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from funnel_common.events import ALL_TOPICS, PEOPLE_TOPIC
+from funnel_common.events import (
+    ACCESS_TOPIC,
+    ACCOUNTS_TOPIC,
+    ALL_TOPICS,
+    DEALS_TOPIC,
+    DLQ_TOPIC,
+    HANDOFFS_TOPIC,
+    LEADS_TOPIC,
+    PEOPLE_TOPIC,
+    ROSTER_TOPIC,
+    TARGETS_TOPIC,
+)
 from funnel_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -38,11 +59,29 @@ log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36
 
 _HOUR_MS = str(3600 * 1000)
-# funnel.people holds each person's wrapped data key; an erasure's tombstone must make
-# compaction drop it soon, not whenever the log happens to be dirty enough: segments
-# roll hourly (the active one is never compacted), a record waits at most a day to be
-# compacted, and a tombstone is kept an hour after that (docs/privacy.md).
+# `funnel replay` rebuilds metrics from these topics, so they keep every record (Kafka's
+# default would drop them after 7 days), as does the roster's audit trail; the tokens
+# are compacted (the latest word on each token is kept for good); the DLQ keeps a
+# month. As in deploy/ (Strimzi's KafkaTopics, compose).
+KEPT_FOREVER = "-1"
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    **{
+        name: {"retention.ms": KEPT_FOREVER}
+        for name in (
+            LEADS_TOPIC,
+            HANDOFFS_TOPIC,
+            DEALS_TOPIC,
+            ACCOUNTS_TOPIC,
+            TARGETS_TOPIC,
+            ROSTER_TOPIC,
+        )
+    },
+    ACCESS_TOPIC: {"cleanup.policy": "compact"},
+    DLQ_TOPIC: {"retention.ms": str(30 * 24 * 3600 * 1000)},
+    # funnel.people holds each person's wrapped data key; an erasure's tombstone must make
+    # compaction drop it soon, not whenever the log happens to be dirty enough: segments
+    # roll hourly (the active one is never compacted), a record waits at most a day to be
+    # compacted, and a tombstone is kept an hour after that (docs/privacy.md).
     PEOPLE_TOPIC: {
         "cleanup.policy": "compact",
         "segment.ms": _HOUR_MS,
@@ -54,7 +93,8 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 
 
 def new_producer(settings: CommonSettings) -> AIOKafkaProducer:
-    """A producer with ``acks=all`` set explicitly (aiokafka's default is 1)."""
+    """A producer with ``acks=all`` set explicitly (aiokafka's default is 1), idempotent
+    unless the broker cannot be (the embedded one)."""
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         acks="all",
@@ -82,7 +122,9 @@ def new_consumer(settings: CommonSettings, *, group_id: str, topics: list[str]) 
 
 
 async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_TOPICS) -> None:
-    """Create the platform's topics if missing; an existing topic is left as it is."""
+    """Create the platform's topics if missing, with the configured partitions and
+    replication and their retention (:data:`TOPIC_CONFIGS`); an existing topic is left
+    as it is."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         request_timeout_ms=settings.kafka_request_timeout_ms,
@@ -107,17 +149,51 @@ async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_T
         await admin.close()
 
 
-class RecordsWatch:
-    """Tells how many records the broker holds per topic.
+async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` (physical names), from fresh metadata, for a
+    consumer that assigns partitions itself.
 
-    This platform never deletes records, so a healthy broker always holds at least as
-    many records of a topic as were published to it; fewer means it lost some (the
-    embedded broker keeps records in memory and dies with them).
+    ``consumer.partitions_for_topic()`` knows only the topics its client bootstrapped
+    with: Apache Kafka answers that first metadata request (an empty topic list) with no
+    topics at all, Tansu with all of them; and ``consumer.topics()`` fetches metadata but
+    keeps it to itself. The client's own fetch answers for every topic.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    return [
+        TopicPartition(topic, partition)
+        for topic in topics
+        for partition in sorted(cluster.partitions_for_topic(topic) or ())
+    ]
+
+
+class RecordsWatch:
+    """Tells how many records a volatile broker holds per topic.
+
+    Only for a broker declared volatile (``kafka_volatile_broker``): there nothing is
+    ever deleted, so a healthy broker holds at least as many records of a topic as were
+    published to it, and fewer means it lost some (the embedded broker keeps records in
+    memory and dies with them). On Apache Kafka retention deletes records by design and
+    nothing is lost, so the relay never builds one.
     """
 
     def __init__(self, settings: CommonSettings) -> None:
         self._settings = settings
         self._client: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def cluster_id(self) -> str | None:
+        """The broker's cluster id. The embedded broker takes a new one at each start,
+        because it starts empty: another id than before means every record is gone."""
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                request_timeout_ms=self._settings.kafka_request_timeout_ms,
+            )
+            await admin.start()
+            self._admin = admin
+        described = await self._admin.describe_cluster()
+        cluster_id = described.get("cluster_id")
+        return str(cluster_id) if cluster_id else None
 
     async def held(self, topic: str) -> int | None:
         """Records the broker holds for ``topic`` (the sum of its partitions' ends), or
@@ -136,15 +212,9 @@ class RecordsWatch:
             )
             await client.start()
             self._client = client
-        physical = self._settings.topic(topic)
-        # Fresh metadata: partitions may differ after a restart. consumer.topics() fetches
-        # it but keeps it to itself, and partitions_for_topic() knows only the topics this
-        # consumer was assigned, so a second topic looked empty (a false loss, republished
-        # forever). The client's own fetch answers for every topic.
-        cluster = await self._client._client.fetch_all_metadata()
-        partitions = [
-            TopicPartition(physical, p) for p in cluster.partitions_for_topic(physical) or ()
-        ]
+        # Fresh metadata: partitions may differ after a restart; a topic this consumer has
+        # no metadata for once looked empty (a false loss, republished forever).
+        partitions = await partitions_of(self._client, [self._settings.topic(topic)])
         if not partitions:
             return 0
         lower_bounds = await self._client.end_offsets(partitions)
@@ -162,8 +232,11 @@ class RecordsWatch:
 
     async def close(self) -> None:
         client, self._client = self._client, None
+        admin, self._admin = self._admin, None
         if client is not None:
             await client.stop()
+        if admin is not None:
+            await admin.close()
 
 
 async def broker_reachable(settings: CommonSettings, within_seconds: float = 1.0) -> bool:

@@ -10,8 +10,14 @@ relay per schema publishes at a time (a session advisory lock held by its listen
 connection), which keeps one entity's events in order with several replicas running.
 Publishing is at-least-once: a crash between publish and mark re-sends, and the
 consumers' inbox makes that harmless. With the broker down, rows wait; they drain when
-it returns. Rows are kept after they are sent: when a broker comes back holding fewer
-records than were sent to it, the relay publishes them again.
+it returns. Each record follows the CloudEvents Kafka binding in structured mode.
+
+What happens to sent rows depends on the broker. A durable one (Apache Kafka) keeps the
+events, so sent rows older than ``outbox_retention_seconds`` are deleted, a bounded
+batch at a time. A volatile one (the embedded broker, ``kafka_volatile_broker``) may
+come back empty: rows are kept, and when the broker is a new one (another cluster id
+than the one the rows went to, kept in ``outbox_broker``) or holds fewer records than
+were sent to it, the relay publishes them again.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +39,12 @@ from aiokafka.errors import KafkaError
 from opentelemetry import propagate, trace
 
 from funnel_common.db import is_unavailable
-from funnel_common.events import Envelope, encode_event
-from funnel_common.kafka import RecordsWatch, ensure_topics, new_producer
+from funnel_common.events import STRUCTURED_CONTENT_TYPE, Envelope, encode_event
+from funnel_common.kafka import ensure_topics, new_producer
 from funnel_common.retry import Backoff
 from funnel_common.settings import CommonSettings
 from funnel_common.telemetry import PlatformMetrics, delivered_attributes, messaging_attributes
+from funnel_common.volatile_broker import LostRecords
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -45,8 +52,11 @@ tracer = trace.get_tracer(__name__)
 _MAX_BACKOFF_SECONDS = 5.0
 # The least time one exchange with the broker (checks, a batch's deliveries) may take.
 _BROKER_DEADLINE_SECONDS = 15.0
-# How often the relay checks that the broker still holds what was sent to it.
-_WATCH_SECONDS = 1.0
+# Pruning a durable broker's sent rows: at most this many batches per round, so that
+# publishing never waits long behind it; rounds at most this often.
+_PRUNE_BATCHES_PER_ROUND = 20
+_PRUNE_EVERY_SECONDS = 10.0
+_CONTENT_TYPE_HEADER = ("content-type", STRUCTURED_CONTENT_TYPE.encode())
 
 
 def notify_channel(schema: str) -> str:
@@ -105,9 +115,11 @@ async def enqueue_traced(
     """
     if not connection.is_in_transaction():
         raise RuntimeError("outbox.enqueue must run inside the caller's transaction")
+    # An event enqueued twice (a dead letter parked again after a crash) is one row.
     await connection.executemany(
         """INSERT INTO outbox (event_id, event_type, topic, event_key, payload, trace_headers)
-           VALUES ($1, $2, $3, $4, $5, $6::jsonb)""",
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+           ON CONFLICT (event_id) DO NOTHING""",
         [
             (
                 event.id,
@@ -186,11 +198,11 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._topics_ready = False
-        self._watch = RecordsWatch(settings)
-        self._last_watch = 0.0
-        # Rows this outbox has marked sent, per topic: counted at (re)connection, then
-        # kept up to date as rows are sent, to compare with what the broker holds.
-        self._sent: dict[str, int] = {}
+        # Only a volatile broker is watched for lost records (see volatile_broker.py).
+        self._lost = (
+            LostRecords(settings, schema=schema) if settings.kafka_volatile_broker else None
+        )
+        self._next_prune = 0.0
         self.is_leader = False
 
     async def run(self) -> None:
@@ -207,7 +219,10 @@ class OutboxRelay:
                     if self.is_leader:
                         backoff.reset()
                     self.is_leader = False
-                    if not (is_unavailable(error) or isinstance(error, KafkaError)):
+                    # A broker that does not answer within the deadline (TimeoutError)
+                    # is an outage like one that refuses.
+                    waiting = isinstance(error, KafkaError | TimeoutError)
+                    if not (is_unavailable(error) or waiting):
                         log.exception(
                             "outbox relay failed; retrying", extra={"schema": self._schema}
                         )
@@ -238,6 +253,7 @@ class OutboxRelay:
                     await self._sleep_or_wake()
             while True:
                 await self._drain(listener)
+                await self._prune(listener)
                 await self._sleep_or_wake()
         finally:
             self.is_leader = False
@@ -254,26 +270,11 @@ class OutboxRelay:
         self._wake.clear()
 
     async def _prepare_broker(self, connection: asyncpg.Connection) -> None:
-        """Make sure the topics exist and still hold what this outbox sent to them."""
+        """Make sure the topics exist and, on a volatile broker, still hold what this
+        outbox sent to them."""
         await ensure_topics(self._settings)
-        sent = await connection.fetch(
-            "SELECT topic, count(*) AS rows FROM outbox WHERE sent_at IS NOT NULL GROUP BY topic"
-        )
-        self._sent = {row["topic"]: row["rows"] for row in sent}
-        for row in sent:
-            held = await self._watch.held(row["topic"])
-            if held is not None and held < row["rows"]:
-                # The broker lost records (the embedded broker keeps them in memory).
-                # Publish them again: consumers' inboxes drop what they already applied.
-                log.warning(
-                    "broker lost published events; republishing them",
-                    extra={"topic": row["topic"], "sent": row["rows"], "held": held},
-                )
-                await connection.execute(
-                    "UPDATE outbox SET sent_at = NULL WHERE topic = $1 AND sent_at IS NOT NULL",
-                    row["topic"],
-                )
-                self._sent[row["topic"]] = 0
+        if self._lost is not None:
+            await self._lost.republish(connection)
         self._topics_ready = True
 
     async def _measure_backlog(self, connection: asyncpg.Connection) -> None:
@@ -289,13 +290,12 @@ class OutboxRelay:
         # Measured first: with the broker down, publishing fails below, and the backlog
         # and its age are exactly what the outbox alert must see grow.
         await self._measure_backlog(connection)
-        if self._topics_ready and time.monotonic() - self._last_watch > _WATCH_SECONDS:
-            self._last_watch = time.monotonic()
-            for topic, sent in self._sent.items():
-                async with self._broker_deadline():
-                    held = await self._watch.held(topic)
-                if held is not None and held < sent:
-                    self._topics_ready = False  # the broker lost records: see _prepare_broker
+        if (
+            self._lost is not None
+            and self._topics_ready
+            and await self._lost.lost_since(self._broker_deadline)
+        ):
+            self._topics_ready = False  # prepared again below: the lost rows republished
         if not self._topics_ready:
             async with self._broker_deadline():
                 await self._prepare_broker(connection)
@@ -313,18 +313,46 @@ class OutboxRelay:
                     [row["seq"] for row in rows],
                 )
                 self._metrics.outbox_published.inc(len(rows))
-                for row in rows:
-                    self._sent[row["topic"]] = self._sent.get(row["topic"], 0) + 1
+                if self._lost is not None:
+                    self._lost.count_sent(row["topic"] for row in rows)
             await self._measure_backlog(connection)
             if len(rows) < self._settings.outbox_batch_size:
                 return
 
+    async def _prune(self, connection: asyncpg.Connection) -> None:
+        """On a durable broker, delete sent rows older than the retention setting, oldest
+        first, a bounded batch at a time: the broker keeps the events, so the table stays
+        as large as the retention window and no larger.
+
+        The oldest rows by sequence are the candidates (the primary key finds them with
+        no scan); a round stops at the first batch that deletes fewer than it took, i.e.
+        at rows still too young (or not yet sent)."""
+        if self._lost is not None or time.monotonic() < self._next_prune:
+            return
+        retention = self._settings.outbox_retention_seconds
+        self._next_prune = time.monotonic() + min(_PRUNE_EVERY_SECONDS, retention / 2)
+        batch = self._settings.outbox_batch_size
+        for _ in range(_PRUNE_BATCHES_PER_ROUND):
+            deleted = await connection.execute(
+                """WITH oldest AS (SELECT seq FROM outbox ORDER BY seq LIMIT $2)
+                   DELETE FROM outbox
+                   WHERE seq IN (SELECT seq FROM oldest)
+                     AND sent_at < clock_timestamp() - make_interval(secs => $1)""",
+                retention,
+                batch,
+            )
+            if int(deleted.split()[-1]) < batch:
+                return
+        self._next_prune = 0.0  # more to delete than one round takes: go on next cycle
+
     def _broker_deadline(self) -> asyncio.Timeout:
         """A bound on one exchange with the broker. Not every aiokafka call is bounded by
         its request timeout: after a kill -9 of the embedded broker, a relay once stopped
-        publishing for good, with no error (seen in the fault suite). On timeout the relay
-        drops its producer and starts again; the rows were not marked sent, so they are
-        published again and the consumers' inboxes drop what they already applied."""
+        publishing for good, with no error (seen in the fault suite); and an idempotent
+        producer of Apache Kafka retries forever while the controller quorum is lost. On
+        timeout the relay drops its producer and starts again; the rows were not marked
+        sent, so they are published again and the consumers' inboxes drop what they
+        already applied."""
         request_timeout = self._settings.kafka_request_timeout_ms / 1000
         return asyncio.timeout(max(_BROKER_DEADLINE_SECONDS, 3 * request_timeout))
 
@@ -353,7 +381,11 @@ class OutboxRelay:
                             topic,
                             value=row["payload"],
                             key=row["event_key"],
-                            headers=[(name, value.encode()) for name, value in headers.items()],
+                            headers=[
+                                # A tombstone (no value) is no CloudEvent: no content-type.
+                                *([_CONTENT_TYPE_HEADER] if row["payload"] is not None else []),
+                                *((name, value.encode()) for name, value in headers.items()),
+                            ],
                             # The record's timestamp is when the event was recorded, so the
                             # event-to-metric lag includes any wait here for the broker.
                             timestamp_ms=int(row["created_at"].timestamp() * 1000),
@@ -383,13 +415,25 @@ class OutboxRelay:
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
-        self._topics_ready = False
-        try:
-            await self._watch.close()
-        except Exception:
-            log.debug("records watch close failed", exc_info=True)
+        if self._lost is not None:
+            # A volatile broker may have come back empty: create the topics again and
+            # compare what it holds with what was sent (_prepare_broker).
+            self._topics_ready = False
+            await _close_within_deadline(self._lost.close(), "records watch")
         if producer is not None:
-            try:
-                await producer.stop()
-            except Exception:
-                log.debug("producer stop failed", exc_info=True)
+            await _close_within_deadline(producer.stop(), "producer")
+
+
+async def _close_within_deadline(closing: Awaitable[None], what: str) -> None:
+    """Close a Kafka client, but not for longer than a broker deadline: closing one whose
+    broker died can wait without end (in the fault suite a relay went silent for good
+    after a kill -9 of the embedded broker, while dropping its clients). A client left behind
+    holds a socket until the process ends; a relay that stops publishing loses no data
+    but delays every event."""
+    try:
+        async with asyncio.timeout(_BROKER_DEADLINE_SECONDS):
+            await closing
+    except TimeoutError:
+        log.warning("a Kafka client did not close in time; left behind", extra={"client": what})
+    except Exception:
+        log.debug("closing a Kafka client failed", extra={"client": what}, exc_info=True)

@@ -50,12 +50,18 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="broker addresses, comma-separated"
     )
-    # Apache Kafka supports the idempotent producer; the embedded Tansu broker does not
-    # (InitProducerId fails), so it is a setting that production turns on.
-    kafka_enable_idempotence: bool = Field(
+    # The embedded Tansu broker keeps records in memory and loses them all when it dies;
+    # Apache Kafka does not. Everything that works around that loss (see kafka.py) runs
+    # only where this is set, which `funnel dev` and the tests do for Tansu alone.
+    kafka_volatile_broker: bool = Field(
         default=False,
-        description="idempotent producer: on for Apache Kafka (the embedded broker lacks "
-        "InitProducerId)",
+        description="the broker loses its records when it restarts (the embedded broker): the "
+        "relay keeps sent outbox rows and publishes them again after a loss; off for Apache Kafka",
+    )
+    kafka_enable_idempotence: bool = Field(
+        default=True,
+        description="idempotent producer (no duplicates from the producer's own retries); the "
+        "embedded broker lacks it, so `funnel dev` turns it off there",
     )
     # Lets tests (and several platforms on one broker) use their own topics.
     kafka_topic_prefix: str = Field(
@@ -68,36 +74,46 @@ class CommonSettings(BaseSettings):
     kafka_replication_factor: int = Field(
         default=1, ge=1, description="replication factor when topics are created (3 in production)"
     )
-    # Tansu scans the whole partition on every fetch; a short wait keeps latency low.
+    # The consumer's timing defaults are Kafka's (and aiokafka's); the embedded broker's
+    # short ones are set by `funnel dev` and the test fixtures (EmbeddedBroker.CLIENT_SETTINGS).
     kafka_fetch_max_wait_ms: int = Field(
-        default=20,
+        default=500,
         ge=1,
-        le=1000,
-        description="consumer fetch wait; low because the embedded broker scans a partition "
-        "per fetch",
+        le=30_000,
+        description="how long the broker may hold a fetch that has no records yet (Kafka's "
+        "default; 20 on the embedded broker, which scans a partition per fetch)",
     )
     kafka_request_timeout_ms: int = Field(
         default=5000, ge=100, description="producer and admin request timeout"
     )
-    # Tansu ignores LeaveGroup: a restarted member waits about twice the session timeout
-    # before it gets partitions back. Short timeouts suit the embedded broker; on Apache
-    # Kafka use 10000 / 1000 / 30000.
     kafka_session_timeout_ms: int = Field(
-        default=2000,
+        default=10_000,
         ge=500,
-        description="consumer session; short for the embedded broker, 10000 on Apache Kafka",
+        description="consumer session: a member that stops heartbeating this long loses its "
+        "partitions (2000 on the embedded broker, which ignores LeaveGroup)",
     )
     kafka_heartbeat_interval_ms: int = Field(
-        default=300, ge=100, description="consumer heartbeat; 1000 on Apache Kafka"
+        default=3000, ge=100, description="consumer heartbeat (300 on the embedded broker)"
     )
     kafka_rebalance_timeout_ms: int = Field(
-        default=1000, ge=100, description="consumer rebalance timeout; 30000 on Apache Kafka"
+        default=30_000,
+        ge=100,
+        description="how long a rebalance waits for members to rejoin (1000 on the embedded "
+        "broker)",
     )
 
     outbox_poll_interval_seconds: float = Field(
         default=1.0, gt=0, description="relay polling fallback when no NOTIFY arrives"
     )
-    outbox_batch_size: int = Field(default=500, ge=1, description="outbox rows published per round")
+    outbox_batch_size: int = Field(
+        default=500, ge=1, description="outbox rows published (and, pruning, deleted) per round"
+    )
+    outbox_retention_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="on a durable broker, sent outbox rows older than this are deleted (the "
+        "broker keeps the events); a volatile broker's rows are kept to publish again",
+    )
     consumer_max_attempts: int = Field(
         default=5, ge=1, description="handler attempts before an event is parked in `funnel.dlq`"
     )

@@ -40,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from funnel_common.db import create_pool, migrate_dsn
 from funnel_common.events import Envelope, decode_event
 from funnel_common.inbox import record_inbox
+from funnel_common.kafka import partitions_of
 from funnel_common.periods import exported_periods
 from funnel_common.types import utc_now
 from metrics import facts, report, review_store, store
@@ -94,11 +95,9 @@ class _Reader:
 
     async def start(self) -> None:
         await asyncio.gather(self._consumer.start(), self._prober.start())
-        await self._consumer.topics()  # metadata of every topic, partitions included
-        for name in TOPICS:
-            topic = self._settings.common.topic(name)
-            for partition in sorted(self._consumer.partitions_for_topic(topic) or ()):
-                self.partitions.append(TopicPartition(topic, partition))
+        self.partitions = await partitions_of(
+            self._consumer, [self._settings.common.topic(name) for name in TOPICS]
+        )
         self._consumer.assign(self.partitions)
         await self._consumer.seek_to_beginning(*self.partitions)
 
