@@ -42,7 +42,14 @@ from funnel_tools.embedded import wait_until
 from funnel_tools.importer import ImportSettings, Kind
 from funnel_tools.seed import BREACHES_PER_UNANSWERED, quarter_of
 from metrics.settings import MetricsSettings
-from tests.faults.readback import breaches_pending, events, roster, stored
+from tests.faults.readback import (
+    breaches_pending,
+    events,
+    hot_handoffs_by_status,
+    pending_breaches,
+    roster,
+    stored,
+)
 from tests.faults.streams import DecisionStream, LeadStream, Stream, WebhookStream
 from tests.metrics.oracle import Oracle, differences
 
@@ -139,12 +146,16 @@ def oracle_differences(platform: DevPlatform, settings: CommonSettings) -> list[
 def wait_until_settled(dev: DevPlatform, settings: CommonSettings) -> None:
     """Every due SLA breached (each demo request twice, then escalated to the manager),
     and metrics caught up with every event on the topics."""
-    wait_until(
-        lambda: asyncio.run(breaches_pending(dev)) == 0,
-        timeout=90,
-        what="every due SLA to have breached",
-        interval=0.5,
-    )
+    try:
+        wait_until(
+            lambda: asyncio.run(breaches_pending(dev)) == 0,
+            timeout=90,
+            what="every due SLA to have breached",
+            interval=0.5,
+        )
+    except TimeoutError as error:
+        stuck = asyncio.run(pending_breaches(dev)), asyncio.run(hot_handoffs_by_status(dev))
+        raise AssertionError(f"{error}: {stuck}") from error
     try:
         wait_until(
             lambda: not oracle_differences(dev, settings),

@@ -101,25 +101,43 @@ async def stored(platform: DevPlatform) -> Stored:
         await connection.close()
 
 
-async def breaches_pending(platform: DevPlatform) -> int:
-    """What may still breach: qualified leads handoff has not taken in yet, handoffs past
-    their due time (with a scan's grace) not breached yet, and demo requests (seed-hot)
-    not yet through both their reps to the manager."""
+_PENDING = """
+    SELECT (SELECT count(*) FROM intake.outbox o
+             WHERE o.event_type LIKE 'funnel.lead.qualified.v%'
+               AND NOT EXISTS (SELECT 1 FROM handoff.inbox i
+                                WHERE i.event_id = o.event_id)) AS not_taken_in,
+           (SELECT count(*) FROM handoff.handoffs
+             WHERE status = 'assigned' AND due_at < now() - interval '2 seconds') AS overdue,
+           (SELECT count(*) FROM handoff.handoffs
+             WHERE policy_name = 'seed-hot' AND status <> 'escalated') AS hot_not_escalated
+"""
+
+
+async def pending_breaches(platform: DevPlatform) -> dict[str, int]:
+    """What may still breach, by kind: qualified leads handoff has not taken in yet,
+    handoffs past their due time (with a scan's grace) not breached yet, and demo
+    requests (seed-hot) not yet through both their reps to the manager."""
     connection = await asyncpg.connect(platform.database_url)
     try:
-        pending: int = await connection.fetchval(
-            """
-            SELECT (SELECT count(*) FROM intake.outbox o
-                     WHERE o.event_type = 'funnel.lead.qualified.v1'
-                       AND NOT EXISTS (SELECT 1 FROM handoff.inbox i
-                                        WHERE i.event_id = o.event_id))
-                 + (SELECT count(*) FROM handoff.handoffs
-                     WHERE status = 'assigned' AND due_at < now() - interval '2 seconds')
-                 + (SELECT count(*) FROM handoff.handoffs
-                     WHERE policy_name = 'seed-hot' AND status <> 'escalated')
-            """
+        row = await connection.fetchrow(_PENDING)
+        return dict(row.items())
+    finally:
+        await connection.close()
+
+
+async def breaches_pending(platform: DevPlatform) -> int:
+    return sum((await pending_breaches(platform)).values())
+
+
+async def hot_handoffs_by_status(platform: DevPlatform) -> dict[str, int]:
+    """The demo requests' handoffs by status: what a stuck escalation looks like."""
+    connection = await asyncpg.connect(platform.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT status, breaches, count(*) AS n FROM handoff.handoffs"
+            " WHERE policy_name = 'seed-hot' GROUP BY status, breaches"
         )
-        return pending
+        return {f"{row['status']} ({row['breaches']} breaches)": row["n"] for row in rows}
     finally:
         await connection.close()
 
