@@ -185,7 +185,11 @@ def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevPlatform
     monkeypatch.setenv("FUNNEL_DEV_DATA_DIR", str(platform.data_dir))
     adopted = json.loads((platform.data_dir / "platform.json").read_text())["env"]
     for name in adopted:
-        monkeypatch.delenv(name, raising=False)
+        # setenv first: delenv of an unset name records nothing to undo, and the CLI's
+        # adoption would then outlive the test (on Apache Kafka, Tansu's short session
+        # timeout leaked this way into later tests' consumers).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     try:
         yield platform
     finally:
