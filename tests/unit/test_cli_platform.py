@@ -26,7 +26,10 @@ OURS = "postgresql://handoff@127.0.0.1:25432/funnel"
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (DATABASE, "FUNNEL_DEV_DATA_DIR", "FUNNEL_INTAKE_URL"):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first: delenv of an unset name records nothing to undo, and what the
+        # tests adopt would outlive them.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 def _running(data_dir: Path, pid: int | None = None) -> PlatformState:
