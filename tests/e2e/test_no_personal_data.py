@@ -166,7 +166,12 @@ def _leads_and_decisions(
         items: list[dict[str, Any]] = handoff.get("/v1/handoffs").json()["items"]
         return items
 
-    wait_until(lambda: len(queue()) == LEADS, timeout=30, what="a handoff per lead")
+    # Readable once each lead's key (funnel.people) has reached handoff too.
+    wait_until(
+        lambda: [bool(item["profile"].get("email")) for item in queue()] == [True] * LEADS,
+        timeout=30,
+        what="a handoff per lead, its contact details readable",
+    )
     # The values went all the way through: a rep sees them (so a scan that finds none
     # of them later is not scanning for values the platform never had).
     profiles = {item["profile"]["email"]: item["profile"] for item in queue()}
