@@ -27,7 +27,7 @@ SLACK_SECONDS = 10.0
 
 
 @pytest.fixture(scope="module")
-def server(postgres: EmbeddedPostgres, broker: EmbeddedBroker) -> Iterator[tuple[str, int]]:
+def server(postgres: EmbeddedPostgres, tansu_broker: EmbeddedBroker) -> Iterator[tuple[str, int]]:
     """One server for the module: what one test does to it must not harm the next."""
     port = free_port()
     database = f"limits_{os.getpid()}"
@@ -36,7 +36,8 @@ def server(postgres: EmbeddedPostgres, broker: EmbeddedBroker) -> Iterator[tuple
         **os.environ,
         "FUNNEL_METRICS_DATABASE_URL": postgres.dsn(database),
         "FUNNEL_ENVIRONMENT": "test",
-        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "FUNNEL_KAFKA_BOOTSTRAP_SERVERS": tansu_broker.bootstrap_servers,
+        **{f"FUNNEL_{k.upper()}": str(v) for k, v in EmbeddedBroker.CLIENT_SETTINGS.items()},
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "metrics.web:create_app",

@@ -14,6 +14,7 @@ import pytest_asyncio
 from funnel_common.kafka import ensure_topics
 from funnel_common.settings import CommonSettings
 from funnel_tools.embedded import EmbeddedBroker, EmbeddedPostgres
+from tests.brokers import Tansu
 from tests.conftest import require_system_tool
 from tests.integration.handoff.support import Handoffs, handoff_settings, running_handoffs
 
@@ -61,11 +62,13 @@ def module_database_url(postgres: EmbeddedPostgres) -> str:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def module_topics(broker: EmbeddedBroker) -> CommonSettings:
-    """Topics of one module, as the ``settings`` fixture makes them for one test."""
+async def module_topics(tansu_broker: EmbeddedBroker) -> CommonSettings:
+    """Topics of one module, as the ``settings`` fixture makes them for one test (on the
+    session's embedded broker, with its client settings)."""
     settings = CommonSettings(
         environment="test",
-        kafka_bootstrap_servers=broker.bootstrap_servers,
+        **Tansu(tansu_broker).client_settings(),
+        kafka_bootstrap_servers=tansu_broker.bootstrap_servers,
         kafka_topic_prefix=f"t{uuid4().hex[:10]}.",
         kafka_topic_partitions=2,
         outbox_poll_interval_seconds=0.5,
