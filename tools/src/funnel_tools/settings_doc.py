@@ -68,8 +68,11 @@ def _default(info: FieldInfo) -> str:
 
 def _rows(model: type[BaseSettings]) -> list[str]:
     prefix = str(model.model_config.get("env_prefix", ""))
+    # A model's own settings first, then those it shares with others (e.g. EmailSettings).
+    own = model.__annotations__
+    fields = sorted(model.model_fields.items(), key=lambda field: field[0] not in own)
     rows = []
-    for name, info in model.model_fields.items():
+    for name, info in fields:
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseSettings):
             continue  # a nested model with its own prefix (e.g. `common`) has its own table
         description = (info.description or "").replace("|", "\\|")

@@ -21,7 +21,7 @@ from typing import Literal
 
 import aiosmtplib
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 # Worth another try: the receiver may be busy, restarting or rate limiting.
 _TRANSIENT_HTTP = frozenset({408, 425, 429})
@@ -50,6 +50,48 @@ class SmtpServer:
     username: str | None = None
     password: SecretStr | None = None
     timeout_seconds: float = 10.0
+
+
+class EmailSettings(BaseModel):
+    """The ``*_SMTP_*`` and ``*_EMAIL_FROM`` settings of a service that sends email
+    (handoff's notifications, metrics' review pack), each under its service's prefix.
+
+    Email is off until a server is named: no host, no email attempted."""
+
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for the email this service sends; unset: no email"
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
+    smtp_tls: SmtpTls = Field(
+        default="starttls",
+        description="`starttls` (port 587), `tls` (implicit TLS, port 465) or `none` "
+        "(a local relay only)",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login, if any")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password, if any")
+    smtp_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="per-message SMTP timeout"
+    )
+    email_from: str = Field(
+        default="Shared Funnel <funnel@localhost>",
+        min_length=3,
+        max_length=200,
+        description="the From of the email this service sends",
+    )
+
+    @property
+    def smtp(self) -> SmtpServer | None:
+        """Where email is submitted; None: email is not configured."""
+        if self.smtp_host is None:
+            return None
+        return SmtpServer(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            tls=self.smtp_tls,
+            username=self.smtp_username,
+            password=self.smtp_password,
+            timeout_seconds=self.smtp_timeout_seconds,
+        )
 
 
 def http_outcome(status: int) -> Outcome:

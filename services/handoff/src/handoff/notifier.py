@@ -41,7 +41,7 @@ from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from funnel_common.db import is_unavailable
-from funnel_common.delivery import Outcome, SmtpServer, post_json, send_email
+from funnel_common.delivery import Outcome, post_json, send_email
 from funnel_common.retry import Backoff
 from funnel_common.settings import STANDARD_WEBHOOKS_PREFIX
 from funnel_common.telemetry import PlatformMetrics, work_span
@@ -78,18 +78,7 @@ class Notifier:
         self._pool = pool
         self._settings = settings
         self._signer = standard_webhook(settings.webhook_secret)
-        self._smtp = (
-            None
-            if settings.smtp_host is None
-            else SmtpServer(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                tls=settings.smtp_tls,
-                username=settings.smtp_username,
-                password=settings.smtp_password,
-                timeout_seconds=settings.smtp_timeout_seconds,
-            )
-        )
+        self._smtp = settings.smtp
         self._backoff = Backoff(
             first=settings.webhook_backoff_seconds,
             cap=max(settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds),

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from funnel_common.delivery import EmailSettings
 from funnel_common.settings import CommonSettings, require_real_secrets
 from handoff.notifications import Channels
 
 
-class HandoffSettings(BaseSettings):
-    """handoff settings, env prefix ``FUNNEL_HANDOFF_``."""
+class HandoffSettings(EmailSettings, BaseSettings):
+    """handoff settings, env prefix ``FUNNEL_HANDOFF_`` (email: ``EmailSettings``)."""
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_HANDOFF_", extra="ignore")
 
@@ -68,28 +69,6 @@ class HandoffSettings(BaseSettings):
         pattern=r"^https?://[^\s]+$",
         description="where people reach handoff: notifications link to "
         "`<public url>/inbox/handoffs/<id>` (e.g. https://handoff.example.com)",
-    )
-
-    # Email is off until a server is named: no host, no email attempted.
-    smtp_host: str | None = Field(
-        default=None, description="SMTP server for notification emails; unset: no emails"
-    )
-    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
-    smtp_tls: Literal["starttls", "tls", "none"] = Field(
-        default="starttls",
-        description="`starttls` (port 587), `tls` (implicit TLS, port 465) or `none` "
-        "(a local relay only)",
-    )
-    smtp_username: str | None = Field(default=None, description="SMTP login, if any")
-    smtp_password: SecretStr | None = Field(default=None, description="SMTP password, if any")
-    smtp_timeout_seconds: float = Field(
-        default=10.0, gt=0, le=120, description="per-message SMTP timeout"
-    )
-    email_from: str = Field(
-        default="Shared Funnel <funnel@localhost>",
-        min_length=3,
-        max_length=200,
-        description="the From of notification emails",
     )
 
     feedback_export_max_rows: int = Field(

@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from funnel_common.delivery import SmtpServer
+from funnel_common.delivery import EmailSettings
 from funnel_common.settings import CommonSettings, require_real_secrets
 from funnel_common.types import Label
 
@@ -37,8 +37,8 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
-class MetricsSettings(BaseSettings):
-    """metrics settings, env prefix ``FUNNEL_METRICS_``."""
+class MetricsSettings(EmailSettings, BaseSettings):
+    """metrics settings, env prefix ``FUNNEL_METRICS_`` (email: ``EmailSettings``)."""
 
     model_config = SettingsConfigDict(env_prefix="FUNNEL_METRICS_", extra="ignore")
 
@@ -118,28 +118,6 @@ class MetricsSettings(BaseSettings):
         description="where people reach metrics: the review pack links to "
         "`<public url>/review?week=YYYY-Www`",
     )
-    # Email is off until a server is named, as in handoff (the same settings, its prefix).
-    smtp_host: str | None = Field(
-        default=None, description="SMTP server for the review pack's email; unset: no email"
-    )
-    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
-    smtp_tls: Literal["starttls", "tls", "none"] = Field(
-        default="starttls",
-        description="`starttls` (port 587), `tls` (implicit TLS, port 465) or `none` "
-        "(a local relay only)",
-    )
-    smtp_username: str | None = Field(default=None, description="SMTP login, if any")
-    smtp_password: SecretStr | None = Field(default=None, description="SMTP password, if any")
-    smtp_timeout_seconds: float = Field(
-        default=10.0, gt=0, le=120, description="per-message SMTP timeout"
-    )
-    email_from: str = Field(
-        default="Shared Funnel <funnel@localhost>",
-        min_length=3,
-        max_length=200,
-        description="the From of the review pack's email",
-    )
-
     common: CommonSettings = Field(default_factory=CommonSettings)
     _sources: list[str] = PrivateAttr(default_factory=list)
 
@@ -161,20 +139,6 @@ class MetricsSettings(BaseSettings):
         # the service at start-up rather than at its first scrape.
         self._sources = load_sources(self.sources_file)
         return self
-
-    @property
-    def smtp(self) -> SmtpServer | None:
-        """Where the review pack's email is submitted; None: email is not configured."""
-        if self.smtp_host is None:
-            return None
-        return SmtpServer(
-            host=self.smtp_host,
-            port=self.smtp_port,
-            tls=self.smtp_tls,
-            username=self.smtp_username,
-            password=self.smtp_password,
-            timeout_seconds=self.smtp_timeout_seconds,
-        )
 
     @property
     def review_weekday(self) -> int:
