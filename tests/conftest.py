@@ -60,6 +60,21 @@ def require_system_tool(name: str, why: str) -> str:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _funnel_environment_restored() -> Iterator[None]:
+    """Put back every FUNNEL_* variable as it was before the test.
+
+    The in-process ``funnel`` CLI adopts a ``funnel dev`` state file into os.environ
+    (setdefault), and monkeypatch cannot undo what it did not set: one such leak (Tansu's
+    2 s session timeout) once broke every later Apache Kafka consumer of the session."""
+    before = {name: value for name, value in os.environ.items() if name.startswith("FUNNEL_")}
+    yield
+    for name in [name for name in os.environ if name.startswith("FUNNEL_")]:
+        if name not in before:
+            del os.environ[name]
+    os.environ.update(before)
+
+
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
