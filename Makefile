@@ -16,8 +16,11 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set (as on our CI
+# machines) every process would otherwise compile FastAPI, pydantic... from source at
+# each start, about half of a service's start-up.
 sync: $(UV)
-	$(UV) sync --frozen --all-packages --quiet
+	$(UV) sync --frozen --all-packages --quiet --compile-bytecode
 
 run: sync
 	$(UV) run --frozen --no-sync funnel dev
