@@ -16,9 +16,11 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# Bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set (as on our CI
-# machines) every process would otherwise compile FastAPI, pydantic... from source at
-# each start, about half of a service's start-up.
+# Bytecode compiled once at install, and our own modules' cached as Python does by
+# default (__pycache__ is ignored by git and by the image builds): where
+# PYTHONDONTWRITEBYTECODE is set, as on our CI machines, every process compiled FastAPI,
+# pydantic and our code from source at each start, about half of a service's start-up.
+unexport PYTHONDONTWRITEBYTECODE
 sync: $(UV)
 	$(UV) sync --frozen --all-packages --quiet --compile-bytecode
 
