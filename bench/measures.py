@@ -254,7 +254,7 @@ async def _settle(http: aiohttp.ClientSession, platform: DevPlatform) -> None:
     database = await asyncpg.connect(platform.database_url)
     try:
         captured = await database.fetchval(
-            "SELECT count(*) FROM intake.outbox WHERE event_type = 'funnel.lead.captured.v1'"
+            "SELECT count(*) FROM intake.outbox WHERE event_type LIKE 'funnel.lead.captured.%'"
         )
     finally:
         await database.close()
