@@ -16,7 +16,7 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# Bytecode compiled once at install, and our own modules' cached as Python does by
+# Bytecode compiled once at install, and our own modules cached as Python does by
 # default (__pycache__ is ignored by git and by the image builds): where
 # PYTHONDONTWRITEBYTECODE is set, as on our CI machines, every process compiled FastAPI,
 # pydantic and our code from source at each start, about half of a service's start-up.
