@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 class SealBroken(ValueError):
     """Sealed text that this key cannot open: another person's, altered, or not sealed."""
+
+
+log = logging.getLogger(__name__)
 
 
 def _b64(data: bytes) -> str:
@@ -106,6 +110,20 @@ class PersonKey:
     def open_model(self, sealed: str, model: type[ModelT], purpose: Purpose) -> ModelT:
         """A model sealed by :meth:`seal_model`; :class:`SealBroken` if it does not open."""
         return model.model_validate_json(self.open(sealed, purpose))
+
+
+def open_note(note: str | None, key: PersonKey | None) -> str | None:
+    """A rep's stored note opened: None when it cannot be (its person erased, or a seal
+    that does not open with the key); a note from before sealing is returned as it is."""
+    if note is None or not note.startswith(SEALED_PREFIX):
+        return note
+    if key is None:
+        return None
+    try:
+        return key.open(note, "note")
+    except SealBroken:
+        log.warning("a sealed note did not open", extra={"person_id": str(key.person_id)})
+        return None
 
 
 class Keyring:

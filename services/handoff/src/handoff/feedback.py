@@ -24,10 +24,9 @@ from funnel_common.auth import Forbidden, Principal
 from funnel_common.events import RejectionReason
 from funnel_common.http import DomainError
 from funnel_common.periods import BadPeriod, BadWeek, parse_period, parse_week
-from funnel_common.personal import PersonKey
+from funnel_common.personal import PersonKey, open_note
 from funnel_common.spreadsheet import Cell
 from funnel_common.types import Label, UtcDatetime
-from handoff.people import open_note
 
 Outcome = Literal["rejected", "breached", "won", "lost"]
 OUTCOMES: tuple[Outcome, ...] = ("rejected", "breached", "won", "lost")

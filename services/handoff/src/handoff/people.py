@@ -81,20 +81,6 @@ def open_profile(profile: dict[str, Any], key: PersonKey | None) -> dict[str, An
     return {**opened, **data.model_dump(exclude_none=True, exclude_defaults=True)}
 
 
-def open_note(note: str | None, key: PersonKey | None) -> str | None:
-    """A decision's note opened (None when it cannot be: the person was erased). A note
-    stored before notes were sealed is returned as it is."""
-    if note is None or not note.startswith(personal.SEALED_PREFIX):
-        return note
-    if key is None:
-        return None
-    try:
-        return key.open(note, "note")
-    except SealBroken:
-        log.warning("a sealed note did not open", extra={"person_id": str(key.person_id)})
-        return None
-
-
 async def opened(
     connection: asyncpg.Connection, ring: Keyring, handoffs: Sequence[Handoff]
 ) -> list[Handoff]:
@@ -111,7 +97,7 @@ def _opened_decision(
 ) -> DecisionRecord | None:
     if decision is None:
         return None
-    return replace(decision, note=open_note(decision.note, key))
+    return replace(decision, note=personal.open_note(decision.note, key))
 
 
 async def opened_items(
@@ -161,7 +147,7 @@ async def export(connection: asyncpg.Connection, ring: Keyring, lead_id: UUID) -
                 decided_by=decision.decided_by,
                 outcome=decision.outcome,
                 reason=decision.reason,
-                note=open_note(decision.note, key),
+                note=personal.open_note(decision.note, key),
                 decided_at=decision.decided_at,
             )
             for decision in decisions

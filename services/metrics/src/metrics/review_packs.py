@@ -4,19 +4,15 @@ due, and by the page (``review_pages.py``) for a week not sent yet."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 import asyncpg
 
 from funnel_common import personal
 from funnel_common.periods import Week, parse_period, period_of_instant
-from funnel_common.personal import PersonKey, SealBroken
 from metrics import campaigns, report, review, review_store, store
 from metrics.review import ReviewPack
 from metrics.settings import MetricsSettings
-
-log = logging.getLogger(__name__)
 
 
 async def prepare(
@@ -70,21 +66,7 @@ async def notes_for(
     keys = await personal.load_keys(connection, ring, [example.lead_id for example in found])
     notes: dict[str, list[str]] = {}
     for example in found:
-        note = open_note(example.note, keys.get(example.lead_id))
+        note = personal.open_note(example.note, keys.get(example.lead_id))
         if note is not None:
             notes.setdefault(example.reason, []).append(note)
     return notes
-
-
-def open_note(note: str, key: PersonKey | None) -> str | None:
-    """A stored note opened: None when it cannot be (its person erased meanwhile, or a
-    seal that does not open with the key); a ``.v1`` note, from before sealing, as it is."""
-    if not note.startswith(personal.SEALED_PREFIX):
-        return note
-    if key is None:
-        return None
-    try:
-        return key.open(note, "note")
-    except SealBroken:
-        log.warning("a sealed note did not open", extra={"person_id": str(key.person_id)})
-        return None
